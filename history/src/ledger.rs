@@ -1,0 +1,124 @@
+//! Replica ledger events (`ledger.jsonl`), one JSON object per line, appended as they happen.
+//!
+//! The checker audits speculation and rollback from these: what each replica executed at which
+//! sequence number, under which view, with which results and state digest afterwards.
+//!
+//! # Digests
+//!
+//! - `batch_digest` = SHA-256 over `"ordeal/batch/v1"`, the request count (u64 LE) and, per
+//!   request, the SHA-256 of its signed body.
+//! - `block_hash` chains the ledger: SHA-256 over `"ordeal/block/v1"`, seq (u64 LE),
+//!   `batch_digest` and the previous block's hash (genesis: see the replica's `Ledger`).
+//!   It deliberately leaves out the view and the certificate, which honest replicas may hold in
+//!   different but equally valid forms, so equal block hashes at k mean equal batches at 1..=k.
+//! - `state_digest` is the replica's digest of its whole store and at-most-once table after the
+//!   slot, as documented on the replica's state machine; the checker recomputes it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::kv::{OpResult, Operation};
+
+/// One ledger event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum LedgerEvent {
+    /// A batch was executed (speculatively) at a sequence number.
+    Execute(ExecuteEvent),
+    /// Executions above a sequence number were undone.
+    Rollback(RollbackEvent),
+    /// A checkpoint was taken or became stable.
+    Checkpoint(CheckpointEvent),
+    /// The replica entered a view.
+    ViewEntered(ViewEvent),
+}
+
+impl LedgerEvent {
+    /// The time of the event, in nanoseconds on the recording replica's clock.
+    pub fn time(&self) -> u64 {
+        match self {
+            LedgerEvent::Execute(event) => event.time,
+            LedgerEvent::Rollback(event) => event.time,
+            LedgerEvent::Checkpoint(event) => event.time,
+            LedgerEvent::ViewEntered(event) => event.time,
+        }
+    }
+}
+
+/// A batch executed at `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecuteEvent {
+    /// Nanoseconds (replica clock).
+    pub time: u64,
+    /// The executing replica.
+    pub replica: u32,
+    /// The view of the certificate the batch executed under.
+    pub view: u64,
+    /// The sequence number.
+    pub seq: u64,
+    /// The digest of the batch.
+    pub batch_digest: Digest,
+    /// The ledger's hash-chain value after this block.
+    pub block_hash: Digest,
+    /// Every request of the batch in order, with its result (or why it was skipped).
+    pub requests: Vec<ExecutedRequest>,
+    /// The state digest after the slot.
+    pub state_digest: Digest,
+}
+
+/// One request of an executed batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutedRequest {
+    /// The client that signed it.
+    pub client: u32,
+    /// The client's request id.
+    pub request: u64,
+    /// The operation.
+    pub op: Operation,
+    /// The result; `None` when the request was skipped because the at-most-once table showed it
+    /// (or a later request of the same client) already executed.
+    pub result: Option<OpResult>,
+    /// The client's ed25519 signature over the request body, hex.
+    pub signature: String,
+}
+
+/// Executions at `to_seq + 1 ..= from_seq` were undone, highest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackEvent {
+    /// Nanoseconds (replica clock).
+    pub time: u64,
+    /// The rolling-back replica.
+    pub replica: u32,
+    /// The highest sequence number undone.
+    pub from_seq: u64,
+    /// The sequence number that is executed last after the rollback.
+    pub to_seq: u64,
+    /// The state digest after the rollback (that of `to_seq`).
+    pub state_digest: Digest,
+}
+
+/// A checkpoint at `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointEvent {
+    /// Nanoseconds (replica clock).
+    pub time: u64,
+    /// The replica.
+    pub replica: u32,
+    /// The checkpointed sequence number.
+    pub seq: u64,
+    /// The state digest at `seq`.
+    pub state_digest: Digest,
+    /// True once nf matching checkpoint messages made it stable.
+    pub stable: bool,
+}
+
+/// The replica entered `view`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewEvent {
+    /// Nanoseconds (replica clock).
+    pub time: u64,
+    /// The replica.
+    pub replica: u32,
+    /// The view entered.
+    pub view: u64,
+}

@@ -1,0 +1,37 @@
+//! Record formats shared by every Ordeal crate.
+//!
+//! This crate holds *formats*, not logic: the types that are written to and read from a run's
+//! store, so that the harness that records a run and the checker that judges it agree on what a
+//! line of `history.jsonl` or `ledger.jsonl` means without sharing any protocol code.
+//!
+//! # Layout
+//!
+//! - [`op`]: one event of a Jepsen-style history (`history.jsonl`): client invocations and
+//!   completions, nemesis events, and the proof an `ok` carries.
+//! - [`kv`]: the key-value store's operations and results, as clients issue them and as replica
+//!   ledgers record them.
+//! - [`ledger`]: replica ledger events (`ledger.jsonl`): execute, rollback, checkpoint, view entered.
+//! - [`digest`]: the 32-byte digest type used for batch digests, block hashes and state digests.
+//! - [`verdict`]: `valid` / `invalid` / `unknown` and how verdicts merge.
+//!
+//! What this crate is not: it does not validate histories (the checker does), and it does not
+//! know how replicas compute digests (the formats are documented on the fields).
+
+#![warn(missing_docs, unreachable_pub)]
+
+pub mod digest;
+pub mod kv;
+pub mod ledger;
+pub mod op;
+pub mod verdict;
+
+pub use digest::Digest;
+pub use kv::{OpResult, Operation};
+pub use ledger::{
+    CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent, RollbackEvent, ViewEvent,
+};
+pub use op::{Op, OpKind, Process, Proof};
+pub use verdict::Verdict;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,152 @@
+//! Cluster configuration: sizes, quorums, batching and the window, with their limits.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::types::{ReplicaId, View};
+
+/// The most replicas a cluster may have (ids are `u8`).
+pub const REPLICA_COUNT_MAX: u8 = 128;
+/// The most clients a cluster may have.
+pub const CLIENT_COUNT_MAX: u32 = 1 << 20;
+/// The largest batch a primary may propose.
+pub const BATCH_SIZE_MAX: u32 = 1000;
+/// The largest log (range of slots a replica accepts messages for).
+pub const LOG_SIZE_MAX: u64 = 4096;
+/// The largest request queue at a primary.
+pub const REQUEST_QUEUE_MAX: u32 = 100_000;
+/// The longest key, in bytes.
+pub const KEY_LENGTH_MAX: usize = 32;
+/// The most keys one `read-all` may name.
+pub const READ_ALL_KEYS_MAX: usize = 16;
+/// The largest encoded request body, in bytes.
+pub const REQUEST_SIZE_MAX: usize = 1024;
+/// The largest encoded replica-to-replica message: a full batch plus framing.
+pub const MESSAGE_SIZE_MAX: usize = BATCH_SIZE_MAX as usize * (REQUEST_SIZE_MAX + 64) + 4096;
+
+const _: () = assert!(READ_ALL_KEYS_MAX * (KEY_LENGTH_MAX + 8) + 64 <= REQUEST_SIZE_MAX);
+const _: () = assert!(MESSAGE_SIZE_MAX <= 2 * 1024 * 1024);
+
+/// The protocol a cluster runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// PoE with threshold signatures: linear SUPPORT/CERTIFY through the primary (§3.1).
+    PoeTs,
+    /// PoE with MACs: all-to-all signed SUPPORTs (§3.2).
+    PoeMac,
+}
+
+impl Protocol {
+    /// The command-line name (`poe-ts`, `poe-mac`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::PoeTs => "poe-ts",
+            Protocol::PoeMac => "poe-mac",
+        }
+    }
+}
+
+/// The configuration every node of a cluster shares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// n, the number of replicas.
+    pub replica_count: u8,
+    /// The number of client identities.
+    pub client_count: u32,
+    /// PoE-TS or PoE-MAC.
+    pub protocol: Protocol,
+    /// The most requests in one proposal (ResilientDB's default is 100).
+    pub batch_size_max: u32,
+    /// How long the primary waits for a batch to fill before proposing what it has.
+    pub batch_timeout: Duration,
+    /// The most slots the primary has proposed but not yet executed (in-flight window).
+    pub window: u64,
+    /// How far beyond its last executed slot a replica accepts protocol messages. At least
+    /// `window`, so that a replica slightly behind the primary still accepts its proposals.
+    pub log_size: u64,
+    /// The most requests the primary queues before refusing new ones.
+    pub request_queue_max: u32,
+    /// The most requests of one client that the primary holds at once (queued or in flight), so
+    /// one client cannot crowd out the others.
+    pub client_pending_max: u32,
+    /// How long a client waits for nf matching INFORMs before re-sending its request to every
+    /// replica; doubles on every retry up to 8 times this.
+    pub client_retry_timeout: Duration,
+}
+
+/// A configuration value is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid config: {field} = {value} ({rule})")]
+pub struct ConfigError {
+    /// The field.
+    pub field: &'static str,
+    /// Its value.
+    pub value: u64,
+    /// The rule it breaks.
+    pub rule: &'static str,
+}
+
+impl Config {
+    /// A configuration with Ordeal's defaults for `replica_count` replicas and `client_count`
+    /// clients.
+    pub fn new(protocol: Protocol, replica_count: u8, client_count: u32) -> Config {
+        Config {
+            replica_count,
+            client_count,
+            protocol,
+            batch_size_max: 100,
+            batch_timeout: Duration::from_millis(1),
+            window: 32,
+            log_size: 256,
+            request_queue_max: 10_000,
+            client_pending_max: 4,
+            client_retry_timeout: Duration::from_millis(500),
+        }
+    }
+
+    /// f, the largest number of Byzantine replicas tolerated: the largest f with n > 3f.
+    pub fn f(&self) -> usize {
+        (usize::from(self.replica_count).max(1) - 1) / 3
+    }
+
+    /// nf = n − f: the size of every quorum (certificates, client proofs). Not 2f + 1: the two
+    /// differ when n ≠ 3f + 1, and only nf keeps two quorums intersecting in f + 1 replicas.
+    pub fn nf(&self) -> usize {
+        usize::from(self.replica_count) - self.f()
+    }
+
+    /// The primary of `view`.
+    pub fn primary(&self, view: View) -> ReplicaId {
+        view.primary(self.replica_count)
+    }
+
+    /// Checks every field against its limits.
+    ///
+    /// # Errors
+    ///
+    /// The first field out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let check = |field, value: u64, ok: bool, rule| {
+            if ok { Ok(()) } else { Err(ConfigError { field, value, rule }) }
+        };
+        let n = self.replica_count;
+        check("replica_count", n.into(), (1..=REPLICA_COUNT_MAX).contains(&n), "1 ..= 128")?;
+        let clients = self.client_count;
+        check("client_count", clients.into(), clients <= CLIENT_COUNT_MAX, "<= 2^20")?;
+        let batch = self.batch_size_max;
+        check("batch_size_max", batch.into(), (1..=BATCH_SIZE_MAX).contains(&batch), "1 ..= 1000")?;
+        check("window", self.window, self.window >= 1, ">= 1")?;
+        check("log_size", self.log_size, self.log_size >= self.window, ">= window")?;
+        check("log_size", self.log_size, self.log_size <= LOG_SIZE_MAX, "<= 4096")?;
+        let queue = self.request_queue_max;
+        check("request_queue_max", queue.into(), queue >= batch, ">= batch_size_max")?;
+        check("request_queue_max", queue.into(), queue <= REQUEST_QUEUE_MAX, "<= 100000")?;
+        let pending = self.client_pending_max;
+        check("client_pending_max", pending.into(), pending >= 1, ">= 1")?;
+        let retry = self.client_retry_timeout;
+        check("client_retry_timeout", retry.as_millis() as u64, !retry.is_zero(), "> 0")?;
+        Ok(())
+    }
+}

@@ -1,0 +1,346 @@
+//! Why the core rejected an input, and the counters it keeps.
+//!
+//! Byzantine or malformed input is an operating condition, not a bug: every rejection is a
+//! typed [`Rejection`] returned to the caller and counted in [`Counters::rejected`] under its
+//! [`Rejection::kind`]. The core never panics on input.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::types::{ClientId, Digest, ReplicaId, RequestId, Seq, View};
+
+/// Why an input was rejected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    /// The sender id is not a replica of this cluster.
+    #[error("unknown replica {from}")]
+    UnknownReplica {
+        /// The claimed sender.
+        from: ReplicaId,
+    },
+    /// A message claims to come from the receiver itself.
+    #[error("message from self")]
+    FromSelf,
+    /// The payload exceeds the largest message.
+    #[error("message of {size} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// The MAC does not verify with the key shared with the claimed sender.
+    #[error("invalid mac from {from}")]
+    InvalidMac {
+        /// The claimed sender.
+        from: ReplicaId,
+    },
+    /// The payload does not decode as a message.
+    #[error("malformed message: {reason}")]
+    Malformed {
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// A request breaks a shape rule.
+    #[error("malformed request {request} of client {client}: {reason}")]
+    MalformedRequest {
+        /// The client.
+        client: ClientId,
+        /// The request id.
+        request: RequestId,
+        /// The rule broken.
+        reason: &'static str,
+    },
+    /// The client id is not a client of this cluster.
+    #[error("unknown client {client}")]
+    UnknownClient {
+        /// The client.
+        client: ClientId,
+    },
+    /// A client signature does not verify.
+    #[error("invalid signature on request {request} of client {client}")]
+    InvalidClientSignature {
+        /// The client.
+        client: ClientId,
+        /// The request id.
+        request: RequestId,
+    },
+    /// A message only the primary of its view may send came from another replica.
+    #[error("{message} from {from}, but the primary of view {view} is {primary}")]
+    NotFromPrimary {
+        /// The message kind.
+        message: &'static str,
+        /// The sender.
+        from: ReplicaId,
+        /// The view's primary.
+        primary: ReplicaId,
+        /// The view.
+        view: View,
+    },
+    /// A message only the primary handles reached a backup.
+    #[error("{message} sent to a backup")]
+    NotPrimary {
+        /// The message kind.
+        message: &'static str,
+    },
+    /// The message is for another view than the current one.
+    #[error("{message} for view {view}, current view is {current}")]
+    WrongView {
+        /// The message kind.
+        message: &'static str,
+        /// Its view.
+        view: View,
+        /// The receiver's view.
+        current: View,
+    },
+    /// The sequence number lies beyond the accepted range.
+    #[error("seq {seq} outside the window ({low}, {high}]")]
+    OutsideWindow {
+        /// The sequence number.
+        seq: Seq,
+        /// The exclusive lower bound.
+        low: Seq,
+        /// The inclusive upper bound.
+        high: Seq,
+    },
+    /// A proposal for a slot that is already executed.
+    #[error("proposal for seq {seq}, already executed up to {last_executed}")]
+    AlreadyExecuted {
+        /// The sequence number.
+        seq: Seq,
+        /// The last executed slot.
+        last_executed: Seq,
+    },
+    /// A second, different proposal for a slot (an equivocating primary).
+    #[error("conflicting proposal for view {view} seq {seq}")]
+    ConflictingProposal {
+        /// The view.
+        view: View,
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// The same proposal again.
+    #[error("duplicate proposal for view {view} seq {seq}")]
+    DuplicateProposal {
+        /// The view.
+        view: View,
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A proposal with no requests.
+    #[error("empty batch")]
+    EmptyBatch,
+    /// A proposal with more requests than a batch may hold.
+    #[error("batch of {size} requests exceeds the maximum of {max}")]
+    BatchTooLarge {
+        /// Its size.
+        size: usize,
+        /// The maximum.
+        max: usize,
+    },
+    /// A proposal that holds one request twice.
+    #[error("request {request} of client {client} appears twice in one batch")]
+    DuplicateRequestInBatch {
+        /// The client.
+        client: ClientId,
+        /// The request id.
+        request: RequestId,
+    },
+    /// A vote for another digest than the accepted proposal's; it does not count.
+    #[error(
+        "vote from {from} for seq {seq} names digest {actual:?}, the proposal's is {expected:?}"
+    )]
+    DigestMismatch {
+        /// The voter.
+        from: ReplicaId,
+        /// The sequence number.
+        seq: Seq,
+        /// The accepted proposal's digest.
+        expected: Digest,
+        /// The vote's digest.
+        actual: Digest,
+    },
+    /// The same vote again; it counts once.
+    #[error("duplicate vote from {from} for seq {seq}")]
+    DuplicateVote {
+        /// The voter.
+        from: ReplicaId,
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A second, different vote from one replica for one slot.
+    #[error("conflicting vote from {from} for seq {seq}")]
+    ConflictingVote {
+        /// The voter.
+        from: ReplicaId,
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A SUPPORT names another replica than its sender.
+    #[error("support from {from} claims to be from {claimed}")]
+    SupportSenderMismatch {
+        /// The sender.
+        from: ReplicaId,
+        /// The replica named in the support.
+        claimed: ReplicaId,
+    },
+    /// A SUPPORT carries the other variant's proof, or a CERTIFY reached a PoE-MAC replica.
+    #[error("{message} does not belong to protocol {protocol}")]
+    WrongProtocol {
+        /// The message kind.
+        message: &'static str,
+        /// The receiver's protocol.
+        protocol: &'static str,
+    },
+    /// A signed SUPPORT whose signature does not verify.
+    #[error("invalid support signature from {from} for seq {seq}")]
+    InvalidSupportSignature {
+        /// The voter.
+        from: ReplicaId,
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A threshold share that failed verification when the primary's optimistic combination
+    /// failed; it was dropped.
+    #[error("invalid threshold share from {from} for seq {seq}")]
+    InvalidShare {
+        /// The voter.
+        from: ReplicaId,
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A CERTIFY whose threshold signature does not verify.
+    #[error("invalid certificate for seq {seq}")]
+    InvalidCertificate {
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A SUPPORT reached the primary for a slot it never proposed.
+    #[error("support for seq {seq}, which this primary has not proposed")]
+    UnknownSlot {
+        /// The sequence number.
+        seq: Seq,
+    },
+    /// A request older than the client's last executed one.
+    #[error("request {request} of client {client} is older than its last executed {last}")]
+    StaleRequest {
+        /// The client.
+        client: ClientId,
+        /// The request id.
+        request: RequestId,
+        /// The client's last executed request.
+        last: RequestId,
+    },
+    /// The request is already queued or in flight at this primary.
+    #[error("request {request} of client {client} is already pending")]
+    RequestPending {
+        /// The client.
+        client: ClientId,
+        /// The request id.
+        request: RequestId,
+    },
+    /// The primary's request queue is full.
+    #[error("request queue full ({max} requests)")]
+    QueueFull {
+        /// The queue's capacity.
+        max: usize,
+    },
+    /// The client already has the most requests pending that one client may have.
+    #[error("client {client} already has {max} requests pending")]
+    ClientPendingLimit {
+        /// The client.
+        client: ClientId,
+        /// The limit.
+        max: u32,
+    },
+}
+
+impl Rejection {
+    /// A stable snake_case name for counters and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Rejection::UnknownReplica { .. } => "unknown_replica",
+            Rejection::FromSelf => "from_self",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::InvalidMac { .. } => "invalid_mac",
+            Rejection::Malformed { .. } => "malformed",
+            Rejection::MalformedRequest { .. } => "malformed_request",
+            Rejection::UnknownClient { .. } => "unknown_client",
+            Rejection::InvalidClientSignature { .. } => "invalid_client_signature",
+            Rejection::NotFromPrimary { .. } => "not_from_primary",
+            Rejection::NotPrimary { .. } => "not_primary",
+            Rejection::WrongView { .. } => "wrong_view",
+            Rejection::OutsideWindow { .. } => "outside_window",
+            Rejection::AlreadyExecuted { .. } => "already_executed",
+            Rejection::ConflictingProposal { .. } => "conflicting_proposal",
+            Rejection::DuplicateProposal { .. } => "duplicate_proposal",
+            Rejection::EmptyBatch => "empty_batch",
+            Rejection::BatchTooLarge { .. } => "batch_too_large",
+            Rejection::DuplicateRequestInBatch { .. } => "duplicate_request_in_batch",
+            Rejection::DigestMismatch { .. } => "digest_mismatch",
+            Rejection::DuplicateVote { .. } => "duplicate_vote",
+            Rejection::ConflictingVote { .. } => "conflicting_vote",
+            Rejection::SupportSenderMismatch { .. } => "support_sender_mismatch",
+            Rejection::WrongProtocol { .. } => "wrong_protocol",
+            Rejection::InvalidSupportSignature { .. } => "invalid_support_signature",
+            Rejection::InvalidShare { .. } => "invalid_share",
+            Rejection::InvalidCertificate { .. } => "invalid_certificate",
+            Rejection::UnknownSlot { .. } => "unknown_slot",
+            Rejection::StaleRequest { .. } => "stale_request",
+            Rejection::RequestPending { .. } => "request_pending",
+            Rejection::QueueFull { .. } => "queue_full",
+            Rejection::ClientPendingLimit { .. } => "client_pending_limit",
+        }
+    }
+}
+
+/// What a replica has done and refused, for status reports and tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counters {
+    /// Replica-to-replica messages handed to the core.
+    pub messages_received: u64,
+    /// Client requests handed to the core.
+    pub requests_received: u64,
+    /// Requests passed on to the primary.
+    pub requests_forwarded: u64,
+    /// Proposals this replica made as primary.
+    pub proposals_sent: u64,
+    /// Proposals accepted (and supported) from a primary.
+    pub proposals_accepted: u64,
+    /// Threshold certificates this replica combined as primary.
+    pub certificates_formed: u64,
+    /// Signature shares found invalid when a combination failed.
+    pub invalid_shares: u64,
+    /// Slots view-committed.
+    pub slots_committed: u64,
+    /// Slots view-committed while an earlier slot was still uncommitted (agreement out of order).
+    pub slots_committed_out_of_order: u64,
+    /// Slots executed.
+    pub slots_executed: u64,
+    /// Requests executed.
+    pub requests_executed: u64,
+    /// Requests in executed batches skipped by the at-most-once table.
+    pub requests_skipped: u64,
+    /// INFORMs sent on execution.
+    pub informs_sent: u64,
+    /// Cached INFORMs re-sent for a retransmitted request.
+    pub informs_resent: u64,
+    /// Votes that arrived for a slot already executed (benign, ignored).
+    pub votes_late: u64,
+    /// Rejected inputs by [`Rejection::kind`].
+    pub rejected: BTreeMap<&'static str, u64>,
+}
+
+impl Counters {
+    /// Counts a rejection and returns it, so call sites can `return Err(counters.reject(..))`.
+    pub fn reject(&mut self, rejection: Rejection) -> Rejection {
+        *self.rejected.entry(rejection.kind()).or_default() += 1;
+        rejection
+    }
+
+    /// How many rejections of `kind` were counted.
+    pub fn rejected(&self, kind: &str) -> u64 {
+        self.rejected.get(kind).copied().unwrap_or(0)
+    }
+}

@@ -1,0 +1,332 @@
+//! Protocol messages, their canonical encoding, and the digests and signing bytes derived from
+//! them.
+//!
+//! Replica-to-replica messages travel as an [`Envelope`]: the postcard encoding of a
+//! [`Message`] plus an HMAC-SHA256 tag over (sender, receiver, SHA-256 of the payload) with the
+//! pair's key. The core encodes once per broadcast, MACs once per receiver, and decodes only after
+//! the MAC verified, so a forged or corrupted frame costs one hash and one HMAC.
+//!
+//! Client requests are signed (ed25519) because every replica must check them; INFORMs carry a
+//! MAC for their one client.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use history::{OpResult, Operation};
+use serde::{Deserialize, Serialize};
+
+use super::config::{KEY_LENGTH_MAX, MESSAGE_SIZE_MAX, READ_ALL_KEYS_MAX, REQUEST_SIZE_MAX};
+use super::error::Rejection;
+use super::types::{ClientId, Digest, ReplicaId, RequestId, Seq, View};
+use crate::crypto::ed25519::{PublicKey, Signature, SigningKey};
+use crate::crypto::hash::{Hasher, sha256};
+use crate::crypto::mac::{Mac, MacKey};
+use crate::crypto::threshold::BlsSignature;
+
+/// What a client asks for: signed by the client.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RequestBody {
+    /// The client.
+    pub client: ClientId,
+    /// The client's request id (strictly increasing per client, from 1).
+    pub request: RequestId,
+    /// The operation.
+    pub op: Operation,
+}
+
+impl RequestBody {
+    /// The bytes the client signs: a domain tag and the postcard encoding of the body.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        let mut bytes = b"ordeal/request/v1".to_vec();
+        bytes.extend_from_slice(&encode(self));
+        bytes
+    }
+
+    /// Checks the body's shape: a request id of at least 1, keys no longer than
+    /// [`KEY_LENGTH_MAX`], between 1 and [`READ_ALL_KEYS_MAX`] keys in a `read-all`, an encoding
+    /// no larger than [`REQUEST_SIZE_MAX`]. The client id is checked by the receiver, which knows
+    /// the cluster.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::MalformedRequest`] naming the rule broken.
+    pub fn validate(&self) -> Result<(), Rejection> {
+        let malformed = |reason| Rejection::MalformedRequest {
+            client: self.client,
+            request: self.request,
+            reason,
+        };
+        if self.request.0 == 0 {
+            return Err(malformed("request id 0"));
+        }
+        if self.op.keys().iter().any(|key| key.len() > KEY_LENGTH_MAX) {
+            return Err(malformed("key longer than 32 bytes"));
+        }
+        if let Operation::ReadAll { keys } = &self.op
+            && !(1..=READ_ALL_KEYS_MAX).contains(&keys.len())
+        {
+            return Err(malformed("read-all must name 1 to 16 keys"));
+        }
+        if encode(self).len() > REQUEST_SIZE_MAX {
+            return Err(malformed("request larger than 1024 bytes"));
+        }
+        Ok(())
+    }
+}
+
+/// A request with its client's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SignedRequest {
+    /// The request.
+    pub body: RequestBody,
+    /// The client's ed25519 signature over [`RequestBody::signing_bytes`].
+    pub signature: Signature,
+}
+
+impl SignedRequest {
+    /// Signs `body` with the client's key.
+    pub fn sign(body: RequestBody, key: &SigningKey) -> SignedRequest {
+        let signature = key.sign(&body.signing_bytes());
+        SignedRequest { body, signature }
+    }
+
+    /// Verifies the signature against the client's public key.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::InvalidClientSignature`].
+    pub fn verify(&self, key: &PublicKey) -> Result<(), Rejection> {
+        key.verify(&self.body.signing_bytes(), &self.signature).map_err(|_| {
+            Rejection::InvalidClientSignature {
+                client: self.body.client,
+                request: self.body.request,
+            }
+        })
+    }
+
+    /// The digest of the request body (the signature is not part of it: a batch is the same
+    /// batch whichever valid signature bytes carried it).
+    pub fn digest(&self) -> Digest {
+        Hasher::new(b"ordeal/request/v1").bytes(&encode(&self.body)).finish()
+    }
+}
+
+/// The digest of a batch: its length and its requests' digests, in order.
+pub fn batch_digest(batch: &[SignedRequest]) -> Digest {
+    let mut hasher = Hasher::new(b"ordeal/batch/v1").u64(batch.len() as u64);
+    for request in batch {
+        hasher = hasher.digest(&request.digest());
+    }
+    hasher.finish()
+}
+
+/// h = D(batch, v, k): the digest a SUPPORT and a certificate are over. It binds the view and
+/// the sequence number, so a certificate can be replayed in no other slot or view (§2).
+pub fn proposal_digest(view: View, seq: Seq, batch_digest: &Digest) -> Digest {
+    Hasher::new(b"ordeal/proposal/v1").u64(view.0).u64(seq.0).digest(batch_digest).finish()
+}
+
+/// The bytes a SUPPORT's signature or threshold share is over.
+pub fn support_signing_bytes(digest: &Digest) -> Vec<u8> {
+    let mut bytes = b"ordeal/support/v1".to_vec();
+    bytes.extend_from_slice(&digest.0);
+    bytes
+}
+
+/// A replica-to-replica message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// PROPOSE(v, k, batch), primary → all.
+    Propose(Propose),
+    /// SUPPORT(v, k, h): TS → primary with a share; MAC → all, signed.
+    Support(Support),
+    /// CERTIFY(v, k, h, ⟨h⟩), primary → all (TS only).
+    Certify(Certify),
+    /// A client request a backup passes on to the primary (the client timed out and
+    /// broadcast it).
+    Forward(SignedRequest),
+}
+
+impl Message {
+    /// The message's name, for logs and counters.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::Propose(_) => "propose",
+            Message::Support(_) => "support",
+            Message::Certify(_) => "certify",
+            Message::Forward(_) => "forward",
+        }
+    }
+}
+
+/// PROPOSE(v, k, batch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Propose {
+    /// The view.
+    pub view: View,
+    /// The sequence number.
+    pub seq: Seq,
+    /// The requests, in execution order.
+    pub batch: Arc<[SignedRequest]>,
+}
+
+/// SUPPORT(v, k, h) from `replica`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Support {
+    /// The view.
+    pub view: View,
+    /// The sequence number.
+    pub seq: Seq,
+    /// h, the proposal digest supported.
+    pub digest: Digest,
+    /// The supporting replica (must be the sender).
+    pub replica: ReplicaId,
+    /// The threshold share (PoE-TS) or ed25519 signature (PoE-MAC) over
+    /// [`support_signing_bytes`]`(h)`.
+    pub proof: SupportProof,
+}
+
+/// What makes a SUPPORT count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SupportProof {
+    /// PoE-TS: a BLS threshold signature share.
+    Share(BlsSignature),
+    /// PoE-MAC: an ed25519 signature, so nf of them form transferable evidence.
+    Signature(Signature),
+}
+
+/// CERTIFY(v, k, h, ⟨h⟩).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certify {
+    /// The view.
+    pub view: View,
+    /// The sequence number.
+    pub seq: Seq,
+    /// h.
+    pub digest: Digest,
+    /// The group signature on h, combined from nf shares.
+    pub signature: BlsSignature,
+}
+
+/// An encoded [`Message`] and its MAC for one receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The postcard encoding of the message (shared between the receivers of a broadcast).
+    pub payload: Bytes,
+    /// HMAC-SHA256 over (sender, receiver, SHA-256(payload)) with the pair's key.
+    pub mac: Mac,
+}
+
+impl Envelope {
+    /// Encodes and seals one message for one receiver (broadcasts encode once and call
+    /// [`Envelope::seal`] per receiver instead).
+    pub fn new(message: &Message, key: &MacKey, from: ReplicaId, to: ReplicaId) -> Envelope {
+        let payload = Bytes::from(encode(message));
+        let digest = sha256(&payload);
+        Envelope::seal(payload, &digest, key, from, to)
+    }
+
+    /// Seals `payload` (already encoded, with SHA-256 `payload_digest`) for `to`.
+    pub fn seal(
+        payload: Bytes,
+        payload_digest: &Digest,
+        key: &MacKey,
+        from: ReplicaId,
+        to: ReplicaId,
+    ) -> Envelope {
+        let mac = key.tag(&[&mac_input(payload_digest, from, to)]);
+        Envelope { payload, mac }
+    }
+
+    /// Checks the size and MAC and decodes the message.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::TooLarge`], [`Rejection::InvalidMac`] or [`Rejection::Malformed`].
+    pub fn open(&self, key: &MacKey, from: ReplicaId, to: ReplicaId) -> Result<Message, Rejection> {
+        if self.payload.len() > MESSAGE_SIZE_MAX {
+            return Err(Rejection::TooLarge { size: self.payload.len(), max: MESSAGE_SIZE_MAX });
+        }
+        let digest = sha256(&self.payload);
+        key.verify(&[&mac_input(&digest, from, to)], &self.mac)
+            .map_err(|_| Rejection::InvalidMac { from })?;
+        decode(&self.payload)
+    }
+}
+
+/// The MAC input of an envelope: a domain tag, sender, receiver (so a message cannot be
+/// reflected back or redirected) and the payload's digest.
+fn mac_input(payload_digest: &Digest, from: ReplicaId, to: ReplicaId) -> [u8; 52] {
+    const DOMAIN: &[u8; 18] = b"ordeal/envelope/v1";
+    let mut input = [0u8; 52];
+    input[..18].copy_from_slice(DOMAIN);
+    input[18] = from.0;
+    input[19] = to.0;
+    input[20..].copy_from_slice(&payload_digest.0);
+    input
+}
+
+/// INFORM(v, k, client, request, result) from `replica`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Inform {
+    /// The informing replica.
+    pub replica: ReplicaId,
+    /// The view the slot was certified in.
+    pub view: View,
+    /// The slot.
+    pub seq: Seq,
+    /// The client.
+    pub client: ClientId,
+    /// The request.
+    pub request: RequestId,
+    /// The speculative result.
+    pub result: OpResult,
+}
+
+/// An INFORM with the MAC of the replica–client pair.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthenticatedInform {
+    /// The INFORM.
+    pub inform: Inform,
+    /// HMAC-SHA256 over the INFORM's encoding with the pair's key.
+    pub mac: Mac,
+}
+
+impl AuthenticatedInform {
+    /// MACs `inform` with the replica–client key.
+    pub fn seal(inform: Inform, key: &MacKey) -> AuthenticatedInform {
+        let mac = key.tag(&[b"ordeal/inform/v1", &encode(&inform)]);
+        AuthenticatedInform { inform, mac }
+    }
+
+    /// Verifies the MAC.
+    ///
+    /// # Errors
+    ///
+    /// [`Rejection::InvalidMac`] naming the claimed sender.
+    pub fn verify(&self, key: &MacKey) -> Result<(), Rejection> {
+        key.verify(&[b"ordeal/inform/v1", &encode(&self.inform)], &self.mac)
+            .map_err(|_| Rejection::InvalidMac { from: self.inform.replica })
+    }
+}
+
+/// The canonical (postcard) encoding of a value.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding into a Vec cannot fail for our types: no maps with non-string keys, no
+    // unsupported serde features.
+    postcard::to_allocvec(value).expect("postcard encodes every protocol type")
+}
+
+/// Decodes a [`Message`], rejecting trailing bytes.
+///
+/// # Errors
+///
+/// [`Rejection::Malformed`].
+pub fn decode(bytes: &[u8]) -> Result<Message, Rejection> {
+    let (message, rest) = postcard::take_from_bytes::<Message>(bytes)
+        .map_err(|error| Rejection::Malformed { reason: error.to_string() })?;
+    if !rest.is_empty() {
+        return Err(Rejection::Malformed { reason: format!("{} trailing bytes", rest.len()) });
+    }
+    Ok(message)
+}

@@ -1,0 +1,961 @@
+//! The PoE replica: the normal case of PoE-TS and PoE-MAC as a sans-IO state machine.
+//!
+//! # Inputs and outputs
+//!
+//! Inputs are [`Replica::handle_message`] (an [`Envelope`] from another replica),
+//! [`Replica::handle_request`] (a signed client request) and [`Replica::handle_timeout`]. Each
+//! takes `now`; none blocks, reads a clock or does IO. After any input the caller drains
+//! [`Replica::poll_transmit`] (messages to send), [`Replica::poll_event`] (ledger events to
+//! record) and re-arms its timer at [`Replica::poll_timeout`].
+//!
+//! # The normal case (PROTOCOL §3)
+//!
+//! 1. The primary of view v queues client requests, cuts a batch when it holds
+//!    `batch_size_max` requests or `batch_timeout` after the first one, and broadcasts
+//!    PROPOSE(v, k, batch) for the next k inside its window.
+//! 2. A replica accepts a PROPOSE only from the primary of its current view, for a k inside its
+//!    log, if it accepted no other proposal for (v, k) and every client signature verifies;
+//!    then it supports it (once: [`Safety`]).
+//! 3. PoE-TS: supports (threshold shares) go to the primary, which combines nf of them
+//!    (its own included) into a certificate and broadcasts CERTIFY. PoE-MAC: signed supports
+//!    go to everyone; nf matching ones (own included) view-commit the slot.
+//! 4. View-committed slots execute speculatively in strict sequence order; each request's
+//!    client gets an INFORM. The at-most-once table skips requests that already executed and
+//!    keeps the last reply per client for retransmissions.
+//!
+//! Agreement runs out of order inside the window; execution never does.
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use history::{ExecuteEvent, ExecutedRequest, LedgerEvent, OpResult};
+
+use super::config::{Config, ConfigError, Protocol};
+use super::error::{Counters, Rejection};
+use super::ledger::{Certificate, Ledger, genesis_hash};
+use super::message::{
+    AuthenticatedInform, Certify, Envelope, Inform, Message, Propose, SignedRequest, Support,
+    SupportProof, batch_digest, encode, proposal_digest, support_signing_bytes,
+};
+use super::safety::Safety;
+use super::state_machine::StateMachine;
+use super::types::{ClientId, Digest, ReplicaId, RequestId, Seq, Time, View};
+use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
+use crate::crypto::ed25519::{self, SignedMessage};
+use crate::crypto::hash::sha256;
+use crate::crypto::mac::MacKey;
+
+/// A message for the caller to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transmit {
+    /// To another replica.
+    Replica {
+        /// The receiver.
+        to: ReplicaId,
+        /// The sealed message.
+        envelope: Envelope,
+    },
+    /// To a client.
+    Client {
+        /// The receiver.
+        to: ClientId,
+        /// The INFORM.
+        inform: AuthenticatedInform,
+    },
+}
+
+/// A snapshot of a replica's progress, for status reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// The replica.
+    pub id: ReplicaId,
+    /// Its current view.
+    pub view: View,
+    /// Its last executed slot.
+    pub last_executed: Seq,
+    /// Its state digest after that slot.
+    pub state_digest: Digest,
+    /// Its ledger's head hash.
+    pub ledger_head: Digest,
+    /// Requests queued at this replica as primary.
+    pub queued_requests: usize,
+    /// Slots with protocol state above the last executed one.
+    pub open_slots: usize,
+    /// Its counters.
+    pub counters: Counters,
+}
+
+/// The accepted proposal of a slot.
+#[derive(Debug, Clone)]
+struct Proposal {
+    view: View,
+    digest: Digest,
+    batch_digest: Digest,
+    batch: Arc<[SignedRequest]>,
+}
+
+/// Protocol state of one slot above the last executed one, in the current view.
+#[derive(Debug, Default)]
+struct Slot {
+    proposal: Option<Proposal>,
+    /// The first vote of each replica for this slot; mismatching digests never enter.
+    votes: BTreeMap<ReplicaId, Support>,
+    /// PoE-TS backups: a verified CERTIFY, possibly ahead of its PROPOSE.
+    certify: Option<Certify>,
+    /// Set when the slot is view-committed.
+    certificate: Option<Certificate>,
+}
+
+/// A PoE replica.
+#[derive(Debug)]
+pub struct Replica {
+    id: ReplicaId,
+    config: Config,
+    public: Arc<PublicKeys>,
+    safety: Safety,
+    replica_macs: Vec<MacKey>,
+    client_macs: Vec<MacKey>,
+
+    view: View,
+    /// Primary only: the next slot to propose.
+    next_seq: Seq,
+    /// Primary only: requests waiting for a batch (signatures not yet checked).
+    queue: VecDeque<SignedRequest>,
+    /// Primary only: requests queued or proposed and not yet executed, to refuse duplicates.
+    pending: HashSet<(ClientId, RequestId)>,
+    pending_per_client: HashMap<ClientId, u32>,
+    /// Primary only: when the current partial batch must be proposed.
+    batch_deadline: Option<Time>,
+    slots: BTreeMap<Seq, Slot>,
+
+    state: StateMachine,
+    ledger: Ledger,
+
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<LedgerEvent>,
+    counters: Counters,
+}
+
+impl Replica {
+    /// Replica `secrets.id` of a cluster with `config` and `public` keys, in view 0 with an
+    /// empty ledger.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] when the configuration is invalid or does not match the keys.
+    pub fn new(
+        config: Config,
+        secrets: ReplicaSecrets,
+        public: Arc<PublicKeys>,
+    ) -> Result<Replica, ConfigError> {
+        config.validate()?;
+        let mismatch = |field, value: usize, rule| ConfigError { field, value: value as u64, rule };
+        let n = usize::from(config.replica_count);
+        if public.replicas.len() != n || secrets.replica_macs.len() != n {
+            return Err(mismatch("replica_count", n, "must match the key files"));
+        }
+        if public.clients.len() != config.client_count as usize
+            || secrets.client_macs.len() != config.client_count as usize
+        {
+            return Err(mismatch("client_count", public.clients.len(), "must match the key files"));
+        }
+        if public.threshold.threshold() as usize != config.nf() {
+            let threshold = public.threshold.threshold() as usize;
+            return Err(mismatch("threshold", threshold, "the threshold key must need nf shares"));
+        }
+        if secrets.id as usize >= n {
+            return Err(mismatch("id", secrets.id as usize, "must be below replica_count"));
+        }
+        let id = ReplicaId(secrets.id as u8);
+        let initial_primary = config.primary(View(0));
+        let genesis = genesis_hash(
+            config.replica_count,
+            initial_primary,
+            &public.replicas[initial_primary.index()],
+        );
+        Ok(Replica {
+            id,
+            safety: Safety::new(id, config.protocol, secrets.signing_key, secrets.threshold_share),
+            replica_macs: secrets.replica_macs,
+            client_macs: secrets.client_macs,
+            config,
+            public,
+            view: View(0),
+            next_seq: Seq(1),
+            queue: VecDeque::new(),
+            pending: HashSet::new(),
+            pending_per_client: HashMap::new(),
+            batch_deadline: None,
+            slots: BTreeMap::new(),
+            state: StateMachine::new(),
+            ledger: Ledger::new(genesis),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+        })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inputs.
+
+    /// Handles a message from replica `from` (as identified by the transport).
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] saying why the message was refused; it is also counted. The replica's
+    /// state is unchanged by a rejected message.
+    pub fn handle_message(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        envelope: &Envelope,
+    ) -> Result<(), Rejection> {
+        self.counters.messages_received += 1;
+        let result = self.dispatch_message(now, from, envelope);
+        result.map_err(|rejection| self.counters.reject(rejection))
+    }
+
+    /// Handles a request sent by a client.
+    ///
+    /// # Errors
+    ///
+    /// A [`Rejection`] saying why the request was refused; it is also counted.
+    pub fn handle_request(&mut self, now: Time, request: SignedRequest) -> Result<(), Rejection> {
+        self.counters.requests_received += 1;
+        let result = self.admit_request(now, request, false);
+        result.map_err(|rejection| self.counters.reject(rejection))
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.try_propose(now);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Outputs.
+
+    /// The next message to send.
+    #[must_use]
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    /// The next ledger event to record.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<LedgerEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Replica::handle_timeout`] must be called next, if any timer is armed.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        // The batch timer matters only while the window has room for a proposal; when it is
+        // full, execution (not time) opens it.
+        self.batch_deadline.filter(|_| self.window_has_room())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Getters.
+
+    /// This replica's id.
+    pub fn id(&self) -> ReplicaId {
+        self.id
+    }
+
+    /// The cluster configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The current view.
+    pub fn view(&self) -> View {
+        self.view
+    }
+
+    /// Whether this replica is the primary of its current view.
+    pub fn is_primary(&self) -> bool {
+        self.config.primary(self.view) == self.id
+    }
+
+    /// The last executed slot.
+    pub fn last_executed(&self) -> Seq {
+        self.state.last_seq()
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The state machine.
+    pub fn state(&self) -> &StateMachine {
+        &self.state
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// A status snapshot.
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.id,
+            view: self.view,
+            last_executed: self.last_executed(),
+            state_digest: self.state.digest(),
+            ledger_head: self.ledger.head_hash(),
+            queued_requests: self.queue.len(),
+            open_slots: self.slots.len(),
+            counters: self.counters.clone(),
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Message dispatch.
+
+    fn dispatch_message(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        envelope: &Envelope,
+    ) -> Result<(), Rejection> {
+        if from.0 >= self.config.replica_count {
+            return Err(Rejection::UnknownReplica { from });
+        }
+        if from == self.id {
+            return Err(Rejection::FromSelf);
+        }
+        let message = envelope.open(&self.replica_macs[from.index()], from, self.id)?;
+        match message {
+            Message::Propose(propose) => self.handle_propose(now, from, propose),
+            Message::Support(support) => self.handle_support(now, from, support),
+            Message::Certify(certify) => self.handle_certify(now, from, certify),
+            Message::Forward(request) => self.admit_request(now, request, true),
+        }
+    }
+
+    /// Where a slot stands relative to this replica's log.
+    fn check_log(&self, seq: Seq) -> Result<SlotPosition, Rejection> {
+        let low = self.last_executed();
+        let high = Seq(low.0 + self.config.log_size);
+        if seq <= low {
+            Ok(SlotPosition::Executed)
+        } else if seq > high {
+            Err(Rejection::OutsideWindow { seq, low, high })
+        } else {
+            Ok(SlotPosition::Open)
+        }
+    }
+
+    fn check_view(&self, message: &'static str, view: View) -> Result<(), Rejection> {
+        if view == self.view {
+            Ok(())
+        } else {
+            Err(Rejection::WrongView { message, view, current: self.view })
+        }
+    }
+
+    fn check_from_primary(
+        &self,
+        message: &'static str,
+        from: ReplicaId,
+        view: View,
+    ) -> Result<(), Rejection> {
+        let primary = self.config.primary(view);
+        if from == primary {
+            Ok(())
+        } else {
+            Err(Rejection::NotFromPrimary { message, from, primary, view })
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // PROPOSE.
+
+    fn handle_propose(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        propose: Propose,
+    ) -> Result<(), Rejection> {
+        let Propose { view, seq, batch } = propose;
+        self.check_from_primary("propose", from, view)?;
+        self.check_view("propose", view)?;
+        if self.check_log(seq)? == SlotPosition::Executed {
+            return Err(Rejection::AlreadyExecuted { seq, last_executed: self.last_executed() });
+        }
+        let batch_digest = batch_digest(&batch);
+        let digest = proposal_digest(view, seq, &batch_digest);
+        if let Some(existing) = self.slots.get(&seq).and_then(|slot| slot.proposal.as_ref()) {
+            return Err(if existing.digest == digest {
+                Rejection::DuplicateProposal { view, seq }
+            } else {
+                Rejection::ConflictingProposal { view, seq }
+            });
+        }
+        self.validate_batch(&batch)?;
+        // The safety rules have the last word (a slot whose proposal was dropped could have been
+        // supported before).
+        let support = self
+            .safety
+            .support(view, seq, digest)
+            .map_err(|_| Rejection::ConflictingProposal { view, seq })?;
+        self.counters.proposals_accepted += 1;
+        let proposal = Proposal { view, digest, batch_digest, batch };
+        let slot = self.slots.entry(seq).or_default();
+        slot.proposal = Some(proposal);
+        // Votes and certificates that arrived ahead of the proposal count only if they match it.
+        let mismatched: Vec<ReplicaId> = slot
+            .votes
+            .iter()
+            .filter(|(_, vote)| vote.digest != digest)
+            .map(|(replica, _)| *replica)
+            .collect();
+        for replica in mismatched {
+            let vote = slot.votes.remove(&replica).expect("listed above");
+            let rejection = Rejection::DigestMismatch {
+                from: replica,
+                seq,
+                expected: digest,
+                actual: vote.digest,
+            };
+            self.counters.reject(rejection);
+        }
+        let slot = self.slots.get_mut(&seq).expect("inserted above");
+        if slot.certify.as_ref().is_some_and(|certify| certify.digest != digest) {
+            slot.certify = None;
+        }
+        match self.config.protocol {
+            Protocol::PoeTs => self.send(self.config.primary(view), &Message::Support(support)),
+            Protocol::PoeMac => {
+                slot.votes.insert(self.id, support.clone());
+                self.broadcast(&Message::Support(support));
+            }
+        }
+        self.try_commit(now, seq);
+        Ok(())
+    }
+
+    /// Checks a proposed batch: size, shape of every request, no request twice, known clients,
+    /// and every client signature (batch verification).
+    fn validate_batch(&self, batch: &[SignedRequest]) -> Result<(), Rejection> {
+        if batch.is_empty() {
+            return Err(Rejection::EmptyBatch);
+        }
+        let max = self.config.batch_size_max as usize;
+        if batch.len() > max {
+            return Err(Rejection::BatchTooLarge { size: batch.len(), max });
+        }
+        let mut seen = HashSet::with_capacity(batch.len());
+        for request in batch {
+            let body = &request.body;
+            self.check_client(body.client)?;
+            body.validate()?;
+            if !seen.insert((body.client, body.request)) {
+                return Err(Rejection::DuplicateRequestInBatch {
+                    client: body.client,
+                    request: body.request,
+                });
+            }
+        }
+        match self.verify_signatures(batch).first() {
+            None => Ok(()),
+            Some(&index) => {
+                let body = &batch[index].body;
+                Err(Rejection::InvalidClientSignature {
+                    client: body.client,
+                    request: body.request,
+                })
+            }
+        }
+    }
+
+    /// The positions of the requests whose client signature does not verify (clients must be
+    /// known). One batch verification; one by one only if it fails.
+    fn verify_signatures(&self, batch: &[SignedRequest]) -> Vec<usize> {
+        let signing_bytes: Vec<Vec<u8>> =
+            batch.iter().map(|request| request.body.signing_bytes()).collect();
+        let items: Vec<SignedMessage<'_>> = batch
+            .iter()
+            .zip(&signing_bytes)
+            .map(|(request, bytes)| SignedMessage {
+                key: &self.public.clients[request.body.client.index()],
+                message: bytes,
+                signature: &request.signature,
+            })
+            .collect();
+        if ed25519::verify_batch(&items).is_ok() {
+            Vec::new()
+        } else {
+            ed25519::find_invalid(&items)
+        }
+    }
+
+    fn check_client(&self, client: ClientId) -> Result<(), Rejection> {
+        if client.0 < self.config.client_count {
+            Ok(())
+        } else {
+            Err(Rejection::UnknownClient { client })
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // SUPPORT.
+
+    fn handle_support(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        support: Support,
+    ) -> Result<(), Rejection> {
+        if support.replica != from {
+            return Err(Rejection::SupportSenderMismatch { from, claimed: support.replica });
+        }
+        let protocol = self.config.protocol;
+        match (protocol, &support.proof) {
+            (Protocol::PoeTs, SupportProof::Share(_))
+            | (Protocol::PoeMac, SupportProof::Signature(_)) => {}
+            _ => {
+                return Err(Rejection::WrongProtocol {
+                    message: "support",
+                    protocol: protocol.name(),
+                });
+            }
+        }
+        self.check_view("support", support.view)?;
+        let seq = support.seq;
+        if self.check_log(seq)? == SlotPosition::Executed {
+            self.counters.votes_late += 1;
+            return Ok(());
+        }
+        if protocol == Protocol::PoeTs {
+            if !self.is_primary() {
+                return Err(Rejection::NotPrimary { message: "support" });
+            }
+            if self.slots.get(&seq).is_none_or(|slot| slot.proposal.is_none()) {
+                return Err(Rejection::UnknownSlot { seq });
+            }
+        }
+        let slot = self.slots.get(&seq);
+        if let Some(existing) = slot.and_then(|slot| slot.votes.get(&from)) {
+            return Err(if *existing == support {
+                Rejection::DuplicateVote { from, seq }
+            } else {
+                Rejection::ConflictingVote { from, seq }
+            });
+        }
+        if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
+            && proposal.digest != support.digest
+        {
+            return Err(Rejection::DigestMismatch {
+                from,
+                seq,
+                expected: proposal.digest,
+                actual: support.digest,
+            });
+        }
+        if let SupportProof::Signature(signature) = &support.proof {
+            // Signed supports are view-change evidence later: check them now, not then.
+            let key = &self.public.replicas[from.index()];
+            key.verify(&support_signing_bytes(&support.digest), signature)
+                .map_err(|_| Rejection::InvalidSupportSignature { from, seq })?;
+        }
+        self.slots.entry(seq).or_default().votes.insert(from, support);
+        match protocol {
+            Protocol::PoeTs => self.try_certify(now, seq),
+            Protocol::PoeMac => self.try_commit(now, seq),
+        }
+        Ok(())
+    }
+
+    /// PoE-TS primary: once nf shares for the proposal are in, combine them optimistically,
+    /// drop shares that turn out invalid, and broadcast CERTIFY.
+    fn try_certify(&mut self, now: Time, seq: Seq) {
+        let nf = self.config.nf();
+        let Some(slot) = self.slots.get(&seq) else { return };
+        let Some(proposal) = &slot.proposal else { return };
+        if slot.certificate.is_some() || slot.votes.len() < nf {
+            return;
+        }
+        let (view, digest) = (proposal.view, proposal.digest);
+        let shares: Vec<(u32, _)> = slot
+            .votes
+            .iter()
+            .filter_map(|(replica, vote)| match &vote.proof {
+                SupportProof::Share(share) => Some((u32::from(replica.0), *share)),
+                SupportProof::Signature(_) => None,
+            })
+            .collect();
+        let message = support_signing_bytes(&digest);
+        let combined = self.public.threshold.combine_optimistic(&message, &shares);
+        let slot = self.slots.get_mut(&seq).expect("looked up above");
+        for signer in combined.invalid {
+            let replica = ReplicaId(signer as u8);
+            slot.votes.remove(&replica);
+            self.counters.invalid_shares += 1;
+            self.counters.reject(Rejection::InvalidShare { from: replica, seq });
+        }
+        let Some(signature) = combined.signature else { return };
+        self.counters.certificates_formed += 1;
+        slot.certificate = Some(Certificate::Threshold(signature));
+        self.broadcast(&Message::Certify(Certify { view, seq, digest, signature }));
+        self.after_commit(now, seq);
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // CERTIFY.
+
+    fn handle_certify(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        certify: Certify,
+    ) -> Result<(), Rejection> {
+        if self.config.protocol != Protocol::PoeTs {
+            return Err(Rejection::WrongProtocol {
+                message: "certify",
+                protocol: self.config.protocol.name(),
+            });
+        }
+        self.check_from_primary("certify", from, certify.view)?;
+        self.check_view("certify", certify.view)?;
+        let seq = certify.seq;
+        if self.check_log(seq)? == SlotPosition::Executed {
+            self.counters.votes_late += 1;
+            return Ok(());
+        }
+        let slot = self.slots.get(&seq);
+        if let Some(existing) = slot.and_then(|slot| slot.certify.as_ref()) {
+            return Err(if *existing == certify {
+                Rejection::DuplicateVote { from, seq }
+            } else {
+                Rejection::ConflictingVote { from, seq }
+            });
+        }
+        if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
+            && proposal.digest != certify.digest
+        {
+            return Err(Rejection::DigestMismatch {
+                from,
+                seq,
+                expected: proposal.digest,
+                actual: certify.digest,
+            });
+        }
+        self.public
+            .threshold
+            .verify(&support_signing_bytes(&certify.digest), &certify.signature)
+            .map_err(|_| Rejection::InvalidCertificate { seq })?;
+        self.slots.entry(seq).or_default().certify = Some(certify);
+        self.try_commit(now, seq);
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // View-commit and execution.
+
+    /// View-commits `seq` if its evidence is complete: a verified CERTIFY matching the proposal
+    /// (PoE-TS backups), or nf matching signed supports, own included (PoE-MAC).
+    fn try_commit(&mut self, now: Time, seq: Seq) {
+        let nf = self.config.nf();
+        let Some(slot) = self.slots.get_mut(&seq) else { return };
+        let Some(proposal) = &slot.proposal else { return };
+        if slot.certificate.is_some() {
+            return;
+        }
+        let certificate = match self.config.protocol {
+            Protocol::PoeTs => slot
+                .certify
+                .as_ref()
+                .filter(|certify| certify.digest == proposal.digest)
+                .map(|certify| Certificate::Threshold(certify.signature)),
+            Protocol::PoeMac => {
+                let matching: Vec<Support> = slot
+                    .votes
+                    .values()
+                    .filter(|vote| vote.digest == proposal.digest)
+                    .take(nf)
+                    .cloned()
+                    .collect();
+                (matching.len() == nf).then_some(Certificate::Supports(matching))
+            }
+        };
+        let Some(certificate) = certificate else { return };
+        slot.certificate = Some(certificate);
+        self.after_commit(now, seq);
+    }
+
+    /// Bookkeeping once `seq` is view-committed; executes whatever is now ready.
+    fn after_commit(&mut self, now: Time, seq: Seq) {
+        self.counters.slots_committed += 1;
+        let next = self.last_executed().next();
+        let next_committed = self.slots.get(&next).is_some_and(|slot| slot.certificate.is_some());
+        if seq > next && !next_committed {
+            self.counters.slots_committed_out_of_order += 1;
+        }
+        self.execute_ready(now);
+    }
+
+    /// Executes view-committed slots in strict sequence order, as far as they go.
+    fn execute_ready(&mut self, now: Time) {
+        // Bounded: each iteration removes one slot, and there are at most log_size of them.
+        loop {
+            let seq = self.last_executed().next();
+            if self.slots.get(&seq).is_none_or(|slot| slot.certificate.is_none()) {
+                break;
+            }
+            let slot = self.slots.remove(&seq).expect("checked above");
+            let proposal = slot.proposal.expect("a view-committed slot has its proposal");
+            let certificate = slot.certificate.expect("checked above");
+            self.execute(now, seq, proposal, certificate);
+        }
+        self.try_propose(now);
+    }
+
+    fn execute(&mut self, now: Time, seq: Seq, proposal: Proposal, certificate: Certificate) {
+        let view = proposal.view;
+        let results =
+            self.state.execute(seq, view, proposal.batch.iter().map(|request| &request.body));
+        debug_assert_eq!(results.len(), proposal.batch.len());
+        let block = self.ledger.append(
+            seq,
+            view,
+            proposal.digest,
+            proposal.batch_digest,
+            proposal.batch.clone(),
+            certificate,
+        );
+        let block_hash = block.hash;
+        self.safety.forget_through(seq);
+        self.counters.slots_executed += 1;
+        let mut executed = Vec::with_capacity(results.len());
+        for (request, result) in proposal.batch.iter().zip(results) {
+            let body = &request.body;
+            self.remove_pending(body.client, body.request);
+            match &result {
+                Some(result) => {
+                    self.counters.requests_executed += 1;
+                    self.counters.informs_sent += 1;
+                    self.send_inform(view, seq, body.client, body.request, result.clone());
+                }
+                None => self.counters.requests_skipped += 1,
+            }
+            executed.push(ExecutedRequest {
+                client: body.client.0,
+                request: body.request.0,
+                op: body.op.clone(),
+                result,
+                signature: hex::encode(request.signature.0),
+            });
+        }
+        self.events.push_back(LedgerEvent::Execute(ExecuteEvent {
+            time: now.as_nanos(),
+            replica: u32::from(self.id.0),
+            view: view.0,
+            seq: seq.0,
+            batch_digest: proposal.batch_digest,
+            block_hash,
+            requests: executed,
+            state_digest: self.state.digest(),
+        }));
+    }
+
+    fn send_inform(
+        &mut self,
+        view: View,
+        seq: Seq,
+        client: ClientId,
+        request: RequestId,
+        result: OpResult,
+    ) {
+        let inform = Inform { replica: self.id, view, seq, client, request, result };
+        let inform = AuthenticatedInform::seal(inform, &self.client_macs[client.index()]);
+        self.transmits.push_back(Transmit::Client { to: client, inform });
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Requests and batching.
+
+    /// Admits a client request: answers from the reply cache if it already executed, queues it
+    /// at the primary, or forwards it to the primary from a backup.
+    fn admit_request(
+        &mut self,
+        now: Time,
+        request: SignedRequest,
+        forwarded: bool,
+    ) -> Result<(), Rejection> {
+        let body = &request.body;
+        self.check_client(body.client)?;
+        body.validate()?;
+        if let Some(entry) = self.state.client_entry(body.client) {
+            if body.request < entry.request {
+                return Err(Rejection::StaleRequest {
+                    client: body.client,
+                    request: body.request,
+                    last: entry.request,
+                });
+            }
+            if body.request == entry.request {
+                // At-most-once: the same reply again, never a second execution. Check the
+                // signature first so that nobody but the client can trigger replies.
+                request.verify(&self.public.clients[body.client.index()])?;
+                let (view, seq, result) = (entry.view, entry.seq, entry.result.clone());
+                self.counters.informs_resent += 1;
+                self.send_inform(view, seq, body.client, body.request, result);
+                return Ok(());
+            }
+        }
+        if !self.is_primary() {
+            if forwarded {
+                return Err(Rejection::NotPrimary { message: "forward" });
+            }
+            request.verify(&self.public.clients[body.client.index()])?;
+            self.counters.requests_forwarded += 1;
+            self.send(self.config.primary(self.view), &Message::Forward(request));
+            return Ok(());
+        }
+        let key = (body.client, body.request);
+        if self.pending.contains(&key) {
+            return Err(Rejection::RequestPending { client: key.0, request: key.1 });
+        }
+        let max = self.config.request_queue_max as usize;
+        if self.queue.len() >= max {
+            return Err(Rejection::QueueFull { max });
+        }
+        let per_client = self.pending_per_client.get(&key.0).copied().unwrap_or(0);
+        if per_client >= self.config.client_pending_max {
+            return Err(Rejection::ClientPendingLimit {
+                client: key.0,
+                max: self.config.client_pending_max,
+            });
+        }
+        self.pending.insert(key);
+        *self.pending_per_client.entry(key.0).or_default() += 1;
+        self.queue.push_back(request);
+        if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(now + self.config.batch_timeout);
+        }
+        self.try_propose(now);
+        Ok(())
+    }
+
+    fn remove_pending(&mut self, client: ClientId, request: RequestId) {
+        if self.pending.remove(&(client, request)) {
+            let count = self.pending_per_client.get_mut(&client).expect("counted on insert");
+            *count -= 1;
+            if *count == 0 {
+                self.pending_per_client.remove(&client);
+            }
+        }
+    }
+
+    fn window_has_room(&self) -> bool {
+        self.next_seq.0 <= self.last_executed().0 + self.config.window
+    }
+
+    /// Proposes batches while the primary has requests, room in its window, and either a full
+    /// batch or an expired batch timer.
+    fn try_propose(&mut self, now: Time) {
+        if !self.is_primary() {
+            return;
+        }
+        // Bounded: every iteration takes at least one request off the queue.
+        while !self.queue.is_empty() && self.window_has_room() {
+            let full = self.queue.len() >= self.config.batch_size_max as usize;
+            let due = self.batch_deadline.is_some_and(|deadline| now >= deadline);
+            if !full && !due {
+                break;
+            }
+            let batch = self.take_batch();
+            if !batch.is_empty() {
+                self.propose(now, batch);
+            }
+        }
+        if self.queue.is_empty() {
+            self.batch_deadline = None;
+        } else if self.batch_deadline.is_none() {
+            self.batch_deadline = Some(now + self.config.batch_timeout);
+        }
+    }
+
+    /// Takes up to a batch of requests off the queue, dropping those whose signature fails
+    /// and those that executed meanwhile.
+    fn take_batch(&mut self) -> Vec<SignedRequest> {
+        let count = self.queue.len().min(self.config.batch_size_max as usize);
+        let candidates: Vec<SignedRequest> = self.queue.drain(..count).collect();
+        let invalid: HashSet<usize> = self.verify_signatures(&candidates).into_iter().collect();
+        let mut batch = Vec::with_capacity(candidates.len());
+        for (index, request) in candidates.into_iter().enumerate() {
+            let (client, id) = (request.body.client, request.body.request);
+            if invalid.contains(&index) {
+                self.counters.reject(Rejection::InvalidClientSignature { client, request: id });
+            } else if self.state.client_entry(client).is_some_and(|entry| entry.request >= id) {
+                // Executed meanwhile (proposed by an earlier primary, or a retransmission).
+            } else {
+                batch.push(request);
+                continue;
+            }
+            self.remove_pending(client, id);
+        }
+        batch
+    }
+
+    fn propose(&mut self, now: Time, batch: Vec<SignedRequest>) {
+        let view = self.view;
+        let seq = self.next_seq;
+        self.next_seq = seq.next();
+        let batch: Arc<[SignedRequest]> = batch.into();
+        let batch_digest = batch_digest(&batch);
+        let digest = proposal_digest(view, seq, &batch_digest);
+        let support = self
+            .safety
+            .support(view, seq, digest)
+            .expect("a primary proposes every slot of its view once");
+        self.counters.proposals_sent += 1;
+        self.broadcast(&Message::Propose(Propose { view, seq, batch: batch.clone() }));
+        let slot = self.slots.entry(seq).or_default();
+        debug_assert!(slot.proposal.is_none(), "the primary proposes each slot once");
+        slot.proposal = Some(Proposal { view, digest, batch_digest, batch });
+        slot.votes.insert(self.id, support.clone());
+        match self.config.protocol {
+            Protocol::PoeTs => self.try_certify(now, seq),
+            Protocol::PoeMac => {
+                self.broadcast(&Message::Support(support));
+                self.try_commit(now, seq);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Sending.
+
+    fn send(&mut self, to: ReplicaId, message: &Message) {
+        debug_assert_ne!(to, self.id);
+        let envelope = Envelope::new(message, &self.replica_macs[to.index()], self.id, to);
+        self.transmits.push_back(Transmit::Replica { to, envelope });
+    }
+
+    /// Sends `message` to every other replica: encoded and hashed once, MAC'd per receiver.
+    fn broadcast(&mut self, message: &Message) {
+        let payload = Bytes::from(encode(message));
+        let digest = sha256(&payload);
+        for index in 0..self.config.replica_count {
+            let to = ReplicaId(index);
+            if to != self.id {
+                let key = &self.replica_macs[to.index()];
+                let envelope = Envelope::seal(payload.clone(), &digest, key, self.id, to);
+                self.transmits.push_back(Transmit::Replica { to, envelope });
+            }
+        }
+    }
+}
+
+/// Where a sequence number lies relative to a replica's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotPosition {
+    /// At or below the last executed slot.
+    Executed,
+    /// Inside the log: messages for it are processed.
+    Open,
+}

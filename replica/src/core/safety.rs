@@ -1,0 +1,89 @@
+//! The safety rules: the one place that holds the replica's signing keys and decides whether
+//! signing a vote is allowed.
+//!
+//! Rule (PROTOCOL §3.1 step 3, §9.4): a replica supports **at most one** proposal per
+//! (view, seq). Asked again for the same digest, it returns the same vote (a retransmission);
+//! asked for a different digest, it refuses. The nemesis builds Byzantine replicas around this
+//! module (twins, hooks), never by weakening it. Persisting the last votes before they leave
+//! (so the rule survives a crash) arrives with the durability issue.
+
+use std::collections::BTreeMap;
+
+use super::config::Protocol;
+use super::message::{Support, SupportProof, support_signing_bytes};
+use super::types::{Digest, ReplicaId, Seq, View};
+use crate::crypto::ed25519::SigningKey;
+use crate::crypto::threshold::SecretShare;
+
+/// The safety rules refused to sign.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// This replica already supported another proposal for the slot.
+    #[error("already supported digest {supported:?} for view {view} seq {seq}")]
+    AlreadySupported {
+        /// The view.
+        view: View,
+        /// The sequence number.
+        seq: Seq,
+        /// The digest supported earlier.
+        supported: Digest,
+    },
+}
+
+/// The replica's keys and its record of votes.
+#[derive(Debug)]
+pub struct Safety {
+    id: ReplicaId,
+    protocol: Protocol,
+    signing_key: SigningKey,
+    share: SecretShare,
+    supported: BTreeMap<(View, Seq), Support>,
+}
+
+impl Safety {
+    /// The safety rules of replica `id`.
+    pub fn new(
+        id: ReplicaId,
+        protocol: Protocol,
+        signing_key: SigningKey,
+        share: SecretShare,
+    ) -> Safety {
+        assert_eq!(share.signer(), u32::from(id.0), "the threshold share belongs to this replica");
+        Safety { id, protocol, signing_key, share, supported: BTreeMap::new() }
+    }
+
+    /// Signs a SUPPORT for `digest` at (view, seq), if the rule allows it.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::AlreadySupported`] when another digest was supported for (view, seq).
+    pub fn support(&mut self, view: View, seq: Seq, digest: Digest) -> Result<Support, Refusal> {
+        if let Some(previous) = self.supported.get(&(view, seq)) {
+            return if previous.digest == digest {
+                Ok(previous.clone())
+            } else {
+                Err(Refusal::AlreadySupported { view, seq, supported: previous.digest })
+            };
+        }
+        let bytes = support_signing_bytes(&digest);
+        let proof = match self.protocol {
+            Protocol::PoeTs => SupportProof::Share(self.share.sign(&bytes)),
+            Protocol::PoeMac => SupportProof::Signature(self.signing_key.sign(&bytes)),
+        };
+        let support = Support { view, seq, digest, replica: self.id, proof };
+        self.supported.insert((view, seq), support.clone());
+        debug_assert!(self.supported.get(&(view, seq)).is_some_and(|vote| vote.digest == digest));
+        Ok(support)
+    }
+
+    /// Forgets votes for slots up to `seq`: they are executed, and a slot at or below the last
+    /// executed one is never proposed to this replica again in any view it is in.
+    pub fn forget_through(&mut self, seq: Seq) {
+        self.supported.retain(|(_, voted), _| *voted > seq);
+    }
+
+    /// The number of votes remembered (bounded by the log size).
+    pub fn vote_count(&self) -> usize {
+        self.supported.len()
+    }
+}

@@ -1,0 +1,488 @@
+//! A (t, n) BLS threshold signature scheme on blst, min_pk variant: public keys in G1 (48
+//! bytes compressed), signatures in G2 (96 bytes compressed).
+//!
+//! A trusted dealer ([`deal`]) draws a random polynomial p of degree t − 1 over the scalar field
+//! and gives signer i (a replica id, 0-based) the secret share p(i + 1); the group public key is
+//! p(0)·G1. Any t signature shares σ_i = p(i + 1)·H(m) combine by Lagrange interpolation at 0 into
+//! p(0)·H(m), the one group signature on m, which verifies against the group public key. Fewer
+//! than t shares reveal nothing about it. Ordeal uses t = nf = n − f.
+//!
+//! Combination is optimistic ([`ThresholdPublicKeys::combine_optimistic`]): combine the first t
+//! shares and verify the result once; only when that fails, verify the shares one by one and
+//! drop the bad ones.
+
+use blst::min_pk::{
+    PublicKey as BlstPublicKey, SecretKey as BlstSecretKey, Signature as BlstSignature,
+};
+use blst::{BLST_ERROR, blst_fr, blst_p1_affine, blst_p2, blst_p2_affine, blst_scalar};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::encoding::{self, byte_array_newtype};
+
+/// The hash-to-curve domain separation tag of Ordeal's BLS signatures.
+pub const DST: &[u8] = b"ORDEAL_POE_V1_BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
+
+/// The largest number of signers a dealing supports.
+pub const SIGNER_COUNT_MAX: u32 = 256;
+
+byte_array_newtype!(
+    /// A compressed G2 point: a signature share or a combined threshold signature.
+    BlsSignature,
+    96
+);
+
+/// Why a threshold operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ThresholdError {
+    /// The signer index is not below the number of signers.
+    #[error("unknown signer {signer} (signers: {signer_count})")]
+    UnknownSigner {
+        /// The index given.
+        signer: u32,
+        /// The number of signers of the dealing.
+        signer_count: u32,
+    },
+    /// The same signer appears twice among the shares to combine.
+    #[error("duplicate share from signer {signer}")]
+    DuplicateSigner {
+        /// The signer.
+        signer: u32,
+    },
+    /// Combination needs exactly the threshold number of shares.
+    #[error("combination needs {expected} shares, got {actual}")]
+    WrongShareCount {
+        /// The threshold.
+        expected: u32,
+        /// The shares given.
+        actual: u32,
+    },
+    /// The bytes are not a point of G2.
+    #[error("signature bytes of signer {signer:?} are not a valid G2 point")]
+    InvalidEncoding {
+        /// The signer whose share failed to decode, if a share.
+        signer: Option<u32>,
+    },
+    /// The signature does not verify.
+    #[error("signature does not verify")]
+    VerificationFailed,
+    /// The dealing parameters are impossible.
+    #[error("cannot deal {threshold}-of-{signer_count} shares")]
+    InvalidParameters {
+        /// The threshold asked for.
+        threshold: u32,
+        /// The number of signers asked for.
+        signer_count: u32,
+    },
+}
+
+/// A BLS public key (G1), validated on parse.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BlsPublicKey(BlstPublicKey);
+
+impl std::fmt::Debug for BlsPublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlsPublicKey({})", hex::encode(&self.0.compress()[..4]))
+    }
+}
+
+impl Serialize for BlsPublicKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        encoding::serialize(&self.0.compress(), serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for BlsPublicKey {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<BlsPublicKey, D::Error> {
+        let bytes = encoding::deserialize::<D, 48>(deserializer)?;
+        // key_validate: on the curve, in the subgroup, not the identity.
+        BlstPublicKey::key_validate(&bytes)
+            .map(BlsPublicKey)
+            .map_err(|error| serde::de::Error::custom(format!("invalid bls public key: {error:?}")))
+    }
+}
+
+/// One signer's secret share. Zeroized on drop by blst.
+#[derive(Clone)]
+pub struct SecretShare {
+    signer: u32,
+    key: BlstSecretKey,
+}
+
+impl std::fmt::Debug for SecretShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretShare(signer {})", self.signer)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SecretShareFile {
+    signer: u32,
+    #[serde(with = "scalar_hex")]
+    key: [u8; 32],
+}
+
+mod scalar_hex {
+    use serde::{Deserializer, Serializer};
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        super::encoding::serialize(bytes, s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        super::encoding::deserialize::<D, 32>(d)
+    }
+}
+
+impl Serialize for SecretShare {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        SecretShareFile { signer: self.signer, key: self.key.to_bytes() }.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretShare {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<SecretShare, D::Error> {
+        let file = SecretShareFile::deserialize(deserializer)?;
+        let key = BlstSecretKey::from_bytes(&file.key)
+            .map_err(|error| serde::de::Error::custom(format!("invalid bls secret: {error:?}")))?;
+        Ok(SecretShare { signer: file.signer, key })
+    }
+}
+
+impl SecretShare {
+    /// The signer (replica id) this share belongs to.
+    pub fn signer(&self) -> u32 {
+        self.signer
+    }
+
+    /// This signer's share of the group signature on `message`.
+    pub fn sign(&self, message: &[u8]) -> BlsSignature {
+        BlsSignature(self.key.sign(message, DST, &[]).compress())
+    }
+}
+
+/// The public side of a dealing: the threshold, the group key and every signer's share key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThresholdPublicKeys {
+    threshold: u32,
+    group: BlsPublicKey,
+    shares: Vec<BlsPublicKey>,
+}
+
+/// The result of [`ThresholdPublicKeys::combine_optimistic`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Combined {
+    /// The verified group signature, if enough valid shares were given.
+    pub signature: Option<BlsSignature>,
+    /// Signers whose shares were found invalid (empty when the optimistic path succeeded).
+    pub invalid: Vec<u32>,
+}
+
+impl ThresholdPublicKeys {
+    /// The number of shares a group signature needs.
+    pub fn threshold(&self) -> u32 {
+        self.threshold
+    }
+
+    /// The number of signers.
+    pub fn signer_count(&self) -> u32 {
+        self.shares.len() as u32
+    }
+
+    /// Verifies one signer's share on `message`.
+    ///
+    /// # Errors
+    ///
+    /// [`ThresholdError::UnknownSigner`], [`ThresholdError::InvalidEncoding`] or
+    /// [`ThresholdError::VerificationFailed`].
+    pub fn verify_share(
+        &self,
+        signer: u32,
+        message: &[u8],
+        share: &BlsSignature,
+    ) -> Result<(), ThresholdError> {
+        let key = self.share_key(signer)?;
+        let point = decode_signature(share, Some(signer))?;
+        verify_point(&key.0, message, &point)
+    }
+
+    /// Verifies a group signature on `message`.
+    ///
+    /// # Errors
+    ///
+    /// [`ThresholdError::InvalidEncoding`] or [`ThresholdError::VerificationFailed`].
+    pub fn verify(&self, message: &[u8], signature: &BlsSignature) -> Result<(), ThresholdError> {
+        let point = decode_signature(signature, None)?;
+        verify_point(&self.group.0, message, &point)
+    }
+
+    /// Combines exactly `threshold` shares from distinct signers by Lagrange interpolation at 0.
+    /// The result is the group signature only if every share was valid; this does not verify.
+    ///
+    /// # Errors
+    ///
+    /// Wrong share count, unknown or duplicate signer, or an undecodable share.
+    pub fn combine(&self, shares: &[(u32, BlsSignature)]) -> Result<BlsSignature, ThresholdError> {
+        if shares.len() != self.threshold as usize {
+            return Err(ThresholdError::WrongShareCount {
+                expected: self.threshold,
+                actual: shares.len() as u32,
+            });
+        }
+        let mut points = Vec::with_capacity(shares.len());
+        let mut xs = Vec::with_capacity(shares.len());
+        for (position, (signer, share)) in shares.iter().enumerate() {
+            self.share_key(*signer)?;
+            if shares[..position].iter().any(|(other, _)| other == signer) {
+                return Err(ThresholdError::DuplicateSigner { signer: *signer });
+            }
+            points.push(decode_signature(share, Some(*signer))?);
+            xs.push(Scalar::from_u64(u64::from(*signer) + 1));
+        }
+        let mut sum = blst_p2::default();
+        for (index, point) in points.iter().enumerate() {
+            let lambda = lagrange_at_zero(&xs, index);
+            let affine: &blst_p2_affine = point.into();
+            let mut projective = blst_p2::default();
+            let mut term = blst_p2::default();
+            let scalar = lambda.to_le_bytes();
+            // SAFETY: every pointer refers to a live, properly initialised blst value; the scalar
+            // is 32 bytes and 255 bits are read from it.
+            unsafe {
+                blst::blst_p2_from_affine(&mut projective, affine);
+                blst::blst_p2_mult(&mut term, &projective, scalar.as_ptr(), 255);
+                let previous = sum;
+                blst::blst_p2_add_or_double(&mut sum, &previous, &term);
+            }
+        }
+        let mut affine = blst_p2_affine::default();
+        // SAFETY: both pointers refer to live blst values.
+        unsafe { blst::blst_p2_to_affine(&mut affine, &sum) };
+        Ok(BlsSignature(BlstSignature::from(affine).compress()))
+    }
+
+    /// Combines and verifies optimistically: the first `threshold` shares are combined and the
+    /// result verified once. Only if that fails is every share verified on its own; the invalid
+    /// ones are reported and, if enough valid shares remain, those are combined instead.
+    pub fn combine_optimistic(&self, message: &[u8], shares: &[(u32, BlsSignature)]) -> Combined {
+        let threshold = self.threshold as usize;
+        if shares.len() >= threshold
+            && let Ok(signature) = self.combine(&shares[..threshold])
+            && self.verify(message, &signature).is_ok()
+        {
+            return Combined { signature: Some(signature), invalid: Vec::new() };
+        }
+        let mut invalid = Vec::new();
+        let mut distinct: Vec<(u32, BlsSignature)> = Vec::with_capacity(threshold);
+        for &(signer, share) in shares {
+            if self.verify_share(signer, message, &share).is_err() {
+                invalid.push(signer);
+            } else if distinct.len() < threshold
+                && !distinct.iter().any(|(other, _)| *other == signer)
+            {
+                distinct.push((signer, share));
+            }
+        }
+        if distinct.len() < threshold {
+            return Combined { signature: None, invalid };
+        }
+        // Valid shares always combine into a valid signature; verifying again pairs the check
+        // made when building the certificate with the one every receiver makes.
+        let signature = self
+            .combine(&distinct)
+            .ok()
+            .filter(|signature| self.verify(message, signature).is_ok());
+        Combined { signature, invalid }
+    }
+
+    fn share_key(&self, signer: u32) -> Result<&BlsPublicKey, ThresholdError> {
+        self.shares
+            .get(signer as usize)
+            .ok_or(ThresholdError::UnknownSigner { signer, signer_count: self.signer_count() })
+    }
+}
+
+/// Deals a `threshold`-of-`signer_count` key: the public keys and one secret share per signer.
+///
+/// # Errors
+///
+/// [`ThresholdError::InvalidParameters`] unless 1 ≤ threshold ≤ signer_count ≤
+/// [`SIGNER_COUNT_MAX`].
+pub fn deal(
+    rng: &mut impl rand::CryptoRng,
+    threshold: u32,
+    signer_count: u32,
+) -> Result<(ThresholdPublicKeys, Vec<SecretShare>), ThresholdError> {
+    if threshold == 0 || threshold > signer_count || signer_count > SIGNER_COUNT_MAX {
+        return Err(ThresholdError::InvalidParameters { threshold, signer_count });
+    }
+    // A zero secret or share happens with probability about 2^-255 per draw; draw again.
+    const ATTEMPTS_MAX: u32 = 8;
+    for _ in 0..ATTEMPTS_MAX {
+        let coefficients: Vec<Scalar> = (0..threshold).map(|_| Scalar::random(rng)).collect();
+        let Some(group) = Scalar::secret_key(&coefficients[0]) else { continue };
+        let secrets: Option<Vec<BlstSecretKey>> = (0..signer_count)
+            .map(|signer| {
+                let x = Scalar::from_u64(u64::from(signer) + 1);
+                Scalar::secret_key(&evaluate(&coefficients, &x))
+            })
+            .collect();
+        let Some(secrets) = secrets else { continue };
+        let public = ThresholdPublicKeys {
+            threshold,
+            group: BlsPublicKey(group.sk_to_pk()),
+            shares: secrets.iter().map(|key| BlsPublicKey(key.sk_to_pk())).collect(),
+        };
+        let shares = secrets
+            .into_iter()
+            .enumerate()
+            .map(|(signer, key)| SecretShare { signer: signer as u32, key })
+            .collect();
+        return Ok((public, shares));
+    }
+    unreachable!("{ATTEMPTS_MAX} consecutive zero scalars from a cryptographic rng")
+}
+
+fn decode_signature(
+    bytes: &BlsSignature,
+    signer: Option<u32>,
+) -> Result<BlstSignature, ThresholdError> {
+    let point = BlstSignature::from_bytes(&bytes.0)
+        .map_err(|_| ThresholdError::InvalidEncoding { signer })?;
+    // Subgroup membership: a point outside G2 must never enter a combination or a pairing.
+    if !point.subgroup_check() {
+        return Err(ThresholdError::InvalidEncoding { signer });
+    }
+    Ok(point)
+}
+
+fn verify_point(
+    key: &BlstPublicKey,
+    message: &[u8],
+    signature: &BlstSignature,
+) -> Result<(), ThresholdError> {
+    let key: &blst_p1_affine = key.into();
+    let signature: &blst_p2_affine = signature.into();
+    // SAFETY: the pointers refer to live, validated points; the message and tag slices are valid
+    // for their lengths; no augmentation (null, 0). This is blst's single-threaded core verify
+    // (the `Signature::verify` wrapper would dispatch to a thread pool).
+    let result = unsafe {
+        blst::blst_core_verify_pk_in_g1(
+            key,
+            signature,
+            true,
+            message.as_ptr(),
+            message.len(),
+            DST.as_ptr(),
+            DST.len(),
+            std::ptr::null(),
+            0,
+        )
+    };
+    if result == BLST_ERROR::BLST_SUCCESS {
+        Ok(())
+    } else {
+        Err(ThresholdError::VerificationFailed)
+    }
+}
+
+/// Horner evaluation of the polynomial with `coefficients` (constant term first) at `x`.
+fn evaluate(coefficients: &[Scalar], x: &Scalar) -> Scalar {
+    let mut value = Scalar::from_u64(0);
+    for coefficient in coefficients.iter().rev() {
+        value = value.mul(x).add(coefficient);
+    }
+    value
+}
+
+/// λ_i(0) = Π_{j ≠ i} x_j / (x_j − x_i).
+fn lagrange_at_zero(xs: &[Scalar], index: usize) -> Scalar {
+    let mut numerator = Scalar::from_u64(1);
+    let mut denominator = Scalar::from_u64(1);
+    for (other, x) in xs.iter().enumerate() {
+        if other != index {
+            numerator = numerator.mul(x);
+            denominator = denominator.mul(&x.sub(&xs[index]));
+        }
+    }
+    numerator.mul(&denominator.inverse())
+}
+
+/// An element of the BLS12-381 scalar field (blst's Montgomery form).
+#[derive(Clone, Copy)]
+struct Scalar(blst_fr);
+
+impl Scalar {
+    fn from_u64(value: u64) -> Scalar {
+        let limbs = [value, 0, 0, 0];
+        let mut out = blst_fr::default();
+        // SAFETY: `limbs` is the four-limb little-endian integer blst expects.
+        unsafe { blst::blst_fr_from_uint64(&mut out, limbs.as_ptr()) };
+        Scalar(out)
+    }
+
+    /// A uniform field element: 512 random bits reduced modulo r.
+    fn random(rng: &mut impl rand::CryptoRng) -> Scalar {
+        let mut wide = [0u8; 64];
+        rng.fill_bytes(&mut wide);
+        let mut scalar = blst_scalar::default();
+        let mut out = blst_fr::default();
+        // SAFETY: `wide` is 64 readable bytes; outputs are live blst values.
+        unsafe {
+            blst::blst_scalar_from_be_bytes(&mut scalar, wide.as_ptr(), wide.len());
+            blst::blst_fr_from_scalar(&mut out, &scalar);
+        }
+        Scalar(out)
+    }
+
+    fn add(&self, other: &Scalar) -> Scalar {
+        let mut out = blst_fr::default();
+        // SAFETY: live blst values.
+        unsafe { blst::blst_fr_add(&mut out, &self.0, &other.0) };
+        Scalar(out)
+    }
+
+    fn sub(&self, other: &Scalar) -> Scalar {
+        let mut out = blst_fr::default();
+        // SAFETY: live blst values.
+        unsafe { blst::blst_fr_sub(&mut out, &self.0, &other.0) };
+        Scalar(out)
+    }
+
+    fn mul(&self, other: &Scalar) -> Scalar {
+        let mut out = blst_fr::default();
+        // SAFETY: live blst values.
+        unsafe { blst::blst_fr_mul(&mut out, &self.0, &other.0) };
+        Scalar(out)
+    }
+
+    fn inverse(&self) -> Scalar {
+        let mut out = blst_fr::default();
+        // SAFETY: live blst values. Callers never invert zero: x-values are distinct.
+        unsafe { blst::blst_fr_eucl_inverse(&mut out, &self.0) };
+        Scalar(out)
+    }
+
+    fn to_scalar(self) -> blst_scalar {
+        let mut out = blst_scalar::default();
+        // SAFETY: live blst values.
+        unsafe { blst::blst_scalar_from_fr(&mut out, &self.0) };
+        out
+    }
+
+    fn to_le_bytes(self) -> [u8; 32] {
+        let scalar = self.to_scalar();
+        let mut out = [0u8; 32];
+        // SAFETY: `out` holds the 32 bytes written.
+        unsafe { blst::blst_lendian_from_scalar(out.as_mut_ptr(), &scalar) };
+        out
+    }
+
+    /// The secret key with this value, or `None` for zero.
+    fn secret_key(&self) -> Option<BlstSecretKey> {
+        let scalar = self.to_scalar();
+        let mut bytes = [0u8; 32];
+        // SAFETY: `bytes` holds the 32 bytes written.
+        unsafe { blst::blst_bendian_from_scalar(bytes.as_mut_ptr(), &scalar) };
+        BlstSecretKey::from_bytes(&bytes).ok()
+    }
+}

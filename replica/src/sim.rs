@@ -1,0 +1,556 @@
+//! An in-memory, deterministic cluster on virtual time, in the spirit of quinn-proto's `Pair`:
+//! real replica and client cores, real crypto and encodings, a simulated network.
+//!
+//! Everything is decided by the seed: keys, workload, and every packet's latency (drawn
+//! uniformly from `[latency_min, latency_max]`, so a wide range reorders delivery). Each
+//! [`Cluster::step`] jumps virtual time to the next packet arrival or timer and handles exactly
+//! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
+//! (any function of what the core wanted to send) or by injecting crafted messages sealed with a
+//! replica's own keys, and silence replicas with [`Cluster::crash`].
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use history::{LedgerEvent, Operation};
+use rand::{Rng, RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::core::message::Message;
+use crate::core::{
+    AuthenticatedInform, Client, ClientId, Completion, Config, Envelope, Rejection, Replica,
+    ReplicaId, SignedRequest, Time, Transmit,
+};
+use crate::crypto::dealer::ClusterKeys;
+
+/// The most steps [`Cluster::run`] takes unless told otherwise.
+pub const STEPS_MAX_DEFAULT: u64 = 50_000_000;
+
+/// How to build a cluster.
+#[derive(Debug, Clone)]
+pub struct SimOptions {
+    /// The cluster configuration (n, clients, protocol, batching).
+    pub config: Config,
+    /// Decides keys, workload and latencies.
+    pub seed: u64,
+    /// The shortest one-way latency.
+    pub latency_min: Duration,
+    /// The longest one-way latency.
+    pub latency_max: Duration,
+    /// Requests the workload issues in total, spread over the clients (closed loop).
+    pub requests_total: u64,
+    /// Keys of the register workload.
+    pub key_count: u32,
+}
+
+impl SimOptions {
+    /// Options with a fixed 100 µs latency, 8 keys and the given request count.
+    pub fn new(config: Config, seed: u64, requests_total: u64) -> SimOptions {
+        SimOptions {
+            config,
+            seed,
+            latency_min: Duration::from_micros(100),
+            latency_max: Duration::from_micros(100),
+            requests_total,
+            key_count: 8,
+        }
+    }
+}
+
+/// A node of the simulated network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Node {
+    /// A replica.
+    Replica(ReplicaId),
+    /// A client.
+    Client(ClientId),
+}
+
+/// What a packet carries.
+#[derive(Debug, Clone)]
+pub enum Payload {
+    /// Replica to replica.
+    Envelope(Envelope),
+    /// Client to replica.
+    Request(SignedRequest),
+    /// Replica to client.
+    Inform(AuthenticatedInform),
+}
+
+/// A packet in flight.
+#[derive(Debug, Clone)]
+pub struct Packet {
+    /// The sender.
+    pub from: Node,
+    /// The receiver.
+    pub to: Node,
+    /// The content.
+    pub payload: Payload,
+}
+
+/// Rewrites what a replica sends: return the transmits to send instead (none to drop).
+pub type OutboundHook = Box<dyn FnMut(Transmit) -> Vec<Transmit>>;
+
+/// The simulation ran out of steps before its goal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("simulation stopped after {steps} steps at {time_ms} ms: {reason}")]
+pub struct SimError {
+    /// Steps taken.
+    pub steps: u64,
+    /// Virtual time reached, in milliseconds.
+    pub time_ms: u64,
+    /// Why it stopped.
+    pub reason: &'static str,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: Time,
+    order: u64,
+    packet: Packet,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Scheduled) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Scheduled) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Scheduled) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+/// The register workload of the simulator: reads, unique-valued writes and cas over a few keys.
+#[derive(Debug)]
+struct Workload {
+    rng: ChaCha8Rng,
+    key_count: u32,
+    next_value: i64,
+    remaining: u64,
+}
+
+impl Workload {
+    fn next_op(&mut self) -> Option<Operation> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let key = format!("k{}", self.rng.random_range(0..self.key_count));
+        self.next_value += 1;
+        let value = self.next_value;
+        Some(match self.rng.random_range(0..10u32) {
+            0..=3 => Operation::Read { key },
+            4..=6 => Operation::Write { key, value },
+            _ => Operation::Cas { key, from: self.rng.random_range(0..value.max(1)), to: value },
+        })
+    }
+}
+
+/// An in-memory cluster.
+pub struct Cluster {
+    time: Time,
+    steps: u64,
+    keys: ClusterKeys,
+    replicas: Vec<Replica>,
+    clients: Vec<Client>,
+    crashed: Vec<bool>,
+    /// Extra latency of everything a replica sends (a slow replica).
+    slowness: Vec<Duration>,
+    hooks: Vec<Option<OutboundHook>>,
+    network: BinaryHeap<Reverse<Scheduled>>,
+    timers: BinaryHeap<Reverse<(Time, Node)>>,
+    armed: HashMap<Node, Time>,
+    order: u64,
+    rng: ChaCha8Rng,
+    latency: (Duration, Duration),
+    workload: Workload,
+    /// Every rejection a replica returned, in order.
+    pub rejections: Vec<(ReplicaId, Rejection)>,
+    /// Every completed request, in completion order.
+    pub completions: Vec<(ClientId, Completion)>,
+    /// Every ledger event, per replica.
+    pub events: Vec<Vec<LedgerEvent>>,
+    /// Packets delivered.
+    pub delivered: u64,
+}
+
+impl Cluster {
+    /// Builds the cluster (keys from the seed) and starts the workload on every client.
+    ///
+    /// # Panics
+    ///
+    /// If the configuration is invalid: tests build their options on purpose.
+    pub fn new(options: SimOptions) -> Cluster {
+        let config = options.config;
+        config.validate().expect("valid simulation config");
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        let nf = config.nf() as u32;
+        let keys = ClusterKeys::generate(
+            &mut rng,
+            u32::from(config.replica_count),
+            config.client_count,
+            nf,
+        )
+        .expect("dealer parameters follow from a valid config");
+        let public = Arc::new(keys.public.clone());
+        let replicas: Vec<Replica> = keys
+            .replicas
+            .iter()
+            .map(|secrets| {
+                Replica::new(config.clone(), secrets.clone(), public.clone())
+                    .expect("keys match the config")
+            })
+            .collect();
+        let clients: Vec<Client> = keys
+            .clients
+            .iter()
+            .map(|secrets| Client::new(config.clone(), secrets.clone()))
+            .collect();
+        let replica_count = replicas.len();
+        let workload = Workload {
+            rng: ChaCha8Rng::seed_from_u64(rng.next_u64()),
+            key_count: options.key_count.max(1),
+            next_value: 0,
+            remaining: options.requests_total,
+        };
+        let mut cluster = Cluster {
+            time: Time::ZERO,
+            steps: 0,
+            keys,
+            replicas,
+            clients,
+            crashed: vec![false; replica_count],
+            slowness: vec![Duration::ZERO; replica_count],
+            hooks: (0..replica_count).map(|_| None).collect(),
+            network: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            armed: HashMap::new(),
+            order: 0,
+            rng,
+            latency: (options.latency_min, options.latency_max.max(options.latency_min)),
+            workload,
+            rejections: Vec::new(),
+            completions: Vec::new(),
+            events: vec![Vec::new(); replica_count],
+            delivered: 0,
+        };
+        for index in 0..cluster.clients.len() {
+            cluster.submit_next(ClientId(index as u32));
+        }
+        cluster
+    }
+
+    /// The current virtual time.
+    pub fn time(&self) -> Time {
+        self.time
+    }
+
+    /// Every key of the cluster (tests use them to act as a Byzantine replica).
+    pub fn keys(&self) -> &ClusterKeys {
+        &self.keys
+    }
+
+    /// The replicas.
+    pub fn replicas(&self) -> &[Replica] {
+        &self.replicas
+    }
+
+    /// One replica.
+    pub fn replica(&self, id: ReplicaId) -> &Replica {
+        &self.replicas[id.index()]
+    }
+
+    /// The clients.
+    pub fn clients(&self) -> &[Client] {
+        &self.clients
+    }
+
+    /// Requests the workload has not issued yet.
+    pub fn requests_remaining(&self) -> u64 {
+        self.workload.remaining
+    }
+
+    /// Whether every request was issued and completed.
+    pub fn workload_done(&self) -> bool {
+        self.workload.remaining == 0
+            && self.clients.iter().all(|client| client.outstanding().is_none())
+    }
+
+    /// Silences a replica from now on: it receives and sends nothing.
+    pub fn crash(&mut self, id: ReplicaId) {
+        self.crashed[id.index()] = true;
+    }
+
+    /// Delays everything `id` sends from now on by `extra` on top of the network latency.
+    pub fn slow_down(&mut self, id: ReplicaId, extra: Duration) {
+        self.slowness[id.index()] = extra;
+    }
+
+    /// Rewrites everything `id` sends from now on.
+    pub fn set_outbound_hook(&mut self, id: ReplicaId, hook: OutboundHook) {
+        self.hooks[id.index()] = Some(hook);
+    }
+
+    /// Delivers `message` to `to` now, sealed with the `from`–`to` key as a (possibly
+    /// Byzantine) `from` would, and routes whatever `to` sends in response.
+    ///
+    /// # Errors
+    ///
+    /// What `to` rejected.
+    pub fn inject(
+        &mut self,
+        from: ReplicaId,
+        to: ReplicaId,
+        message: &Message,
+    ) -> Result<(), Rejection> {
+        let key = &self.keys.replicas[from.index()].replica_macs[to.index()];
+        let envelope = Envelope::new(message, key, from, to);
+        self.inject_envelope(from, to, &envelope)
+    }
+
+    /// Delivers a raw envelope from `from` to `to` now.
+    ///
+    /// # Errors
+    ///
+    /// What `to` rejected.
+    pub fn inject_envelope(
+        &mut self,
+        from: ReplicaId,
+        to: ReplicaId,
+        envelope: &Envelope,
+    ) -> Result<(), Rejection> {
+        let result = self.replicas[to.index()].handle_message(self.time, from, envelope);
+        self.after_replica_input(to, &result);
+        result
+    }
+
+    /// Delivers a client request to replica `to` now.
+    ///
+    /// # Errors
+    ///
+    /// What `to` rejected.
+    pub fn inject_request(
+        &mut self,
+        to: ReplicaId,
+        request: SignedRequest,
+    ) -> Result<(), Rejection> {
+        let result = self.replicas[to.index()].handle_request(self.time, request);
+        self.after_replica_input(to, &result);
+        result
+    }
+
+    /// Runs until the workload is done.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError`] if nothing is left to happen, or `steps_max` steps pass, first.
+    pub fn run(&mut self, steps_max: u64) -> Result<(), SimError> {
+        self.run_until(steps_max, |cluster| cluster.workload_done())
+    }
+
+    /// Runs until `done` holds.
+    ///
+    /// # Errors
+    ///
+    /// [`SimError`] if nothing is left to happen, or `steps_max` steps pass, first.
+    pub fn run_until(
+        &mut self,
+        steps_max: u64,
+        mut done: impl FnMut(&Cluster) -> bool,
+    ) -> Result<(), SimError> {
+        let start = self.steps;
+        while !done(self) {
+            if self.steps - start >= steps_max {
+                return Err(self.error("step limit"));
+            }
+            if !self.step() {
+                return Err(self.error("idle: no packet in flight and no timer armed"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs for `duration` of virtual time (or until idle).
+    pub fn run_for(&mut self, duration: Duration) {
+        let end = self.time + duration;
+        while self.next_event_time().is_some_and(|at| at <= end) && self.step() {}
+        self.time = self.time.max(end);
+    }
+
+    fn error(&self, reason: &'static str) -> SimError {
+        SimError { steps: self.steps, time_ms: self.time.as_nanos() / 1_000_000, reason }
+    }
+
+    fn next_event_time(&self) -> Option<Time> {
+        let packet = self.network.peek().map(|Reverse(scheduled)| scheduled.at);
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        packet.into_iter().chain(timer).min()
+    }
+
+    /// Handles the next event (a packet or a timer). Returns false when nothing is left.
+    pub fn step(&mut self) -> bool {
+        let Some(at) = self.next_event_time() else { return false };
+        self.steps += 1;
+        self.time = self.time.max(at);
+        let packet_due = self.network.peek().is_some_and(|Reverse(scheduled)| scheduled.at == at);
+        if packet_due {
+            let Reverse(scheduled) = self.network.pop().expect("peeked");
+            self.deliver(scheduled.packet);
+        } else {
+            let Reverse((at, node)) = self.timers.pop().expect("a timer is due");
+            if self.armed.get(&node) == Some(&at) {
+                self.armed.remove(&node);
+                self.fire_timer(node);
+            }
+        }
+        true
+    }
+
+    fn deliver(&mut self, packet: Packet) {
+        self.delivered += 1;
+        let now = self.time;
+        match (packet.to, packet.payload) {
+            (Node::Replica(to), payload) => {
+                if self.crashed[to.index()] {
+                    return;
+                }
+                let replica = &mut self.replicas[to.index()];
+                let result = match (packet.from, payload) {
+                    (Node::Replica(from), Payload::Envelope(envelope)) => {
+                        replica.handle_message(now, from, &envelope)
+                    }
+                    (Node::Client(_), Payload::Request(request)) => {
+                        replica.handle_request(now, request)
+                    }
+                    (from, payload) => {
+                        unreachable!("no such route: {from:?} -> replica: {payload:?}")
+                    }
+                };
+                self.after_replica_input(to, &result);
+            }
+            (Node::Client(to), Payload::Inform(inform)) => {
+                let Node::Replica(from) = packet.from else {
+                    unreachable!("informs come from replicas")
+                };
+                // A rejected INFORM (late, forged) changes nothing at the client.
+                let _ = self.clients[to.index()].handle_inform(now, from, &inform);
+                self.after_client_input(to);
+            }
+            (to, payload) => unreachable!("no such route: -> {to:?}: {payload:?}"),
+        }
+    }
+
+    fn fire_timer(&mut self, node: Node) {
+        let now = self.time;
+        match node {
+            Node::Replica(id) => {
+                if !self.crashed[id.index()] {
+                    self.replicas[id.index()].handle_timeout(now);
+                    self.after_replica_input(id, &Ok(()));
+                }
+            }
+            Node::Client(id) => {
+                self.clients[id.index()].handle_timeout(now);
+                self.after_client_input(id);
+            }
+        }
+    }
+
+    fn after_replica_input(&mut self, id: ReplicaId, result: &Result<(), Rejection>) {
+        if let Err(rejection) = result {
+            self.rejections.push((id, rejection.clone()));
+        }
+        while let Some(event) = self.replicas[id.index()].poll_event() {
+            self.events[id.index()].push(event);
+        }
+        while let Some(transmit) = self.replicas[id.index()].poll_transmit() {
+            if self.crashed[id.index()] {
+                continue;
+            }
+            let transmits = match &mut self.hooks[id.index()] {
+                Some(hook) => hook(transmit),
+                None => vec![transmit],
+            };
+            for transmit in transmits {
+                let (to, payload) = match transmit {
+                    Transmit::Replica { to, envelope } => {
+                        (Node::Replica(to), Payload::Envelope(envelope))
+                    }
+                    Transmit::Client { to, inform } => (Node::Client(to), Payload::Inform(inform)),
+                };
+                self.schedule(Packet { from: Node::Replica(id), to, payload });
+            }
+        }
+        let deadline = self.replicas[id.index()].poll_timeout();
+        self.arm(Node::Replica(id), deadline);
+    }
+
+    fn after_client_input(&mut self, id: ClientId) {
+        while let Some(completion) = self.clients[id.index()].poll_completion() {
+            self.completions.push((id, completion));
+        }
+        if self.clients[id.index()].outstanding().is_none() {
+            self.submit_next(id);
+        }
+        self.flush_client(id);
+    }
+
+    fn submit_next(&mut self, id: ClientId) {
+        if let Some(op) = self.workload.next_op() {
+            self.clients[id.index()].submit(self.time, op).expect("the client is idle");
+        }
+        self.flush_client(id);
+    }
+
+    fn flush_client(&mut self, id: ClientId) {
+        while let Some(transmit) = self.clients[id.index()].poll_transmit() {
+            let packet = Packet {
+                from: Node::Client(id),
+                to: Node::Replica(transmit.to),
+                payload: Payload::Request(transmit.request),
+            };
+            self.schedule(packet);
+        }
+        let deadline = self.clients[id.index()].poll_timeout();
+        self.arm(Node::Client(id), deadline);
+    }
+
+    fn arm(&mut self, node: Node, deadline: Option<Time>) {
+        match deadline {
+            Some(at) if self.armed.get(&node) != Some(&at) => {
+                self.armed.insert(node, at);
+                self.timers.push(Reverse((at, node)));
+            }
+            Some(_) => {}
+            None => {
+                self.armed.remove(&node);
+            }
+        }
+    }
+
+    fn schedule(&mut self, packet: Packet) {
+        let (min, max) = self.latency;
+        let extra = match packet.from {
+            Node::Replica(id) => self.slowness[id.index()],
+            Node::Client(_) => Duration::ZERO,
+        };
+        let latency = extra
+            + if min == max {
+                min
+            } else {
+                let nanos = self.rng.random_range(min.as_nanos() as u64..=max.as_nanos() as u64);
+                Duration::from_nanos(nanos)
+            };
+        self.order += 1;
+        let scheduled = Scheduled { at: self.time + latency, order: self.order, packet };
+        self.network.push(Reverse(scheduled));
+    }
+}

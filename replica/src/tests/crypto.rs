@@ -1,0 +1,164 @@
+//! Crypto: threshold combination, bad-share detection, ed25519 batches, MACs, the dealer.
+
+use proptest::prelude::*;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::crypto::dealer::ClusterKeys;
+use crate::crypto::ed25519::{self, SignedMessage, SigningKey};
+use crate::crypto::mac::MacKey;
+use crate::crypto::threshold::{self, BlsSignature, ThresholdError};
+
+/// (n, f, t = nf) for every n up to 10.
+fn threshold_for(n: u32) -> u32 {
+    n - (n - 1) / 3
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+
+    /// Any t shares combine to the one group signature; t − 1 shares (completed by a share over
+    /// another message) do not; combine refuses anything but exactly t distinct shares.
+    #[test]
+    fn threshold_any_t_shares_combine(n in 1u32..=10, seed in any::<u64>(), pick in any::<u64>()) {
+        let t = threshold_for(n);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (public, shares) = threshold::deal(&mut rng, t, n).unwrap();
+        let message = b"ordeal test message";
+        let signed: Vec<(u32, BlsSignature)> =
+            shares.iter().map(|share| (share.signer(), share.sign(message))).collect();
+        for share in &signed {
+            prop_assert!(public.verify_share(share.0, message, &share.1).is_ok());
+        }
+        // Two different subsets of size t, chosen by `pick`.
+        let rotate = (pick % u64::from(n)) as usize;
+        let mut rotated = signed.clone();
+        rotated.rotate_left(rotate);
+        let first = public.combine(&signed[..t as usize]).unwrap();
+        let second = public.combine(&rotated[..t as usize]).unwrap();
+        prop_assert_eq!(first, second, "BLS threshold signatures are unique");
+        prop_assert!(public.verify(message, &first).is_ok());
+
+        if t >= 2 {
+            let mut short = signed[..t as usize - 1].to_vec();
+            prop_assert_eq!(
+                public.combine(&short),
+                Err(ThresholdError::WrongShareCount { expected: t, actual: t - 1 })
+            );
+            let outsider = shares[t as usize - 1].sign(b"another message");
+            short.push((shares[t as usize - 1].signer(), outsider));
+            let forged = public.combine(&short).unwrap();
+            prop_assert!(public.verify(message, &forged).is_err());
+            let mut duplicated = signed[..t as usize - 1].to_vec();
+            duplicated.push(signed[0]);
+            prop_assert_eq!(public.combine(&duplicated), Err(ThresholdError::DuplicateSigner { signer: signed[0].0 }));
+        }
+    }
+
+    /// A bad share among the first t candidates is found, reported and excluded; the signature
+    /// still forms when t valid shares remain, and does not when they do not. A bad share that
+    /// the optimistic combination does not use costs no verification at all.
+    #[test]
+    fn threshold_bad_share_is_excluded(n in 2u32..=10, seed in any::<u64>(), bad in any::<u64>()) {
+        let t = threshold_for(n);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let (public, shares) = threshold::deal(&mut rng, t, n).unwrap();
+        let message = b"slot digest";
+        let mut signed: Vec<(u32, BlsSignature)> =
+            shares.iter().map(|share| (share.signer(), share.sign(message))).collect();
+        let unused = n - 1;
+        let bad = (bad % u64::from(t)) as usize;
+        let mut spare = signed.clone();
+        if unused >= t {
+            spare[unused as usize].1 = shares[unused as usize].sign(b"a different digest");
+            let combined = public.combine_optimistic(message, &spare);
+            prop_assert!(combined.invalid.is_empty());
+            prop_assert!(combined.signature.is_some());
+        }
+        signed[bad].1 = shares[bad].sign(b"a different digest");
+        let combined = public.combine_optimistic(message, &signed);
+        prop_assert_eq!(&combined.invalid, &vec![bad as u32]);
+        if n > t {
+            let signature = combined.signature.expect("t valid shares remain");
+            prop_assert!(public.verify(message, &signature).is_ok());
+        } else {
+            prop_assert_eq!(combined.signature, None);
+        }
+        // Garbage bytes are an encoding error, never a panic.
+        let garbage = BlsSignature([0xff; 96]);
+        prop_assert!(public.verify_share(0, message, &garbage).is_err());
+        prop_assert!(public.verify(message, &garbage).is_err());
+    }
+}
+
+#[test]
+fn threshold_rejects_impossible_parameters() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (t, n) in [(0, 4), (5, 4), (1, 257)] {
+        assert_eq!(
+            threshold::deal(&mut rng, t, n).err(),
+            Some(ThresholdError::InvalidParameters { threshold: t, signer_count: n })
+        );
+    }
+}
+
+#[test]
+fn ed25519_batch_finds_the_bad_signature() {
+    let keys: Vec<SigningKey> = (0..10u8).map(|i| SigningKey::from_seed([i; 32])).collect();
+    let publics: Vec<_> = keys.iter().map(SigningKey::public_key).collect();
+    let messages: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 40]).collect();
+    let mut signatures: Vec<_> = keys.iter().zip(&messages).map(|(k, m)| k.sign(m)).collect();
+    fn batch<'a>(
+        publics: &'a [ed25519::PublicKey],
+        messages: &'a [Vec<u8>],
+        signatures: &'a [ed25519::Signature],
+    ) -> Vec<SignedMessage<'a>> {
+        (0..publics.len())
+            .map(|i| SignedMessage {
+                key: &publics[i],
+                message: &messages[i],
+                signature: &signatures[i],
+            })
+            .collect()
+    }
+    assert!(ed25519::verify_batch(&batch(&publics, &messages, &signatures)).is_ok());
+    signatures[6] = keys[6].sign(b"something else");
+    assert!(ed25519::verify_batch(&batch(&publics, &messages, &signatures)).is_err());
+    assert_eq!(ed25519::find_invalid(&batch(&publics, &messages, &signatures)), vec![6]);
+}
+
+#[test]
+fn mac_verifies_only_the_same_parts_and_key() {
+    let key = MacKey([7; 32]);
+    let tag = key.tag(&[b"abc", b"def"]);
+    assert!(key.verify(&[b"abc", b"def"], &tag).is_ok());
+    assert!(key.verify(&[b"abc", b"deg"], &tag).is_err());
+    assert!(MacKey([8; 32]).verify(&[b"abc", b"def"], &tag).is_err());
+}
+
+/// The dealer's output survives a JSON round trip: keys read back sign and MAC exactly as the
+/// originals, and pair keys agree on both ends.
+#[test]
+fn dealer_keys_round_trip_through_json() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let keys = ClusterKeys::generate(&mut rng, 4, 3, 3).unwrap();
+    let text = serde_json::to_string(&keys).unwrap();
+    let back: ClusterKeys = serde_json::from_str(&text).unwrap();
+    assert_eq!(back.public, keys.public);
+    let message = b"hello";
+    let share = back.replicas[2].threshold_share.sign(message);
+    assert_eq!(share, keys.replicas[2].threshold_share.sign(message));
+    assert!(keys.public.threshold.verify_share(2, message, &share).is_ok());
+    let signature = back.clients[1].signing_key.sign(message);
+    assert!(keys.public.clients[1].verify(message, &signature).is_ok());
+    // Pair keys: replica 1 and replica 3 hold the same key for each other; replica 2 and
+    // client 0 likewise; different pairs differ.
+    assert_eq!(back.replicas[1].replica_macs[3], back.replicas[3].replica_macs[1]);
+    assert_eq!(back.replicas[2].client_macs[0], back.clients[0].replica_macs[2]);
+    assert_ne!(back.replicas[1].replica_macs[2], back.replicas[1].replica_macs[3]);
+    // Broken files give errors, not panics.
+    assert!(
+        serde_json::from_str::<ClusterKeys>(&text.replacen("\"threshold\"", "\"thresh\"", 1))
+            .is_err()
+    );
+}
