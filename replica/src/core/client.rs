@@ -98,8 +98,8 @@ pub enum ClientError {
         /// The sender.
         from: ReplicaId,
     },
-    /// The INFORM is for another client.
-    #[error("inform for client {client}")]
+    /// The INFORM or request belongs to another client.
+    #[error("message for client {client}")]
     WrongClient {
         /// The client named.
         client: ClientId,
@@ -177,10 +177,38 @@ impl Client {
         if let Some(outstanding) = &self.outstanding {
             return Err(ClientError::Busy { outstanding: outstanding.request.body.request });
         }
+        let request = self.sign_next(op);
+        self.submit_signed(now, request)
+    }
+
+    /// Signs `op` as the next request without sending it: a load generator can sign ahead of
+    /// time and [`Client::submit_signed`] later. Requests must then be submitted in the order
+    /// they were signed, or replicas drop the older ones as stale.
+    pub fn sign_next(&mut self, op: Operation) -> SignedRequest {
         let request_id = self.next_request;
         self.next_request = RequestId(request_id.0 + 1);
         let body = RequestBody { client: self.id, request: request_id, op };
-        let request = SignedRequest::sign(body, &self.signing_key);
+        SignedRequest::sign(body, &self.signing_key)
+    }
+
+    /// Sends a request made by [`Client::sign_next`] to the presumed primary.
+    ///
+    /// # Errors
+    ///
+    /// [`ClientError::Busy`] while another request is outstanding; [`ClientError::WrongClient`]
+    /// for another client's request.
+    pub fn submit_signed(
+        &mut self,
+        now: Time,
+        request: SignedRequest,
+    ) -> Result<RequestId, ClientError> {
+        if let Some(outstanding) = &self.outstanding {
+            return Err(ClientError::Busy { outstanding: outstanding.request.body.request });
+        }
+        if request.body.client != self.id {
+            return Err(ClientError::WrongClient { client: request.body.client });
+        }
+        let request_id = request.body.request;
         let primary = self.config.primary(self.view_hint);
         self.transmits.push_back(ClientTransmit { to: primary, request: request.clone() });
         self.outstanding = Some(Outstanding {

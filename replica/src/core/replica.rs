@@ -45,6 +45,7 @@ use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 use crate::crypto::ed25519::{self, SignedMessage};
 use crate::crypto::hash::sha256;
 use crate::crypto::mac::MacKey;
+use crate::crypto::threshold::PreparedMessage;
 
 /// A message for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,6 +94,19 @@ struct Proposal {
     digest: Digest,
     batch_digest: Digest,
     batch: Arc<[SignedRequest]>,
+    /// PoE-TS: the support bytes hashed to G2 once, for signing the share and verifying the
+    /// certificate (or, at the primary, the combination).
+    prepared: Option<PreparedMessage>,
+}
+
+impl Proposal {
+    fn new(protocol: Protocol, view: View, seq: Seq, batch: Arc<[SignedRequest]>) -> Proposal {
+        let batch_digest = batch_digest(&batch);
+        let digest = proposal_digest(view, seq, &batch_digest);
+        let prepared = (protocol == Protocol::PoeTs)
+            .then(|| PreparedMessage::new(&support_signing_bytes(&digest)));
+        Proposal { view, digest, batch_digest, batch, prepared }
+    }
 }
 
 /// Protocol state of one slot above the last executed one, in the current view.
@@ -229,7 +243,7 @@ impl Replica {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.try_propose(now);
+        self.try_propose(now, BatchCut::FullOrDue);
     }
 
     // ----------------------------------------------------------------------------------------
@@ -395,14 +409,15 @@ impl Replica {
             });
         }
         self.validate_batch(&batch)?;
+        let proposal = Proposal::new(self.config.protocol, view, seq, batch);
+        debug_assert_eq!(proposal.digest, digest);
         // The safety rules have the last word (a slot whose proposal was dropped could have been
         // supported before).
         let support = self
             .safety
-            .support(view, seq, digest)
+            .support(view, seq, digest, proposal.prepared.as_ref())
             .map_err(|_| Rejection::ConflictingProposal { view, seq })?;
         self.counters.proposals_accepted += 1;
-        let proposal = Proposal { view, digest, batch_digest, batch };
         let slot = self.slots.entry(seq).or_default();
         slot.proposal = Some(proposal);
         // Votes and certificates that arrived ahead of the proposal count only if they match it.
@@ -587,8 +602,11 @@ impl Replica {
                 SupportProof::Signature(_) => None,
             })
             .collect();
-        let message = support_signing_bytes(&digest);
-        let combined = self.public.threshold.combine_optimistic(&message, &shares);
+        let prepared = match &proposal.prepared {
+            Some(prepared) => *prepared,
+            None => PreparedMessage::new(&support_signing_bytes(&digest)),
+        };
+        let combined = self.public.threshold.combine_optimistic(&prepared, &shares);
         let slot = self.slots.get_mut(&seq).expect("looked up above");
         for signer in combined.invalid {
             let replica = ReplicaId(signer as u8);
@@ -633,7 +651,8 @@ impl Replica {
                 Rejection::ConflictingVote { from, seq }
             });
         }
-        if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
+        let proposal = slot.and_then(|slot| slot.proposal.as_ref());
+        if let Some(proposal) = proposal
             && proposal.digest != certify.digest
         {
             return Err(Rejection::DigestMismatch {
@@ -643,9 +662,13 @@ impl Replica {
                 actual: certify.digest,
             });
         }
+        let prepared = match proposal.and_then(|proposal| proposal.prepared) {
+            Some(prepared) => prepared,
+            None => PreparedMessage::new(&support_signing_bytes(&certify.digest)),
+        };
         self.public
             .threshold
-            .verify(&support_signing_bytes(&certify.digest), &certify.signature)
+            .verify(&prepared, &certify.signature)
             .map_err(|_| Rejection::InvalidCertificate { seq })?;
         self.slots.entry(seq).or_default().certify = Some(certify);
         self.try_commit(now, seq);
@@ -710,7 +733,7 @@ impl Replica {
             let certificate = slot.certificate.expect("checked above");
             self.execute(now, seq, proposal, certificate);
         }
-        self.try_propose(now);
+        self.try_propose(now, BatchCut::FullOnly);
     }
 
     fn execute(&mut self, now: Time, seq: Seq, proposal: Proposal, certificate: Certificate) {
@@ -836,7 +859,7 @@ impl Replica {
         if self.batch_deadline.is_none() {
             self.batch_deadline = Some(now + self.config.batch_timeout);
         }
-        self.try_propose(now);
+        self.try_propose(now, BatchCut::FullOnly);
         Ok(())
     }
 
@@ -854,16 +877,21 @@ impl Replica {
         self.next_seq.0 <= self.last_executed().0 + self.config.window
     }
 
-    /// Proposes batches while the primary has requests, room in its window, and either a full
-    /// batch or an expired batch timer.
-    fn try_propose(&mut self, now: Time) {
+    /// Proposes batches while the primary has requests, room in its window, and a full batch
+    /// (or, when `cut` allows it, an expired batch timer).
+    ///
+    /// Partial batches are cut only by the timer, never on the arrival of a request: the shell
+    /// handles every input it already has before it fires due timers, so a primary that fell
+    /// behind proposes full batches from its backlog instead of one partial batch per request.
+    fn try_propose(&mut self, now: Time, cut: BatchCut) {
         if !self.is_primary() {
             return;
         }
         // Bounded: every iteration takes at least one request off the queue.
         while !self.queue.is_empty() && self.window_has_room() {
             let full = self.queue.len() >= self.config.batch_size_max as usize;
-            let due = self.batch_deadline.is_some_and(|deadline| now >= deadline);
+            let due = cut == BatchCut::FullOrDue
+                && self.batch_deadline.is_some_and(|deadline| now >= deadline);
             if !full && !due {
                 break;
             }
@@ -905,18 +933,16 @@ impl Replica {
         let view = self.view;
         let seq = self.next_seq;
         self.next_seq = seq.next();
-        let batch: Arc<[SignedRequest]> = batch.into();
-        let batch_digest = batch_digest(&batch);
-        let digest = proposal_digest(view, seq, &batch_digest);
+        let proposal = Proposal::new(self.config.protocol, view, seq, batch.into());
         let support = self
             .safety
-            .support(view, seq, digest)
+            .support(view, seq, proposal.digest, proposal.prepared.as_ref())
             .expect("a primary proposes every slot of its view once");
         self.counters.proposals_sent += 1;
-        self.broadcast(&Message::Propose(Propose { view, seq, batch: batch.clone() }));
+        self.broadcast(&Message::Propose(Propose { view, seq, batch: proposal.batch.clone() }));
         let slot = self.slots.entry(seq).or_default();
         debug_assert!(slot.proposal.is_none(), "the primary proposes each slot once");
-        slot.proposal = Some(Proposal { view, digest, batch_digest, batch });
+        slot.proposal = Some(proposal);
         slot.votes.insert(self.id, support.clone());
         match self.config.protocol {
             Protocol::PoeTs => self.try_certify(now, seq),
@@ -949,6 +975,15 @@ impl Replica {
             }
         }
     }
+}
+
+/// When the primary may cut a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchCut {
+    /// Only when `batch_size_max` requests are queued.
+    FullOnly,
+    /// Also when the batch timer expired.
+    FullOrDue,
 }
 
 /// Where a sequence number lies relative to a replica's log.

@@ -13,7 +13,7 @@ use super::config::Protocol;
 use super::message::{Support, SupportProof, support_signing_bytes};
 use super::types::{Digest, ReplicaId, Seq, View};
 use crate::crypto::ed25519::SigningKey;
-use crate::crypto::threshold::SecretShare;
+use crate::crypto::threshold::{PreparedMessage, SecretShare};
 
 /// The safety rules refused to sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -52,12 +52,20 @@ impl Safety {
         Safety { id, protocol, signing_key, share, supported: BTreeMap::new() }
     }
 
-    /// Signs a SUPPORT for `digest` at (view, seq), if the rule allows it.
+    /// Signs a SUPPORT for `digest` at (view, seq), if the rule allows it. PoE-TS signs a
+    /// threshold share over `prepared` (the support bytes hashed to G2, which the caller keeps
+    /// for verifying the certificate); PoE-MAC ignores it.
     ///
     /// # Errors
     ///
     /// [`Refusal::AlreadySupported`] when another digest was supported for (view, seq).
-    pub fn support(&mut self, view: View, seq: Seq, digest: Digest) -> Result<Support, Refusal> {
+    pub fn support(
+        &mut self,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+        prepared: Option<&PreparedMessage>,
+    ) -> Result<Support, Refusal> {
         if let Some(previous) = self.supported.get(&(view, seq)) {
             return if previous.digest == digest {
                 Ok(previous.clone())
@@ -66,9 +74,12 @@ impl Safety {
             };
         }
         let bytes = support_signing_bytes(&digest);
-        let proof = match self.protocol {
-            Protocol::PoeTs => SupportProof::Share(self.share.sign(&bytes)),
-            Protocol::PoeMac => SupportProof::Signature(self.signing_key.sign(&bytes)),
+        let proof = match (self.protocol, prepared) {
+            (Protocol::PoeTs, Some(prepared)) => SupportProof::Share(self.share.sign(prepared)),
+            (Protocol::PoeTs, None) => {
+                SupportProof::Share(self.share.sign(&PreparedMessage::new(&bytes)))
+            }
+            (Protocol::PoeMac, _) => SupportProof::Signature(self.signing_key.sign(&bytes)),
         };
         let support = Support { view, seq, digest, replica: self.id, proof };
         self.supported.insert((view, seq), support.clone());

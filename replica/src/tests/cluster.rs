@@ -14,6 +14,7 @@ use crate::core::{
     Transmit, View,
 };
 use crate::crypto::dealer::ReplicaSecrets;
+use crate::crypto::threshold::PreparedMessage;
 use crate::sim::{Cluster, OutboundHook, STEPS_MAX_DEFAULT, SimOptions};
 
 fn all(n: u8) -> Vec<ReplicaId> {
@@ -252,7 +253,7 @@ fn cluster_rejects_mismatched_digest_shares() {
         rewrite_messages(secrets, move |message| match message {
             Message::Support(mut support) => {
                 let bytes = support_signing_bytes(&Digest([0x5a; 32]));
-                support.proof = SupportProof::Share(share.sign(&bytes));
+                support.proof = SupportProof::Share(share.sign(&PreparedMessage::new(&bytes)));
                 Message::Support(support)
             }
             other => other,
@@ -272,7 +273,9 @@ fn cluster_rejects_mismatched_digest_shares() {
         seq: Seq(1),
         digest: Digest([1; 32]),
         replica: ReplicaId(3),
-        proof: SupportProof::Share(cluster.keys().replicas[3].threshold_share.sign(b"x")),
+        proof: SupportProof::Share(
+            cluster.keys().replicas[3].threshold_share.sign(&PreparedMessage::new(b"x")),
+        ),
     };
     let refused = cluster.inject(ReplicaId(3), ReplicaId(0), &Message::Support(support));
     // Slot 1 executed long ago: a late vote is ignored, not counted against the sender.
@@ -283,7 +286,9 @@ fn cluster_rejects_mismatched_digest_shares() {
         seq: Seq(next),
         digest: Digest([1; 32]),
         replica: ReplicaId(3),
-        proof: SupportProof::Share(cluster.keys().replicas[3].threshold_share.sign(b"x")),
+        proof: SupportProof::Share(
+            cluster.keys().replicas[3].threshold_share.sign(&PreparedMessage::new(b"x")),
+        ),
     };
     let refused = cluster.inject(ReplicaId(3), ReplicaId(0), &Message::Support(support));
     assert!(matches!(refused, Err(Rejection::UnknownSlot { .. })), "{refused:?}");
@@ -316,7 +321,7 @@ fn cluster_rejects_proposal_from_non_primary() {
         view: View(0),
         seq: Seq(1),
         digest: Digest([0; 32]),
-        signature: cluster.keys().replicas[1].threshold_share.sign(b"x"),
+        signature: cluster.keys().replicas[1].threshold_share.sign(&PreparedMessage::new(b"x")),
     });
     let result = cluster.inject(ReplicaId(1), ReplicaId(2), &certify);
     assert!(matches!(result, Err(Rejection::NotFromPrimary { message: "certify", .. })));

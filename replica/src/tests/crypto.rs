@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::crypto::dealer::ClusterKeys;
 use crate::crypto::ed25519::{self, SignedMessage, SigningKey};
 use crate::crypto::mac::MacKey;
-use crate::crypto::threshold::{self, BlsSignature, ThresholdError};
+use crate::crypto::threshold::{self, BlsSignature, PreparedMessage, ThresholdError};
 
 /// (n, f, t = nf) for every n up to 10.
 fn threshold_for(n: u32) -> u32 {
@@ -24,7 +24,7 @@ proptest! {
         let t = threshold_for(n);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (public, shares) = threshold::deal(&mut rng, t, n).unwrap();
-        let message = b"ordeal test message";
+        let message = &PreparedMessage::new(b"ordeal test message");
         let signed: Vec<(u32, BlsSignature)> =
             shares.iter().map(|share| (share.signer(), share.sign(message))).collect();
         for share in &signed {
@@ -45,7 +45,7 @@ proptest! {
                 public.combine(&short),
                 Err(ThresholdError::WrongShareCount { expected: t, actual: t - 1 })
             );
-            let outsider = shares[t as usize - 1].sign(b"another message");
+            let outsider = shares[t as usize - 1].sign(&PreparedMessage::new(b"another message"));
             short.push((shares[t as usize - 1].signer(), outsider));
             let forged = public.combine(&short).unwrap();
             prop_assert!(public.verify(message, &forged).is_err());
@@ -63,19 +63,19 @@ proptest! {
         let t = threshold_for(n);
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let (public, shares) = threshold::deal(&mut rng, t, n).unwrap();
-        let message = b"slot digest";
+        let message = &PreparedMessage::new(b"slot digest");
         let mut signed: Vec<(u32, BlsSignature)> =
             shares.iter().map(|share| (share.signer(), share.sign(message))).collect();
         let unused = n - 1;
         let bad = (bad % u64::from(t)) as usize;
         let mut spare = signed.clone();
         if unused >= t {
-            spare[unused as usize].1 = shares[unused as usize].sign(b"a different digest");
+            spare[unused as usize].1 = shares[unused as usize].sign(&PreparedMessage::new(b"a different digest"));
             let combined = public.combine_optimistic(message, &spare);
             prop_assert!(combined.invalid.is_empty());
             prop_assert!(combined.signature.is_some());
         }
-        signed[bad].1 = shares[bad].sign(b"a different digest");
+        signed[bad].1 = shares[bad].sign(&PreparedMessage::new(b"a different digest"));
         let combined = public.combine_optimistic(message, &signed);
         prop_assert_eq!(&combined.invalid, &vec![bad as u32]);
         if n > t {
@@ -145,12 +145,12 @@ fn dealer_keys_round_trip_through_json() {
     let text = serde_json::to_string(&keys).unwrap();
     let back: ClusterKeys = serde_json::from_str(&text).unwrap();
     assert_eq!(back.public, keys.public);
-    let message = b"hello";
+    let message = &PreparedMessage::new(b"hello");
     let share = back.replicas[2].threshold_share.sign(message);
     assert_eq!(share, keys.replicas[2].threshold_share.sign(message));
     assert!(keys.public.threshold.verify_share(2, message, &share).is_ok());
-    let signature = back.clients[1].signing_key.sign(message);
-    assert!(keys.public.clients[1].verify(message, &signature).is_ok());
+    let signature = back.clients[1].signing_key.sign(b"hello");
+    assert!(keys.public.clients[1].verify(b"hello", &signature).is_ok());
     // Pair keys: replica 1 and replica 3 hold the same key for each other; replica 2 and
     // client 0 likewise; different pairs differ.
     assert_eq!(back.replicas[1].replica_macs[3], back.replicas[3].replica_macs[1]);

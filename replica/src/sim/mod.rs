@@ -7,6 +7,11 @@
 //! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
 //! (any function of what the core wanted to send) or by injecting crafted messages sealed with a
 //! replica's own keys, and silence replicas with [`Cluster::crash`].
+//!
+//! [`parallel`] runs the same cores on one OS thread per replica instead, on the wall clock, to
+//! measure what the cluster does with every core of the machine.
+
+pub mod parallel;
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -130,7 +135,7 @@ impl Ord for Scheduled {
 
 /// The register workload of the simulator: reads, unique-valued writes and cas over a few keys.
 #[derive(Debug)]
-struct Workload {
+pub(crate) struct Workload {
     rng: ChaCha8Rng,
     key_count: u32,
     next_value: i64,
@@ -138,7 +143,16 @@ struct Workload {
 }
 
 impl Workload {
-    fn next_op(&mut self) -> Option<Operation> {
+    pub(crate) fn new(seed: u64, key_count: u32, requests_total: u64) -> Workload {
+        Workload {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            key_count: key_count.max(1),
+            next_value: 0,
+            remaining: requests_total,
+        }
+    }
+
+    pub(crate) fn next_op(&mut self) -> Option<Operation> {
         if self.remaining == 0 {
             return None;
         }
@@ -152,6 +166,33 @@ impl Workload {
             _ => Operation::Cas { key, from: self.rng.random_range(0..value.max(1)), to: value },
         })
     }
+}
+
+/// Generates a cluster's keys from `rng` and builds its replica and client cores.
+///
+/// # Panics
+///
+/// If the configuration is invalid: simulations build their options on purpose.
+pub(crate) fn build_nodes(
+    config: &Config,
+    rng: &mut ChaCha8Rng,
+) -> (ClusterKeys, Vec<Replica>, Vec<Client>) {
+    config.validate().expect("valid simulation config");
+    let nf = config.nf() as u32;
+    let keys = ClusterKeys::generate(rng, u32::from(config.replica_count), config.client_count, nf)
+        .expect("dealer parameters follow from a valid config");
+    let public = Arc::new(keys.public.clone());
+    let replicas = keys
+        .replicas
+        .iter()
+        .map(|secrets| {
+            Replica::new(config.clone(), secrets.clone(), public.clone())
+                .expect("keys match the config")
+        })
+        .collect();
+    let clients =
+        keys.clients.iter().map(|secrets| Client::new(config.clone(), secrets.clone())).collect();
+    (keys, replicas, clients)
 }
 
 /// An in-memory cluster.
@@ -189,38 +230,10 @@ impl Cluster {
     ///
     /// If the configuration is invalid: tests build their options on purpose.
     pub fn new(options: SimOptions) -> Cluster {
-        let config = options.config;
-        config.validate().expect("valid simulation config");
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let nf = config.nf() as u32;
-        let keys = ClusterKeys::generate(
-            &mut rng,
-            u32::from(config.replica_count),
-            config.client_count,
-            nf,
-        )
-        .expect("dealer parameters follow from a valid config");
-        let public = Arc::new(keys.public.clone());
-        let replicas: Vec<Replica> = keys
-            .replicas
-            .iter()
-            .map(|secrets| {
-                Replica::new(config.clone(), secrets.clone(), public.clone())
-                    .expect("keys match the config")
-            })
-            .collect();
-        let clients: Vec<Client> = keys
-            .clients
-            .iter()
-            .map(|secrets| Client::new(config.clone(), secrets.clone()))
-            .collect();
+        let (keys, replicas, clients) = build_nodes(&options.config, &mut rng);
         let replica_count = replicas.len();
-        let workload = Workload {
-            rng: ChaCha8Rng::seed_from_u64(rng.next_u64()),
-            key_count: options.key_count.max(1),
-            next_value: 0,
-            remaining: options.requests_total,
-        };
+        let workload = Workload::new(rng.next_u64(), options.key_count, options.requests_total);
         let mut cluster = Cluster {
             time: Time::ZERO,
             steps: 0,
