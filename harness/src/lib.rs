@@ -8,3 +8,6 @@
 //! Nothing is implemented yet; the cluster issue builds it.
 
 #![warn(missing_docs, unreachable_pub)]
+
+#[cfg(test)]
+mod tidy;

@@ -10,7 +10,8 @@
 //!   completions, nemesis events, and the proof an `ok` carries.
 //! - [`kv`]: the key-value store's operations and results, as clients issue them and as replica
 //!   ledgers record them.
-//! - [`ledger`]: replica ledger events (`ledger.jsonl`): execute, rollback, checkpoint, view entered.
+//! - [`ledger`]: replica ledger events (`ledger.jsonl`): execute, rollback, checkpoint, view
+//!   entered.
 //! - [`digest`]: the 32-byte digest type used for batch digests, block hashes and state digests.
 //! - [`verdict`]: `valid` / `invalid` / `unknown` and how verdicts merge.
 //!

@@ -4,7 +4,10 @@ use super::*;
 
 #[test]
 fn op_reads_the_documented_line_format() {
-    let line = r#"{"index":12,"time":1840021,"process":3,"type":"invoke","f":"cas","key":"k2","value":[4,7]}"#;
+    let line = concat!(
+        r#"{"index":12,"time":1840021,"process":3,"type":"invoke","#,
+        r#""f":"cas","key":"k2","value":[4,7]}"#
+    );
     let op: Op = serde_json::from_str(line).unwrap();
     assert_eq!(op.index, Some(12));
     assert_eq!(op.time, 1_840_021);

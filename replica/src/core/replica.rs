@@ -100,8 +100,15 @@ struct Proposal {
 }
 
 impl Proposal {
-    fn new(protocol: Protocol, view: View, seq: Seq, batch: Arc<[SignedRequest]>) -> Proposal {
-        let batch_digest = batch_digest(&batch);
+    /// The proposal of `batch` (whose digest the caller computed) at (view, seq).
+    fn new(
+        protocol: Protocol,
+        view: View,
+        seq: Seq,
+        batch: Arc<[SignedRequest]>,
+        batch_digest: Digest,
+    ) -> Proposal {
+        debug_assert_eq!(batch_digest, self::batch_digest(&batch));
         let digest = proposal_digest(view, seq, &batch_digest);
         let prepared = (protocol == Protocol::PoeTs)
             .then(|| PreparedMessage::new(&support_signing_bytes(&digest)));
@@ -409,7 +416,7 @@ impl Replica {
             });
         }
         self.validate_batch(&batch)?;
-        let proposal = Proposal::new(self.config.protocol, view, seq, batch);
+        let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
         debug_assert_eq!(proposal.digest, digest);
         // The safety rules have the last word (a slot whose proposal was dropped could have been
         // supported before).
@@ -933,7 +940,9 @@ impl Replica {
         let view = self.view;
         let seq = self.next_seq;
         self.next_seq = seq.next();
-        let proposal = Proposal::new(self.config.protocol, view, seq, batch.into());
+        let batch: Arc<[SignedRequest]> = batch.into();
+        let batch_digest = batch_digest(&batch);
+        let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
         let support = self
             .safety
             .support(view, seq, proposal.digest, proposal.prepared.as_ref())

@@ -51,7 +51,8 @@ proptest! {
             prop_assert!(public.verify(message, &forged).is_err());
             let mut duplicated = signed[..t as usize - 1].to_vec();
             duplicated.push(signed[0]);
-            prop_assert_eq!(public.combine(&duplicated), Err(ThresholdError::DuplicateSigner { signer: signed[0].0 }));
+            let duplicate = ThresholdError::DuplicateSigner { signer: signed[0].0 };
+            prop_assert_eq!(public.combine(&duplicated), Err(duplicate));
         }
     }
 
@@ -70,7 +71,8 @@ proptest! {
         let bad = (bad % u64::from(t)) as usize;
         let mut spare = signed.clone();
         if unused >= t {
-            spare[unused as usize].1 = shares[unused as usize].sign(&PreparedMessage::new(b"a different digest"));
+            let other = PreparedMessage::new(b"a different digest");
+            spare[unused as usize].1 = shares[unused as usize].sign(&other);
             let combined = public.combine_optimistic(message, &spare);
             prop_assert!(combined.invalid.is_empty());
             prop_assert!(combined.signature.is_some());

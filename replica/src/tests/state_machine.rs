@@ -122,7 +122,10 @@ proptest! {
     /// state, at-most-once table and digest of that slot; re-executing the undone slots then
     /// reproduces the same results.
     #[test]
-    fn undo_restores_exact_state(slots in prop::collection::vec(batch_strategy(), 1..12), target in any::<prop::sample::Index>()) {
+    fn undo_restores_exact_state(
+        slots in prop::collection::vec(batch_strategy(), 1..12),
+        target in any::<prop::sample::Index>(),
+    ) {
         let mut state = StateMachine::new();
         let mut snapshots = vec![observe(&state)];
         let mut all_results = Vec::new();
