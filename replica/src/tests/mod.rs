@@ -3,6 +3,7 @@
 
 mod client;
 mod cluster;
+mod config;
 mod crypto;
 mod state_machine;
 
