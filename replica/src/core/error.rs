@@ -52,6 +52,14 @@ pub enum Rejection {
         /// The rule broken.
         reason: &'static str,
     },
+    /// A client sent a request in another client's name.
+    #[error("client {from} sent a request of client {claimed}")]
+    ClientMismatch {
+        /// The client the transport identified.
+        from: ClientId,
+        /// The client the request names.
+        claimed: ClientId,
+    },
     /// The client id is not a client of this cluster.
     #[error("unknown client {client}")]
     UnknownClient {
@@ -266,6 +274,7 @@ impl Rejection {
             Rejection::InvalidMac { .. } => "invalid_mac",
             Rejection::Malformed { .. } => "malformed",
             Rejection::MalformedRequest { .. } => "malformed_request",
+            Rejection::ClientMismatch { .. } => "client_mismatch",
             Rejection::UnknownClient { .. } => "unknown_client",
             Rejection::InvalidClientSignature { .. } => "invalid_client_signature",
             Rejection::NotFromPrimary { .. } => "not_from_primary",
@@ -310,7 +319,10 @@ pub struct Counters {
     pub proposals_accepted: u64,
     /// Threshold certificates this replica combined as primary.
     pub certificates_formed: u64,
-    /// Signature shares found invalid when a combination failed.
+    /// Optimistic share combinations that failed, so that shares were verified one by one.
+    pub combinations_failed: u64,
+    /// Signature shares found invalid (when a combination failed, or checked beforehand
+    /// because their sender sent a bad share before).
     pub invalid_shares: u64,
     /// Slots view-committed.
     pub slots_committed: u64,

@@ -25,7 +25,7 @@
 //!
 //! Agreement runs out of order inside the window; execution never does.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -45,7 +45,7 @@ use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 use crate::crypto::ed25519::{self, SignedMessage};
 use crate::crypto::hash::sha256;
 use crate::crypto::mac::MacKey;
-use crate::crypto::threshold::PreparedMessage;
+use crate::crypto::threshold::{BlsSignature, PreparedMessage};
 
 /// A message for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,8 +120,12 @@ impl Proposal {
 #[derive(Debug, Default)]
 struct Slot {
     proposal: Option<Proposal>,
-    /// The first vote of each replica for this slot; mismatching digests never enter.
+    /// The first vote of each replica for this slot. Once the proposal is in, only votes for
+    /// its digest are here (earlier ones that do not match are dropped).
     votes: BTreeMap<ReplicaId, Support>,
+    /// PoE-TS primary: replicas whose share for this slot failed verification. Their vote
+    /// stays in `votes` (so a resend is a duplicate) but never enters a combination again.
+    invalid_shares: BTreeSet<ReplicaId>,
     /// PoE-TS backups: a verified CERTIFY, possibly ahead of its PROPOSE.
     certify: Option<Certify>,
     /// Set when the slot is view-committed.
@@ -141,13 +145,16 @@ pub struct Replica {
     view: View,
     /// Primary only: the next slot to propose.
     next_seq: Seq,
-    /// Primary only: requests waiting for a batch (signatures not yet checked).
-    queue: VecDeque<SignedRequest>,
+    /// Primary only: requests waiting for a batch, with their arrival times (signatures are
+    /// checked when the batch is cut, as one batch verification).
+    queue: VecDeque<(Time, SignedRequest)>,
     /// Primary only: requests queued or proposed and not yet executed, to refuse duplicates.
     pending: HashSet<(ClientId, RequestId)>,
     pending_per_client: HashMap<ClientId, u32>,
-    /// Primary only: when the current partial batch must be proposed.
-    batch_deadline: Option<Time>,
+    /// PoE-TS primary: replicas that sent an invalid threshold share in this view. Their
+    /// shares are verified one by one before entering a combination, so one faulty replica
+    /// cannot force the slow path on every slot.
+    share_suspects: BTreeSet<ReplicaId>,
     slots: BTreeMap<Seq, Slot>,
 
     state: StateMachine,
@@ -207,7 +214,7 @@ impl Replica {
             queue: VecDeque::new(),
             pending: HashSet::new(),
             pending_per_client: HashMap::new(),
-            batch_deadline: None,
+            share_suspects: BTreeSet::new(),
             slots: BTreeMap::new(),
             state: StateMachine::new(),
             ledger: Ledger::new(genesis),
@@ -237,14 +244,26 @@ impl Replica {
         result.map_err(|rejection| self.counters.reject(rejection))
     }
 
-    /// Handles a request sent by a client.
+    /// Handles a request sent by client `from` (as identified by the transport: mutual TLS
+    /// in the real replica). A request must come from the client it names, so nobody can
+    /// occupy another client's queue slots with forgeries; its signature is still checked
+    /// before it is proposed, since backups and the ledger need it.
     ///
     /// # Errors
     ///
     /// A [`Rejection`] saying why the request was refused; it is also counted.
-    pub fn handle_request(&mut self, now: Time, request: SignedRequest) -> Result<(), Rejection> {
+    pub fn handle_request(
+        &mut self,
+        now: Time,
+        from: ClientId,
+        request: SignedRequest,
+    ) -> Result<(), Rejection> {
         self.counters.requests_received += 1;
-        let result = self.admit_request(now, request, false);
+        let result = if request.body.client == from {
+            self.admit_request(now, request, Origin::Client)
+        } else {
+            Err(Rejection::ClientMismatch { from, claimed: request.body.client })
+        };
         result.map_err(|rejection| self.counters.reject(rejection))
     }
 
@@ -272,7 +291,7 @@ impl Replica {
     pub fn poll_timeout(&self) -> Option<Time> {
         // The batch timer matters only while the window has room for a proposal; when it is
         // full, execution (not time) opens it.
-        self.batch_deadline.filter(|_| self.window_has_room())
+        self.batch_deadline().filter(|_| self.window_has_room())
     }
 
     // ----------------------------------------------------------------------------------------
@@ -352,7 +371,7 @@ impl Replica {
             Message::Propose(propose) => self.handle_propose(now, from, propose),
             Message::Support(support) => self.handle_support(now, from, support),
             Message::Certify(certify) => self.handle_certify(now, from, certify),
-            Message::Forward(request) => self.admit_request(now, request, true),
+            Message::Forward(request) => self.admit_request(now, request, Origin::Replica),
         }
     }
 
@@ -425,38 +444,38 @@ impl Replica {
             .support(view, seq, digest, proposal.prepared.as_ref())
             .map_err(|_| Rejection::ConflictingProposal { view, seq })?;
         self.counters.proposals_accepted += 1;
-        let slot = self.slots.entry(seq).or_default();
-        slot.proposal = Some(proposal);
-        // Votes and certificates that arrived ahead of the proposal count only if they match it.
-        let mismatched: Vec<ReplicaId> = slot
-            .votes
-            .iter()
-            .filter(|(_, vote)| vote.digest != digest)
-            .map(|(replica, _)| *replica)
-            .collect();
-        for replica in mismatched {
-            let vote = slot.votes.remove(&replica).expect("listed above");
-            let rejection = Rejection::DigestMismatch {
-                from: replica,
-                seq,
-                expected: digest,
-                actual: vote.digest,
-            };
-            self.counters.reject(rejection);
-        }
-        let slot = self.slots.get_mut(&seq).expect("inserted above");
-        if slot.certify.as_ref().is_some_and(|certify| certify.digest != digest) {
-            slot.certify = None;
-        }
+        self.install_proposal(seq, proposal);
         match self.config.protocol {
             Protocol::PoeTs => self.send(self.config.primary(view), &Message::Support(support)),
             Protocol::PoeMac => {
-                slot.votes.insert(self.id, support.clone());
+                self.slots.entry(seq).or_default().votes.insert(self.id, support.clone());
                 self.broadcast(&Message::Support(support));
             }
         }
         self.try_commit(now, seq);
         Ok(())
+    }
+
+    /// Records the accepted proposal of `seq`. Votes and a CERTIFY that arrived ahead of it
+    /// count only if they match it; the others are dropped and counted as digest mismatches.
+    fn install_proposal(&mut self, seq: Seq, proposal: Proposal) {
+        let digest = proposal.digest;
+        let slot = self.slots.entry(seq).or_default();
+        debug_assert!(slot.proposal.is_none(), "one accepted proposal per slot");
+        slot.proposal = Some(proposal);
+        let mismatched: Vec<Support> = slot
+            .votes
+            .extract_if(.., |_, vote| vote.digest != digest)
+            .map(|(_, vote)| vote)
+            .collect();
+        if slot.certify.as_ref().is_some_and(|certify| certify.digest != digest) {
+            slot.certify = None;
+        }
+        for vote in mismatched {
+            let from = vote.replica;
+            let actual = vote.digest;
+            self.counters.reject(Rejection::DigestMismatch { from, seq, expected: digest, actual });
+        }
     }
 
     /// Checks a proposed batch: size, shape of every request, no request twice, known clients,
@@ -597,31 +616,58 @@ impl Replica {
         let nf = self.config.nf();
         let Some(slot) = self.slots.get(&seq) else { return };
         let Some(proposal) = &slot.proposal else { return };
-        if slot.certificate.is_some() || slot.votes.len() < nf {
+        if slot.certificate.is_some() {
             return;
         }
         let (view, digest) = (proposal.view, proposal.digest);
-        let shares: Vec<(u32, _)> = slot
+        let mut shares: Vec<(u32, BlsSignature)> = slot
             .votes
             .iter()
+            .filter(|(replica, _)| !slot.invalid_shares.contains(replica))
             .filter_map(|(replica, vote)| match &vote.proof {
                 SupportProof::Share(share) => Some((u32::from(replica.0), *share)),
                 SupportProof::Signature(_) => None,
             })
             .collect();
+        if shares.len() < nf {
+            return;
+        }
         let prepared = match &proposal.prepared {
             Some(prepared) => *prepared,
             None => PreparedMessage::new(&support_signing_bytes(&digest)),
         };
-        let combined = self.public.threshold.combine_optimistic(&prepared, &shares);
+        // A replica that sent a bad share in this view has its shares checked one by one
+        // before they enter a combination: otherwise one faulty replica would force the slow
+        // path (combine, verify, then verify every share) on every slot.
+        let mut invalid = Vec::new();
+        shares.retain(|(signer, share)| {
+            let suspect = self.share_suspects.contains(&ReplicaId(*signer as u8));
+            let valid =
+                !suspect || self.public.threshold.verify_share(*signer, &prepared, share).is_ok();
+            if !valid {
+                invalid.push(*signer);
+            }
+            valid
+        });
+        let combined = if shares.len() < nf {
+            None
+        } else {
+            let combined = self.public.threshold.combine_optimistic(&prepared, &shares);
+            if combined.signature.is_none() || !combined.invalid.is_empty() {
+                self.counters.combinations_failed += 1;
+            }
+            invalid.extend(combined.invalid);
+            combined.signature
+        };
         let slot = self.slots.get_mut(&seq).expect("looked up above");
-        for signer in combined.invalid {
+        for signer in invalid {
             let replica = ReplicaId(signer as u8);
-            slot.votes.remove(&replica);
+            slot.invalid_shares.insert(replica);
+            self.share_suspects.insert(replica);
             self.counters.invalid_shares += 1;
             self.counters.reject(Rejection::InvalidShare { from: replica, seq });
         }
-        let Some(signature) = combined.signature else { return };
+        let Some(signature) = combined else { return };
         self.counters.certificates_formed += 1;
         slot.certificate = Some(Certificate::Threshold(signature));
         self.broadcast(&Message::Certify(Certify { view, seq, digest, signature }));
@@ -813,7 +859,7 @@ impl Replica {
         &mut self,
         now: Time,
         request: SignedRequest,
-        forwarded: bool,
+        origin: Origin,
     ) -> Result<(), Rejection> {
         let body = &request.body;
         self.check_client(body.client)?;
@@ -837,13 +883,19 @@ impl Replica {
             }
         }
         if !self.is_primary() {
-            if forwarded {
+            if origin == Origin::Replica {
                 return Err(Rejection::NotPrimary { message: "forward" });
             }
+            // Checked before forwarding, so that nobody can make backups amplify garbage.
             request.verify(&self.public.clients[body.client.index()])?;
             self.counters.requests_forwarded += 1;
             self.send(self.config.primary(self.view), &Message::Forward(request));
             return Ok(());
+        }
+        if origin == Origin::Replica {
+            // A forwarded request is not authenticated by a client connection: check it now, or
+            // a faulty backup could fill another client's queue slots with forgeries.
+            request.verify(&self.public.clients[body.client.index()])?;
         }
         let key = (body.client, body.request);
         if self.pending.contains(&key) {
@@ -862,10 +914,7 @@ impl Replica {
         }
         self.pending.insert(key);
         *self.pending_per_client.entry(key.0).or_default() += 1;
-        self.queue.push_back(request);
-        if self.batch_deadline.is_none() {
-            self.batch_deadline = Some(now + self.config.batch_timeout);
-        }
+        self.queue.push_back((now, request));
         self.try_propose(now, BatchCut::FullOnly);
         Ok(())
     }
@@ -898,7 +947,7 @@ impl Replica {
         while !self.queue.is_empty() && self.window_has_room() {
             let full = self.queue.len() >= self.config.batch_size_max as usize;
             let due = cut == BatchCut::FullOrDue
-                && self.batch_deadline.is_some_and(|deadline| now >= deadline);
+                && self.batch_deadline().is_some_and(|deadline| now >= deadline);
             if !full && !due {
                 break;
             }
@@ -907,33 +956,52 @@ impl Replica {
                 self.propose(now, batch);
             }
         }
-        if self.queue.is_empty() {
-            self.batch_deadline = None;
-        } else if self.batch_deadline.is_none() {
-            self.batch_deadline = Some(now + self.config.batch_timeout);
-        }
     }
 
-    /// Takes up to a batch of requests off the queue, dropping those whose signature fails
-    /// and those that executed meanwhile.
+    /// When the oldest queued request has waited `batch_timeout`.
+    fn batch_deadline(&self) -> Option<Time> {
+        self.queue.front().map(|(arrival, _)| *arrival + self.config.batch_timeout)
+    }
+
+    /// Takes up to a batch of requests off the queue, dropping those that executed meanwhile
+    /// and then those whose signature fails. The signatures checked are exactly those proposed,
+    /// so the backups, checking the same batch by the same rule, reach the same verdict.
     fn take_batch(&mut self) -> Vec<SignedRequest> {
         let count = self.queue.len().min(self.config.batch_size_max as usize);
-        let candidates: Vec<SignedRequest> = self.queue.drain(..count).collect();
-        let invalid: HashSet<usize> = self.verify_signatures(&candidates).into_iter().collect();
+        let candidates: Vec<SignedRequest> =
+            self.queue.drain(..count).map(|(_, request)| request).collect();
         let mut batch = Vec::with_capacity(candidates.len());
-        for (index, request) in candidates.into_iter().enumerate() {
+        for request in candidates {
+            let body = &request.body;
+            let executed = self
+                .state
+                .client_entry(body.client)
+                .is_some_and(|entry| entry.request >= body.request);
+            if executed {
+                // Executed meanwhile (proposed by an earlier primary, or a retransmission).
+                self.remove_pending(body.client, body.request);
+            } else {
+                batch.push(request);
+            }
+        }
+        let invalid: HashSet<usize> = self.verify_signatures(&batch).into_iter().collect();
+        if invalid.is_empty() {
+            return batch;
+        }
+        let mut kept = Vec::with_capacity(batch.len() - invalid.len());
+        for (index, request) in batch.into_iter().enumerate() {
             let (client, id) = (request.body.client, request.body.request);
             if invalid.contains(&index) {
                 self.counters.reject(Rejection::InvalidClientSignature { client, request: id });
-            } else if self.state.client_entry(client).is_some_and(|entry| entry.request >= id) {
-                // Executed meanwhile (proposed by an earlier primary, or a retransmission).
+                self.remove_pending(client, id);
             } else {
-                batch.push(request);
-                continue;
+                kept.push(request);
             }
-            self.remove_pending(client, id);
         }
-        batch
+        // Each remaining signature verifies alone, so the batch verifies as a whole (the rule
+        // is the same for both: `crypto::ed25519`).
+        debug_assert!(self.verify_signatures(&kept).is_empty());
+        kept
     }
 
     fn propose(&mut self, now: Time, batch: Vec<SignedRequest>) {
@@ -949,10 +1017,8 @@ impl Replica {
             .expect("a primary proposes every slot of its view once");
         self.counters.proposals_sent += 1;
         self.broadcast(&Message::Propose(Propose { view, seq, batch: proposal.batch.clone() }));
-        let slot = self.slots.entry(seq).or_default();
-        debug_assert!(slot.proposal.is_none(), "the primary proposes each slot once");
-        slot.proposal = Some(proposal);
-        slot.votes.insert(self.id, support.clone());
+        self.install_proposal(seq, proposal);
+        self.slots.entry(seq).or_default().votes.insert(self.id, support.clone());
         match self.config.protocol {
             Protocol::PoeTs => self.try_certify(now, seq),
             Protocol::PoeMac => {
@@ -984,6 +1050,15 @@ impl Replica {
             }
         }
     }
+}
+
+/// Who handed a request to the replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// The client itself, over its authenticated connection.
+    Client,
+    /// A backup forwarding a client's retransmission.
+    Replica,
 }
 
 /// When the primary may cut a batch.

@@ -5,8 +5,9 @@
 //!
 //! Operations follow [`history::Operation`]'s documentation. A request executes only if its id
 //! is above the client's last executed request id; otherwise it is skipped (result `None`) and
-//! the state does not change. This table, with each client's last result, is part of the state:
-//! it is undone by rollback and covered by the digest.
+//! the state does not change. This table (each client's last executed request id, and its
+//! result for re-sending) is part of the state: it is undone by rollback, and the digest covers
+//! each client's last executed request id (the result follows from executing it).
 //!
 //! # State digest
 //!

@@ -345,7 +345,7 @@ impl Cluster {
         result
     }
 
-    /// Delivers a client request to replica `to` now.
+    /// Delivers a client request to replica `to` now, from the client it names.
     ///
     /// # Errors
     ///
@@ -355,7 +355,22 @@ impl Cluster {
         to: ReplicaId,
         request: SignedRequest,
     ) -> Result<(), Rejection> {
-        let result = self.replicas[to.index()].handle_request(self.time, request);
+        let from = request.body.client;
+        self.inject_request_as(from, to, request)
+    }
+
+    /// Delivers a request to replica `to` now, over client `from`'s connection.
+    ///
+    /// # Errors
+    ///
+    /// What `to` rejected.
+    pub fn inject_request_as(
+        &mut self,
+        from: ClientId,
+        to: ReplicaId,
+        request: SignedRequest,
+    ) -> Result<(), Rejection> {
+        let result = self.replicas[to.index()].handle_request(self.time, from, request);
         self.after_replica_input(to, &result);
         result
     }
@@ -440,8 +455,8 @@ impl Cluster {
                     (Node::Replica(from), Payload::Envelope(envelope)) => {
                         replica.handle_message(now, from, &envelope)
                     }
-                    (Node::Client(_), Payload::Request(request)) => {
-                        replica.handle_request(now, request)
+                    (Node::Client(from), Payload::Request(request)) => {
+                        replica.handle_request(now, from, request)
                     }
                     (from, payload) => {
                         unreachable!("no such route: {from:?} -> replica: {payload:?}")

@@ -31,8 +31,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::{SimOptions, Workload, build_nodes};
 use crate::core::{
-    AuthenticatedInform, Client, Config, Envelope, Replica, ReplicaId, Seq, SignedRequest, Time,
-    Transmit,
+    AuthenticatedInform, Client, ClientId, Config, Envelope, Replica, ReplicaId, Seq,
+    SignedRequest, Time, Transmit,
 };
 
 /// How long a worker waits for input before looking at its timers and the stop flag.
@@ -64,7 +64,7 @@ enum Delivery {
     /// Replica to replica.
     Envelope { from: ReplicaId, to: ReplicaId, envelope: Envelope },
     /// Client to replica.
-    Request { to: ReplicaId, request: SignedRequest },
+    Request { from: ClientId, to: ReplicaId, request: SignedRequest },
     /// Replica to client.
     Inform { from: ReplicaId, inform: AuthenticatedInform },
 }
@@ -281,9 +281,9 @@ impl Worker {
                 let _ = self.replicas[local].handle_message(now, from, &envelope);
                 self.flush_replica(local);
             }
-            Delivery::Request { to, request } => {
+            Delivery::Request { from, to, request } => {
                 let local = self.local(to).expect("routed to its host");
-                let _ = self.replicas[local].handle_request(now, request);
+                let _ = self.replicas[local].handle_request(now, from, request);
                 self.flush_replica(local);
             }
             Delivery::Inform { from, inform } => {
@@ -362,9 +362,10 @@ impl Worker {
         while let Some(transmit) = clients.clients[index].poll_transmit() {
             transmits.push(transmit);
         }
+        let from = clients.clients[index].id();
         for transmit in transmits {
             let to = transmit.to;
-            self.route(to, Delivery::Request { to, request: transmit.request });
+            self.route(to, Delivery::Request { from, to, request: transmit.request });
         }
     }
 }

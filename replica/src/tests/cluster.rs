@@ -10,8 +10,8 @@ use crate::core::message::{
     Certify, Propose, Support, SupportProof, decode, support_signing_bytes,
 };
 use crate::core::{
-    AuthenticatedInform, Config, Digest, Envelope, Message, Protocol, Rejection, ReplicaId, Seq,
-    Transmit, View,
+    AuthenticatedInform, ClientId, Config, Digest, Envelope, Message, Protocol, Rejection,
+    ReplicaId, Seq, Transmit, View,
 };
 use crate::crypto::dealer::ReplicaSecrets;
 use crate::crypto::threshold::PreparedMessage;
@@ -183,6 +183,18 @@ fn cluster_rejects_forged_client_request() {
         assert_eq!(cluster.replica(replica).state().get("k"), Some(7));
     }
 
+    // A client cannot send requests in another client's name (the transport identifies it),
+    // and a forwarded forgery is checked before it can take the real request's place.
+    let refused = cluster.inject_request_as(ClientId(3), ReplicaId(0), forged.clone());
+    let mismatch = Rejection::ClientMismatch { from: ClientId(3), claimed: ClientId(1) };
+    assert_eq!(refused, Err(mismatch));
+    let mut forged_next = signed_request(&cluster, 1, 2, Operation::Read { key: "k".into() });
+    forged_next.body.op = Operation::Read { key: "other".into() };
+    let forwarded = cluster.inject(ReplicaId(3), ReplicaId(0), &Message::Forward(forged_next));
+    assert!(matches!(forwarded, Err(Rejection::InvalidClientSignature { .. })), "{forwarded:?}");
+    let real_next = signed_request(&cluster, 1, 2, Operation::Read { key: "k".into() });
+    cluster.inject_request(ReplicaId(0), real_next).expect("the real request is not blocked");
+
     // A backup checks the signature before forwarding.
     let refused = cluster.inject_request(ReplicaId(2), forged.clone());
     assert!(matches!(refused, Err(Rejection::InvalidClientSignature { .. })), "{refused:?}");
@@ -196,7 +208,13 @@ fn cluster_rejects_forged_client_request() {
         assert_eq!(cluster.replica(backup).counters().proposals_accepted, 1, "only slot 1");
     }
     cluster.run_for(Duration::from_millis(50));
-    assert!(all(4).iter().all(|&replica| cluster.replica(replica).last_executed() == Seq(1)));
+    for replica in all(4) {
+        let executed = executions(&cluster, replica);
+        assert_eq!(executed.len(), 2, "slot 2 holds the real request, not the forgery");
+        let requests = &executed[&2].requests;
+        assert_eq!((requests[0].client, requests[0].request), (1, 2));
+        assert_eq!(requests[0].op, Operation::Read { key: "k".into() });
+    }
 }
 
 /// Votes whose digest differs from the accepted proposal do not count (PROTOCOL §8: the
@@ -265,6 +283,9 @@ fn cluster_rejects_mismatched_digest_shares() {
     let primary = cluster.replica(ReplicaId(0)).counters();
     assert!(primary.invalid_shares > 0);
     assert_eq!(primary.rejected("invalid_share"), primary.invalid_shares);
+    // Only the first bad share costs a failed combination: afterwards replica 3 is a suspect
+    // and its shares are checked alone before they can spoil one.
+    assert_eq!(primary.combinations_failed, 1);
     assert_ledgers_agree(&cluster, &all(4));
 
     // A support that names another digest never reaches the combination.

@@ -37,7 +37,8 @@ fn quorum_table() {
 fn config_limits_are_checked() {
     let valid = Config::new(Protocol::PoeMac, 4, 16);
     assert_eq!(valid.validate(), Ok(()));
-    let cases: [(fn(&mut Config), &str); 7] = [
+    type Breaker = fn(&mut Config);
+    let cases: [(Breaker, &str); 7] = [
         (|c| c.replica_count = 0, "replica_count"),
         (|c| c.replica_count = 129, "replica_count"),
         (|c| c.batch_size_max = 0, "batch_size_max"),

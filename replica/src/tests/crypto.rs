@@ -164,3 +164,100 @@ fn dealer_keys_round_trip_through_json() {
             .is_err()
     );
 }
+
+/// ZIP 215: a signature whose R carries a small-order component is judged the same way alone
+/// and in any batch (with the cofactored equation it is valid), so a batch's verdict never
+/// depends on its composition. A corrupted one fails both ways.
+#[test]
+fn ed25519_single_and_batch_agree_on_torsion_signatures() {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT, EIGHT_TORSION};
+    use curve25519_dalek::scalar::Scalar;
+    use sha2::{Digest as _, Sha512};
+
+    let seed = [42u8; 32];
+    let key = SigningKey::from_seed(seed);
+    let public = key.public_key();
+    // The expanded secret scalar a of the seed (RFC 8032 §5.1.5).
+    let expanded: [u8; 64] = Sha512::digest(seed).into();
+    let mut clamped: [u8; 32] = expanded[..32].try_into().unwrap();
+    clamped[0] &= 248;
+    clamped[31] &= 127;
+    clamped[31] |= 64;
+    let a = Scalar::from_bytes_mod_order(clamped);
+    assert_eq!((a * ED25519_BASEPOINT_POINT).compress().0, public.to_bytes());
+    let message = b"transfer everything";
+    let r = Scalar::from(123_456_789u64);
+    let big_r = (r * ED25519_BASEPOINT_POINT + EIGHT_TORSION[1]).compress().0;
+    let mut hash = Sha512::new();
+    hash.update(big_r);
+    hash.update(public.to_bytes());
+    hash.update(message);
+    let k = Scalar::from_bytes_mod_order_wide(&hash.finalize().into());
+    let s = r + k * a;
+    let mut bytes = [0u8; 64];
+    bytes[..32].copy_from_slice(&big_r);
+    bytes[32..].copy_from_slice(s.as_bytes());
+    let torsion = ed25519::Signature(bytes);
+
+    assert!(public.verify(message, &torsion).is_ok(), "cofactored: valid alone");
+    // The case is one where the two usual rules disagree: cofactorless verification (what
+    // ed25519-dalek's `verify` does) rejects it.
+    let dalek_key = ed25519_dalek::VerifyingKey::from_bytes(&public.to_bytes()).unwrap();
+    let dalek_signature = ed25519_dalek::Signature::from_bytes(&bytes);
+    assert!(
+        ed25519_dalek::Verifier::verify(&dalek_key, message, &dalek_signature).is_err(),
+        "cofactorless verification disagrees"
+    );
+    let others: Vec<(ed25519::PublicKey, Vec<u8>, ed25519::Signature)> = (0..5u8)
+        .map(|i| {
+            let other = SigningKey::from_seed([i; 32]);
+            (other.public_key(), vec![i; 9], other.sign(&[i; 9]))
+        })
+        .collect();
+    for size in 0..=others.len() {
+        let mut items: Vec<SignedMessage<'_>> = others[..size]
+            .iter()
+            .map(|(key, message, signature)| SignedMessage { key, message, signature })
+            .collect();
+        items.push(SignedMessage { key: &public, message, signature: &torsion });
+        assert!(ed25519::verify_batch(&items).is_ok(), "valid in a batch of {}", size + 1);
+    }
+    let mut broken = torsion;
+    broken.0[40] ^= 1;
+    assert!(public.verify(message, &broken).is_err());
+    let items = [
+        SignedMessage { key: &others[0].0, message: &others[0].1, signature: &others[0].2 },
+        SignedMessage { key: &public, message, signature: &broken },
+    ];
+    assert!(ed25519::verify_batch(&items).is_err());
+    assert_eq!(ed25519::find_invalid(&items), vec![1]);
+    // Non-canonical s (s + ℓ) is refused, alone and in a batch.
+    let mut non_canonical = torsion;
+    let l_plus_s = {
+        let mut sum = [0u8; 32];
+        // ℓ = 2^252 + 27742317777372353535851937790883648493, little-endian.
+        let mut l = [0u8; 32];
+        l[..16].copy_from_slice(&[
+            0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7, 0xa2, 0xde, 0xf9,
+            0xde, 0x14,
+        ]);
+        l[31] = 0x10;
+        let mut carry = 0u16;
+        for i in 0..32 {
+            let total = u16::from(s.as_bytes()[i]) + u16::from(l[i]) + carry;
+            sum[i] = total as u8;
+            carry = total >> 8;
+        }
+        sum
+    };
+    non_canonical.0[32..].copy_from_slice(&l_plus_s);
+    assert!(public.verify(message, &non_canonical).is_err());
+}
+
+#[test]
+fn ed25519_rejects_small_order_public_keys() {
+    use curve25519_dalek::constants::EIGHT_TORSION;
+    for point in EIGHT_TORSION {
+        assert!(ed25519::PublicKey::from_bytes(&point.compress().0).is_err());
+    }
+}
