@@ -1,13 +1,24 @@
 //! The harness: the `ordeal` command and the run store.
 //!
-//! It will hold `ordeal test` (generate keys, spawn replica processes, run workload and nemesis,
-//! record the history, check it, write `results.json`), `ordeal check` (re-check a stored run
-//! or a plain history file), and the store layout of DESIGN.md ("A run and its store"). It
-//! owns every process it starts and stops them on every exit path.
+//! # Layout
 //!
-//! Nothing is implemented yet; the cluster issue builds it.
+//! - [`cli`]: the command line.
+//! - [`run`]: one run of `ordeal test`, from keys to results.
+//! - [`cluster`]: replica processes (ports, spawning, readiness, stopping).
+//! - [`certs`]: the run's CA and every node's certificate.
+//! - [`store`]: run directories and `store/latest`.
+//! - [`results`]: checking a run and writing `results.json`.
+//!
+//! The harness owns every process it starts and stops them on every exit path.
 
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod certs;
+pub mod cli;
+pub mod cluster;
+pub mod results;
+pub mod run;
+pub mod store;
 
 #[cfg(test)]
 mod tidy;

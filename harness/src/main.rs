@@ -1,5 +1,74 @@
-//! `ordeal`: the command-line entry point. The subcommands arrive with the cluster issue.
+//! `ordeal`: run a test against a cluster of replica processes (and, hidden, run one replica).
+//!
+//! Exit codes: 0 valid, 1 invalid, 2 unknown, 3 the harness itself failed (bad options, could
+//! not start the cluster, interrupted).
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("ordeal: no subcommands yet (`ordeal test` arrives with the cluster issue)")
+#![allow(clippy::disallowed_methods, reason = "a random default seed comes from the clock")]
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser as _;
+use harness::cli::{Cli, Command, TestOptions};
+use history::Verdict;
+
+/// The exit code of a harness failure.
+const EXIT_HARNESS_ERROR: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let code = if error.use_stderr() { EXIT_HARNESS_ERROR } else { 0 };
+            let _ = error.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Replica { config } => match replica::net::run(&config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("replica: {error:#}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Test(options) => match test(options) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("ordeal: {error:#}");
+                ExitCode::from(EXIT_HARNESS_ERROR)
+            }
+        },
+    }
+}
+
+/// Runs `--test-count` tests and returns the exit code of the worst verdict.
+fn test(options: TestOptions) -> anyhow::Result<u8> {
+    options.cluster_config()?;
+    let seed = options.seed.unwrap_or_else(|| {
+        let nanos =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
+        (nanos as u64) % 1_000_000_000
+    });
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The run future executes on this (the main) thread, which spawns the replicas.
+    runtime.block_on(async {
+        let (interrupt, interrupted) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = interrupt.send(true);
+            }
+        });
+        let mut worst = Verdict::Valid;
+        for index in 0..options.test_count {
+            let run_seed = seed.wrapping_add(u64::from(index));
+            let outcome = harness::run::run_once(&options, run_seed, interrupted.clone()).await?;
+            worst = worst.merge(outcome.verdict);
+            if outcome.interrupted {
+                return Ok(EXIT_HARNESS_ERROR);
+            }
+        }
+        Ok(worst.exit_code() as u8)
+    })
 }

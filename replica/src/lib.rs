@@ -17,6 +17,7 @@
 
 pub mod core;
 pub mod crypto;
+pub mod net;
 pub mod sim;
 
 #[cfg(test)]

@@ -1,11 +1,21 @@
-//! Workloads: pure, seeded operation generators and the client processes that run them.
+//! Workloads: pure, seeded operation generators, the client processes that run them, and the
+//! recorder that writes what they saw to `history.jsonl`.
 //!
-//! It will hold:
-//! - `register`: read, write and cas over K keys, written values unique per key;
-//! - `bank`: transfers between accounts and reads of all balances (the total is conserved);
-//! - the client process: a tokio task with its own client identity that drives the replica
-//!   crate's sans-IO client over QUIC and records Jepsen history events (`ok`, `fail`, `info`).
+//! # Layout
 //!
-//! Nothing is implemented yet; the cluster issue builds it.
+//! - [`generator`]: `register` (read, write, cas over K keys, written values unique per key) and
+//!   `bank` (transfers between accounts, reads of all balances). Pure: seeded, no clock, no IO.
+//! - [`process`]: a client process, a tokio task with its own client identity driving the
+//!   replica crate's sans-IO client over QUIC, with Jepsen semantics (`ok`, `fail` when a cas
+//!   mismatched or a transfer was refused, `info` on timeout, after which the logical process
+//!   is retired and a fresh process number takes its place).
+//! - [`recorder`]: assigns each event its index and time and appends it to the history.
 
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod generator;
+pub mod process;
+pub mod recorder;
+
+#[cfg(test)]
+mod tests;

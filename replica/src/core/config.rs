@@ -1,5 +1,6 @@
 //! Cluster configuration: sizes, quorums, batching and the window, with their limits.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,8 @@ pub const REQUEST_QUEUE_MAX: u32 = 100_000;
 pub const KEY_LENGTH_MAX: usize = 32;
 /// The most keys one `read-all` may name.
 pub const READ_ALL_KEYS_MAX: usize = 16;
+/// The most keys the genesis state may hold.
+pub const GENESIS_KEYS_MAX: usize = 4096;
 /// The largest encoded request body, in bytes.
 pub const REQUEST_SIZE_MAX: usize = 1024;
 /// The largest encoded replica-to-replica message: a full batch plus framing.
@@ -63,6 +66,9 @@ pub struct Config {
     pub batch_timeout: Duration,
     /// The most slots the primary has proposed but not yet executed (in-flight window).
     pub window: u64,
+    /// The batch timer cuts a partial batch only while fewer slots than this are in flight;
+    /// otherwise the primary waits for a full batch (or for the pipeline to drain).
+    pub partial_batch_in_flight_max: u64,
     /// How far beyond its last executed slot a replica accepts protocol messages. At least
     /// `window`, so that a replica slightly behind the primary still accepts its proposals.
     pub log_size: u64,
@@ -74,6 +80,9 @@ pub struct Config {
     /// How long a client waits for nf matching INFORMs before re-sending its request to every
     /// replica; doubles on every retry up to 8 times this.
     pub client_retry_timeout: Duration,
+    /// The store's contents before slot 1 (the bank workload's opening balances).
+    #[serde(default)]
+    pub genesis: BTreeMap<String, i64>,
 }
 
 /// A configuration value is out of range.
@@ -99,10 +108,12 @@ impl Config {
             batch_size_max: 100,
             batch_timeout: Duration::from_millis(1),
             window: 32,
+            partial_batch_in_flight_max: 1,
             log_size: 256,
             request_queue_max: 10_000,
             client_pending_max: 4,
             client_retry_timeout: Duration::from_millis(500),
+            genesis: BTreeMap::new(),
         }
     }
 
@@ -138,6 +149,13 @@ impl Config {
         let batch = self.batch_size_max;
         check("batch_size_max", batch.into(), (1..=BATCH_SIZE_MAX).contains(&batch), "1 ..= 1000")?;
         check("window", self.window, self.window >= 1, ">= 1")?;
+        let partial = self.partial_batch_in_flight_max;
+        check(
+            "partial_batch_in_flight_max",
+            partial,
+            (1..=self.window).contains(&partial),
+            "1 ..= window",
+        )?;
         check("log_size", self.log_size, self.log_size >= self.window, ">= window")?;
         check("log_size", self.log_size, self.log_size <= LOG_SIZE_MAX, "<= 4096")?;
         let queue = self.request_queue_max;
@@ -147,6 +165,10 @@ impl Config {
         check("client_pending_max", pending.into(), pending >= 1, ">= 1")?;
         let retry = self.client_retry_timeout;
         check("client_retry_timeout", retry.as_millis() as u64, !retry.is_zero(), "> 0")?;
+        let genesis = self.genesis.len();
+        check("genesis", genesis as u64, genesis <= GENESIS_KEYS_MAX, "<= 4096 keys")?;
+        let long_key = self.genesis.keys().map(String::len).max().unwrap_or(0);
+        check("genesis", long_key as u64, long_key <= KEY_LENGTH_MAX, "keys <= 32 bytes")?;
         Ok(())
     }
 }

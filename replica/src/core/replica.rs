@@ -202,6 +202,7 @@ impl Replica {
             initial_primary,
             &public.replicas[initial_primary.index()],
         );
+        let state = StateMachine::with_genesis(&config.genesis);
         Ok(Replica {
             id,
             safety: Safety::new(id, config.protocol, secrets.signing_key, secrets.threshold_share),
@@ -216,7 +217,7 @@ impl Replica {
             pending_per_client: HashMap::new(),
             share_suspects: BTreeSet::new(),
             slots: BTreeMap::new(),
-            state: StateMachine::new(),
+            state,
             ledger: Ledger::new(genesis),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
@@ -291,7 +292,9 @@ impl Replica {
     pub fn poll_timeout(&self) -> Option<Time> {
         // The batch timer matters only while the window has room for a proposal; when it is
         // full, execution (not time) opens it.
-        self.batch_deadline().filter(|_| self.window_has_room())
+        // Without room, or with too many slots in flight for a partial batch, execution (not
+        // time) is what lets the primary propose; a timer would only spin.
+        self.batch_deadline().filter(|_| self.window_has_room() && self.partial_batch_allowed())
     }
 
     // ----------------------------------------------------------------------------------------
@@ -933,6 +936,19 @@ impl Replica {
         self.next_seq.0 <= self.last_executed().0 + self.config.window
     }
 
+    /// Slots this primary proposed that are not executed yet.
+    fn slots_in_flight(&self) -> u64 {
+        (self.next_seq.0 - 1).saturating_sub(self.last_executed().0)
+    }
+
+    /// Whether the batch timer may cut a partial batch now: only while few slots are in
+    /// flight. Under load the primary waits for full batches instead (a slot's threshold
+    /// signature costs the same whatever its size); when the load is light, the pipeline is
+    /// empty and a lone request is proposed after `batch_timeout`.
+    fn partial_batch_allowed(&self) -> bool {
+        self.slots_in_flight() < self.config.partial_batch_in_flight_max
+    }
+
     /// Proposes batches while the primary has requests, room in its window, and a full batch
     /// (or, when `cut` allows it, an expired batch timer).
     ///
@@ -947,6 +963,7 @@ impl Replica {
         while !self.queue.is_empty() && self.window_has_room() {
             let full = self.queue.len() >= self.config.batch_size_max as usize;
             let due = cut == BatchCut::FullOrDue
+                && self.partial_batch_allowed()
                 && self.batch_deadline().is_some_and(|deadline| now >= deadline);
             if !full && !due {
                 break;

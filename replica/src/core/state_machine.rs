@@ -91,10 +91,18 @@ impl Default for StateMachine {
 impl StateMachine {
     /// The empty store at slot 0.
     pub fn new() -> StateMachine {
-        let store_sum = Sum256::ZERO;
+        StateMachine::with_genesis(&BTreeMap::new())
+    }
+
+    /// The store holding `genesis` at slot 0.
+    pub fn with_genesis(genesis: &BTreeMap<String, i64>) -> StateMachine {
+        let mut store_sum = Sum256::ZERO;
+        for (key, value) in genesis {
+            store_sum.add(&kv_element(key, *value));
+        }
         let clients_sum = Sum256::ZERO;
         StateMachine {
-            store: BTreeMap::new(),
+            store: genesis.clone(),
             clients: BTreeMap::new(),
             store_sum,
             clients_sum,

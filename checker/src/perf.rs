@@ -1,0 +1,89 @@
+//! Throughput and latency of a history.
+
+use std::collections::HashMap;
+
+use history::{Op, OpKind, Process};
+use serde::{Deserialize, Serialize};
+
+/// Latency quantiles, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Quantiles {
+    /// Median.
+    pub p50: f64,
+    /// 95th percentile.
+    pub p95: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+/// What a history says about performance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Invocations by client processes.
+    pub invoke: u64,
+    /// `ok` completions.
+    pub ok: u64,
+    /// `fail` completions.
+    pub fail: u64,
+    /// `info` completions (and invocations never completed).
+    pub info: u64,
+    /// Seconds from the first to the last client event.
+    pub duration_s: f64,
+    /// `ok` operations per second over that duration.
+    pub ops_per_s: f64,
+    /// Latency of `ok` operations, invocation to completion.
+    pub latency_ms: Quantiles,
+}
+
+/// Computes the statistics of the client operations of `history`.
+pub fn stats(history: &[Op]) -> Stats {
+    let mut stats = Stats::default();
+    let mut invoked: HashMap<Process, u64> = HashMap::new();
+    let mut latencies = Vec::new();
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    for op in history.iter().filter(|op| op.process != Process::Nemesis) {
+        first = first.min(op.time);
+        last = last.max(op.time);
+        match op.kind {
+            OpKind::Invoke => {
+                stats.invoke += 1;
+                invoked.insert(op.process, op.time);
+            }
+            OpKind::Ok => {
+                stats.ok += 1;
+                if let Some(start) = invoked.remove(&op.process) {
+                    latencies.push(op.time.saturating_sub(start));
+                }
+            }
+            OpKind::Fail => {
+                stats.fail += 1;
+                invoked.remove(&op.process);
+            }
+            OpKind::Info => {
+                stats.info += 1;
+                invoked.remove(&op.process);
+            }
+        }
+    }
+    // An invocation without completion is an `info`.
+    stats.info += invoked.len() as u64;
+    if last > first {
+        stats.duration_s = (last - first) as f64 / 1e9;
+        stats.ops_per_s = stats.ok as f64 / stats.duration_s;
+    }
+    latencies.sort_unstable();
+    stats.latency_ms = quantiles(&latencies);
+    stats
+}
+
+fn quantiles(sorted_nanos: &[u64]) -> Quantiles {
+    let Some(&max) = sorted_nanos.last() else { return Quantiles::default() };
+    let at = |quantile: f64| {
+        let rank =
+            ((quantile * sorted_nanos.len() as f64).ceil() as usize).clamp(1, sorted_nanos.len());
+        sorted_nanos[rank - 1] as f64 / 1e6
+    };
+    Quantiles { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: max as f64 / 1e6 }
+}

@@ -1,0 +1,223 @@
+//! The command line (clap).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use replica::core::config::{BATCH_SIZE_MAX, READ_ALL_KEYS_MAX, REPLICA_COUNT_MAX};
+use replica::core::{Config, Protocol};
+use serde::{Deserialize, Serialize};
+use workloads::generator::Workload;
+
+/// Ordeal: a Jepsen-style Byzantine fault-injection harness for BFT consensus.
+#[derive(Debug, Parser)]
+#[command(name = "ordeal", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a test: start a cluster of replica processes, drive clients against it, record the
+    /// history, check it, and write the run to the store.
+    Test(TestOptions),
+    /// Run one replica process from its configuration file (`ordeal test` starts replicas this
+    /// way; the `replica` binary is the same code).
+    #[command(hide = true)]
+    Replica {
+        /// The replica's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// The protocol under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProtocolArg {
+    /// Proof-of-Execution with threshold signatures.
+    PoeTs,
+    /// Proof-of-Execution with MACs and signed supports.
+    PoeMac,
+}
+
+impl From<ProtocolArg> for Protocol {
+    fn from(protocol: ProtocolArg) -> Protocol {
+        match protocol {
+            ProtocolArg::PoeTs => Protocol::PoeTs,
+            ProtocolArg::PoeMac => Protocol::PoeMac,
+        }
+    }
+}
+
+/// The workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkloadArg {
+    /// Read, write and cas over K registers.
+    Register,
+    /// Transfers between K accounts and reads of all balances.
+    Bank,
+}
+
+impl From<WorkloadArg> for Workload {
+    fn from(workload: WorkloadArg) -> Workload {
+        match workload {
+            WorkloadArg::Register => Workload::Register,
+            WorkloadArg::Bank => Workload::Bank,
+        }
+    }
+}
+
+/// Fault injection (more kinds arrive with the nemesis issues).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NemesisArg {
+    /// No faults.
+    None,
+}
+
+/// Options of `ordeal test`.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct TestOptions {
+    /// The protocol.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::PoeTs)]
+    pub protocol: ProtocolArg,
+    /// Replicas (n); f is the largest f with n > 3f.
+    #[arg(long, default_value_t = 4)]
+    pub replicas: u8,
+    /// Client processes, each with its own client identity.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: u32,
+    /// The workload.
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Register)]
+    pub workload: WorkloadArg,
+    /// Registers (register) or accounts (bank, 2 to 16).
+    #[arg(long, default_value_t = 8)]
+    pub keys: u32,
+    /// Cap on invocations per second over all clients (default: closed loop, no cap).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds the workload runs once the cluster is ready.
+    #[arg(long, default_value_t = 30.0)]
+    pub time_limit: f64,
+    /// Seconds an operation may take before it is recorded as `info`.
+    #[arg(long, default_value_t = 5.0)]
+    pub op_timeout: f64,
+    /// The seed of every random choice (keys, operations); random when absent, always printed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where runs are stored.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// Run the test this many times (seeds seed, seed + 1, ...).
+    #[arg(long, default_value_t = 1)]
+    pub test_count: u32,
+    /// Fault injection, a comma-separated list.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    pub nemesis: Vec<NemesisArg>,
+    /// The most requests per proposal.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: u32,
+    /// Milliseconds the primary waits for a batch to fill.
+    #[arg(long, default_value_t = 1.0)]
+    pub batch_timeout_ms: f64,
+    /// The most slots the primary has in flight.
+    #[arg(long, default_value_t = 32)]
+    pub window: u64,
+    /// No progress bar, even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// An option is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid option --{option}: {reason}")]
+pub struct OptionError {
+    /// The option.
+    pub option: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl TestOptions {
+    /// Checks every option and builds the cluster configuration.
+    ///
+    /// # Errors
+    ///
+    /// [`OptionError`] naming the first bad option.
+    pub fn cluster_config(&self) -> Result<Config, OptionError> {
+        let fail = |option, reason: String| Err(OptionError { option, reason });
+        if !(1..=REPLICA_COUNT_MAX).contains(&self.replicas) {
+            return fail("replicas", format!("{} is not in 1..=128", self.replicas));
+        }
+        if !(1..=4096).contains(&self.concurrency) {
+            return fail("concurrency", format!("{} is not in 1..=4096", self.concurrency));
+        }
+        let workload = Workload::from(self.workload);
+        let keys_max = match workload {
+            Workload::Register => 1 << 20,
+            Workload::Bank => READ_ALL_KEYS_MAX as u32,
+        };
+        let keys_min = if workload == Workload::Bank { 2 } else { 1 };
+        if !(keys_min..=keys_max).contains(&self.keys) {
+            return fail(
+                "keys",
+                format!("{} is not in {keys_min}..={keys_max} for {}", self.keys, workload.name()),
+            );
+        }
+        if !(self.time_limit.is_finite() && self.time_limit > 0.0 && self.time_limit <= 86_400.0) {
+            return fail("time-limit", format!("{} is not in (0, 86400] seconds", self.time_limit));
+        }
+        if !(self.op_timeout.is_finite() && self.op_timeout > 0.0 && self.op_timeout <= 600.0) {
+            return fail("op-timeout", format!("{} is not in (0, 600] seconds", self.op_timeout));
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return fail("rate", format!("{rate} is not a positive number of ops/s"));
+        }
+        if self.test_count == 0 {
+            return fail("test-count", "must be at least 1".into());
+        }
+        if !(1..=BATCH_SIZE_MAX).contains(&self.batch_size) {
+            return fail("batch-size", format!("{} is not in 1..=1000", self.batch_size));
+        }
+        if !(self.batch_timeout_ms.is_finite()
+            && self.batch_timeout_ms > 0.0
+            && self.batch_timeout_ms <= 1000.0)
+        {
+            return fail(
+                "batch-timeout-ms",
+                format!("{} is not in (0, 1000]", self.batch_timeout_ms),
+            );
+        }
+        let mut config = Config::new(self.protocol.into(), self.replicas, self.concurrency);
+        config.batch_size_max = self.batch_size;
+        config.batch_timeout = Duration::from_secs_f64(self.batch_timeout_ms / 1000.0);
+        config.window = self.window;
+        config.log_size = config.log_size.max(self.window.saturating_mul(2));
+        config.request_queue_max = config.request_queue_max.max(self.concurrency * 2);
+        config.genesis = workload.genesis(self.keys);
+        config
+            .validate()
+            .map_err(|error| OptionError { option: "window", reason: error.to_string() })?;
+        Ok(config)
+    }
+
+    /// The test's name in the store: protocol, workload and nemesis.
+    pub fn test_name(&self) -> String {
+        let protocol = Protocol::from(self.protocol).name();
+        let nemesis: Vec<&str> = self
+            .nemesis
+            .iter()
+            .map(|nemesis| match nemesis {
+                NemesisArg::None => "none",
+            })
+            .collect();
+        format!("{protocol}-{}-{}", Workload::from(self.workload).name(), nemesis.join("+"))
+    }
+}

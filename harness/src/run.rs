@@ -1,0 +1,375 @@
+//! One run of `ordeal test`: set up the store, keys and certificates; start the replicas; run
+//! the clients until the time limit; stop everything; check; write the results.
+//!
+//! Every step that can fail says which; whatever happens after the replicas start, they are
+//! stopped ([`Cluster`] kills them when dropped) and the history recorded so far is kept.
+
+#![allow(clippy::disallowed_methods, reason = "a run is timed on the wall clock")]
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use history::Verdict;
+use rand::SeedableRng;
+use rand_chacha::ChaCha20Rng;
+use replica::core::{Client, Config};
+use replica::crypto::dealer::ClusterKeys;
+use replica::net::client::ClientTransport;
+use replica::net::config::NodeConfig;
+use replica::net::endpoint;
+use replica::net::tls::{Identity, TlsFiles};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use workloads::generator::Workload;
+use workloads::process::{self, ProcessOptions};
+use workloads::recorder::Recorder;
+
+use crate::certs::RunCa;
+use crate::cli::TestOptions;
+use crate::cluster::{self, Cluster};
+use crate::results::{self, RunSummary};
+use crate::store;
+
+/// How long the cluster may take to become ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long each stop step (control stop, SIGTERM) waits before the next.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// How many clients share one QUIC endpoint (UDP socket) in the harness.
+const CLIENTS_PER_ENDPOINT: usize = 16;
+
+/// Extra time client processes get, beyond one operation timeout, to finish after the limit.
+const CLIENT_DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The overall verdict.
+    pub verdict: Verdict,
+    /// The run's directory.
+    pub run_dir: PathBuf,
+    /// True when Ctrl-C cut the run short.
+    pub interrupted: bool,
+}
+
+/// Everything written to `test.toml`: the options after defaults, the seed, and what was
+/// derived from them, enough to replay the run.
+#[derive(Debug, Serialize)]
+struct TestRecord<'a> {
+    name: String,
+    seed: u64,
+    ordeal_version: &'static str,
+    options: &'a TestOptions,
+    cluster: &'a Config,
+}
+
+/// Runs the test once with `seed`.
+///
+/// # Errors
+///
+/// A harness failure (the store, keys, processes, the cluster not becoming ready); the message
+/// names the step.
+pub async fn run_once(
+    options: &TestOptions,
+    seed: u64,
+    interrupt: watch::Receiver<bool>,
+) -> anyhow::Result<RunOutcome> {
+    let config = options.cluster_config()?;
+    let started = SystemTime::now();
+    let start = Instant::now();
+    let epoch_unix_nanos = started.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+    let name = options.test_name();
+    let run_dir = store::create_run_dir(&options.store, &name, seed, started)
+        .with_context(|| format!("creating the run directory under {}", options.store.display()))?;
+    let record = TestRecord {
+        name: name.clone(),
+        seed,
+        ordeal_version: env!("CARGO_PKG_VERSION"),
+        options,
+        cluster: &config,
+    };
+    write(&run_dir.join("test.toml"), &toml::to_string(&record).context("serializing test.toml")?)?;
+    eprintln!("ordeal: {name}, seed {seed}, {}", run_dir.display());
+
+    let setup = Setup::create(&run_dir, &config, seed, epoch_unix_nanos)?;
+    let program = std::env::current_exe().context("locating the ordeal binary")?;
+    // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
+    let mut cluster = Cluster::spawn(&program, &setup.configs, setup.addresses.clone())?;
+    let outcome =
+        drive(options, &config, seed, &run_dir, &setup, &mut cluster, start, interrupt).await;
+    let killed = cluster.stop(STOP_GRACE).await;
+    drop(cluster);
+    setup.delete_secrets();
+    let drive = outcome?;
+    if !killed.is_empty() {
+        eprintln!("ordeal: replicas {killed:?} did not stop gracefully and were killed");
+    }
+    let summary = RunSummary {
+        name,
+        seed,
+        run_dir: run_dir.clone(),
+        replica_count: config.replica_count,
+        f: config.f(),
+        ready: drive.ready,
+        interrupted: drive.interrupted,
+        history_error: drive.history_error,
+    };
+    let verdict = results::check_and_write(&summary)?;
+    store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
+    Ok(RunOutcome { verdict, run_dir, interrupted: drive.interrupted })
+}
+
+/// The files and addresses of a run, made before any process starts.
+struct Setup {
+    ca: RunCa,
+    keys: ClusterKeys,
+    addresses: Vec<SocketAddr>,
+    configs: Vec<PathBuf>,
+    secrets: Vec<PathBuf>,
+}
+
+impl Setup {
+    fn create(
+        run_dir: &Path,
+        config: &Config,
+        seed: u64,
+        epoch_unix_nanos: u64,
+    ) -> anyhow::Result<Setup> {
+        let n = config.replica_count;
+        // Keys follow from the seed, like everything else of a run.
+        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6f72_6465_616c_6b65);
+        let keys =
+            ClusterKeys::generate(&mut rng, u32::from(n), config.client_count, config.nf() as u32)
+                .context("generating the cluster's keys")?;
+        let ca = RunCa::generate("Ordeal run CA").context("generating the run's CA")?;
+        write(&run_dir.join("ca.crt"), &ca.cert_pem())?;
+        write_json(&run_dir.join("public.json"), &keys.public)?;
+        let addresses = cluster::allocate_ports(usize::from(n)).context("allocating ports")?;
+        let mut configs = Vec::new();
+        let mut secrets = Vec::new();
+        for index in 0..n {
+            let directory = run_dir.join("replicas").join(format!("r{index}"));
+            std::fs::create_dir_all(&directory)
+                .with_context(|| format!("creating {}", directory.display()))?;
+            let cert = ca
+                .issue(Identity::Replica(replica::core::ReplicaId(index)))
+                .context("issuing a replica certificate")?;
+            write(&directory.join("node.crt"), &cert.cert_pem)?;
+            write(&directory.join("node.key"), &cert.key_pem)?;
+            write_json(&directory.join("secrets.json"), &keys.replicas[usize::from(index)])?;
+            let node = NodeConfig {
+                id: index,
+                listen: addresses[usize::from(index)],
+                peers: addresses.clone(),
+                cluster: config.clone(),
+                public_keys: run_dir.join("public.json"),
+                secrets: directory.join("secrets.json"),
+                tls: TlsFiles {
+                    ca: run_dir.join("ca.crt"),
+                    cert: directory.join("node.crt"),
+                    key: directory.join("node.key"),
+                },
+                ledger: directory.join("ledger.jsonl"),
+                log: directory.join("replica.log"),
+                parent_pid: Some(std::process::id()),
+                epoch_unix_nanos,
+            };
+            let path = directory.join("config.toml");
+            write(&path, &node.to_toml())?;
+            configs.push(path);
+            secrets.push(directory.join("secrets.json"));
+            secrets.push(directory.join("node.key"));
+        }
+        Ok(Setup { ca, keys, addresses, configs, secrets })
+    }
+
+    /// Keys are deleted at the end of a run (DESIGN: the store keeps no secrets).
+    fn delete_secrets(&self) {
+        for path in &self.secrets {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// What the workload phase produced.
+struct DriveOutcome {
+    ready: Duration,
+    interrupted: bool,
+    history_error: Option<String>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    options: &TestOptions,
+    config: &Config,
+    seed: u64,
+    run_dir: &Path,
+    setup: &Setup,
+    cluster: &mut Cluster,
+    start: Instant,
+    mut interrupt: watch::Receiver<bool>,
+) -> anyhow::Result<DriveOutcome> {
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+    let endpoint = endpoint::bind(local, None).context("binding the harness's QUIC endpoint")?;
+    let controller =
+        setup.ca.issue(Identity::Controller).context("issuing the controller certificate")?;
+    let controller_tls = controller.tls(&setup.ca);
+    let ready = tokio::select! {
+        ready = cluster.wait_ready(&endpoint, &controller_tls, READY_TIMEOUT) => ready?,
+        _ = interrupt.wait_for(|interrupted| *interrupted) => {
+            anyhow::bail!("interrupted during startup")
+        }
+    };
+    eprintln!("ordeal: cluster of {} ready in {} ms", config.replica_count, ready.as_millis());
+
+    let recorder = Arc::new(
+        Recorder::create(&run_dir.join("history.jsonl"), start)
+            .context("creating history.jsonl")?,
+    );
+    let (stop, stopped) = watch::channel(false);
+    let mut clients = JoinSet::new();
+    let workload = Workload::from(options.workload);
+    let op_interval =
+        options.rate.map(|rate| Duration::from_secs_f64(f64::from(options.concurrency) / rate));
+    let mut transports = Vec::new();
+    let mut client_endpoints = Vec::new();
+    for index in 0..setup.keys.clients.len() {
+        let cert = setup
+            .ca
+            .issue(Identity::Client(replica::core::ClientId(index as u32)))
+            .context("issuing a client certificate")?;
+        // Clients share endpoints in groups: one socket and one driver task for all would
+        // serialize every client's packets; one each would use a descriptor per client.
+        if index % CLIENTS_PER_ENDPOINT == 0 {
+            client_endpoints
+                .push(endpoint::bind(local, None).context("binding a client endpoint")?);
+        }
+        let client_endpoint = client_endpoints.last().expect("bound above");
+        let transport =
+            ClientTransport::connect(client_endpoint, &cert.tls(&setup.ca), &setup.addresses)
+                .context("starting a client's links")?;
+        transports.push(transport);
+    }
+    // The clock starts when every client can reach every replica, so connection setup is not
+    // measured as operation latency.
+    let connecting = Instant::now();
+    while !transports.iter().all(ClientTransport::is_connected) {
+        anyhow::ensure!(
+            connecting.elapsed() < READY_TIMEOUT,
+            "clients could not connect within {READY_TIMEOUT:?}"
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+            _ = interrupt.wait_for(|interrupted| *interrupted) => {
+            anyhow::bail!("interrupted during startup")
+        }
+        }
+    }
+    eprintln!(
+        "ordeal: {} clients connected in {} ms",
+        transports.len(),
+        connecting.elapsed().as_millis()
+    );
+    for (index, (secrets, transport)) in setup.keys.clients.iter().zip(transports).enumerate() {
+        let client = Client::new(config.clone(), secrets.clone());
+        let generator = workload.generator(seed, options.keys, index as u32, options.concurrency);
+        let process_options = ProcessOptions {
+            op_timeout: Duration::from_secs_f64(options.op_timeout),
+            op_interval,
+            first_process: index as u64,
+            process_stride: u64::from(options.concurrency),
+        };
+        clients.spawn(process::run(
+            client,
+            transport,
+            generator,
+            recorder.clone(),
+            process_options,
+            stopped.clone(),
+        ));
+    }
+
+    let progress = progress_bar(options, recorder.clone());
+    let time_limit = Duration::from_secs_f64(options.time_limit);
+    let interrupted = tokio::select! {
+        _ = tokio::time::sleep(time_limit) => false,
+        _ = interrupt.wait_for(|interrupted| *interrupted) => true,
+    };
+    let _ = stop.send(true);
+    let drain = Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE;
+    let drained = tokio::time::timeout(drain, async {
+        while let Some(joined) = clients.join_next().await {
+            if let Err(error) = joined {
+                eprintln!("ordeal: a client process failed: {error}");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        // Operations still in flight stay without completion: the checker counts them as info.
+        clients.abort_all();
+    }
+    if let Some(progress) = progress {
+        progress.finish_and_clear();
+    }
+    let history_error = recorder.flush().err().map(|error| error.to_string());
+    let statuses = cluster.statuses().await;
+    write_json(&run_dir.join("replica-status.json"), &statuses)?;
+    endpoint.close(0u32.into(), b"done");
+    for client_endpoint in &client_endpoints {
+        client_endpoint.close(0u32.into(), b"done");
+    }
+    Ok(DriveOutcome { ready, interrupted, history_error })
+}
+
+fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indicatif::ProgressBar> {
+    if options.no_progress || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
+            .expect("a valid progress template"),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+    let shown = bar.clone();
+    tokio::spawn(async move {
+        while !shown.is_finished() {
+            let counts = recorder.counts();
+            shown.set_message(format!(
+                "ok {}  fail {}  info {}",
+                counts.ok, counts.fail, counts.info
+            ));
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    Some(bar)
+}
+
+fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value).context("serializing JSON")?;
+    write(path, &text)
+}
+
+/// The per-replica ledger files of a run directory, by replica id.
+pub fn ledger_paths(run_dir: &Path, replica_count: u8) -> BTreeMap<u32, PathBuf> {
+    (0..replica_count)
+        .map(|index| {
+            (
+                u32::from(index),
+                run_dir.join("replicas").join(format!("r{index}")).join("ledger.jsonl"),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,93 @@
+//! The replica process's configuration file (TOML), written by the harness.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::tls::TlsFiles;
+use crate::core::Config;
+
+/// Everything a replica process needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeConfig {
+    /// This replica's id.
+    pub id: u8,
+    /// The UDP address its QUIC endpoint binds (peers, clients and the controller connect
+    /// here).
+    pub listen: SocketAddr,
+    /// Where replica i is reached, at position i (this replica's own entry is unused).
+    pub peers: Vec<SocketAddr>,
+    /// The cluster configuration every node shares.
+    pub cluster: Config,
+    /// The cluster's public keys (JSON, `crypto::PublicKeys`).
+    pub public_keys: PathBuf,
+    /// This replica's secrets (JSON, `crypto::ReplicaSecrets`).
+    pub secrets: PathBuf,
+    /// Transport certificates.
+    pub tls: TlsFiles,
+    /// Where ledger events are appended (JSON lines).
+    pub ledger: PathBuf,
+    /// Where the log goes.
+    pub log: PathBuf,
+    /// Exit as soon as this process (the harness) is gone.
+    #[serde(default)]
+    pub parent_pid: Option<u32>,
+    /// The run's time zero, in nanoseconds since the Unix epoch: ledger event times count from
+    /// it, like history times, so the two can be compared.
+    pub epoch_unix_nanos: u64,
+}
+
+/// The configuration file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigFileError {
+    /// Unreadable.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not a valid configuration.
+    #[error("invalid config {path}: {reason}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl NodeConfig {
+    /// Reads and checks a configuration file.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigFileError`] naming the file and the problem.
+    pub fn load(path: &Path) -> Result<NodeConfig, ConfigFileError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigFileError::Read { path: path.to_path_buf(), source })?;
+        let invalid =
+            |reason: String| ConfigFileError::Invalid { path: path.to_path_buf(), reason };
+        let config: NodeConfig =
+            toml::from_str(&text).map_err(|error| invalid(error.to_string()))?;
+        config.cluster.validate().map_err(|error| invalid(error.to_string()))?;
+        if config.peers.len() != usize::from(config.cluster.replica_count) {
+            return Err(invalid(format!(
+                "{} peer addresses for {} replicas",
+                config.peers.len(),
+                config.cluster.replica_count
+            )));
+        }
+        if config.id >= config.cluster.replica_count {
+            return Err(invalid(format!("id {} is not below replica_count", config.id)));
+        }
+        Ok(config)
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("node configs serialize to TOML")
+    }
+}

@@ -1,0 +1,592 @@
+//! The replica process: the sans-IO core inside a single-threaded tokio shell.
+//!
+//! One task, the main loop, owns the [`Replica`] core: it takes inputs from a bounded channel
+//! fed by connection tasks, arms one timer at the core's deadline, and routes the core's outputs
+//! (frames to per-peer links and per-client writers, ledger events to `ledger.jsonl`) after every
+//! batch of inputs. Connection tasks only decode frames; they never touch the core.
+//!
+//! Bad input never stops the process: a frame over the limit or one that does not decode
+//! closes that connection and is counted; a message the core rejects is counted by the core.
+
+#![allow(clippy::disallowed_methods, reason = "the shell owns the clock the core is fed from")]
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, warn};
+
+use super::config::NodeConfig;
+use super::control::{CONTROL_FRAME_MAX, ControlRequest, ControlResponse, StatusReport};
+use super::frame::{
+    FRAME_SIZE_MAX, FrameError, FrameReader, decode, encode_framed, read_frame, write_frame,
+    write_framed,
+};
+use super::link::{self, LinkHandle, LinkTarget};
+use super::tls::{Identity, TlsMaterial, peer_identity};
+use crate::core::{ClientId, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
+use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
+
+/// The most decoded inputs waiting for the main loop. Connection tasks wait when it is full,
+/// which pushes back on senders through QUIC flow control.
+pub const INPUT_QUEUE_MAX: usize = 8192;
+
+/// The most inputs the main loop handles before it fires timers and routes outputs.
+const INPUT_BATCH_MAX: usize = 512;
+
+/// The most INFORM frames waiting for one client.
+const CLIENT_QUEUE_MAX: usize = 256;
+
+/// How long a stopping replica waits for its connections to close cleanly.
+const CLOSE_GRACE: Duration = Duration::from_millis(500);
+
+/// Application close codes, so a peer's log says why a connection ended.
+pub mod close_code {
+    /// The certificate names no Ordeal identity this replica accepts.
+    pub const REFUSED: u32 = 0x10;
+    /// A frame exceeded the maximum size.
+    pub const TOO_LARGE: u32 = 0x11;
+    /// A frame did not decode.
+    pub const MALFORMED: u32 = 0x12;
+    /// The replica is stopping.
+    pub const STOPPING: u32 = 0x13;
+}
+
+/// Network-level counters, shared by the connection tasks.
+#[derive(Debug, Default)]
+pub struct NetCounters {
+    connections_accepted: AtomicU64,
+    connections_refused: AtomicU64,
+    handshakes_failed: AtomicU64,
+    frames_too_large: AtomicU64,
+    frames_malformed: AtomicU64,
+    frames_dropped: AtomicU64,
+    informs_undeliverable: AtomicU64,
+}
+
+impl NetCounters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        BTreeMap::from([
+            ("net.connections_accepted".into(), read(&self.connections_accepted)),
+            ("net.connections_refused".into(), read(&self.connections_refused)),
+            ("net.handshakes_failed".into(), read(&self.handshakes_failed)),
+            ("net.frames_too_large".into(), read(&self.frames_too_large)),
+            ("net.frames_malformed".into(), read(&self.frames_malformed)),
+            ("net.frames_dropped".into(), read(&self.frames_dropped)),
+            ("net.informs_undeliverable".into(), read(&self.informs_undeliverable)),
+        ])
+    }
+}
+
+/// An input for the main loop.
+enum Input {
+    /// A message from a replica.
+    Peer { from: ReplicaId, envelope: Envelope },
+    /// A request from a client.
+    Request { from: ClientId, request: SignedRequest },
+    /// A client opened its stream: INFORMs for it go to `writer`.
+    ClientAttached { client: ClientId, writer: mpsc::Sender<Vec<u8>> },
+    /// A control request, answered on `reply`.
+    Control { request: ControlRequest, reply: oneshot::Sender<ControlResponse> },
+}
+
+/// Runs a replica process from its configuration file until SIGTERM, SIGINT or a control
+/// `stop`.
+///
+/// # Errors
+///
+/// Anything that prevents the replica from starting (configuration, keys, certificates, the
+/// socket); each error names the file or step.
+pub fn run(config_path: &Path) -> anyhow::Result<()> {
+    let config = NodeConfig::load(config_path)?;
+    if let Some(parent) = config.parent_pid {
+        die_with_parent(parent)?;
+    }
+    init_logging(&config.log)?;
+    let public: PublicKeys = read_json(&config.public_keys).context("public keys")?;
+    let secrets: ReplicaSecrets = read_json(&config.secrets).context("replica secrets")?;
+    anyhow::ensure!(
+        secrets.id == u32::from(config.id),
+        "secrets of replica {} given to {}",
+        secrets.id,
+        config.id
+    );
+    let core = Replica::new(config.cluster.clone(), secrets, Arc::new(public))
+        .context("building the replica")?;
+    let tls = TlsMaterial::load(&config.tls).context("transport certificates")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?;
+    runtime.block_on(serve(config, core, tls))
+}
+
+/// Asks the kernel to kill this process when its parent dies (PR_SET_PDEATHSIG), so a killed
+/// harness leaves no replica behind; exits at once if the parent is already gone.
+fn die_with_parent(parent: u32) -> anyhow::Result<()> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG takes a signal number and no pointers.
+    let result = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+    anyhow::ensure!(result == 0, "prctl(PR_SET_PDEATHSIG) failed");
+    // SAFETY: getppid has no preconditions.
+    let actual = unsafe { libc::getppid() };
+    anyhow::ensure!(actual as u32 == parent, "parent {parent} is gone (parent is now {actual})");
+    Ok(())
+}
+
+fn init_logging(path: &Path) -> anyhow::Result<()> {
+    let file = File::create(path).with_context(|| format!("creating log {}", path.display()))?;
+    let level = match std::env::var("ORDEAL_LOG").as_deref() {
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("warn") => tracing::Level::WARN,
+        Ok("error") => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    // A second initialisation (tests running several replicas in one process) keeps the first.
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .with_max_level(level)
+        .try_init();
+    Ok(())
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    serde_json::from_reader(std::io::BufReader::new(file))
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+/// Binds the endpoint, connects the links and runs the main loop until told to stop.
+async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::Result<()> {
+    let id = core.id();
+    let cluster = core.config().clone();
+    let connections_max = 4 * (u32::from(cluster.replica_count) + cluster.client_count) + 16;
+    let server = tls.server_config(connections_max).context("server tls config")?;
+    let endpoint = super::endpoint::bind(config.listen, Some(server))
+        .with_context(|| format!("binding {}", config.listen))?;
+    let counters = Arc::new(NetCounters::default());
+    let (inputs, receiver) = mpsc::channel(INPUT_QUEUE_MAX);
+    let context = Arc::new(AcceptContext {
+        id,
+        replica_count: cluster.replica_count,
+        client_count: cluster.client_count,
+        inputs,
+        counters: counters.clone(),
+        open: AtomicUsize::new(0),
+        open_max: connections_max as usize,
+    });
+    tokio::spawn(accept_loop(endpoint.clone(), context));
+    let client_config = tls.client_config().context("client tls config")?;
+    let links = config
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(peer, address)| {
+            (peer != usize::from(id.0)).then(|| {
+                let target = LinkTarget {
+                    endpoint: endpoint.clone(),
+                    config: client_config.clone(),
+                    address: *address,
+                    server_name: Identity::Replica(ReplicaId(peer as u8)).dns_name(),
+                    frame_max: FRAME_SIZE_MAX,
+                };
+                link::spawn(target, peer, None)
+            })
+        })
+        .collect();
+    let ledger = File::options()
+        .create(true)
+        .append(true)
+        .open(&config.ledger)
+        .with_context(|| format!("opening ledger {}", config.ledger.display()))?;
+    let protocol = cluster.protocol.name();
+    info!(replica = %id, listen = %config.listen, protocol, "replica started");
+    let mut shell = Shell {
+        core,
+        clock: Clock::new(config.epoch_unix_nanos),
+        links,
+        clients: HashMap::new(),
+        ledger: BufWriter::new(ledger),
+        counters,
+        inputs: receiver,
+        stopping: false,
+    };
+    let result = shell.run().await;
+    shell.ledger.flush().context("flushing the ledger")?;
+    endpoint.close(close_code::STOPPING.into(), b"stopping");
+    let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
+    info!(replica = %id, last_executed = %shell.core.last_executed(), "replica stopped");
+    result
+}
+
+/// Converts between the core's [`Time`] (nanoseconds since the run's time zero) and the
+/// monotonic clock.
+struct Clock {
+    start: Instant,
+    /// The run time at `start`.
+    offset: Duration,
+}
+
+impl Clock {
+    fn new(epoch_unix_nanos: u64) -> Clock {
+        let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        let offset = now_unix.saturating_sub(Duration::from_nanos(epoch_unix_nanos));
+        Clock { start: Instant::now(), offset }
+    }
+
+    fn now(&self) -> Time {
+        Time::from_nanos((self.offset + self.start.elapsed()).as_nanos() as u64)
+    }
+
+    fn instant(&self, time: Time) -> tokio::time::Instant {
+        let since_start = Duration::from_nanos(time.as_nanos()).saturating_sub(self.offset);
+        tokio::time::Instant::from_std(self.start + since_start)
+    }
+}
+
+struct Shell {
+    core: Replica,
+    clock: Clock,
+    links: Vec<Option<LinkHandle>>,
+    clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
+    ledger: BufWriter<File>,
+    counters: Arc<NetCounters>,
+    inputs: mpsc::Receiver<Input>,
+    stopping: bool,
+}
+
+impl Shell {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        // The loop ends on a signal, a control stop, or when every input sender is gone.
+        while !self.stopping {
+            let deadline = self.core.poll_timeout().map(|at| self.clock.instant(at));
+            tokio::select! {
+                biased;
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                input = self.inputs.recv() => match input {
+                    Some(input) => {
+                        self.handle(input);
+                        for _ in 1..INPUT_BATCH_MAX {
+                            match self.inputs.try_recv() {
+                                Ok(input) => self.handle(input),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = sleep_until(deadline), if deadline.is_some() => {}
+            }
+            let now = self.clock.now();
+            if self.core.poll_timeout().is_some_and(|at| at <= now) {
+                self.core.handle_timeout(now);
+            }
+            self.route_outputs()?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Peer { from, envelope } => {
+                if let Err(rejection) = self.core.handle_message(now, from, &envelope) {
+                    debug!(%from, kind = rejection.kind(), %rejection, "rejected message");
+                }
+            }
+            Input::Request { from, request } => {
+                if let Err(rejection) = self.core.handle_request(now, from, request) {
+                    debug!(client = %from, kind = rejection.kind(), %rejection, "rejected request");
+                }
+            }
+            Input::ClientAttached { client, writer } => {
+                self.clients.insert(client, writer);
+            }
+            Input::Control { request, reply } => {
+                let response = match request {
+                    ControlRequest::Status => ControlResponse::Status(self.status()),
+                    ControlRequest::Stop => {
+                        info!("stop requested over the control endpoint");
+                        self.stopping = true;
+                        ControlResponse::Stopping
+                    }
+                };
+                // The controller may have given up waiting; nothing to do then.
+                let _ = reply.send(response);
+            }
+        }
+    }
+
+    /// Sends what the core wants sent and records its ledger events.
+    fn route_outputs(&mut self) -> anyhow::Result<()> {
+        while let Some(transmit) = self.core.poll_transmit() {
+            match transmit {
+                Transmit::Replica { to, envelope } => {
+                    let link = self.links.get(to.index()).and_then(Option::as_ref);
+                    if !link.is_some_and(|link| link.try_send(encode_framed(&envelope))) {
+                        NetCounters::bump(&self.counters.frames_dropped);
+                    }
+                }
+                Transmit::Client { to, inform } => {
+                    let delivered = match self.clients.get(&to) {
+                        Some(writer) => match writer.try_send(encode_framed(&inform)) {
+                            Ok(()) => true,
+                            Err(mpsc::error::TrySendError::Full(_)) => false,
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                self.clients.remove(&to);
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    if !delivered {
+                        NetCounters::bump(&self.counters.informs_undeliverable);
+                    }
+                }
+            }
+        }
+        let mut wrote = false;
+        while let Some(event) = self.core.poll_event() {
+            serde_json::to_writer(&mut self.ledger, &event).context("writing the ledger")?;
+            self.ledger.write_all(b"\n").context("writing the ledger")?;
+            wrote = true;
+        }
+        if wrote {
+            // Flushed at once: the checker reads the ledger even if this process is killed.
+            self.ledger.flush().context("flushing the ledger")?;
+        }
+        Ok(())
+    }
+
+    fn status(&self) -> StatusReport {
+        let status = self.core.status();
+        let mut counters = self.counters.snapshot();
+        let core = serde_json::to_value(&status.counters).expect("counters serialize");
+        if let serde_json::Value::Object(fields) = core {
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::Number(number) => {
+                        counters.insert(name, number.as_u64().unwrap_or(0));
+                    }
+                    serde_json::Value::Object(rejected) => {
+                        for (kind, count) in rejected {
+                            counters
+                                .insert(format!("rejected.{kind}"), count.as_u64().unwrap_or(0));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let peers_connected = self
+            .links
+            .iter()
+            .enumerate()
+            .filter(|(_, link)| link.as_ref().is_some_and(LinkHandle::is_connected))
+            .map(|(peer, _)| peer as u8)
+            .collect();
+        StatusReport {
+            id: status.id.0,
+            view: status.view.0,
+            last_executed: status.last_executed.0,
+            state_digest: status.state_digest,
+            ledger_head: status.ledger_head,
+            ready: self.links.iter().flatten().all(LinkHandle::has_connected),
+            peers_connected,
+            counters,
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the connection tasks share.
+struct AcceptContext {
+    id: ReplicaId,
+    replica_count: u8,
+    client_count: u32,
+    inputs: mpsc::Sender<Input>,
+    counters: Arc<NetCounters>,
+    open: AtomicUsize,
+    open_max: usize,
+}
+
+impl AcceptContext {
+    /// Whether `identity` may connect to this replica.
+    fn admits(&self, identity: Identity) -> bool {
+        match identity {
+            Identity::Replica(peer) => peer.0 < self.replica_count && peer != self.id,
+            Identity::Client(client) => client.0 < self.client_count,
+            Identity::Controller => true,
+        }
+    }
+}
+
+async fn accept_loop(endpoint: quinn::Endpoint, context: Arc<AcceptContext>) {
+    // Ends when the endpoint closes.
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(serve_connection(incoming, context.clone()));
+    }
+}
+
+/// Counts an open connection for as long as it lives.
+struct OpenGuard<'a>(&'a AtomicUsize);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn serve_connection(incoming: quinn::Incoming, context: Arc<AcceptContext>) {
+    let remote = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(error) => {
+            NetCounters::bump(&context.counters.handshakes_failed);
+            warn!(%remote, %error, "handshake failed");
+            return;
+        }
+    };
+    let identity = peer_identity(&connection).filter(|identity| context.admits(*identity));
+    let open = context.open.fetch_add(1, Ordering::Relaxed) + 1;
+    let _guard = OpenGuard(&context.open);
+    let Some(identity) = identity.filter(|_| open <= context.open_max) else {
+        NetCounters::bump(&context.counters.connections_refused);
+        warn!(%remote, open, "refused a connection: unknown identity or too many connections");
+        connection.close(close_code::REFUSED.into(), b"refused");
+        return;
+    };
+    NetCounters::bump(&context.counters.connections_accepted);
+    debug!(%remote, %identity, "connection accepted");
+    // At most 4 streams at a time per connection (transport config); each gets a task.
+    while let Ok((send, recv)) = connection.accept_bi().await {
+        let context = context.clone();
+        let connection = connection.clone();
+        tokio::spawn(async move {
+            match identity {
+                Identity::Controller => serve_control(send, recv, &context).await,
+                _ => serve_stream(connection, identity, send, recv, &context, remote).await,
+            }
+        });
+    }
+}
+
+/// Reads frames from a replica or client stream into the main loop; for a client, also
+/// starts the writer for its INFORMs.
+async fn serve_stream(
+    connection: quinn::Connection,
+    identity: Identity,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    context: &AcceptContext,
+    remote: SocketAddr,
+) {
+    let mut frames = FrameReader::new(recv, FRAME_SIZE_MAX);
+    if let Identity::Client(client) = identity {
+        let (writer, frames) = mpsc::channel(CLIENT_QUEUE_MAX);
+        tokio::spawn(write_frames(send, frames));
+        if context.inputs.send(Input::ClientAttached { client, writer }).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        let frame = match frames.next().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return,
+            Err(error) => {
+                let (counter, code) = match error {
+                    FrameError::TooLarge { .. } => {
+                        (&context.counters.frames_too_large, close_code::TOO_LARGE)
+                    }
+                    FrameError::Stream(_) => return,
+                    _ => (&context.counters.frames_malformed, close_code::MALFORMED),
+                };
+                NetCounters::bump(counter);
+                warn!(%remote, %identity, %error, "closing connection");
+                connection.close(code.into(), error.to_string().as_bytes());
+                return;
+            }
+        };
+        if frame.is_empty() {
+            // The stream's announcement.
+            continue;
+        }
+        let input = match identity {
+            Identity::Replica(from) => {
+                decode(&frame).map(|envelope| Input::Peer { from, envelope })
+            }
+            Identity::Client(from) => {
+                decode(&frame).map(|request| Input::Request { from, request })
+            }
+            Identity::Controller => unreachable!("control streams are served apart"),
+        };
+        match input {
+            Ok(input) => {
+                if context.inputs.send(input).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                NetCounters::bump(&context.counters.frames_malformed);
+                warn!(%remote, %identity, %error, "closing connection");
+                connection.close(close_code::MALFORMED.into(), b"malformed frame");
+                return;
+            }
+        }
+    }
+}
+
+async fn write_frames(mut send: quinn::SendStream, mut frames: mpsc::Receiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if write_framed(&mut send, &frame).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Answers control requests, one per stream.
+async fn serve_control(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    context: &AcceptContext,
+) {
+    let Ok(Some(frame)) = read_frame(&mut recv, CONTROL_FRAME_MAX).await else { return };
+    let Ok(request) = serde_json::from_slice::<ControlRequest>(&frame) else {
+        NetCounters::bump(&context.counters.frames_malformed);
+        return;
+    };
+    let (reply, answer) = oneshot::channel();
+    if context.inputs.send(Input::Control { request, reply }).await.is_err() {
+        return;
+    }
+    let Ok(response) = answer.await else { return };
+    let bytes = serde_json::to_vec(&response).expect("control responses serialize");
+    if write_frame(&mut send, &bytes).await.is_ok() {
+        let _ = send.finish();
+        // Let the answer reach the controller before the stream is dropped.
+        let _ = send.stopped().await;
+    }
+}
