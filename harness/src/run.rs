@@ -126,17 +126,27 @@ pub async fn run_once(
     Ok(RunOutcome { verdict, run_dir, interrupted: drive.interrupted })
 }
 
-/// The files and addresses of a run, made before any process starts.
-struct Setup {
-    ca: RunCa,
-    keys: ClusterKeys,
-    addresses: Vec<SocketAddr>,
-    configs: Vec<PathBuf>,
+/// The files and addresses of a run, made before any process starts: keys, certificates and
+/// one configuration file per replica under `<run_dir>/replicas/r<i>/`.
+pub struct Setup {
+    /// The run's CA.
+    pub ca: RunCa,
+    /// Every protocol key.
+    pub keys: ClusterKeys,
+    /// Where replica i listens, at position i.
+    pub addresses: Vec<SocketAddr>,
+    /// Replica i's configuration file, at position i.
+    pub configs: Vec<PathBuf>,
     secrets: Vec<PathBuf>,
 }
 
 impl Setup {
-    fn create(
+    /// Writes the files of a cluster with `config` under `run_dir`; keys follow from `seed`.
+    ///
+    /// # Errors
+    ///
+    /// When a key, certificate or file cannot be made; the message names it.
+    pub fn create(
         run_dir: &Path,
         config: &Config,
         seed: u64,
@@ -190,8 +200,9 @@ impl Setup {
         Ok(Setup { ca, keys, addresses, configs, secrets })
     }
 
-    /// Keys are deleted at the end of a run (DESIGN: the store keeps no secrets).
-    fn delete_secrets(&self) {
+    /// Deletes the secret files: keys are deleted at the end of a run (DESIGN: the store keeps
+    /// no secrets).
+    pub fn delete_secrets(&self) {
         for path in &self.secrets {
             let _ = std::fs::remove_file(path);
         }

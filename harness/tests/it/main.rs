@@ -1,0 +1,65 @@
+//! Integration tests: real replica processes over real QUIC, started by the real `ordeal`
+//! binary. Each test holds [`CLUSTER`] so that only one cluster runs at a time on the machine's
+//! two cores.
+
+#![allow(clippy::disallowed_methods, reason = "integration tests wait on real processes")]
+
+mod process;
+mod transport;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Serializes the tests that start clusters.
+static CLUSTER: Mutex<()> = Mutex::new(());
+
+fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    CLUSTER.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `ordeal` binary under test.
+fn ordeal() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ordeal"))
+}
+
+/// A fresh directory for one test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ordeal-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    dir
+}
+
+/// The processes whose command line mentions `marker` (all of a run's replicas mention its
+/// store directory), other than this test process.
+fn processes_mentioning(marker: &str) -> Vec<u32> {
+    let own = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // A zombie has an empty command line: it is gone, only not yet reaped.
+        if pid != own && cmdline.contains(marker) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes.
+fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,153 @@
+//! `ordeal test` end to end, and no process left behind on any exit path.
+
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use history::OpKind;
+
+use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, wait_until};
+
+fn ordeal_test(store: &Path, extra: &[&str]) -> Command {
+    let mut command = Command::new(ordeal());
+    command
+        .args(["test", "--no-progress", "--concurrency", "8", "--seed", "1", "--store"])
+        .arg(store)
+        .args(extra);
+    command
+}
+
+fn results(run_dir: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(run_dir.join("results.json")).expect("results.json");
+    serde_json::from_str(&text).expect("results.json is JSON")
+}
+
+/// A 4-replica cluster runs for a few seconds: the history parses, operations succeed with
+/// proofs, the ledgers agree, the secrets are gone, and no process is left.
+#[test]
+fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
+    let _cluster = cluster_lock();
+    let store = temp_dir("e2e");
+    let output = ordeal_test(&store, &["--time-limit", "3"]).output().expect("ordeal runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("verdict   valid"), "{stdout}");
+    assert!(stderr.contains("seed 1"), "the seed is always printed: {stderr}");
+    let run = store.join("latest");
+    let history = checker::load::history(&run.join("history.jsonl")).expect("the history parses");
+    let oks: Vec<_> = history.iter().filter(|op| op.kind == OpKind::Ok).collect();
+    assert!(!oks.is_empty());
+    for op in &oks {
+        let proof = op.proof.as_ref().expect("an ok carries its proof");
+        assert!(proof.replicas.len() >= 3, "nf = 3 identical informs: {proof:?}");
+        assert!(op.client.is_some() && op.request.is_some());
+    }
+    let results = results(&run);
+    assert_eq!(results["verdict"], "valid");
+    assert_eq!(results["seed"], 1);
+    assert_eq!(results["checkers"]["ledger-agreement"]["verdict"], "valid");
+    assert!(results["checkers"]["ledger-agreement"]["compared"].as_u64().unwrap() > 0);
+    assert_eq!(results["stats"]["ok"].as_u64().unwrap(), oks.len() as u64);
+    assert!(run.join("test.toml").exists());
+    assert!(!run.join("replicas/r0/secrets.json").exists(), "keys are deleted after the run");
+    assert!(!run.join("replicas/r0/node.key").exists());
+    assert!(processes_mentioning(store.to_str().unwrap()).is_empty());
+
+    // The bank workload: every read of all balances sees the opening total.
+    let output = ordeal_test(&store, &["--time-limit", "2", "--workload", "bank", "--keys", "4"])
+        .output()
+        .expect("ordeal runs");
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    let history = checker::load::history(&store.join("latest/history.jsonl")).expect("parses");
+    let totals: Vec<i64> = history
+        .iter()
+        .filter(|op| op.kind == OpKind::Ok && op.f == "read")
+        .map(|op| {
+            op.value.as_object().expect("balances").values().map(|v| v.as_i64().unwrap()).sum()
+        })
+        .collect();
+    assert!(!totals.is_empty());
+    assert!(totals.iter().all(|total| *total == 400), "{totals:?}");
+    assert!(history.iter().any(|op| op.kind == OpKind::Ok && op.f == "transfer"));
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+/// Waits until the run under `store` has started all four replicas.
+fn wait_for_replicas(store: &Path) -> bool {
+    let marker = store.to_str().unwrap().to_string();
+    wait_until(Duration::from_secs(30), || {
+        let replicas = processes_mentioning(&marker)
+            .into_iter()
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("config.toml"))
+            })
+            .count();
+        replicas == 4
+    })
+}
+
+/// SIGKILL of the harness's process group leaves no replica running: each replica asked the
+/// kernel to kill it when its parent dies (PR_SET_PDEATHSIG).
+#[test]
+fn killing_the_harness_kills_its_replicas() {
+    let _cluster = cluster_lock();
+    let store = temp_dir("sigkill");
+    let mut harness = ordeal_test(&store, &["--time-limit", "60"])
+        .process_group(0)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ordeal starts");
+    assert!(wait_for_replicas(&store), "the replicas started");
+    // SAFETY: kill with a negative pid signals the process group; no pointers.
+    unsafe { libc::kill(-(harness.id() as i32), libc::SIGKILL) };
+    harness.wait().expect("the harness is reaped");
+    let marker = store.to_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty()),
+        "replicas outlived the harness: {:?}",
+        processes_mentioning(&marker)
+    );
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+/// Ctrl-C: every replica is stopped, the history recorded so far is written and checked, and
+/// the exit code says the run did not complete (3).
+#[test]
+fn interrupting_the_harness_keeps_the_history() {
+    let _cluster = cluster_lock();
+    let store = temp_dir("sigint");
+    let mut harness = ordeal_test(&store, &["--time-limit", "60"])
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ordeal starts");
+    assert!(wait_for_replicas(&store), "the replicas started");
+    let history = |store: &Path| {
+        std::fs::read_dir(store.join("poe-ts-register-none"))
+            .ok()
+            .and_then(|mut runs| runs.next())
+            .and_then(|run| run.ok())
+            .map(|run| run.path().join("history.jsonl"))
+    };
+    assert!(wait_until(Duration::from_secs(30), || {
+        history(&store).and_then(|path| std::fs::metadata(path).ok()).is_some_and(|m| m.len() > 0)
+    }));
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: kill signals one process; no pointers.
+    unsafe { libc::kill(harness.id() as i32, libc::SIGINT) };
+    let status = harness.wait().expect("the harness exits");
+    assert_eq!(status.code(), Some(3));
+    let marker = store.to_str().unwrap().to_string();
+    assert!(wait_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty()));
+    let path = history(&store).expect("a run directory");
+    let ops = checker::load::history(&path).expect("the partial history parses");
+    assert!(ops.iter().any(|op| op.kind == OpKind::Ok));
+    let results = results(path.parent().unwrap());
+    assert_eq!(results["interrupted"], true);
+    let _ = std::fs::remove_dir_all(&store);
+}

@@ -1,0 +1,133 @@
+//! The replica's transport under bad input: foreign certificates, unknown identities, frames
+//! over the limit and garbage frames each close only their own connection.
+
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use harness::certs::RunCa;
+use harness::cluster::Cluster;
+use harness::run::Setup;
+use history::Operation;
+use replica::core::{Client, ClientId, Config, Protocol, ReplicaId, Time};
+use replica::net::client::ClientTransport;
+use replica::net::control::ControlClient;
+use replica::net::endpoint;
+use replica::net::shell::close_code;
+use replica::net::tls::{Identity, TlsMaterial};
+
+use super::{cluster_lock, ordeal, processes_mentioning, temp_dir};
+
+/// How a connection attempt with `tls` to `address` ended: `Ok` with the application close
+/// code the replica chose, or `Err` when the handshake itself failed.
+async fn connection_outcome(
+    endpoint: &quinn::Endpoint,
+    tls: &TlsMaterial,
+    address: SocketAddr,
+    first_frame: Option<&[u8]>,
+) -> Result<u64, String> {
+    let config = tls.client_config().expect("a client config");
+    let connecting = endpoint
+        .connect_with(config, address, &Identity::Replica(ReplicaId(0)).dns_name())
+        .expect("a valid connect call");
+    let connection = connecting.await.map_err(|error| error.to_string())?;
+    if let Some(frame) = first_frame {
+        let (mut send, _recv) = connection.open_bi().await.map_err(|error| error.to_string())?;
+        send.write_all(frame).await.map_err(|error| error.to_string())?;
+    }
+    let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed())
+        .await
+        .map_err(|_| "the replica kept the connection open".to_string())?;
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => Ok(close.error_code.into_inner()),
+        other => Err(other.to_string()),
+    }
+}
+
+async fn counter(control: &ControlClient, name: &str) -> u64 {
+    let status = control.status().await.expect("the replica still answers");
+    status.counters.get(name).copied().unwrap_or(0)
+}
+
+#[test]
+fn replica_refuses_foreign_certificates_and_bad_frames() {
+    let _cluster = cluster_lock();
+    let dir = temp_dir("transport");
+    let config = Config::new(Protocol::PoeTs, 4, 4);
+    let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let setup = Setup::create(&dir, &config, 7, epoch).expect("cluster files");
+    let mut cluster =
+        Cluster::spawn(ordeal(), &setup.configs, setup.addresses.clone()).expect("spawn");
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let endpoint = endpoint::bind(local, None).expect("an endpoint");
+        let controller = setup.ca.issue(Identity::Controller).unwrap().tls(&setup.ca);
+        cluster.wait_ready(&endpoint, &controller, Duration::from_secs(20)).await.expect("ready");
+        let address = setup.addresses[0];
+        let control = ControlClient::connect(
+            &endpoint,
+            &controller,
+            ReplicaId(0),
+            address,
+            Duration::from_secs(2),
+        )
+        .await
+        .expect("the controller connects");
+
+        // A client certificate from another CA never completes the handshake.
+        let foreign = RunCa::generate("someone else's CA").unwrap();
+        let stranger = foreign.issue(Identity::Client(ClientId(0))).unwrap().tls(&setup.ca);
+        let outcome = connection_outcome(&endpoint, &stranger, address, None).await;
+        assert!(outcome.is_err(), "a foreign certificate was accepted: {outcome:?}");
+        assert!(counter(&control, "net.handshakes_failed").await >= 1);
+
+        // Our CA, but a name that is no Ordeal identity: refused after the handshake.
+        let mallory = setup.ca.issue_for_name(Identity::Client(ClientId(0)), "mallory.example");
+        let mallory = mallory.unwrap().tls(&setup.ca);
+        let outcome = connection_outcome(&endpoint, &mallory, address, None).await;
+        assert_eq!(outcome, Ok(u64::from(close_code::REFUSED)));
+        assert!(counter(&control, "net.connections_refused").await >= 1);
+
+        // A frame announcing more than the maximum closes that connection.
+        let client0 = setup.ca.issue(Identity::Client(ClientId(0))).unwrap().tls(&setup.ca);
+        let huge = u32::MAX.to_le_bytes();
+        let outcome = connection_outcome(&endpoint, &client0, address, Some(&huge)).await;
+        assert_eq!(outcome, Ok(u64::from(close_code::TOO_LARGE)));
+        assert_eq!(counter(&control, "net.frames_too_large").await, 1);
+
+        // A frame of garbage likewise.
+        let client1 = setup.ca.issue(Identity::Client(ClientId(1))).unwrap().tls(&setup.ca);
+        let garbage = [5, 0, 0, 0, b'h', b'e', b'l', b'l', b'o'];
+        let outcome = connection_outcome(&endpoint, &client1, address, Some(&garbage)).await;
+        assert_eq!(outcome, Ok(u64::from(close_code::MALFORMED)));
+        assert_eq!(counter(&control, "net.frames_malformed").await, 1);
+
+        // Everyone else is still served: a real client completes a request.
+        let client2 = setup.ca.issue(Identity::Client(ClientId(2))).unwrap().tls(&setup.ca);
+        let mut transport =
+            ClientTransport::connect(&endpoint, &client2, &setup.addresses).unwrap();
+        let mut client = Client::new(config.clone(), setup.keys.clients[2].clone());
+        client.submit(Time::ZERO, Operation::Write { key: "k".into(), value: 1 }).unwrap();
+        let done = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                while let Some(transmit) = client.poll_transmit() {
+                    transport.send(transmit.to, &transmit.request);
+                }
+                let (from, inform) = transport.recv().await.expect("links stay up");
+                let _ = client.handle_inform(Time::ZERO, from, &inform);
+                if let Some(done) = client.poll_completion() {
+                    return done;
+                }
+            }
+        })
+        .await
+        .expect("the request completes");
+        assert_eq!(done.proof.replicas.len(), 3);
+        assert!(counter(&control, "requests_executed").await >= 1);
+        cluster.stop(Duration::from_secs(2)).await;
+    });
+    drop(cluster);
+    assert!(processes_mentioning(dir.to_str().unwrap()).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
