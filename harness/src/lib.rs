@@ -8,6 +8,7 @@
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
 //! - [`results`]: checking a run and writing `results.json`.
+//! - [`workers`]: the threads hosting client processes.
 //!
 //! The harness owns every process it starts and stops them on every exit path.
 
@@ -19,6 +20,7 @@ pub mod cluster;
 pub mod results;
 pub mod run;
 pub mod store;
+pub mod workers;
 
 #[cfg(test)]
 mod tidy;

@@ -25,7 +25,6 @@ use replica::net::endpoint;
 use replica::net::tls::{Identity, TlsFiles};
 use serde::Serialize;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 use workloads::generator::Workload;
 use workloads::process::{self, ProcessOptions};
 use workloads::recorder::Recorder;
@@ -35,12 +34,17 @@ use crate::cli::TestOptions;
 use crate::cluster::{self, Cluster};
 use crate::results::{self, RunSummary};
 use crate::store;
+use crate::workers::Workers;
 
 /// How long the cluster may take to become ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long each stop step (control stop, SIGTERM) waits before the next.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Threads hosting the client processes (the machine has two cores; the replicas need them
+/// too).
+const CLIENT_WORKERS: usize = 2;
 
 /// How many clients share one QUIC endpoint (UDP socket) in the harness.
 const CLIENTS_PER_ENDPOINT: usize = 16;
@@ -245,7 +249,7 @@ async fn drive(
             .context("creating history.jsonl")?,
     );
     let (stop, stopped) = watch::channel(false);
-    let mut clients = JoinSet::new();
+    let workers = Workers::start(CLIENT_WORKERS).context("starting the client workers")?;
     let workload = Workload::from(options.workload);
     let op_interval =
         options.rate.map(|rate| Duration::from_secs_f64(f64::from(options.concurrency) / rate));
@@ -256,16 +260,19 @@ async fn drive(
             .ca
             .issue(Identity::Client(replica::core::ClientId(index as u32)))
             .context("issuing a client certificate")?;
-        // Clients share endpoints in groups: one socket and one driver task for all would
-        // serialize every client's packets; one each would use a descriptor per client.
+        // Clients share endpoints in blocks, and a block lives on one worker: one socket and
+        // one driver task for all would serialize every client's packets; one each would use a
+        // descriptor per client.
+        let block = index / CLIENTS_PER_ENDPOINT;
         if index % CLIENTS_PER_ENDPOINT == 0 {
-            client_endpoints
-                .push(endpoint::bind(local, None).context("binding a client endpoint")?);
+            let bound = workers.enter(block, || endpoint::bind(local, None));
+            client_endpoints.push(bound.context("binding a client endpoint")?);
         }
-        let client_endpoint = client_endpoints.last().expect("bound above");
-        let transport =
-            ClientTransport::connect(client_endpoint, &cert.tls(&setup.ca), &setup.addresses)
-                .context("starting a client's links")?;
+        let client_endpoint = &client_endpoints[block];
+        let tls = cert.tls(&setup.ca);
+        let transport = workers
+            .enter(block, || ClientTransport::connect(client_endpoint, &tls, &setup.addresses))
+            .context("starting a client's links")?;
         transports.push(transport);
     }
     // The clock starts when every client can reach every replica, so connection setup is not
@@ -279,8 +286,8 @@ async fn drive(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(10)) => {}
             _ = interrupt.wait_for(|interrupted| *interrupted) => {
-            anyhow::bail!("interrupted during startup")
-        }
+                anyhow::bail!("interrupted during startup")
+            }
         }
     }
     eprintln!(
@@ -288,6 +295,7 @@ async fn drive(
         transports.len(),
         connecting.elapsed().as_millis()
     );
+    let mut clients = Vec::new();
     for (index, (secrets, transport)) in setup.keys.clients.iter().zip(transports).enumerate() {
         let client = Client::new(config.clone(), secrets.clone());
         let generator = workload.generator(seed, options.keys, index as u32, options.concurrency);
@@ -297,13 +305,17 @@ async fn drive(
             first_process: index as u64,
             process_stride: u64::from(options.concurrency),
         };
-        clients.spawn(process::run(
-            client,
-            transport,
-            generator,
-            recorder.clone(),
-            process_options,
-            stopped.clone(),
+        let block = index / CLIENTS_PER_ENDPOINT;
+        clients.push(workers.spawn(
+            block,
+            process::run(
+                client,
+                transport,
+                generator,
+                recorder.clone(),
+                process_options,
+                stopped.clone(),
+            ),
         ));
     }
 
@@ -316,8 +328,8 @@ async fn drive(
     let _ = stop.send(true);
     let drain = Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE;
     let drained = tokio::time::timeout(drain, async {
-        while let Some(joined) = clients.join_next().await {
-            if let Err(error) = joined {
+        for client in &mut clients {
+            if let Err(error) = client.await {
                 eprintln!("ordeal: a client process failed: {error}");
             }
         }
@@ -325,7 +337,9 @@ async fn drive(
     .await;
     if drained.is_err() {
         // Operations still in flight stay without completion: the checker counts them as info.
-        clients.abort_all();
+        for client in &clients {
+            client.abort();
+        }
     }
     if let Some(progress) = progress {
         progress.finish_and_clear();
@@ -337,6 +351,7 @@ async fn drive(
     for client_endpoint in &client_endpoints {
         client_endpoint.close(0u32.into(), b"done");
     }
+    drop(workers);
     Ok(DriveOutcome { ready, interrupted, history_error })
 }
 
