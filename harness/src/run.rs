@@ -92,11 +92,14 @@ pub async fn run_once(
     let name = options.test_name();
     let run_dir = store::create_run_dir(&options.store, &name, seed, started)
         .with_context(|| format!("creating the run directory under {}", options.store.display()))?;
+    let mut replay = options.clone();
+    replay.seed = Some(seed);
+    replay.test_count = 1;
     let record = TestRecord {
         name: name.clone(),
         seed,
         ordeal_version: env!("CARGO_PKG_VERSION"),
-        options,
+        options: &replay,
         cluster: &config,
     };
     write(&run_dir.join("test.toml"), &toml::to_string(&record).context("serializing test.toml")?)?;
