@@ -31,7 +31,8 @@ pub fn final_ledger(events: &[LedgerEvent]) -> BTreeMap<u64, &ExecuteEvent> {
 }
 
 /// Checks that the final ledgers of `ledgers` (honest replicas only, by id) hold the same block
-/// and state digest at every sequence number that two or more of them executed.
+/// and state digest at every sequence number that two or more of them executed: `invalid` at
+/// the first slot where they differ, `unknown` when no slot could be compared.
 pub fn agreement(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> CheckResult {
     let finals: BTreeMap<u32, BTreeMap<u64, &ExecuteEvent>> =
         ledgers.iter().map(|(replica, events)| (*replica, final_ledger(events))).collect();
@@ -79,8 +80,10 @@ pub fn agreement(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> CheckResult {
             );
         }
     }
+    // Nothing compared proves nothing: fewer than two replicas executed any common slot.
+    let verdict = if compared == 0 { Verdict::Unknown } else { Verdict::Valid };
     CheckResult::new(
-        Verdict::Valid,
+        verdict,
         json!({
             "replicas": finals.keys().collect::<Vec<_>>(),
             "heads": heads,

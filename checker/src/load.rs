@@ -30,15 +30,24 @@ pub enum LoadError {
     },
 }
 
-/// Reads a history (`history.jsonl` or any file in the format of the shared histories).
+/// A history, and whether its last line was cut off.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryFile {
+    /// The events, in file order.
+    pub ops: Vec<Op>,
+    /// The 1-based number of a truncated last line, if any (a recorder killed mid-write).
+    pub truncated_line: Option<usize>,
+}
+
+/// Reads a history (`history.jsonl` or any file in the format of the shared histories). A cut
+/// last line is tolerated and reported; any other bad line is an error.
 ///
 /// # Errors
 ///
 /// [`LoadError`] naming the first bad line.
-pub fn history(path: &Path) -> Result<Vec<Op>, LoadError> {
-    let (records, truncated) = json_lines::<Op>(path, false)?;
-    debug_assert!(truncated.is_none());
-    Ok(records)
+pub fn history(path: &Path) -> Result<HistoryFile, LoadError> {
+    let (ops, truncated_line) = json_lines::<Op>(path, true)?;
+    Ok(HistoryFile { ops, truncated_line })
 }
 
 /// A replica's ledger events, and whether its last line was cut off.

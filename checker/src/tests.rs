@@ -42,6 +42,14 @@ fn agreeing_ledgers_are_valid_even_when_one_lags() {
 }
 
 #[test]
+fn ledgers_with_nothing_in_common_prove_nothing() {
+    let ledgers = BTreeMap::from([(0, vec![execute(0, 1, 1)]), (1, Vec::new())]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Unknown);
+    assert_eq!(result.evidence["compared"], 0);
+}
+
+#[test]
 fn diverging_ledgers_are_invalid_and_the_slot_is_named() {
     let ledgers = BTreeMap::from([
         (0, vec![execute(0, 1, 1), execute(0, 2, 2)]),

@@ -36,6 +36,17 @@ pub fn allocate_ports(count: usize) -> std::io::Result<Vec<SocketAddr>> {
     sockets.iter().map(UdpSocket::local_addr).collect()
 }
 
+/// How stopping the replicas went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StopReport {
+    /// Replicas that had exited before they were told to stop, with their exit status.
+    pub crashed: Vec<(usize, String)>,
+    /// The signals it took beyond the control `stop` (empty when all stopped gracefully).
+    pub escalated: Vec<&'static str>,
+    /// Each replica's exit status.
+    pub exits: Vec<String>,
+}
+
 /// The replica processes of a run.
 pub struct Cluster {
     children: Vec<Child>,
@@ -160,25 +171,50 @@ impl Cluster {
         statuses
     }
 
-    /// Stops every replica: a control `stop`, then SIGTERM, then SIGKILL, each after `grace`
-    /// without all having exited. Returns the replicas that had to be killed.
-    pub async fn stop(&mut self, grace: Duration) -> Vec<usize> {
-        for control in self.controls.iter().flatten() {
-            let _ = control.stop().await;
-        }
-        if self.wait_exit(grace).await {
-            return Vec::new();
-        }
-        self.signal(libc::SIGTERM);
-        if self.wait_exit(grace).await {
-            return Vec::new();
-        }
-        let killed: Vec<usize> = (0..self.children.len())
-            .filter(|&index| matches!(self.children[index].try_wait(), Ok(None)))
+    /// Stops every replica: a control `stop` to all at once, then SIGTERM, then SIGKILL, each
+    /// after `grace` without all having exited. Reports which replicas had already exited
+    /// (crashed) and how each ended.
+    pub async fn stop(&mut self, grace: Duration) -> StopReport {
+        let crashed: Vec<(usize, String)> = self
+            .children
+            .iter_mut()
+            .enumerate()
+            .filter_map(|(index, child)| {
+                child.try_wait().ok().flatten().map(|status| (index, status.to_string()))
+            })
             .collect();
-        self.signal(libc::SIGKILL);
-        self.wait_exit(grace).await;
-        killed
+        let stops: Vec<_> = self
+            .controls
+            .iter()
+            .flatten()
+            .map(|control| {
+                let control = control.clone();
+                tokio::spawn(async move { control.stop().await.is_ok() })
+            })
+            .collect();
+        for stop in stops {
+            let _ = stop.await;
+        }
+        let mut escalated = Vec::new();
+        if !self.wait_exit(grace).await {
+            escalated.push("SIGTERM");
+            self.signal(libc::SIGTERM);
+            if !self.wait_exit(grace).await {
+                escalated.push("SIGKILL");
+                self.signal(libc::SIGKILL);
+                self.wait_exit(grace).await;
+            }
+        }
+        let exits = self
+            .children
+            .iter_mut()
+            .map(|child| match child.try_wait() {
+                Ok(Some(status)) => status.to_string(),
+                Ok(None) => "still running".to_string(),
+                Err(error) => error.to_string(),
+            })
+            .collect();
+        StopReport { crashed, escalated, exits }
     }
 
     async fn wait_exit(&mut self, grace: Duration) -> bool {
@@ -201,8 +237,11 @@ impl Cluster {
         }
     }
 
-    fn signal(&self, signal: i32) {
-        if self.process_group > 0 {
+    /// Signals the group, but only while one of its members is unreaped (afterwards the id may
+    /// belong to someone else).
+    fn signal(&mut self, signal: i32) {
+        let running = self.children.iter_mut().any(|child| matches!(child.try_wait(), Ok(None)));
+        if self.process_group > 0 && running {
             // SAFETY: kill takes a pid (negative: a process group) and a signal; no pointers.
             unsafe { libc::kill(-self.process_group, signal) };
         }

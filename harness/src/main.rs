@@ -56,7 +56,23 @@ fn test(options: TestOptions) -> anyhow::Result<u8> {
     runtime.block_on(async {
         let (interrupt, interrupted) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut terminate), Ok(mut interrupt_signal)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                return;
+            };
+            // The first SIGINT or SIGTERM stops the run cleanly; a second one exits at once
+            // (the replicas die with this process: PR_SET_PDEATHSIG).
+            for _ in 0..2 {
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt_signal.recv() => {}
+                }
+                if *interrupt.borrow() {
+                    eprintln!("ordeal: interrupted twice, exiting now");
+                    std::process::exit(i32::from(EXIT_HARNESS_ERROR));
+                }
                 let _ = interrupt.send(true);
             }
         });

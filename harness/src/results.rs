@@ -9,6 +9,7 @@ use checker::CheckResult;
 use history::{LedgerEvent, Verdict};
 use serde_json::json;
 
+use crate::cluster::StopReport;
 use crate::run::ledger_paths;
 
 /// What the run knows beyond its files.
@@ -30,6 +31,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Why the history may be incomplete, if it may.
     pub history_error: Option<String>,
+    /// How the replicas ended.
+    pub stopped: StopReport,
 }
 
 /// Runs the checkers on the run's history and ledgers, writes `results.json`, prints a
@@ -42,24 +45,42 @@ pub struct RunSummary {
 pub fn check_and_write(summary: &RunSummary) -> anyhow::Result<Verdict> {
     let mut checkers: BTreeMap<&str, CheckResult> = BTreeMap::new();
     let history = checker::load::history(&summary.run_dir.join("history.jsonl"));
+    let mut history_problems = Vec::new();
     let stats = match &history {
-        Ok(history) => checker::perf::stats(history),
+        Ok(file) => {
+            if let Some(line) = file.truncated_line {
+                history_problems.push(format!("line {line} is cut off"));
+            }
+            checker::perf::stats(&file.ops)
+        }
         Err(error) => {
-            checkers.insert(
-                "history",
-                CheckResult::new(Verdict::Unknown, json!({"error": error.to_string()})),
-            );
+            history_problems.push(error.to_string());
             checker::perf::Stats::default()
         }
     };
     if let Some(error) = &summary.history_error {
-        checkers.insert("history", CheckResult::new(Verdict::Unknown, json!({"error": error})));
+        history_problems.push(format!("recording failed: {error}"));
     }
+    if !history_problems.is_empty() {
+        let evidence = json!({"errors": history_problems});
+        checkers.insert("history", CheckResult::new(Verdict::Unknown, evidence));
+    }
+    // A run where nothing completed proves nothing (Jepsen's stats checker says the same).
+    let progress = if stats.ok > 0 { Verdict::Valid } else { Verdict::Unknown };
+    checkers.insert("progress", CheckResult::new(progress, json!({"ok": stats.ok})));
+    // No fault was injected, so a replica that exited on its own crashed: a replica bug.
+    let crashed = !summary.stopped.crashed.is_empty();
+    let processes = if crashed { Verdict::Invalid } else { Verdict::Valid };
+    checkers.insert("replica-processes", CheckResult::new(processes, json!(summary.stopped)));
     let mut ledgers = BTreeMap::new();
     let mut unreadable = Vec::new();
+    let mut truncated = Vec::new();
     for (replica, path) in ledger_paths(&summary.run_dir, summary.replica_count) {
         match checker::load::ledger(&path) {
             Ok(file) => {
+                if let Some(line) = file.truncated_line {
+                    truncated.push(format!("replica {replica}: line {line} is cut off"));
+                }
                 ledgers.insert(replica, file.events);
             }
             Err(error) => unreadable.push(error.to_string()),
@@ -69,6 +90,9 @@ pub fn check_and_write(summary: &RunSummary) -> anyhow::Result<Verdict> {
     if !unreadable.is_empty() {
         agreement.verdict = agreement.verdict.merge(Verdict::Unknown);
         agreement.evidence.insert("unreadable".into(), json!(unreadable));
+    }
+    if !truncated.is_empty() {
+        agreement.evidence.insert("truncated".into(), json!(truncated));
     }
     checkers.insert("ledger-agreement", agreement);
     let verdict = Verdict::merge_all(checkers.values().map(|result| result.verdict));

@@ -42,6 +42,9 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long each stop step (control stop, SIGTERM) waits before the next.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+/// How often the history is flushed to disk during a run.
+const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+
 /// Threads hosting the client processes (the machine has two cores; the replicas need them
 /// too).
 const CLIENT_WORKERS: usize = 2;
@@ -105,18 +108,24 @@ pub async fn run_once(
     write(&run_dir.join("test.toml"), &toml::to_string(&record).context("serializing test.toml")?)?;
     eprintln!("ordeal: {name}, seed {seed}, {}", run_dir.display());
 
+    // Secrets are deleted when `setup` is dropped, on every path out of this function.
     let setup = Setup::create(&run_dir, &config, seed, epoch_unix_nanos)?;
     let program = std::env::current_exe().context("locating the ordeal binary")?;
+    let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+    let controller_endpoint =
+        endpoint::bind(local, None).context("binding the harness's QUIC endpoint")?;
     // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
     let mut cluster = Cluster::spawn(&program, &setup.configs, setup.addresses.clone())?;
-    let outcome =
-        drive(options, &config, seed, &run_dir, &setup, &mut cluster, start, interrupt).await;
-    let killed = cluster.stop(STOP_GRACE).await;
+    let run = Run { options, config: &config, seed, run_dir: &run_dir, setup: &setup, start };
+    let outcome = drive(&run, &controller_endpoint, &mut cluster, interrupt).await;
+    // The control connections stay open until the replicas were told to stop.
+    let stopped = cluster.stop(STOP_GRACE).await;
+    controller_endpoint.close(0u32.into(), b"done");
     drop(cluster);
-    setup.delete_secrets();
+    drop(setup);
     let drive = outcome?;
-    if !killed.is_empty() {
-        eprintln!("ordeal: replicas {killed:?} did not stop gracefully and were killed");
+    if !stopped.escalated.is_empty() {
+        eprintln!("ordeal: replicas did not all stop gracefully ({:?})", stopped.escalated);
     }
     let summary = RunSummary {
         name,
@@ -127,6 +136,7 @@ pub async fn run_once(
         ready: drive.ready,
         interrupted: drive.interrupted,
         history_error: drive.history_error,
+        stopped,
     };
     let verdict = results::check_and_write(&summary)?;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
@@ -179,8 +189,13 @@ impl Setup {
                 .issue(Identity::Replica(replica::core::ReplicaId(index)))
                 .context("issuing a replica certificate")?;
             write(&directory.join("node.crt"), &cert.cert_pem)?;
-            write(&directory.join("node.key"), &cert.key_pem)?;
-            write_json(&directory.join("secrets.json"), &keys.replicas[usize::from(index)])?;
+            // Registered before writing, so that a failure halfway leaves nothing behind.
+            secrets.push(directory.join("secrets.json"));
+            secrets.push(directory.join("node.key"));
+            write_secret(&directory.join("node.key"), cert.key_pem.as_bytes())?;
+            let replica_secrets = serde_json::to_vec_pretty(&keys.replicas[usize::from(index)])
+                .context("serializing replica secrets")?;
+            write_secret(&directory.join("secrets.json"), &replica_secrets)?;
             let node = NodeConfig {
                 id: index,
                 listen: addresses[usize::from(index)],
@@ -201,18 +216,22 @@ impl Setup {
             let path = directory.join("config.toml");
             write(&path, &node.to_toml())?;
             configs.push(path);
-            secrets.push(directory.join("secrets.json"));
-            secrets.push(directory.join("node.key"));
         }
         Ok(Setup { ca, keys, addresses, configs, secrets })
     }
 
     /// Deletes the secret files: keys are deleted at the end of a run (DESIGN: the store keeps
-    /// no secrets).
+    /// no secrets). Dropping the setup does it too.
     pub fn delete_secrets(&self) {
         for path in &self.secrets {
             let _ = std::fs::remove_file(path);
         }
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        self.delete_secrets();
     }
 }
 
@@ -223,24 +242,29 @@ struct DriveOutcome {
     history_error: Option<String>,
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn drive(
-    options: &TestOptions,
-    config: &Config,
+/// What the workload phase works with.
+struct Run<'a> {
+    options: &'a TestOptions,
+    config: &'a Config,
     seed: u64,
-    run_dir: &Path,
-    setup: &Setup,
-    cluster: &mut Cluster,
+    run_dir: &'a Path,
+    setup: &'a Setup,
     start: Instant,
+}
+
+async fn drive(
+    run: &Run<'_>,
+    endpoint: &quinn::Endpoint,
+    cluster: &mut Cluster,
     mut interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<DriveOutcome> {
+    let Run { options, config, seed, run_dir, setup, start } = *run;
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
-    let endpoint = endpoint::bind(local, None).context("binding the harness's QUIC endpoint")?;
     let controller =
         setup.ca.issue(Identity::Controller).context("issuing the controller certificate")?;
     let controller_tls = controller.tls(&setup.ca);
     let ready = tokio::select! {
-        ready = cluster.wait_ready(&endpoint, &controller_tls, READY_TIMEOUT) => ready?,
+        ready = cluster.wait_ready(endpoint, &controller_tls, READY_TIMEOUT) => ready?,
         _ = interrupt.wait_for(|interrupted| *interrupted) => {
             anyhow::bail!("interrupted during startup")
         }
@@ -323,6 +347,16 @@ async fn drive(
     }
 
     let progress = progress_bar(options, recorder.clone());
+    // The history reaches the disk as the run goes, not only at its end.
+    let flusher = {
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(HISTORY_FLUSH_INTERVAL).await;
+                let _ = recorder.flush();
+            }
+        })
+    };
     let time_limit = Duration::from_secs_f64(options.time_limit);
     let interrupted = tokio::select! {
         _ = tokio::time::sleep(time_limit) => false,
@@ -347,10 +381,10 @@ async fn drive(
     if let Some(progress) = progress {
         progress.finish_and_clear();
     }
+    flusher.abort();
     let history_error = recorder.flush().err().map(|error| error.to_string());
     let statuses = cluster.statuses().await;
     write_json(&run_dir.join("replica-status.json"), &statuses)?;
-    endpoint.close(0u32.into(), b"done");
     for client_endpoint in &client_endpoints {
         client_endpoint.close(0u32.into(), b"done");
     }
@@ -380,6 +414,20 @@ fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indica
         }
     });
     Some(bar)
+}
+
+/// Writes a file only its owner can read.
+fn write_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {

@@ -17,6 +17,9 @@ use tokio::sync::watch;
 use crate::generator::Generator;
 use crate::recorder::{Completion, Recorder};
 
+/// Why an operation ended unknown when the client's links are all gone.
+const TRANSPORT_CLOSED: &str = "transport closed";
+
 /// How a client process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessOptions {
@@ -76,6 +79,10 @@ pub async fn run(
         let completion =
             await_completion(&mut client, &mut transport, &recorder, options.op_timeout).await;
         recorder.complete(Process::Client(process), &op, client_id, request_id, &completion);
+        if matches!(&completion, Completion::Unknown { reason } if reason == TRANSPORT_CLOSED) {
+            // Nothing more can be sent: end rather than record one info after another.
+            break;
+        }
         match &completion {
             Completion::Done { result, .. } => generator.observe(&op, result),
             Completion::Unknown { .. } => {
@@ -119,7 +126,7 @@ async fn await_completion(
                 }
                 None => {
                     client.abandon();
-                    return Completion::Unknown { reason: "transport closed".into() };
+                    return Completion::Unknown { reason: TRANSPORT_CLOSED.into() };
                 }
             },
             _ = sleep_until(retry_at) => {

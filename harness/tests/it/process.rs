@@ -36,7 +36,8 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
     assert!(stdout.contains("verdict   valid"), "{stdout}");
     assert!(stderr.contains("seed 1"), "the seed is always printed: {stderr}");
     let run = store.join("latest");
-    let history = checker::load::history(&run.join("history.jsonl")).expect("the history parses");
+    let history =
+        checker::load::history(&run.join("history.jsonl")).expect("the history parses").ops;
     let oks: Vec<_> = history.iter().filter(|op| op.kind == OpKind::Ok).collect();
     assert!(!oks.is_empty());
     for op in &oks {
@@ -48,6 +49,10 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
     assert_eq!(results["verdict"], "valid");
     assert_eq!(results["seed"], 1);
     assert_eq!(results["checkers"]["ledger-agreement"]["verdict"], "valid");
+    assert_eq!(results["checkers"]["progress"]["verdict"], "valid");
+    assert_eq!(results["checkers"]["replica-processes"]["verdict"], "valid");
+    let escalated = &results["checkers"]["replica-processes"]["escalated"];
+    assert_eq!(escalated, &serde_json::json!([]), "every replica stopped on the control stop");
     assert!(results["checkers"]["ledger-agreement"]["compared"].as_u64().unwrap() > 0);
     assert_eq!(results["stats"]["ok"].as_u64().unwrap(), oks.len() as u64);
     assert!(run.join("test.toml").exists());
@@ -60,7 +65,7 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
         .output()
         .expect("ordeal runs");
     assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
-    let history = checker::load::history(&store.join("latest/history.jsonl")).expect("parses");
+    let history = checker::load::history(&store.join("latest/history.jsonl")).expect("parses").ops;
     let totals: Vec<i64> = history
         .iter()
         .filter(|op| op.kind == OpKind::Ok && op.f == "read")
@@ -145,7 +150,7 @@ fn interrupting_the_harness_keeps_the_history() {
     let marker = store.to_str().unwrap().to_string();
     assert!(wait_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty()));
     let path = history(&store).expect("a run directory");
-    let ops = checker::load::history(&path).expect("the partial history parses");
+    let ops = checker::load::history(&path).expect("the partial history parses").ops;
     assert!(ops.iter().any(|op| op.kind == OpKind::Ok));
     let results = results(path.parent().unwrap());
     assert_eq!(results["interrupted"], true);

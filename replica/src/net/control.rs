@@ -14,6 +14,9 @@ use super::frame::{FrameError, read_frame, write_frame};
 use super::tls::{Identity, TlsMaterial};
 use crate::core::{Digest, ReplicaId};
 
+/// How long the controller waits for one answer.
+pub const CONTROL_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// The largest control frame.
 pub const CONTROL_FRAME_MAX: usize = 64 * 1024;
 
@@ -140,7 +143,18 @@ impl ControlClient {
         ControlError::Exchange { replica: self.replica, reason }
     }
 
+    /// One request and its answer, within [`CONTROL_TIMEOUT`] (a replica that is gone or
+    /// paused must not stall the controller).
     async fn exchange(&self, request: &ControlRequest) -> Result<ControlResponse, ControlError> {
+        tokio::time::timeout(CONTROL_TIMEOUT, self.exchange_unbounded(request))
+            .await
+            .map_err(|_| self.exchange_error("no answer within the control timeout".into()))?
+    }
+
+    async fn exchange_unbounded(
+        &self,
+        request: &ControlRequest,
+    ) -> Result<ControlResponse, ControlError> {
         let failed = |error: &dyn std::fmt::Display| self.exchange_error(error.to_string());
         let (mut send, mut recv) =
             self.connection.open_bi().await.map_err(|error| failed(&error))?;

@@ -8,17 +8,25 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::frame::{FrameReader, framed, write_framed};
+use super::frame::{FRAME_SIZE_MAX, FrameReader, framed, write_framed};
 
 /// The most frames waiting for one destination; beyond it new frames are dropped (the protocol
 /// tolerates loss: clients retransmit, and a replica that misses slots falls behind).
 pub const LINK_QUEUE_MAX: usize = 4096;
+
+/// The most bytes waiting for one destination (a peer that stops reading cannot make us hold
+/// more).
+pub const LINK_BYTES_MAX: usize = 16 << 20;
+
+/// A connection that lived at least this long resets the reconnection backoff; one that dies
+/// sooner (a peer that accepts, then refuses) keeps it growing.
+const HEALTHY_CONNECTION: Duration = Duration::from_secs(1);
 
 /// The first reconnection delay.
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
@@ -51,6 +59,7 @@ pub type Inbound = mpsc::Sender<(usize, Vec<u8>)>;
 #[derive(Debug, Clone)]
 pub struct LinkHandle {
     queue: mpsc::Sender<Vec<u8>>,
+    queued_bytes: Arc<AtomicUsize>,
     connected: Arc<AtomicBool>,
     ever_connected: Arc<AtomicBool>,
 }
@@ -59,7 +68,19 @@ impl LinkHandle {
     /// Queues a frame (already length-prefixed: `frame::framed`, `frame::encode_framed`); false
     /// (and the frame is dropped) when the queue is full or the link is gone.
     pub fn try_send(&self, frame: Vec<u8>) -> bool {
-        self.queue.try_send(frame).is_ok()
+        let size = frame.len();
+        if size > FRAME_SIZE_MAX + 4 {
+            return false;
+        }
+        if self.queued_bytes.fetch_add(size, Ordering::Relaxed) + size > LINK_BYTES_MAX {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        if self.queue.try_send(frame).is_err() {
+            self.queued_bytes.fetch_sub(size, Ordering::Relaxed);
+            return false;
+        }
+        true
     }
 
     /// Whether the link has a connection now.
@@ -79,11 +100,12 @@ pub fn spawn(target: LinkTarget, index: usize, inbound: Option<Inbound>) -> Link
     let (queue, receiver) = mpsc::channel(LINK_QUEUE_MAX);
     let handle = LinkHandle {
         queue,
+        queued_bytes: Arc::new(AtomicUsize::new(0)),
         connected: Arc::new(AtomicBool::new(false)),
         ever_connected: Arc::new(AtomicBool::new(false)),
     };
     let flags = (handle.connected.clone(), handle.ever_connected.clone());
-    tokio::spawn(run(target, index, receiver, inbound, flags));
+    tokio::spawn(run(target, index, receiver, handle.queued_bytes.clone(), inbound, flags));
     handle
 }
 
@@ -91,6 +113,7 @@ async fn run(
     target: LinkTarget,
     index: usize,
     mut frames: mpsc::Receiver<Vec<u8>>,
+    queued_bytes: Arc<AtomicUsize>,
     inbound: Option<Inbound>,
     (connected, ever_connected): (Arc<AtomicBool>, Arc<AtomicBool>),
 ) {
@@ -102,7 +125,7 @@ async fn run(
             backoff = (backoff * 2).min(BACKOFF_MAX);
             continue;
         };
-        backoff = BACKOFF_MIN;
+        let connected_at = tokio::time::Instant::now();
         if let Some(inbound) = &inbound {
             tokio::spawn(read_back(
                 connection.clone(),
@@ -118,8 +141,10 @@ async fn run(
             tokio::select! {
                 frame = frames.recv() => match frame {
                     Some(frame) => {
+                        queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
                         if let Err(error) = write_framed(&mut send, &frame).await {
                             debug!(to = %target.server_name, %error, "link write failed");
+                            connection.close(1u32.into(), b"link write failed");
                             break;
                         }
                     }
@@ -133,6 +158,12 @@ async fn run(
             }
         }
         connected.store(false, Ordering::Relaxed);
+        if connected_at.elapsed() >= HEALTHY_CONNECTION {
+            backoff = BACKOFF_MIN;
+        } else {
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
     }
 }
 

@@ -10,17 +10,17 @@
 
 #![allow(clippy::disallowed_methods, reason = "the shell owns the clock the core is fed from")]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{debug, info, warn};
 
 use super::config::NodeConfig;
@@ -37,6 +37,17 @@ use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 /// The most decoded inputs waiting for the main loop. Connection tasks wait when it is full,
 /// which pushes back on senders through QUIC flow control.
 pub const INPUT_QUEUE_MAX: usize = 8192;
+
+/// The most frame bytes waiting for the main loop, over all inputs: a peer sending maximal
+/// frames fills this long before [`INPUT_QUEUE_MAX`], so queued input never takes more memory.
+pub const INPUT_BYTES_MAX: usize = 64 << 20;
+
+const _: () = assert!(INPUT_BYTES_MAX >= 8 * FRAME_SIZE_MAX);
+
+/// The most connections one identity may hold; a new one beyond it closes that identity's
+/// oldest (a restarted peer reconnects while its old connection has not yet timed out, and a
+/// faulty peer cannot crowd out the others).
+pub const CONNECTIONS_PER_IDENTITY_MAX: usize = 4;
 
 /// The most inputs the main loop handles before it fires timers and routes outputs.
 const INPUT_BATCH_MAX: usize = 512;
@@ -64,6 +75,7 @@ pub mod close_code {
 pub struct NetCounters {
     connections_accepted: AtomicU64,
     connections_refused: AtomicU64,
+    connections_evicted: AtomicU64,
     handshakes_failed: AtomicU64,
     frames_too_large: AtomicU64,
     frames_malformed: AtomicU64,
@@ -81,6 +93,7 @@ impl NetCounters {
         BTreeMap::from([
             ("net.connections_accepted".into(), read(&self.connections_accepted)),
             ("net.connections_refused".into(), read(&self.connections_refused)),
+            ("net.connections_evicted".into(), read(&self.connections_evicted)),
             ("net.handshakes_failed".into(), read(&self.handshakes_failed)),
             ("net.frames_too_large".into(), read(&self.frames_too_large)),
             ("net.frames_malformed".into(), read(&self.frames_malformed)),
@@ -92,10 +105,10 @@ impl NetCounters {
 
 /// An input for the main loop.
 enum Input {
-    /// A message from a replica.
-    Peer { from: ReplicaId, envelope: Envelope },
+    /// A message from a replica (the permit holds its share of [`INPUT_BYTES_MAX`]).
+    Peer { from: ReplicaId, envelope: Envelope, _bytes: OwnedSemaphorePermit },
     /// A request from a client.
-    Request { from: ClientId, request: SignedRequest },
+    Request { from: ClientId, request: SignedRequest, _bytes: OwnedSemaphorePermit },
     /// A client opened its stream: INFORMs for it go to `writer`.
     ClientAttached { client: ClientId, writer: mpsc::Sender<Vec<u8>> },
     /// A control request, answered on `reply`.
@@ -173,8 +186,9 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::Result<()> {
     let id = core.id();
     let cluster = core.config().clone();
-    let connections_max = 4 * (u32::from(cluster.replica_count) + cluster.client_count) + 16;
-    let server = tls.server_config(connections_max).context("server tls config")?;
+    // Handshakes in progress at once (established connections are bounded per identity).
+    let handshakes_max = 4 * (u32::from(cluster.replica_count) + cluster.client_count) + 16;
+    let server = tls.server_config(handshakes_max).context("server tls config")?;
     let endpoint = super::endpoint::bind(config.listen, Some(server))
         .with_context(|| format!("binding {}", config.listen))?;
     let counters = Arc::new(NetCounters::default());
@@ -185,9 +199,11 @@ async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::R
         client_count: cluster.client_count,
         inputs,
         counters: counters.clone(),
-        open: AtomicUsize::new(0),
-        open_max: connections_max as usize,
+        input_bytes: Arc::new(Semaphore::new(INPUT_BYTES_MAX)),
+        connections: std::sync::Mutex::new(HashMap::new()),
+        stop_answered: Notify::new(),
     });
+    let stop_answered = context.clone();
     tokio::spawn(accept_loop(endpoint.clone(), context));
     let client_config = tls.client_config().context("client tls config")?;
     let links = config
@@ -226,6 +242,10 @@ async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::R
     };
     let result = shell.run().await;
     shell.ledger.flush().context("flushing the ledger")?;
+    if shell.stopping {
+        // Stopped over the control endpoint: let the answer leave before the endpoint closes.
+        let _ = tokio::time::timeout(CLOSE_GRACE, stop_answered.stop_answered.notified()).await;
+    }
     endpoint.close(close_code::STOPPING.into(), b"stopping");
     let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
     info!(replica = %id, last_executed = %shell.core.last_executed(), "replica stopped");
@@ -306,12 +326,12 @@ impl Shell {
     fn handle(&mut self, input: Input) {
         let now = self.clock.now();
         match input {
-            Input::Peer { from, envelope } => {
+            Input::Peer { from, envelope, .. } => {
                 if let Err(rejection) = self.core.handle_message(now, from, &envelope) {
                     debug!(%from, kind = rejection.kind(), %rejection, "rejected message");
                 }
             }
-            Input::Request { from, request } => {
+            Input::Request { from, request, .. } => {
                 if let Err(rejection) = self.core.handle_request(now, from, request) {
                     debug!(client = %from, kind = rejection.kind(), %rejection, "rejected request");
                 }
@@ -429,8 +449,11 @@ struct AcceptContext {
     client_count: u32,
     inputs: mpsc::Sender<Input>,
     counters: Arc<NetCounters>,
-    open: AtomicUsize,
-    open_max: usize,
+    input_bytes: Arc<Semaphore>,
+    /// Each identity's open connections, oldest first.
+    connections: std::sync::Mutex<HashMap<Identity, VecDeque<quinn::Connection>>>,
+    /// Set once the answer to a control `stop` is on its way.
+    stop_answered: Notify,
 }
 
 impl AcceptContext {
@@ -451,12 +474,31 @@ async fn accept_loop(endpoint: quinn::Endpoint, context: Arc<AcceptContext>) {
     }
 }
 
-/// Counts an open connection for as long as it lives.
-struct OpenGuard<'a>(&'a AtomicUsize);
+impl AcceptContext {
+    /// Registers a connection of `identity`; closes and forgets the identity's oldest one if it
+    /// already holds [`CONNECTIONS_PER_IDENTITY_MAX`].
+    fn register(&self, identity: Identity, connection: &quinn::Connection) {
+        let mut connections =
+            self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let open = connections.entry(identity).or_default();
+        if open.len() >= CONNECTIONS_PER_IDENTITY_MAX
+            && let Some(oldest) = open.pop_front()
+        {
+            NetCounters::bump(&self.counters.connections_evicted);
+            oldest.close(close_code::REFUSED.into(), b"superseded by a newer connection");
+        }
+        open.push_back(connection.clone());
+    }
 
-impl Drop for OpenGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+    fn unregister(&self, identity: Identity, connection: &quinn::Connection) {
+        let mut connections =
+            self.connections.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(open) = connections.get_mut(&identity) {
+            open.retain(|other| other.stable_id() != connection.stable_id());
+            if open.is_empty() {
+                connections.remove(&identity);
+            }
+        }
     }
 }
 
@@ -471,14 +513,13 @@ async fn serve_connection(incoming: quinn::Incoming, context: Arc<AcceptContext>
         }
     };
     let identity = peer_identity(&connection).filter(|identity| context.admits(*identity));
-    let open = context.open.fetch_add(1, Ordering::Relaxed) + 1;
-    let _guard = OpenGuard(&context.open);
-    let Some(identity) = identity.filter(|_| open <= context.open_max) else {
+    let Some(identity) = identity else {
         NetCounters::bump(&context.counters.connections_refused);
-        warn!(%remote, open, "refused a connection: unknown identity or too many connections");
+        warn!(%remote, "refused a connection: its certificate names no identity accepted here");
         connection.close(close_code::REFUSED.into(), b"refused");
         return;
     };
+    context.register(identity, &connection);
     NetCounters::bump(&context.counters.connections_accepted);
     debug!(%remote, %identity, "connection accepted");
     // At most 4 streams at a time per connection (transport config); each gets a task.
@@ -492,6 +533,7 @@ async fn serve_connection(incoming: quinn::Incoming, context: Arc<AcceptContext>
             }
         });
     }
+    context.unregister(identity, &connection);
 }
 
 /// Reads frames from a replica or client stream into the main loop; for a client, also
@@ -534,12 +576,14 @@ async fn serve_stream(
             // The stream's announcement.
             continue;
         }
+        let bytes = context.input_bytes.clone().acquire_many_owned(frame.len() as u32);
+        let Ok(bytes) = bytes.await else { return };
         let input = match identity {
             Identity::Replica(from) => {
-                decode(&frame).map(|envelope| Input::Peer { from, envelope })
+                decode(&frame).map(|envelope| Input::Peer { from, envelope, _bytes: bytes })
             }
             Identity::Client(from) => {
-                decode(&frame).map(|request| Input::Request { from, request })
+                decode(&frame).map(|request| Input::Request { from, request, _bytes: bytes })
             }
             Identity::Controller => unreachable!("control streams are served apart"),
         };
@@ -583,10 +627,14 @@ async fn serve_control(
         return;
     }
     let Ok(response) = answer.await else { return };
+    let stopping = response == ControlResponse::Stopping;
     let bytes = serde_json::to_vec(&response).expect("control responses serialize");
     if write_frame(&mut send, &bytes).await.is_ok() {
         let _ = send.finish();
         // Let the answer reach the controller before the stream is dropped.
-        let _ = send.stopped().await;
+        let _ = tokio::time::timeout(CLOSE_GRACE, send.stopped()).await;
+    }
+    if stopping {
+        context.stop_answered.notify_one();
     }
 }

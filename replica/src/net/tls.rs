@@ -162,12 +162,12 @@ impl TlsMaterial {
     }
 
     /// The QUIC server configuration: client certificates required and checked against the
-    /// CA; at most `connections_max` connections at once.
+    /// CA; at most `handshakes_max` handshakes in progress at once.
     ///
     /// # Errors
     ///
     /// [`TlsError::Config`] when rustls or quinn refuse the material.
-    pub fn server_config(&self, connections_max: u32) -> Result<quinn::ServerConfig, TlsError> {
+    pub fn server_config(&self, handshakes_max: u32) -> Result<quinn::ServerConfig, TlsError> {
         let config_error = |error: &dyn fmt::Display| TlsError::Config(error.to_string());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
@@ -187,7 +187,7 @@ impl TlsMaterial {
             .map_err(|error| config_error(&error))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(transport_config());
-        server.max_incoming(connections_max as usize);
+        server.max_incoming(handshakes_max as usize);
         Ok(server)
     }
 
