@@ -825,7 +825,7 @@ impl Replica {
                 request: body.request.0,
                 op: body.op.clone(),
                 result,
-                signature: hex::encode(request.signature.0),
+                signature: signature_hex(&request.signature.0),
             });
         }
         self.events.push_back(LedgerEvent::Execute(ExecuteEvent {
@@ -1076,6 +1076,14 @@ enum Origin {
     Client,
     /// A backup forwarding a client's retransmission.
     Replica,
+}
+
+/// Lowercase hex of a signature, for the ledger (a table lookup per byte: this runs for every
+/// request on every replica).
+fn signature_hex(signature: &[u8; 64]) -> String {
+    let mut text = [0u8; 128];
+    hex::encode_to_slice(signature, &mut text).expect("128 hex digits for 64 bytes");
+    String::from_utf8(text.to_vec()).expect("hex digits are ASCII")
 }
 
 /// When the primary may cut a batch.
