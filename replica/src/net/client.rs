@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 
 use tokio::sync::mpsc;
 
-use super::frame::{FRAME_SIZE_MAX, decode, encode_framed};
+use super::frame::{decode, encode_framed};
 use super::link::{self, LinkHandle, LinkTarget};
-use super::tls::{Identity, TlsError, TlsMaterial};
+use super::tls::{TlsError, TlsMaterial};
 use crate::core::{AuthenticatedInform, ReplicaId, SignedRequest};
 
 /// The most INFORMs waiting for one client.
@@ -39,13 +39,8 @@ impl ClientTransport {
             .iter()
             .enumerate()
             .map(|(replica, address)| {
-                let target = LinkTarget {
-                    endpoint: endpoint.clone(),
-                    config: config.clone(),
-                    address: *address,
-                    server_name: Identity::Replica(ReplicaId(replica as u8)).dns_name(),
-                    frame_max: FRAME_SIZE_MAX,
-                };
+                let target =
+                    LinkTarget::replica(endpoint, &config, *address, ReplicaId(replica as u8));
                 link::spawn(target, replica, Some(inbound.clone()))
             })
             .collect();

@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::frame::{FRAME_SIZE_MAX, FrameReader, framed, write_framed};
+use super::tls::Identity;
+use crate::core::ReplicaId;
 
 /// The most frames waiting for one destination; beyond it new frames are dropped (the protocol
 /// tolerates loss: clients retransmit, and a replica that misses slots falls behind).
@@ -50,6 +52,24 @@ pub struct LinkTarget {
     pub server_name: String,
     /// The largest frame accepted back.
     pub frame_max: usize,
+}
+
+impl LinkTarget {
+    /// A link to replica `replica` at `address`, whose certificate must name it.
+    pub fn replica(
+        endpoint: &quinn::Endpoint,
+        config: &quinn::ClientConfig,
+        address: SocketAddr,
+        replica: ReplicaId,
+    ) -> LinkTarget {
+        LinkTarget {
+            endpoint: endpoint.clone(),
+            config: config.clone(),
+            address,
+            server_name: Identity::Replica(replica).dns_name(),
+            frame_max: FRAME_SIZE_MAX,
+        }
+    }
 }
 
 /// Frames the peer sends back, tagged with the link's index.

@@ -212,13 +212,8 @@ async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::R
         .enumerate()
         .map(|(peer, address)| {
             (peer != usize::from(id.0)).then(|| {
-                let target = LinkTarget {
-                    endpoint: endpoint.clone(),
-                    config: client_config.clone(),
-                    address: *address,
-                    server_name: Identity::Replica(ReplicaId(peer as u8)).dns_name(),
-                    frame_max: FRAME_SIZE_MAX,
-                };
+                let target =
+                    LinkTarget::replica(&endpoint, &client_config, *address, ReplicaId(peer as u8));
                 link::spawn(target, peer, None)
             })
         })
