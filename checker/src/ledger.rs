@@ -5,6 +5,8 @@
 //! in order: an execution puts a block at its slot, a rollback removes every slot above its
 //! target. Equal block hashes at k mean equal batches at 1..=k, so comparing hashes compares
 //! whole prefixes; state digests are compared too.
+//!
+//! [`checkpoints`]: honest replicas' stable checkpoints agree on the state digest.
 
 use std::collections::BTreeMap;
 
@@ -90,4 +92,35 @@ pub fn agreement(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> CheckResult {
             "compared": compared,
         }),
     )
+}
+
+/// Checks that the stable checkpoints of honest replicas agree: one state digest per sequence
+/// number. Vacuously `valid` when no checkpoint became stable (the evidence says so).
+pub fn checkpoints(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> CheckResult {
+    let mut by_seq: BTreeMap<u64, BTreeMap<u32, Digest>> = BTreeMap::new();
+    for (replica, events) in ledgers {
+        for event in events {
+            if let LedgerEvent::Checkpoint(checkpoint) = event
+                && checkpoint.stable
+            {
+                by_seq.entry(checkpoint.seq).or_default().insert(*replica, checkpoint.state_digest);
+            }
+        }
+    }
+    for (seq, digests) in &by_seq {
+        let mut distinct: Vec<&Digest> = digests.values().collect();
+        distinct.sort();
+        distinct.dedup();
+        if distinct.len() > 1 {
+            let digests: BTreeMap<String, String> = digests
+                .iter()
+                .map(|(replica, digest)| (replica.to_string(), digest.to_hex()))
+                .collect();
+            return CheckResult::new(
+                Verdict::Invalid,
+                json!({"stable": by_seq.len(), "divergence": {"seq": seq, "state_digests": digests}}),
+            );
+        }
+    }
+    CheckResult::new(Verdict::Valid, json!({"stable": by_seq.len()}))
 }

@@ -5,18 +5,34 @@
 //!
 //! # Layout
 //!
+//! - [`audit`]: every oracle over a run or a plain history (what `ordeal test` and
+//!   `ordeal check` call).
 //! - [`load`]: reading `history.jsonl` and `ledger.jsonl` files, with errors that name the line.
-//! - [`ledger`]: ledger oracles; today the agreement of honest ledgers at every shared slot.
+//! - [`validate`]: validating a history and pairing invocations with completions.
+//! - [`linear`]: linearizability of the key-value model (witness, unique values, search).
+//! - [`bank`]: conservation of money and no negative balance.
+//! - [`liveness`]: progress after the final heal, and the longest stall.
+//! - [`ledger`]: honest ledgers and stable checkpoints agree.
+//! - [`replay`]: hash chains, validity, at-most-once, result replay, rollbacks, checkpoints.
+//! - [`speculation`]: every promised result stands in every honest final ledger.
+//! - [`kv`], [`digest`]: the checker's own store model, digests and signature check.
 //! - [`perf`]: throughput and latency of a history.
 //! - [`CheckResult`]: a checker's verdict and evidence.
-//!
-//! Linearizability, speculation, bank and liveness oracles arrive with the checker issue.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod audit;
+pub mod bank;
+pub mod digest;
+pub mod kv;
 pub mod ledger;
+pub mod linear;
+pub mod liveness;
 pub mod load;
 pub mod perf;
+pub mod replay;
+pub mod speculation;
+pub mod validate;
 
 use history::Verdict;
 use serde::{Deserialize, Serialize};

@@ -1,8 +1,8 @@
 //! Reading recorded files. A malformed line is an error naming the file, the line and what is
-//! wrong, never a panic. A replica killed while writing may leave its last ledger line
-//! truncated; that one line is tolerated and reported.
+//! wrong, never a panic. A process killed while writing may leave its last line cut off (no
+//! final newline); that one line is tolerated and reported. Blank lines and lines starting with
+//! `#` are skipped.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
 use history::{LedgerEvent, Op};
@@ -35,6 +35,8 @@ pub enum LoadError {
 pub struct HistoryFile {
     /// The events, in file order.
     pub ops: Vec<Op>,
+    /// Each event's 1-based line.
+    pub lines: Vec<usize>,
     /// The 1-based number of a truncated last line, if any (a recorder killed mid-write).
     pub truncated_line: Option<usize>,
 }
@@ -46,8 +48,8 @@ pub struct HistoryFile {
 ///
 /// [`LoadError`] naming the first bad line.
 pub fn history(path: &Path) -> Result<HistoryFile, LoadError> {
-    let (ops, truncated_line) = json_lines::<Op>(path, true)?;
-    Ok(HistoryFile { ops, truncated_line })
+    let (ops, lines, truncated_line) = json_lines::<Op>(path, true)?;
+    Ok(HistoryFile { ops, lines, truncated_line })
 }
 
 /// A replica's ledger events, and whether its last line was cut off.
@@ -65,37 +67,40 @@ pub struct LedgerFile {
 ///
 /// [`LoadError`] naming the first bad line (other than a truncated last line).
 pub fn ledger(path: &Path) -> Result<LedgerFile, LoadError> {
-    let (events, truncated_line) = json_lines::<LedgerEvent>(path, true)?;
+    let (events, _, truncated_line) = json_lines::<LedgerEvent>(path, true)?;
     Ok(LedgerFile { events, truncated_line })
 }
+
+/// Records, their 1-based lines, and a tolerated truncated last line.
+type Lines<T> = (Vec<T>, Vec<usize>, Option<usize>);
 
 fn json_lines<T: serde::de::DeserializeOwned>(
     path: &Path,
     tolerate_truncated_tail: bool,
-) -> Result<(Vec<T>, Option<usize>), LoadError> {
-    let read_error = |reason: String| LoadError::Read { path: path.to_path_buf(), reason };
-    let file = std::fs::File::open(path).map_err(|error| read_error(error.to_string()))?;
-    let reader = BufReader::new(file);
+) -> Result<Lines<T>, LoadError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| LoadError::Read { path: path.to_path_buf(), reason: error.to_string() })?;
+    let line_error =
+        |line, reason: String| LoadError::Line { path: path.to_path_buf(), line, reason };
     let mut records = Vec::new();
-    let mut pending: Option<(usize, String)> = None;
-    for (index, line) in reader.lines().enumerate() {
-        let line = line.map_err(|error| read_error(error.to_string()))?;
-        if let Some((number, reason)) = pending.take() {
-            return Err(LoadError::Line { path: path.to_path_buf(), line: number, reason });
-        }
-        if line.trim().is_empty() {
+    let mut numbers = Vec::new();
+    let mut lines = text.split('\n').enumerate().peekable();
+    while let Some((index, line)) = lines.next() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match serde_json::from_str::<T>(&line) {
-            Ok(record) => records.push(record),
-            Err(error) => pending = Some((index + 1, error.to_string())),
+        match serde_json::from_str::<T>(line) {
+            Ok(record) => {
+                records.push(record);
+                numbers.push(index + 1);
+            }
+            // The last line without its newline was cut off while being written.
+            Err(_) if tolerate_truncated_tail && lines.peek().is_none() => {
+                return Ok((records, numbers, Some(index + 1)));
+            }
+            Err(error) => return Err(line_error(index + 1, error.to_string())),
         }
     }
-    match pending {
-        Some((number, _)) if tolerate_truncated_tail => Ok((records, Some(number))),
-        Some((number, reason)) => {
-            Err(LoadError::Line { path: path.to_path_buf(), line: number, reason })
-        }
-        None => Ok((records, None)),
-    }
+    Ok((records, numbers, None))
 }

@@ -87,3 +87,31 @@ fn quantiles(sorted_nanos: &[u64]) -> Quantiles {
     };
     Quantiles { p50: at(0.50), p95: at(0.95), p99: at(0.99), max: max as f64 / 1e6 }
 }
+
+/// `ok` completions per second over time, in buckets of `bucket_s` seconds from time 0.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Throughput {
+    /// The width of a bucket, seconds (1, or more so that there are at most
+    /// [`THROUGHPUT_BUCKETS_MAX`] buckets).
+    pub bucket_s: u64,
+    /// `ok` operations per second in each bucket.
+    pub ok_per_s: Vec<f64>,
+}
+
+/// The most buckets of a [`Throughput`].
+pub const THROUGHPUT_BUCKETS_MAX: u64 = 600;
+
+/// The throughput of `history` over time.
+pub fn throughput(history: &[Op]) -> Throughput {
+    let completions: Vec<u64> =
+        history.iter().filter(|op| op.kind == OpKind::Ok).map(|op| op.time).collect();
+    let Some(&last) = completions.iter().max() else { return Throughput::default() };
+    let seconds = last / 1_000_000_000 + 1;
+    let bucket_s = seconds.div_ceil(THROUGHPUT_BUCKETS_MAX).max(1);
+    let mut counts = vec![0u64; seconds.div_ceil(bucket_s) as usize];
+    for time in completions {
+        counts[(time / 1_000_000_000 / bucket_s) as usize] += 1;
+    }
+    let ok_per_s = counts.into_iter().map(|count| count as f64 / bucket_s as f64).collect();
+    Throughput { bucket_s, ok_per_s }
+}

@@ -24,6 +24,10 @@ pub enum Command {
     /// Run a test: start a cluster of replica processes, drive clients against it, record the
     /// history, check it, and write the run to the store.
     Test(TestOptions),
+    /// Check a stored run (its directory: history and ledgers; rewrites `results.json`), a
+    /// plain history file (JSON lines, ../shared/histories/README.md), or, with `--bench`,
+    /// every history of a directory. Exit 0 valid, 1 invalid, 2 unknown, 3 bad input.
+    Check(CheckOptions),
     /// Run one replica process from its configuration file (`ordeal test` starts replicas this
     /// way; the `replica` binary is the same code).
     #[command(hide = true)]
@@ -32,6 +36,32 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+}
+
+/// Options of `ordeal check`.
+#[derive(Debug, Clone, Args)]
+pub struct CheckOptions {
+    /// A run directory, a history file, or (with `--bench`) a directory of history files.
+    pub path: PathBuf,
+    /// Check every `*.jsonl` of the directory in a child process each and print a table of
+    /// verdict, expected verdict (from `<file>.meta.json`), time and peak memory.
+    #[arg(long)]
+    pub bench: bool,
+    /// Print every checker's full evidence as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds the linearizability search may spend on one key before it is `unknown`.
+    #[arg(long, default_value_t = 20.0, value_parser = parse_key_time_limit)]
+    pub key_time_limit: f64,
+}
+
+fn parse_key_time_limit(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(seconds)
+    } else {
+        Err(format!("{seconds} is not in (0, 86400] seconds"))
+    }
 }
 
 /// The protocol under test.

@@ -3,6 +3,7 @@
 //! # Layout
 //!
 //! - [`cli`]: the command line.
+//! - [`check`]: `ordeal check` (a stored run, a history file, a benchmark directory).
 //! - [`run`]: one run of `ordeal test`, from keys to results.
 //! - [`cluster`]: replica processes (ports, spawning, readiness, stopping).
 //! - [`certs`]: the run's CA and every node's certificate.
@@ -15,6 +16,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod results;

@@ -32,6 +32,13 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Check(options) => match harness::check::run(&options) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("ordeal check: {error:#}");
+                ExitCode::from(harness::check::EXIT_BAD_INPUT)
+            }
+        },
         Command::Test(options) => match test(options) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {

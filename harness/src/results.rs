@@ -1,12 +1,18 @@
 //! Checking a finished run and writing `results.json` (DESIGN.md, "A run and its store").
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use checker::CheckResult;
+use checker::audit::{Inputs, Report};
+use checker::linear::LinearOptions;
+use checker::liveness::LivenessOptions;
+use checker::replay::Context;
 use history::{LedgerEvent, Verdict};
+use replica::core::Config;
+use replica::core::types::View;
 use serde_json::json;
 
 use crate::cluster::StopReport;
@@ -42,66 +48,128 @@ pub struct RunSummary {
 ///
 /// When `results.json` cannot be written. Unreadable records are not errors: the checker that
 /// needed them reports `unknown` with the reason.
-pub fn check_and_write(summary: &RunSummary) -> anyhow::Result<Verdict> {
-    let mut checkers: BTreeMap<&str, CheckResult> = BTreeMap::new();
-    let history = checker::load::history(&summary.run_dir.join("history.jsonl"));
-    let mut history_problems = Vec::new();
-    let stats = match &history {
-        Ok(file) => {
-            if let Some(line) = file.truncated_line {
-                history_problems.push(format!("line {line} is cut off"));
-            }
-            checker::perf::stats(&file.ops)
-        }
-        Err(error) => {
-            history_problems.push(error.to_string());
-            checker::perf::Stats::default()
-        }
-    };
-    if let Some(error) = &summary.history_error {
-        history_problems.push(format!("recording failed: {error}"));
-    }
-    if !history_problems.is_empty() {
-        let evidence = json!({"errors": history_problems});
-        checkers.insert("history", CheckResult::new(Verdict::Unknown, evidence));
-    }
-    // A run where nothing completed proves nothing (Jepsen's stats checker says the same).
-    let progress = if stats.ok > 0 { Verdict::Valid } else { Verdict::Unknown };
-    checkers.insert("progress", CheckResult::new(progress, json!({"ok": stats.ok})));
+pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<Verdict> {
+    let mut harness_checks = BTreeMap::new();
     // No fault was injected, so a replica that exited on its own crashed: a replica bug.
     let crashed = !summary.stopped.crashed.is_empty();
     let processes = if crashed { Verdict::Invalid } else { Verdict::Valid };
-    checkers.insert("replica-processes", CheckResult::new(processes, json!(summary.stopped)));
-    let mut ledgers = BTreeMap::new();
-    let mut unreadable = Vec::new();
-    let mut truncated = Vec::new();
-    for (replica, path) in ledger_paths(&summary.run_dir, summary.replica_count) {
-        match checker::load::ledger(&path) {
-            Ok(file) => {
-                if let Some(line) = file.truncated_line {
-                    truncated.push(format!("replica {replica}: line {line} is cut off"));
-                }
-                ledgers.insert(replica, file.events);
-            }
-            Err(error) => unreadable.push(error.to_string()),
+    harness_checks.insert(
+        "replica-processes".to_string(),
+        CheckResult::new(processes, json!(summary.stopped)),
+    );
+    let run = StoredRun {
+        name: summary.name.clone(),
+        seed: summary.seed,
+        run_dir: summary.run_dir.clone(),
+        cluster: config.clone(),
+        history_error: summary.history_error.clone(),
+        harness_checks,
+        ready_ms: summary.ready.as_millis() as u64,
+        interrupted: summary.interrupted,
+    };
+    let (verdict, report) = check_run(&run)?;
+    print_summary(&run, &report);
+    Ok(verdict)
+}
+
+/// What a stored run is re-checked from: its files, plus what only the harness saw (kept from
+/// the `results.json` written at the end of the run).
+#[derive(Debug, Clone)]
+pub struct StoredRun {
+    /// The test's name.
+    pub name: String,
+    /// The seed.
+    pub seed: u64,
+    /// The run's directory.
+    pub run_dir: PathBuf,
+    /// The cluster's configuration.
+    pub cluster: Config,
+    /// Why the history may be incomplete, if it may.
+    pub history_error: Option<String>,
+    /// Checks only the harness can make (how the replica processes ended).
+    pub harness_checks: BTreeMap<String, CheckResult>,
+    /// How long the cluster took to become ready.
+    pub ready_ms: u64,
+    /// True when Ctrl-C cut the run short.
+    pub interrupted: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct TestToml {
+    name: String,
+    seed: u64,
+    cluster: Config,
+}
+
+impl StoredRun {
+    /// Reads the run stored in `run_dir`.
+    ///
+    /// # Errors
+    ///
+    /// When `test.toml` is missing or unreadable: the directory is then not a run.
+    pub fn open(run_dir: &Path) -> anyhow::Result<StoredRun> {
+        let path = run_dir.join("test.toml");
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!("{} is not a run directory: no test.toml", run_dir.display())
+        })?;
+        let test: TestToml =
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        let previous: serde_json::Value = std::fs::read_to_string(run_dir.join("results.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default();
+        let mut harness_checks = BTreeMap::new();
+        if let Some(result) = previous["checkers"].get("replica-processes")
+            && let Ok(result) = serde_json::from_value::<CheckResult>(result.clone())
+        {
+            harness_checks.insert("replica-processes".to_string(), result);
         }
+        Ok(StoredRun {
+            name: test.name,
+            seed: test.seed,
+            run_dir: run_dir.to_path_buf(),
+            cluster: test.cluster,
+            history_error: previous["history_error"].as_str().map(str::to_string),
+            harness_checks,
+            ready_ms: previous["cluster"]["ready_ms"].as_u64().unwrap_or(0),
+            interrupted: previous["interrupted"].as_bool().unwrap_or(false),
+        })
     }
-    let mut agreement = checker::ledger::agreement(&ledgers);
-    if !unreadable.is_empty() {
-        agreement.verdict = agreement.verdict.merge(Verdict::Unknown);
-        agreement.evidence.insert("unreadable".into(), json!(unreadable));
+}
+
+/// Runs every oracle over a stored run and (re)writes its `results.json`.
+///
+/// # Errors
+///
+/// When `results.json` cannot be written.
+pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
+    let inputs = run_inputs(run);
+    let mut report = checker::audit::check(inputs);
+    for (name, result) in &run.harness_checks {
+        report.checkers.insert(name.clone(), result.clone());
     }
-    if !truncated.is_empty() {
-        agreement.evidence.insert("truncated".into(), json!(truncated));
+    if let Some(error) = &run.history_error {
+        let result = CheckResult::new(
+            Verdict::Unknown,
+            json!({"errors": [format!("recording failed: {error}")]}),
+        );
+        report.checkers.insert("recording".into(), result);
     }
-    checkers.insert("ledger-agreement", agreement);
-    let verdict = Verdict::merge_all(checkers.values().map(|result| result.verdict));
+    // A run where nothing completed proves nothing (Jepsen's stats checker says the same).
+    let progress = if report.stats.ok > 0 { Verdict::Valid } else { Verdict::Unknown };
+    report
+        .checkers
+        .insert("progress".into(), CheckResult::new(progress, json!({"ok": report.stats.ok})));
+    report.verdict = Verdict::merge_all(report.checkers.values().map(|result| result.verdict));
+    let verdict = report.verdict;
+    let ledgers = read_ledgers(run).0;
     let (view_changes, rollbacks, checkpoints) = ledger_event_counts(&ledgers);
+    let stats = &report.stats;
     let results = json!({
         "verdict": verdict,
-        "seed": summary.seed,
-        "test": summary.name,
-        "checkers": checkers,
+        "seed": run.seed,
+        "test": run.name,
+        "checkers": report.checkers,
         "stats": {
             "ok": stats.ok,
             "fail": stats.fail,
@@ -110,23 +178,112 @@ pub fn check_and_write(summary: &RunSummary) -> anyhow::Result<Verdict> {
             "duration_s": stats.duration_s,
             "ops_per_s": stats.ops_per_s,
             "latency_ms": stats.latency_ms,
+            "throughput": report.throughput,
             "view_changes": view_changes,
             "rollbacks": rollbacks,
             "checkpoints": checkpoints,
             "restarts": 0,
         },
-        "faults": {"byzantine": [], "budget_f": summary.f, "beyond_budget": false},
+        "faults": {"byzantine": [], "budget_f": run.cluster.f(), "beyond_budget": false},
         "cluster": {
-            "replicas": summary.replica_count,
-            "ready_ms": summary.ready.as_millis() as u64,
+            "replicas": run.cluster.replica_count,
+            "ready_ms": run.ready_ms,
         },
-        "interrupted": summary.interrupted,
+        "history_error": run.history_error,
+        "interrupted": run.interrupted,
     });
-    let path = summary.run_dir.join("results.json");
+    let path = run.run_dir.join("results.json");
     let text = serde_json::to_string_pretty(&results).context("serializing results.json")?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
-    print_summary(summary, &stats, &checkers, verdict);
-    Ok(verdict)
+    Ok((verdict, report))
+}
+
+/// The replicas the run did not make Byzantine (all of them until the Byzantine nemesis).
+fn honest_replicas(run: &StoredRun) -> Vec<u32> {
+    (0..u32::from(run.cluster.replica_count)).collect()
+}
+
+/// The honest replicas' ledgers, and the problems met reading them.
+fn read_ledgers(run: &StoredRun) -> (BTreeMap<u32, Vec<LedgerEvent>>, Vec<String>) {
+    let honest = honest_replicas(run);
+    let mut ledgers = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (replica, path) in ledger_paths(&run.run_dir, run.cluster.replica_count) {
+        if !honest.contains(&replica) {
+            continue;
+        }
+        match checker::load::ledger(&path) {
+            Ok(file) => {
+                if let Some(line) = file.truncated_line {
+                    problems.push(format!("replica {replica}: line {line} is cut off"));
+                }
+                ledgers.insert(replica, file.events);
+            }
+            Err(error) => problems.push(error.to_string()),
+        }
+    }
+    (ledgers, problems)
+}
+
+/// Everything the oracles need from the run's files.
+fn run_inputs(run: &StoredRun) -> Inputs {
+    let history = checker::load::history(&run.run_dir.join("history.jsonl"))
+        .map_err(|error| error.to_string());
+    let (ledgers, mut ledger_problems) = read_ledgers(run);
+    let mut context = Context { genesis_store: run.cluster.genesis.clone(), ..Context::default() };
+    match public_keys(&run.run_dir.join("public.json")) {
+        Ok(PublicKeys { replicas, clients }) => {
+            let primary = run.cluster.primary(View(0)).0;
+            if let Some(key) = replicas.get(usize::from(primary)) {
+                let n = u64::from(run.cluster.replica_count);
+                context.genesis_hash =
+                    Some(checker::digest::genesis_hash(n, u64::from(primary), key));
+            }
+            context.client_keys = Some(clients);
+        }
+        Err(error) => ledger_problems.push(error),
+    }
+    let bank_total = if run.cluster.genesis.is_empty() {
+        None
+    } else {
+        Some(run.cluster.genesis.values().map(|value| i128::from(*value)).sum())
+    };
+    Inputs {
+        history: Some(history),
+        ledgers,
+        ledger_problems,
+        context,
+        bank_total,
+        liveness: Some(LivenessOptions::default()),
+        linear: LinearOptions::default(),
+    }
+}
+
+/// The ed25519 public keys of a run, indexed by replica and by client.
+struct PublicKeys {
+    replicas: Vec<[u8; 32]>,
+    clients: Vec<[u8; 32]>,
+}
+
+/// The replicas' and clients' ed25519 public keys from `public.json`.
+fn public_keys(path: &Path) -> Result<PublicKeys, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("cannot read {}: {error}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|error| format!("{}: {error}", path.display()))?;
+    let keys = |field: &str| -> Result<Vec<[u8; 32]>, String> {
+        let list = value[field].as_array().ok_or(format!("{}: no {field} list", path.display()))?;
+        list.iter()
+            .map(|key| {
+                let mut bytes = [0u8; 32];
+                let text = key.as_str().unwrap_or_default();
+                hex::decode_to_slice(text, &mut bytes)
+                    .map_err(|_| format!("{}: {field}: {key} is not a key", path.display()))?;
+                Ok(bytes)
+            })
+            .collect()
+    };
+    Ok(PublicKeys { replicas: keys("replicas")?, clients: keys("clients")? })
 }
 
 /// View changes (views entered above 0), rollbacks and stable checkpoints over all replicas.
@@ -143,14 +300,11 @@ fn ledger_event_counts(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> (u64, u64, 
     counts
 }
 
-fn print_summary(
-    summary: &RunSummary,
-    stats: &checker::perf::Stats,
-    checkers: &BTreeMap<&str, CheckResult>,
-    verdict: Verdict,
-) {
+/// Prints a run's summary.
+pub fn print_summary(run: &StoredRun, report: &Report) {
+    let stats = &report.stats;
     let latency = &stats.latency_ms;
-    println!("{} seed {} ({:.1} s of workload)", summary.name, summary.seed, stats.duration_s);
+    println!("{} seed {} ({:.1} s of workload)", run.name, run.seed, stats.duration_s);
     println!(
         "  ops       {} ok, {} fail, {} info: {:.0} ok/s",
         stats.ok, stats.fail, stats.info, stats.ops_per_s
@@ -159,17 +313,18 @@ fn print_summary(
         "  latency   p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latency.p50, latency.p95, latency.p99, latency.max
     );
-    for (name, result) in checkers {
-        println!("  {name:<17} {}", verdict_name(result.verdict));
+    for (name, result) in &report.checkers {
+        println!("  {name:<22} {}", verdict_name(result.verdict));
     }
-    if summary.interrupted {
+    if run.interrupted {
         println!("  interrupted by Ctrl-C: the records end early");
     }
-    println!("  verdict   {}", verdict_name(verdict));
-    println!("  store     {}", summary.run_dir.display());
+    println!("  verdict   {}", verdict_name(report.verdict));
+    println!("  store     {}", run.run_dir.display());
 }
 
-fn verdict_name(verdict: Verdict) -> &'static str {
+/// A verdict as printed: `INVALID` stands out.
+pub fn verdict_name(verdict: Verdict) -> &'static str {
     match verdict {
         Verdict::Valid => "valid",
         Verdict::Invalid => "INVALID",

@@ -138,7 +138,7 @@ pub async fn run_once(
         history_error: drive.history_error,
         stopped,
     };
-    let verdict = results::check_and_write(&summary)?;
+    let verdict = results::check_and_write(&summary, &config)?;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
     Ok(RunOutcome { verdict, run_dir, interrupted: drive.interrupted })
 }

@@ -1,0 +1,167 @@
+//! Every oracle over one run (or one plain history): the function `ordeal test` and
+//! `ordeal check` share, so that a stored run re-checked gives what the run reported.
+//!
+//! Which oracles run follows from what is there: linearizability when the history holds
+//! single-key operations, the bank oracle when it holds transfers or reads of all balances,
+//! the ledger and speculation oracles when ledgers are given, liveness when asked for.
+
+use std::collections::{BTreeMap, HashMap};
+
+use history::{LedgerEvent, OpKind, Verdict};
+use serde_json::json;
+
+use crate::linear::LinearOptions;
+use crate::liveness::LivenessOptions;
+use crate::load::HistoryFile;
+use crate::perf::{Stats, Throughput};
+use crate::replay::{Context, Issued};
+use crate::validate::Operation;
+use crate::{CheckResult, bank, ledger, linear, liveness, perf, replay, speculation, validate};
+
+/// What a check is given.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The history, or why it could not be read.
+    pub history: Option<Result<HistoryFile, String>>,
+    /// The ledgers of the honest replicas, by replica id (empty for a plain history).
+    pub ledgers: BTreeMap<u32, Vec<LedgerEvent>>,
+    /// Ledgers that could not be read or were cut off, as messages.
+    pub ledger_problems: Vec<String>,
+    /// Genesis, keys: what the ledger audits need.
+    pub context: Context,
+    /// The bank's initial total, when known.
+    pub bank_total: Option<i128>,
+    /// Liveness requirements; `None` skips the oracle (a plain history has no nemesis).
+    pub liveness: Option<LivenessOptions>,
+    /// The linearizability checker's budget.
+    pub linear: LinearOptions,
+}
+
+/// The outcome of every oracle.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The overall verdict: the worst of the checkers'.
+    pub verdict: Verdict,
+    /// Each oracle's result, by name.
+    pub checkers: BTreeMap<String, CheckResult>,
+    /// Performance of the history.
+    pub stats: Stats,
+    /// Throughput over time.
+    pub throughput: Throughput,
+    /// Client operations (invocations).
+    pub operations: usize,
+    /// Keys of single-key operations.
+    pub keys: usize,
+}
+
+/// Runs every oracle that applies to `inputs`.
+pub fn check(mut inputs: Inputs) -> Report {
+    let mut checkers: BTreeMap<String, CheckResult> = BTreeMap::new();
+    let mut stats = Stats::default();
+    let mut throughput = Throughput::default();
+    let mut operations: Vec<Operation> = Vec::new();
+    let mut keys = 0;
+    match inputs.history.take() {
+        None => {}
+        Some(Err(error)) => {
+            checkers.insert(
+                "history".into(),
+                CheckResult::new(Verdict::Unknown, json!({"errors": [error]})),
+            );
+        }
+        Some(Ok(file)) => {
+            stats = perf::stats(&file.ops);
+            throughput = perf::throughput(&file.ops);
+            let mut problems = Vec::new();
+            if let Some(line) = file.truncated_line {
+                problems.push(format!("line {line} is cut off"));
+            }
+            match validate::pair(&file.ops, &file.lines) {
+                Ok(paired) => operations = paired,
+                Err(error) => problems.push(error.to_string()),
+            }
+            let verdict = if problems.is_empty() { Verdict::Valid } else { Verdict::Unknown };
+            checkers.insert(
+                "history".into(),
+                CheckResult::new(verdict, json!({"events": file.ops.len(), "errors": problems})),
+            );
+            if let Some(options) = inputs.liveness {
+                checkers.insert("liveness".into(), liveness::check(&file.ops, options));
+            }
+            if inputs.context.issued.is_none() {
+                inputs.context.issued = issued(&file.ops);
+            }
+        }
+    }
+    let single_key = operations.iter().any(|operation| operation.key.is_some());
+    if single_key || (!operations.is_empty() && !bank::applies(&operations)) {
+        let witness = witness_orders(&operations, &inputs.ledgers);
+        let result = linear::check(&operations, witness.as_ref(), inputs.linear);
+        keys =
+            result.evidence.get("keys").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
+        checkers.insert("linearizable".into(), result);
+    }
+    if bank::applies(&operations) {
+        checkers.insert("bank".into(), bank::check(&operations, inputs.bank_total));
+    }
+    if !inputs.ledgers.is_empty() || !inputs.ledger_problems.is_empty() {
+        let mut agreement = ledger::agreement(&inputs.ledgers);
+        if !inputs.ledger_problems.is_empty() {
+            agreement.verdict = agreement.verdict.merge(Verdict::Unknown);
+            agreement.evidence.insert("problems".into(), json!(inputs.ledger_problems));
+        }
+        checkers.insert("ledger-agreement".into(), agreement);
+        checkers.insert("checkpoint-agreement".into(), ledger::checkpoints(&inputs.ledgers));
+        let audit = replay::audit(&inputs.ledgers, &inputs.context);
+        for (name, result) in audit.results {
+            checkers.insert(name.into(), result);
+        }
+        checkers.insert("speculation".into(), speculation::check(&operations, &inputs.ledgers));
+    }
+    let verdict = Verdict::merge_all(checkers.values().map(|result| result.verdict));
+    Report { verdict, checkers, stats, throughput, operations: operations.len(), keys }
+}
+
+/// The invocation of every (client, request) of the history, if it records them.
+fn issued(history: &[history::Op]) -> Option<HashMap<(u32, u64), Issued>> {
+    let mut issued = HashMap::new();
+    for op in history.iter().filter(|op| op.kind == OpKind::Invoke) {
+        if let (Some(client), Some(request)) = (op.client, op.request) {
+            issued.insert((client, request), (op.f.clone(), op.key.clone(), op.value.clone()));
+        }
+    }
+    (!issued.is_empty()).then_some(issued)
+}
+
+/// Per key, the order in which the honest replica with the longest final ledger executed the
+/// history's operations: a candidate linearization for the witness fast path. Indices are
+/// into `operations`.
+fn witness_orders(
+    operations: &[Operation],
+    ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
+) -> Option<BTreeMap<String, Vec<usize>>> {
+    let finals: Vec<_> = ledgers.values().map(|events| ledger::final_ledger(events)).collect();
+    let longest = finals.iter().max_by_key(|slots| slots.len())?;
+    let mut by_request: HashMap<(u32, u64), usize> = HashMap::new();
+    for (index, operation) in operations.iter().enumerate() {
+        let completion = operation.completion.as_ref();
+        let client = operation.invocation.client.or(completion.and_then(|op| op.client));
+        let request = operation.invocation.request.or(completion.and_then(|op| op.request));
+        if let (Some(client), Some(request)) = (client, request) {
+            by_request.insert((client, request), index);
+        }
+    }
+    if by_request.is_empty() {
+        return None;
+    }
+    let mut orders: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for execute in longest.values() {
+        for request in execute.requests.iter().filter(|request| request.result.is_some()) {
+            let Some(&index) = by_request.get(&(request.client, request.request)) else { continue };
+            if let Some(key) = &operations[index].key {
+                orders.entry(key.clone()).or_default().push(index);
+            }
+        }
+    }
+    Some(orders)
+}
