@@ -7,7 +7,9 @@
 //!    it in linear time; a valid witness proves linearizability;
 //! 2. [`unique`]: if every written value is unique, decide in polynomial time from which write
 //!    each read observed;
-//! 3. [`search`]: otherwise, the bounded search.
+//! 3. [`stale`]: otherwise, an O(n log n) look for reads of overwritten or never written
+//!    values, which proves a violation;
+//! 4. [`search`]: otherwise, the bounded search.
 //!
 //! The verdict of a key is `invalid` with an explanation (the operation that cannot be
 //! linearized, the operations concurrent with it, the values a read could have seen),
@@ -18,6 +20,7 @@
 
 pub mod model;
 pub mod search;
+pub mod stale;
 pub mod unique;
 pub mod witness;
 
@@ -143,6 +146,10 @@ pub fn check_key(
             }
         };
     }
+    if let Some(stale) = stale::check(&history.ops) {
+        let evidence = explain_stale(key, history, operations, &stale);
+        return outcome(Verdict::Invalid, "stale", Some(evidence));
+    }
     let budget = Budget {
         nodes_max: options.nodes_max,
         configs_max: options.configs_max,
@@ -220,6 +227,47 @@ fn explain_search(
         "should_have_read_one_of": could_be,
         "window": window,
     })
+}
+
+fn explain_stale(
+    key: &str,
+    history: &KeyHistory,
+    operations: &[Operation],
+    stale: &stale::Stale,
+) -> Value {
+    let describe = |index: usize| describe(history, operations, &history.ops[index]);
+    match *stale {
+        stale::Stale::Impossible { op, value } => json!({
+            "key": key,
+            "op": describe(op),
+            "explanation": format!(
+                "observed {}, which nothing had begun to write when it returned",
+                history.value(value)
+            ),
+            "window": [describe(op)],
+        }),
+        stale::Stale::Overwritten { op, value, overwriter, last_writer } => {
+            let written = history.ops[overwriter].step.written().map(|v| history.value(v).clone());
+            let writer = match last_writer {
+                Some(writer) => format!("its last writer (line {})", describe(writer)["line"]),
+                None => "the initial value".to_string(),
+            };
+            let mut window: Vec<Value> = last_writer.map(describe).into_iter().collect();
+            window.extend([describe(overwriter), describe(op)]);
+            json!({
+                "key": key,
+                "op": describe(op),
+                "explanation": format!(
+                    "stale: observed {}, but {writer} was overwritten with {} by an operation \
+                     that returned before this one began",
+                    history.value(value),
+                    written.clone().unwrap_or(Value::Null),
+                ),
+                "should_have_read_one_of": [written],
+                "window": window,
+            })
+        }
+    }
 }
 
 fn summarize(outcomes: &[KeyOutcome], elapsed: Duration) -> CheckResult {

@@ -108,7 +108,12 @@ pub enum SearchOutcome {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Config {
     state: Val,
+    /// Pending operations already linearized (or discharged).
     linearized: Mask,
+    /// Pending writes, not linearized, that a later write overwrote unobserved: each may still
+    /// take effect before it returns, or be placed just before that write (see "Overwritten
+    /// writes are free" in the module documentation).
+    free: Mask,
     /// (optional class, times used), sorted by class.
     used: Uses,
     /// Set right after an optional operation took effect: the next step must observe the
@@ -116,10 +121,19 @@ struct Config {
     observe: bool,
 }
 
-/// Configurations of one instant, with the optional-use dominance applied.
+impl Config {
+    /// A write took effect: every pending write not linearized may now be placed just before
+    /// it, so it is free.
+    fn overwrite(&mut self, write_slots: Mask) {
+        self.free |= write_slots & !self.linearized;
+    }
+}
+
+/// Configurations of one instant, with the dominance of free writes and of optional uses
+/// applied.
 #[derive(Debug, Default)]
 struct ConfigSet {
-    map: HashMap<(Val, Mask, bool), Vec<Uses>>,
+    map: HashMap<(Val, Mask, bool), Vec<Options>>,
     len: usize,
     /// At most this many incomparable uses of optional operations are kept per (value,
     /// window); `None` keeps all.
@@ -130,6 +144,21 @@ struct ConfigSet {
 
 /// Optional operations used, per class: (class, times), sorted by class.
 type Uses = Vec<(u32, u32)>;
+
+/// What a configuration may still do beyond its obligations: its free writes, and the optional
+/// operations it has not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Options {
+    free: Mask,
+    used: Uses,
+}
+
+impl Options {
+    /// Whether these options are at least those of `other`.
+    fn dominate(&self, other: &Options) -> bool {
+        self.free & other.free == other.free && uses_no_more(&self.used, &other.used)
+    }
+}
 
 /// Whether `a` used no more of any class than `b` (both sorted by class).
 fn uses_no_more(a: &[(u32, u32)], b: &[(u32, u32)]) -> bool {
@@ -155,20 +184,21 @@ impl ConfigSet {
     /// Adds a configuration unless one kept dominates it; returns whether it was added.
     fn insert(&mut self, config: Config) -> bool {
         let entry = self.map.entry((config.state, config.linearized, config.observe)).or_default();
-        if entry.iter().any(|kept| uses_no_more(kept, &config.used)) {
+        let options = Options { free: config.free, used: config.used };
+        if entry.iter().any(|kept| kept.dominate(&options)) {
             return false;
         }
         let before = entry.len();
-        entry.retain(|kept| !uses_no_more(&config.used, kept));
+        entry.retain(|kept| !options.dominate(kept));
         self.len -= before - entry.len();
-        entry.push(config.used);
+        entry.push(options);
         self.len += 1;
         if let Some(beam) = self.beam
             && entry.len() > beam
         {
             // Drop the configuration that used the most optional operations.
             let total =
-                |used: &Vec<(u32, u32)>| used.iter().map(|(_, n)| u64::from(*n)).sum::<u64>();
+                |options: &Options| options.used.iter().map(|(_, n)| u64::from(*n)).sum::<u64>();
             let worst =
                 (0..entry.len()).max_by_key(|&index| total(&entry[index])).expect("not empty");
             let dropped_new = worst == entry.len() - 1;
@@ -182,9 +212,9 @@ impl ConfigSet {
 
     /// Whether exactly this configuration is kept (not dominated or dropped since).
     fn contains(&self, config: &Config) -> bool {
-        self.map
-            .get(&(config.state, config.linearized, config.observe))
-            .is_some_and(|uses| uses.contains(&config.used))
+        self.map.get(&(config.state, config.linearized, config.observe)).is_some_and(|kept| {
+            kept.iter().any(|options| options.free == config.free && options.used == config.used)
+        })
     }
 
     fn with_beam(beam: Option<usize>) -> ConfigSet {
@@ -198,8 +228,14 @@ impl ConfigSet {
     }
 
     fn into_configs(self) -> impl Iterator<Item = Config> {
-        self.map.into_iter().flat_map(|((state, linearized, observe), uses)| {
-            uses.into_iter().map(move |used| Config { state, linearized, used, observe })
+        self.map.into_iter().flat_map(|((state, linearized, observe), kept)| {
+            kept.into_iter().map(move |Options { free, used }| Config {
+                state,
+                linearized,
+                free,
+                used,
+                observe,
+            })
         })
     }
 }
@@ -226,6 +262,8 @@ struct Engine<'a> {
     classes: Vec<Class>,
     /// Value-preserving steps pending, by value: saturated at once.
     compatible: HashMap<Val, Mask>,
+    /// Pending (`ok`) writes.
+    write_slots: Mask,
     /// Classes whose step is a write, with pending or available members.
     writes: Vec<u32>,
     /// Classes whose step is a cas, by the value it compares with.
@@ -254,44 +292,77 @@ pub enum Mode {
     Relaxed,
 }
 
-/// Checks one register's operations: the exact search with a narrow beam first (almost
-/// always enough); if it fails after dropping configurations, the relaxed search, whose
-/// failure proves a violation; if that passes, the exact search again with wider beams.
+/// Checks one register's operations, in passes from cheap to exact:
+/// 1. exact searches keeping only the most promising configurations of each instant (by
+///    [`Rank`]): finding a linearization proves it, however narrow the pass;
+/// 2. if every configuration kept died, the relaxed search, whose failure proves a violation;
+/// 3. then exact searches with ever wider beams, the last one bounded only by the budget.
 pub fn check(ops: &[RegisterOp], budget: Budget) -> SearchOutcome {
     let started = Instant::now();
     let mut pruned_at = None;
-    for (attempt, beam) in BEAMS.into_iter().enumerate() {
-        match check_with(ops, budget, Mode::Exact { beam }) {
-            Searched::Outcome(outcome) => return outcome,
-            Searched::PrunedViolation(at) => pruned_at = Some(at),
-        }
-        if attempt == 0 {
-            match check_with(ops, budget, Mode::Relaxed) {
+    for pass in PASSES {
+        let searched = match pass {
+            Pass::Narrow { width, rank } => {
+                check_with(ops, budget, Mode::Exact { beam: 1 }, (Some(width), rank))
+            }
+            Pass::Relaxed => match check_with(ops, budget, Mode::Relaxed, (None, Rank::Freedom)) {
                 Searched::Outcome(SearchOutcome::NotLinearizable(violation)) => {
                     return SearchOutcome::NotLinearizable(violation);
                 }
-                Searched::Outcome(SearchOutcome::Unknown(exhausted)) => {
-                    return SearchOutcome::Unknown(exhausted);
-                }
-                _ => {}
+                _ => continue,
+            },
+            Pass::Exact { beam } => {
+                check_with(ops, budget, Mode::Exact { beam }, (None, Rank::Freedom))
             }
+        };
+        // A violation is proven only by a pass that dropped nothing ([`Searched::Outcome`]).
+        match searched {
+            Searched::Outcome(outcome) => return outcome,
+            Searched::PrunedViolation(at) => pruned_at = Some(at),
         }
     }
-    let at = pruned_at.expect("every beam was tried");
+    let at = pruned_at.expect("every pass was tried");
     SearchOutcome::Unknown(Exhausted {
         reason: format!(
-            "undecided after {:?}: every linearization kept ran out of info operations (beam \
-             {}), but with unlimited info operations one exists",
+            "undecided after {:?}: every linearization kept ran out of info operations, but \
+             with unlimited info operations one exists",
             started.elapsed(),
-            BEAMS[BEAMS.len() - 1]
         ),
         linearizable_prefix: at.returned,
         time: at.time,
     })
 }
 
-/// How many ways of having used optional operations are kept per (value, window), in turn.
-const BEAMS: [usize; 3] = [1, 8, 64];
+/// One pass of [`check`].
+#[derive(Debug, Clone, Copy)]
+enum Pass {
+    /// Exact, keeping `width` configurations per instant, the best by `rank`.
+    Narrow { width: usize, rank: Rank },
+    /// Relaxed: optional operations may happen any number of times.
+    Relaxed,
+    /// Exact, keeping `beam` ways of having used optional operations per configuration.
+    Exact { beam: usize },
+}
+
+/// Which configurations a narrow pass keeps first.
+#[derive(Debug, Clone, Copy)]
+pub enum Rank {
+    /// Fewest pending operations not yet linearized.
+    Obligations,
+    /// Fewest optional operations used, most free writes.
+    Freedom,
+}
+
+/// The passes of [`check`], in order.
+const PASSES: [Pass; 7] = [
+    Pass::Narrow { width: 64, rank: Rank::Obligations },
+    Pass::Narrow { width: 64, rank: Rank::Freedom },
+    Pass::Narrow { width: 1024, rank: Rank::Obligations },
+    Pass::Narrow { width: 8192, rank: Rank::Freedom },
+    Pass::Relaxed,
+    Pass::Exact { beam: 8 },
+    Pass::Exact { beam: 64 },
+];
 
 /// What one pass of the search found.
 enum Searched {
@@ -305,7 +376,12 @@ struct PrunedAt {
     time: u64,
 }
 
-fn check_with(ops: &[RegisterOp], budget: Budget, mode: Mode) -> Searched {
+fn check_with(
+    ops: &[RegisterOp],
+    budget: Budget,
+    mode: Mode,
+    (width, rank): (Option<usize>, Rank),
+) -> Searched {
     let mut events: Vec<(u64, u8, u32)> = Vec::with_capacity(ops.len() * 2);
     for (index, op) in ops.iter().enumerate() {
         events.push((op.call, 0, index as u32));
@@ -324,6 +400,7 @@ fn check_with(ops: &[RegisterOp], budget: Budget, mode: Mode) -> Searched {
         class_of_step: HashMap::default(),
         classes: Vec::new(),
         compatible: HashMap::default(),
+        write_slots: 0,
         writes: Vec::new(),
         cas_from: HashMap::default(),
         listed: Vec::new(),
@@ -337,7 +414,13 @@ fn check_with(ops: &[RegisterOp], budget: Budget, mode: Mode) -> Searched {
     };
     let mut configs = ConfigSet::with_beam(beam);
     let mut pruned = false;
-    let _ = configs.insert(Config { state: NULL, linearized: 0, used: Vec::new(), observe: false });
+    let _ = configs.insert(Config {
+        state: NULL,
+        linearized: 0,
+        free: 0,
+        used: Vec::new(),
+        observe: false,
+    });
     let mut returned = 0usize;
     let mut last_time = 0u64;
     for (position, &(time, kind, op)) in events.iter().enumerate() {
@@ -372,7 +455,12 @@ fn check_with(ops: &[RegisterOp], budget: Budget, mode: Mode) -> Searched {
                     possible_values: before,
                 }));
             }
-            Ok(next) => {
+            Ok(mut next) => {
+                if let Some(width) = width
+                    && next.len > width
+                {
+                    next = engine.narrow(next, width, rank);
+                }
                 pruned |= next.pruned;
                 configs = next;
             }
@@ -455,6 +543,9 @@ impl Engine<'_> {
         if let Some(value) = preserved(step) {
             *self.compatible.entry(value).or_default() |= bit;
         }
+        if let Step::Write(_) = step {
+            self.write_slots |= bit;
+        }
         self.list(class);
         Ok(())
     }
@@ -471,9 +562,51 @@ impl Engine<'_> {
         {
             *mask &= !bit;
         }
+        self.write_slots &= !bit;
         self.slot_op[slot as usize] = u32::MAX;
         self.free.push(slot);
         self.unlist(class as u32);
+    }
+
+    /// Keeps the `width` best configurations by `rank`, taking the best of each register value
+    /// in turn.
+    fn narrow(&self, configs: ConfigSet, width: usize, rank: Rank) -> ConfigSet {
+        let pending: Mask = self
+            .slot_op
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| **op != u32::MAX)
+            .fold(0, |mask, (slot, _)| mask | (1 << slot));
+        let beam = configs.beam;
+        let mut all: Vec<Config> = configs.into_configs().collect();
+        all.sort_by_cached_key(|config| {
+            let obligations = (pending & !config.linearized & !config.free).count_ones();
+            let used: u32 = config.used.iter().map(|(_, n)| n).sum();
+            let constrained = WINDOW_MAX as u32 - config.free.count_ones();
+            match rank {
+                Rank::Obligations => (obligations, used, constrained),
+                Rank::Freedom => (used, constrained, obligations),
+            }
+        });
+        // Round robin over the register's values, so that every value keeps its best.
+        let mut by_state: HashMap<Val, VecDeque<Config>> = HashMap::default();
+        for config in all {
+            by_state.entry(config.state).or_default().push_back(config);
+        }
+        let mut groups: Vec<VecDeque<Config>> = by_state.into_values().collect();
+        let mut kept = ConfigSet::with_beam(beam);
+        // Bounded: every round takes one configuration of each non-empty group.
+        while kept.len < width && groups.iter().any(|group| !group.is_empty()) {
+            for group in &mut groups {
+                if let Some(config) = group.pop_front()
+                    && kept.len < width
+                {
+                    let _ = kept.insert(config);
+                }
+            }
+        }
+        kept.pruned = true;
+        kept
     }
 
     fn pending_except(&self, op: usize) -> Vec<usize> {
@@ -507,7 +640,13 @@ impl Engine<'_> {
         let mut next = ConfigSet::with_beam(beam);
         let mut starts = Vec::new();
         for mut config in configs.into_configs() {
-            if config.linearized & bit != 0 {
+            if config.free & bit != 0 {
+                // A free write returns: placed before the write that freed it, or now (its
+                // effect is observed later, if ever).
+                config.free &= !bit;
+                starts.push(config.clone());
+                let _ = next.insert(config);
+            } else if config.linearized & bit != 0 {
                 config.linearized &= !bit;
                 let _ = next.insert(config);
             } else {
@@ -562,13 +701,20 @@ impl Engine<'_> {
                 node.observe = false;
             }
             if node.linearized & bit != 0 {
-                // An optional operation that nothing observed was useless: a configuration
-                // without it is explored too.
+                // A write that nothing observed was useless: a configuration without it is
+                // explored too.
                 if !node.observe {
                     node.linearized &= !bit;
                     let _ = out.insert(node);
                 }
                 continue;
+            }
+            if node.free & bit != 0 && !node.observe {
+                // Overwritten in this closure: placed before that write; or it takes effect
+                // later in the closure, explored below.
+                let mut discharged = node.clone();
+                discharged.free &= !bit;
+                let _ = out.insert(discharged);
             }
             let observes = |step: Step| !matches!(step, Step::Write(_));
             if let Some(next) = step.apply(node.state)
@@ -577,14 +723,18 @@ impl Engine<'_> {
                 let mut done = node.clone();
                 done.state = next;
                 done.linearized |= bit;
+                if let Step::Write(_) = step {
+                    done.overwrite(self.write_slots);
+                }
                 done.observe = false;
                 self.saturate(&mut done);
                 done.linearized &= !bit;
+                done.free &= !bit;
                 let _ = out.insert(done);
             }
             let state = node.state;
             let cas_count = self.cas_from.get(&state).map_or(0, Vec::len);
-            // After an optional operation, only a cas can follow (it observes the value).
+            // After a write, only a cas can follow (it observes the value).
             let writes = if node.observe { 0 } else { self.writes.len() };
             for position in 0..writes + cas_count {
                 let class = match position.checked_sub(writes) {
@@ -594,17 +744,23 @@ impl Engine<'_> {
                 let entry = &self.classes[class as usize];
                 let class_step = entry.step.expect("classes have steps");
                 let Some(next) = class_step.apply(state) else { continue };
+                let is_write = matches!(class_step, Step::Write(_));
                 // A pending member, earliest deadline first (a write of the current value too:
-                // placed now it has no effect, and its return can no longer change the value).
+                // placed now it has no effect, but it frees the other pending writes). A write
+                // must be observed by the next step: otherwise leaving it pending is better.
                 if let Some(&(_, slot)) =
                     entry.members.iter().find(|(_, slot)| node.linearized & (1 << *slot) == 0)
                 {
-                    let child = Config {
+                    let mut child = Config {
                         state: next,
                         linearized: node.linearized | (1 << slot),
+                        free: node.free & !(1 << slot),
                         used: node.used.clone(),
-                        observe: false,
+                        observe: is_write,
                     };
+                    if is_write {
+                        child.overwrite(self.write_slots);
+                    }
                     if self.visited.insert(child.clone()) {
                         self.queue.push_back(child);
                     }
@@ -628,9 +784,13 @@ impl Engine<'_> {
                         let mut child = Config {
                             state: next,
                             linearized: node.linearized,
+                            free: node.free,
                             used: node.used.clone(),
                             observe: true,
                         };
+                        if is_write {
+                            child.overwrite(self.write_slots);
+                        }
                         if let Mode::Exact { .. } = self.mode {
                             match child.used.binary_search_by_key(&class, |(other, _)| *other) {
                                 Ok(position) => child.used[position].1 += 1,
