@@ -765,13 +765,15 @@ impl Engine<'_> {
                         self.queue.push_back(child);
                     }
                 }
-                // An optional member, if one is left, only where it changes the value (an
-                // optional operation never has to happen) and no pending member of the class
-                // can do the same (a configuration that linearized the pending one instead
-                // dominates: the optional one can still play the pending one's part later).
+                // An optional member, if one is left, only where it has an effect (an optional
+                // operation never has to happen): it changes the value, or it is a write that
+                // frees pending writes. And only if no pending member of the class can do the
+                // same (a configuration that linearized the pending one instead dominates: the
+                // optional one can still play the pending one's part later).
                 let pending_member =
                     entry.members.iter().any(|(_, slot)| node.linearized & (1 << *slot) == 0);
-                if entry.available > 0 && next != state && !pending_member {
+                let frees = is_write && self.write_slots & !node.linearized & !node.free != 0;
+                if entry.available > 0 && (next != state || frees) && !pending_member {
                     let used = match self.mode {
                         Mode::Exact { .. } => node
                             .used

@@ -39,6 +39,14 @@ pub enum Violation {
         /// The value.
         value: Val,
     },
+    /// `op` observed `value`, whose chain of cas never starts at a write or the initial value
+    /// (the cas form a cycle).
+    Unrooted {
+        /// The observing operation.
+        op: usize,
+        /// The value.
+        value: Val,
+    },
     /// Two cas both consumed one value.
     DoubleConsume {
         /// The first cas.
@@ -154,6 +162,19 @@ fn decide(ops: &[RegisterOp], writer: &HashMap<Val, usize>) -> Result<(), Violat
     for (head, value) in heads {
         blocks.push(build_block(ops, head, value, &readers, &consumer)?);
     }
+    // Every observer must sit in a block; one that does not observed a value of a cycle.
+    let mut placed = vec![false; ops.len()];
+    for &index in blocks.iter().flat_map(|block| block.groups.iter().flatten()) {
+        placed[index] = true;
+    }
+    let unplaced = readers.values().flatten().chain(consumer.values()).copied();
+    if let Some(op) = unplaced.filter(|&op| !placed[op]).min() {
+        let value = match ops[op].step {
+            Step::Read(value) | Step::Cas(value, _) => value,
+            Step::Write(value) => value,
+        };
+        return Err(Violation::Unrooted { op, value });
+    }
     check_zones(blocks)
 }
 
@@ -165,7 +186,8 @@ fn build_block(
     consumer: &HashMap<Val, usize>,
 ) -> Result<Block, Violation> {
     let mut block = Block { first: u64::MAX, last: 0, ..Block::default() };
-    // The initial value's virtual writer sits at time 0: it returns before everything.
+    // The initial value's virtual writer returns at time 0, strictly before everything: block
+    // times are the operations' times plus one.
     match head {
         Some(index) => block.groups.push(vec![index]),
         None => {
@@ -187,12 +209,13 @@ fn build_block(
     }
     for &index in block.groups.iter().flatten() {
         let op = &ops[index];
-        if op.ret < block.first {
-            block.first = op.ret;
+        let (call, ret) = (op.call.saturating_add(1), op.ret.saturating_add(1));
+        if ret < block.first {
+            block.first = ret;
             block.first_op = Some(index);
         }
-        if op.call >= block.last {
-            block.last = op.call;
+        if call >= block.last {
+            block.last = call;
             block.last_op = Some(index);
         }
     }
@@ -264,6 +287,15 @@ pub fn explain(
             "key": key,
             "op": describe(*op),
             "explanation": format!("observed {}, which nothing wrote", history.value(*value)),
+            "window": [describe(*op)],
+        }),
+        Violation::Unrooted { op, value } => json!({
+            "key": key,
+            "op": describe(*op),
+            "explanation": format!(
+                "observed {}, which only a cycle of cas writes: no write starts it",
+                history.value(*value)
+            ),
             "window": [describe(*op)],
         }),
         Violation::DoubleConsume { first, second } => json!({

@@ -6,6 +6,8 @@ use history::{Digest, ExecuteEvent, LedgerEvent, Op, OpKind, Process, RollbackEv
 
 use crate::{ledger, load, perf};
 
+mod linear;
+
 fn execute(replica: u32, seq: u64, block: u8) -> LedgerEvent {
     LedgerEvent::Execute(ExecuteEvent {
         time: seq,
