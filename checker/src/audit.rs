@@ -144,10 +144,7 @@ fn witness_orders(
     let longest = finals.iter().max_by_key(|slots| slots.len())?;
     let mut by_request: HashMap<(u32, u64), usize> = HashMap::new();
     for (index, operation) in operations.iter().enumerate() {
-        let completion = operation.completion.as_ref();
-        let client = operation.invocation.client.or(completion.and_then(|op| op.client));
-        let request = operation.invocation.request.or(completion.and_then(|op| op.request));
-        if let (Some(client), Some(request)) = (client, request) {
+        if let (Some(client), Some(request)) = (operation.client, operation.request) {
             by_request.insert((client, request), index);
         }
     }

@@ -34,9 +34,8 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
     let mut count = 0u64;
     for operation in operations {
         let Outcome::Ok(_) = operation.outcome else { continue };
-        let Some(completion) = &operation.completion else { continue };
         let (Some(client), Some(request), Some(proof)) =
-            (completion.client, completion.request, &completion.proof)
+            (operation.client, operation.request, &operation.proof)
         else {
             continue;
         };

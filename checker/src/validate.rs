@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use history::{Op, OpKind, Process};
+use history::{Op, OpKind, Process, Proof};
 use serde_json::Value;
 
 /// A history broke a rule.
@@ -51,7 +51,7 @@ pub struct Operation {
     pub f: String,
     /// The key (`None` for single-register histories).
     pub key: Option<String>,
-    /// The invocation's value.
+    /// The invocation's value, or the completion's when the invocation carries none (a read).
     pub value: Value,
     /// How it ended.
     pub outcome: Outcome,
@@ -59,20 +59,19 @@ pub struct Operation {
     pub call: u64,
     /// Completion time; `None` when it never completed.
     pub ret: Option<u64>,
-    /// The op's full completion event, if any (Ordeal runs: client, request, proof).
-    pub completion: Option<Op>,
-    /// The invocation event.
-    pub invocation: Op,
+    /// The client identity that signed the request (Ordeal runs only).
+    pub client: Option<u32>,
+    /// The request id the client signed (Ordeal runs only).
+    pub request: Option<u64>,
+    /// On `ok`: the proof of execution the client accepted (Ordeal runs only).
+    pub proof: Option<Proof>,
 }
 
 impl Operation {
     /// The value the operation acted with: the completion's for a read, the invocation's
     /// (or, when the invocation carries none, the completion's) otherwise.
     pub fn argument(&self) -> &Value {
-        match (&self.value, &self.completion) {
-            (Value::Null, Some(completion)) => &completion.value,
-            (value, _) => value,
-        }
+        &self.value
     }
 }
 
@@ -128,8 +127,9 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                     outcome: Outcome::Info,
                     call: op.time,
                     ret: None,
-                    completion: None,
-                    invocation: op.clone(),
+                    client: op.client,
+                    request: op.request,
+                    proof: None,
                 });
             }
             kind => {
@@ -158,7 +158,12 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                         Outcome::Info
                     }
                 };
-                operation.completion = Some(op.clone());
+                if operation.value.is_null() {
+                    operation.value = op.value.clone();
+                }
+                operation.client = operation.client.or(op.client);
+                operation.request = operation.request.or(op.request);
+                operation.proof = op.proof.clone();
             }
         }
     }
