@@ -7,6 +7,7 @@ use history::{Digest, ExecuteEvent, LedgerEvent, Op, OpKind, Process, RollbackEv
 use crate::{ledger, load, perf};
 
 mod linear;
+mod oracles;
 
 fn execute(replica: u32, seq: u64, block: u8) -> LedgerEvent {
     LedgerEvent::Execute(ExecuteEvent {

@@ -1,0 +1,888 @@
+//! The ledger, speculation, bank, liveness, pairing and checkpoint oracles, each on records
+//! that satisfy it and on hand-made violations whose evidence must name the right place.
+//!
+//! The ledger audits run on ledgers built with real digests (the checker's own [`digest`] and
+//! [`Store`]) and real client signatures, then tampered with one field at a time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use ed25519_dalek::{Signer, SigningKey};
+use history::{
+    Digest, ExecuteEvent, ExecutedRequest, LedgerEvent, Op, OpKind, OpResult, Operation, Process,
+    Proof, Verdict,
+};
+use serde_json::{Value, json};
+
+use super::op;
+use crate::kv::Store;
+use crate::liveness::LivenessOptions;
+use crate::replay::{self, Audit, Context};
+use crate::validate::{self, HistoryError};
+use crate::{CheckResult, bank, digest, ledger, liveness, speculation};
+
+// ---------------------------------------------------------------------------------------------
+// Ledgers with real digests and signatures.
+
+/// The store before slot 1: one bank account with money in it.
+fn genesis_store() -> BTreeMap<String, i64> {
+    BTreeMap::from([("z".to_string(), 3)])
+}
+
+/// The genesis hash of a 4-replica cluster whose view-0 primary is replica 0.
+fn genesis_hash() -> Digest {
+    let primary = SigningKey::from_bytes(&[0xee; 32]).verifying_key().to_bytes();
+    digest::genesis_hash(4, 0, &primary)
+}
+
+fn client_key(client: u32) -> SigningKey {
+    SigningKey::from_bytes(&[client as u8 + 1; 32])
+}
+
+/// `key`'s signature of the request, hex, as a ledger records it.
+fn sign(key: &SigningKey, client: u32, request: u64, op: &Operation) -> String {
+    let body = digest::request_body(client, request, op);
+    hex::encode(key.sign(&digest::signing_bytes(&body)).to_bytes())
+}
+
+fn read(key: &str) -> Operation {
+    Operation::Read { key: key.into() }
+}
+
+fn write(key: &str, value: i64) -> Operation {
+    Operation::Write { key: key.into(), value }
+}
+
+fn cas(key: &str, from: i64, to: i64) -> Operation {
+    Operation::Cas { key: key.into(), from, to }
+}
+
+fn transfer(from: &str, to: &str, amount: i64) -> Operation {
+    Operation::Transfer { from: from.into(), to: to.into(), amount }
+}
+
+fn read_all(keys: &[&str]) -> Operation {
+    Operation::ReadAll { keys: keys.iter().map(|key| key.to_string()).collect() }
+}
+
+/// An honest replica's ledger under construction: every execution's results, digests and hash
+/// come from the checker's model, every request is signed by its client.
+struct Ledger {
+    replica: u32,
+    store: Store,
+    /// Block hash per slot of the current chain; index 0 is genesis.
+    hashes: Vec<Digest>,
+    events: Vec<LedgerEvent>,
+}
+
+impl Ledger {
+    fn new(replica: u32) -> Ledger {
+        Ledger {
+            replica,
+            store: Store::with_genesis(&genesis_store()),
+            hashes: vec![genesis_hash()],
+            events: Vec::new(),
+        }
+    }
+
+    /// Executes a batch of (client, request, operation) at the next slot.
+    fn execute(mut self, batch: &[(u32, u64, Operation)]) -> Ledger {
+        let results = self.store.execute(batch.iter().map(|(c, r, op)| (*c, *r, op)));
+        let digests: Vec<Digest> = batch
+            .iter()
+            .map(|(c, r, op)| digest::request_digest(&digest::request_body(*c, *r, op)))
+            .collect();
+        let batch_digest = digest::batch_digest(&digests);
+        let seq = self.store.seq();
+        let block_hash = digest::block_hash(seq, &batch_digest, self.hashes.last().unwrap());
+        self.hashes.push(block_hash);
+        let requests = batch
+            .iter()
+            .zip(results)
+            .map(|((client, request, op), result)| ExecutedRequest {
+                client: *client,
+                request: *request,
+                op: op.clone(),
+                result,
+                signature: sign(&client_key(*client), *client, *request, op),
+            })
+            .collect();
+        self.events.push(LedgerEvent::Execute(ExecuteEvent {
+            time: self.events.len() as u64,
+            replica: self.replica,
+            view: 0,
+            seq,
+            batch_digest,
+            block_hash,
+            requests,
+            state_digest: self.store.digest(),
+        }));
+        self
+    }
+
+    /// A checkpoint at the head.
+    fn checkpoint(mut self, stable: bool) -> Ledger {
+        self.events.push(LedgerEvent::Checkpoint(history::CheckpointEvent {
+            time: self.events.len() as u64,
+            replica: self.replica,
+            seq: self.store.seq(),
+            state_digest: self.store.digest(),
+            stable,
+        }));
+        self
+    }
+
+    /// Undoes every slot above `to_seq` (the builder keeps all undo information, so it can also
+    /// undo below a stable checkpoint, which the audit must refuse).
+    fn rollback(mut self, to_seq: u64) -> Ledger {
+        let from_seq = self.store.seq();
+        self.store.undo_to(to_seq).unwrap();
+        self.hashes.truncate(to_seq as usize + 1);
+        self.events.push(LedgerEvent::Rollback(history::RollbackEvent {
+            time: self.events.len() as u64,
+            replica: self.replica,
+            from_seq,
+            to_seq,
+            state_digest: self.store.digest(),
+        }));
+        self
+    }
+}
+
+/// The honest ledger every test starts from. Its events, 1-based:
+/// 1 seq 1, 2 seq 2, 3 stable checkpoint 2, 4 seq 3 (client 2's write, speculative),
+/// 5 rollback to 2 (exactly the stable checkpoint: allowed), 6 seq 3 (client 1's transfer),
+/// 7 seq 4 (client 2's write again, client 0's read of all keys), 8 stable checkpoint 4.
+fn honest_script(replica: u32) -> Ledger {
+    Ledger::new(replica)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("x"))])
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 5))])
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))])
+        .checkpoint(true)
+}
+
+/// Two honest replicas with the honest ledger.
+fn honest() -> BTreeMap<u32, Vec<LedgerEvent>> {
+    BTreeMap::from([(0, honest_script(0).events), (1, honest_script(1).events)])
+}
+
+/// Everything the audits can know: genesis, three clients' keys, and a history that invoked
+/// exactly the requests of the honest ledger.
+fn context() -> Context {
+    let mut issued = HashMap::new();
+    for event in honest_script(0).events {
+        if let LedgerEvent::Execute(execute) = event {
+            for request in execute.requests {
+                let invocation = replay::invocation_of(&request.op);
+                issued.insert((request.client, request.request), invocation);
+            }
+        }
+    }
+    Context {
+        genesis_store: genesis_store(),
+        genesis_hash: Some(genesis_hash()),
+        client_keys: Some((0..3).map(|c| client_key(c).verifying_key().to_bytes()).collect()),
+        issued: Some(issued),
+    }
+}
+
+/// The last execution at `seq`.
+fn execution(events: &mut [LedgerEvent], seq: u64) -> &mut ExecuteEvent {
+    events
+        .iter_mut()
+        .rev()
+        .find_map(|event| match event {
+            LedgerEvent::Execute(execute) if execute.seq == seq => Some(execute),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// The oracles of `audit` with `verdict`.
+fn oracles_with(audit: &Audit, verdict: Verdict) -> Vec<&'static str> {
+    audit.results.iter().filter(|(_, result)| result.verdict == verdict).map(|(n, _)| *n).collect()
+}
+
+/// The first violation `oracle` lists.
+fn first<'a>(audit: &'a Audit, oracle: &str) -> &'a Value {
+    &audit.results[oracle].evidence["first"][0]
+}
+
+fn problem(evidence: &Value) -> &str {
+    evidence["problem"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn an_honest_ledger_passes_every_audit() {
+    let audit = replay::audit(&honest(), &context());
+    assert_eq!(audit.results.len(), 6);
+    for (oracle, result) in &audit.results {
+        assert_eq!(result.verdict, Verdict::Valid, "{oracle}: {:?}", result.evidence);
+    }
+    let chain = &audit.results["ledger-hash-chain"].evidence;
+    assert_eq!((chain["executions"].as_u64(), chain["requests"].as_u64()), (Some(10), Some(14)));
+    assert_eq!(audit.results["rollback"].evidence["rollbacks"], 2);
+    assert_eq!(audit.results["checkpoint-digests"].evidence["checkpoints"], 4);
+}
+
+#[test]
+fn without_client_keys_or_issued_requests_validity_is_unknown() {
+    let keyless = Context { client_keys: None, ..context() };
+    let audit = replay::audit(&honest(), &keyless);
+    assert_eq!(oracles_with(&audit, Verdict::Unknown), ["ledger-validity"]);
+    let bare = Context { issued: None, genesis_hash: None, ..context() };
+    let audit = replay::audit(&honest(), &bare);
+    assert_eq!(oracles_with(&audit, Verdict::Unknown), ["ledger-hash-chain", "ledger-validity"]);
+}
+
+/// A retried request the at-most-once table skips (result `None`) is not a second execution.
+#[test]
+fn a_skipped_retry_is_not_a_second_execution() {
+    let events = honest_script(0).execute(&[(0, 1, write("x", 1))]).events;
+    let LedgerEvent::Execute(retry) = events.last().unwrap() else { panic!() };
+    assert_eq!(retry.requests[0].result, None);
+    let audit = replay::audit(&BTreeMap::from([(0, events)]), &context());
+    assert_eq!(oracles_with(&audit, Verdict::Valid).len(), 6);
+}
+
+#[test]
+fn a_wrong_result_fails_replay_at_its_request() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&1).unwrap(), 2).requests[0].result =
+        Some(OpResult::Read { value: Some(99) });
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-replay"]);
+    let violation = first(&audit, "ledger-replay");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(violation["event"], 2);
+    let request = &violation["request"];
+    assert_eq!((request["client"].as_u64(), request["request"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(request["recorded"], json!(OpResult::Read { value: Some(99) }));
+    assert_eq!(request["model"], json!(OpResult::Read { value: Some(2) }));
+}
+
+#[test]
+fn a_wrong_state_digest_fails_replay_at_its_slot() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&0).unwrap(), 3).state_digest = Digest([7; 32]);
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-replay"]);
+    let violation = first(&audit, "ledger-replay");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
+    // The second execution at seq 3, after the rollback.
+    assert_eq!(violation["event"], 6);
+    assert_eq!(violation["recorded_state_digest"], Digest([7; 32]).to_hex());
+    let model = &honest()[&0];
+    let LedgerEvent::Execute(honest) = &model[5] else { panic!() };
+    assert_eq!(violation["model_state_digest"], honest.state_digest.to_hex());
+}
+
+#[test]
+fn a_wrong_block_hash_breaks_the_hash_chain() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&1).unwrap(), 2).block_hash = Digest([9; 32]);
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain"]);
+    let violation = first(&audit, "ledger-hash-chain");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(2)));
+    assert!(problem(violation).starts_with(&format!("block hash {}", Digest([9; 32]))));
+    // The replay stops at the break and says so.
+    assert_eq!(audit.results["ledger-replay"].verdict, Verdict::Unknown);
+}
+
+/// Block 3 hashes correctly over its own batch but links to block 1 instead of block 2.
+#[test]
+fn a_block_linked_to_the_wrong_predecessor_breaks_the_hash_chain() {
+    let mut ledgers = honest();
+    let events = ledgers.get_mut(&0).unwrap();
+    let LedgerEvent::Execute(block_1) = events[0].clone() else { panic!() };
+    let block_3 = execution(events, 3);
+    block_3.block_hash = digest::block_hash(3, &block_3.batch_digest, &block_1.block_hash);
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain"]);
+    let violation = first(&audit, "ledger-hash-chain");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(violation["event"], 6);
+}
+
+#[test]
+fn a_first_block_not_linked_to_genesis_breaks_the_hash_chain() {
+    let context = Context { genesis_hash: Some(Digest([1; 32])), ..context() };
+    let audit = replay::audit(&honest(), &context);
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain"]);
+    assert_eq!(audit.results["ledger-hash-chain"].evidence["violations"], 2);
+    let violation = first(&audit, "ledger-hash-chain");
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(1), Some(1)));
+}
+
+#[test]
+fn a_skipped_slot_breaks_the_hash_chain() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&0).unwrap(), 4).seq = 5;
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain"]);
+    let violation = first(&audit, "ledger-hash-chain");
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(5), Some(7)));
+    assert_eq!(problem(violation), "executed seq 5 after seq 3");
+}
+
+/// A request altered after signing: its batch digest no longer matches, and its client's
+/// signature no longer verifies.
+#[test]
+fn an_altered_request_breaks_the_batch_digest_and_its_signature() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&0).unwrap(), 2).requests[0].op = read("y");
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain", "ledger-validity"]);
+    let violation = first(&audit, "ledger-hash-chain");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(2)));
+    assert!(problem(violation).starts_with("batch digest"), "{violation}");
+    let forged = first(&audit, "ledger-validity");
+    assert_eq!((forged["client"].as_u64(), forged["request"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(problem(forged), "the client's signature does not verify");
+}
+
+#[test]
+fn a_signature_by_another_client_fails_validity() {
+    let mut ledgers = honest();
+    let request = &mut execution(ledgers.get_mut(&1).unwrap(), 2).requests[0];
+    request.signature = sign(&client_key(1), 0, 2, &read("x"));
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-validity"]);
+    assert_eq!(audit.results["ledger-validity"].evidence["violations"], 1);
+    let violation = first(&audit, "ledger-validity");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(2)));
+    assert_eq!((violation["client"].as_u64(), violation["request"].as_u64()), (Some(0), Some(2)));
+    assert_eq!(problem(violation), "the client's signature does not verify");
+}
+
+#[test]
+fn a_signature_that_is_not_64_bytes_fails_validity() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&0).unwrap(), 4).requests[1].signature = "abcd".into();
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-validity"]);
+    let violation = first(&audit, "ledger-validity");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(4)));
+    assert_eq!(problem(violation), "client 0 request 3: the signature is not 64 bytes of hex");
+}
+
+#[test]
+fn a_request_never_invoked_fails_validity() {
+    let mut context = context();
+    context.issued.as_mut().unwrap().remove(&(1, 2));
+    let audit = replay::audit(&honest(), &context);
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-validity"]);
+    // Once per replica.
+    assert_eq!(audit.results["ledger-validity"].evidence["violations"], 2);
+    let violation = first(&audit, "ledger-validity");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(violation["event"], 6);
+    assert_eq!(problem(violation), "client 1 request 2 was never invoked in the history");
+}
+
+#[test]
+fn a_request_executing_another_operation_than_invoked_fails_validity() {
+    let mut context = context();
+    let issued = context.issued.as_mut().unwrap();
+    issued.insert((0, 1), replay::invocation_of(&write("x", 2)));
+    let audit = replay::audit(&honest(), &context);
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-validity"]);
+    let violation = first(&audit, "ledger-validity");
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(1), Some(1)));
+    assert!(problem(violation).contains("client 0 request 1 executed"), "{violation}");
+    assert!(problem(violation).contains("but the history invoked"), "{violation}");
+}
+
+#[test]
+fn a_request_from_a_client_outside_the_run_fails_validity() {
+    let mut context = context();
+    context.client_keys.as_mut().unwrap().truncate(2);
+    let audit = replay::audit(&honest(), &context);
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-validity"]);
+    let violation = first(&audit, "ledger-validity");
+    // Client 2's first request, executed speculatively at seq 3 before the rollback.
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(3), Some(4)));
+    assert_eq!(problem(violation), "client 2 is not a client of the run");
+}
+
+/// The model skips a request already executed, so a ledger recording a second result for it
+/// breaks replay too; at-most-once names both slots.
+#[test]
+fn a_request_executed_twice_breaks_at_most_once() {
+    let mut events = honest_script(0).execute(&[(0, 1, write("x", 1))]).events;
+    execution(&mut events, 5).requests[0].result = Some(OpResult::Written);
+    let audit = replay::audit(&BTreeMap::from([(0, events)]), &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-at-most-once", "ledger-replay"]);
+    let violation = first(&audit, "ledger-at-most-once");
+    assert_eq!(*violation, json!({"replica": 0, "client": 0, "request": 1, "executed_at": [1, 5]}));
+    assert_eq!(first(&audit, "ledger-replay")["request"]["model"], Value::Null);
+}
+
+#[test]
+fn a_rollback_below_a_stable_checkpoint_is_refused() {
+    let events = Ledger::new(0)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("x"))])
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 5))])
+        .rollback(1)
+        .events;
+    let audit = replay::audit(&BTreeMap::from([(0, events)]), &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["rollback"]);
+    let violation = first(&audit, "rollback");
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(1), Some(5)));
+    assert_eq!(problem(violation), "rolls back to seq 1 below the stable checkpoint at seq 2");
+    // The model, which forgot how to undo the stable slots, cannot follow either.
+    let second = &audit.results["rollback"].evidence["first"][1];
+    assert!(problem(second).starts_with("cannot undo to seq 1"), "{second}");
+}
+
+#[test]
+fn a_rollback_with_a_wrong_state_digest_is_named() {
+    let mut ledgers = honest();
+    let LedgerEvent::Rollback(rollback) = &mut ledgers.get_mut(&1).unwrap()[4] else { panic!() };
+    rollback.state_digest = Digest([5; 32]);
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["rollback"]);
+    assert_eq!(audit.results["rollback"].evidence["violations"], 1);
+    let violation = first(&audit, "rollback");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(violation["event"], 5);
+    assert!(problem(violation).contains("but the kept prefix's is"), "{violation}");
+}
+
+#[test]
+fn a_rollback_that_does_not_start_at_the_head_is_named() {
+    let mut ledgers = honest();
+    let LedgerEvent::Rollback(rollback) = &mut ledgers.get_mut(&0).unwrap()[4] else { panic!() };
+    rollback.from_seq = 4;
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["rollback"]);
+    let violation = first(&audit, "rollback");
+    assert_eq!(problem(violation), "undoes from seq 4 but the head is seq 3");
+}
+
+#[test]
+fn a_stable_checkpoint_with_a_wrong_digest_is_named() {
+    let mut ledgers = honest();
+    let LedgerEvent::Checkpoint(checkpoint) = &mut ledgers.get_mut(&1).unwrap()[7] else {
+        panic!()
+    };
+    checkpoint.state_digest = Digest([6; 32]);
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["checkpoint-digests"]);
+    let violation = first(&audit, "checkpoint-digests");
+    assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(4)));
+    assert_eq!(violation["event"], 8);
+    assert_eq!(violation["checkpoint_digest"], Digest([6; 32]).to_hex());
+    let LedgerEvent::Execute(block_4) = &honest()[&1][6] else { panic!() };
+    assert_eq!(violation["model_state_digest"], block_4.state_digest.to_hex());
+}
+
+#[test]
+fn a_checkpoint_above_the_head_is_named() {
+    let mut ledgers = honest();
+    let LedgerEvent::Checkpoint(checkpoint) = &mut ledgers.get_mut(&0).unwrap()[2] else {
+        panic!()
+    };
+    checkpoint.seq = 3;
+    let audit = replay::audit(&ledgers, &context());
+    assert_eq!(oracles_with(&audit, Verdict::Invalid), ["checkpoint-digests"]);
+    let violation = first(&audit, "checkpoint-digests");
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(3), Some(3)));
+    assert_eq!(problem(violation), "checkpoint above the head, seq 2");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Histories.
+
+const S: u64 = 1_000_000_000;
+
+/// A client event with the given function, key and value.
+fn event(process: u64, kind: OpKind, time: u64, f: &str, key: Option<&str>, value: Value) -> Op {
+    Op { f: f.into(), key: key.map(str::to_string), value, ..op(process, kind, time) }
+}
+
+fn nemesis(time: u64, f: &str) -> Op {
+    Op { process: Process::Nemesis, ..event(0, OpKind::Info, time, f, None, json!(null)) }
+}
+
+/// Pairs `ops` whose lines are 1, 2, ...
+fn paired(ops: &[Op]) -> Vec<validate::Operation> {
+    let lines: Vec<usize> = (1..=ops.len()).collect();
+    validate::pair(ops, &lines).unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Speculation.
+
+/// A signed request invoked at `time` and completed `ok` with `value` and a proof for `seq`.
+fn promised(
+    process: u64,
+    time: u64,
+    (client, request): (u32, u64),
+    (f, key, value): (&str, Option<&str>, Value),
+    seq: u64,
+) -> [Op; 2] {
+    let invoke_value = if f == "read" { json!(null) } else { value.clone() };
+    let invoke = Op {
+        client: Some(client),
+        request: Some(request),
+        ..event(process, OpKind::Invoke, time, f, key, invoke_value)
+    };
+    let proof = Proof { view: 0, seq, replicas: vec![0, 1, 2] };
+    let ok = Op { proof: Some(proof), ..event(process, OpKind::Ok, time + 1, f, key, value) };
+    [invoke, ok]
+}
+
+/// Client 0's read of x, promised at seq `seq` (it is at seq 2 in the honest ledger).
+fn read_x_promised_at(seq: u64) -> Vec<validate::Operation> {
+    paired(&promised(0, 10, (0, 2), ("read", Some("x"), json!(2)), seq))
+}
+
+fn violations(result: &CheckResult) -> u64 {
+    result.evidence.get("violations").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Client 2's write was executed speculatively at seq 3 and rolled back, then executed at
+/// seq 4: its promise is for seq 4, which nobody rolled back.
+#[test]
+fn promises_kept_by_every_honest_ledger_are_valid() {
+    let transfer = json!({"from": "z", "to": "y", "amount": 3});
+    let ops: Vec<Op> = [
+        promised(0, 10, (0, 2), ("read", Some("x"), json!(2)), 2),
+        promised(1, 20, (1, 2), ("transfer", None, transfer), 3),
+        promised(2, 30, (2, 1), ("write", Some("y"), json!(5)), 4),
+        promised(0, 40, (0, 3), ("read", None, json!({"x": 2, "y": 5, "z": 0})), 4),
+    ]
+    .concat();
+    let result = speculation::check(&paired(&ops), &honest());
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(result.evidence["promises"], 4);
+}
+
+#[test]
+fn a_promised_slot_holding_another_request_is_invalid() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&1).unwrap(), 2).requests[0].request = 9;
+    let result = speculation::check(&read_x_promised_at(2), &ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!(violation["replica"], 1);
+    assert_eq!(violation["op"]["line"], 1);
+    assert_eq!(violation["op"]["proof"], json!({"view": 0, "seq": 2}));
+    assert_eq!(problem(violation), "the block at seq 2 does not hold client 0 request 2");
+}
+
+#[test]
+fn a_proof_naming_the_wrong_slot_is_invalid_in_every_ledger() {
+    let result = speculation::check(&read_x_promised_at(3), &honest());
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 2));
+    let replicas: Vec<&Value> =
+        result.evidence["first"].as_array().unwrap().iter().map(|v| &v["replica"]).collect();
+    assert_eq!(replicas, [0, 1]);
+}
+
+#[test]
+fn a_promised_slot_with_another_result_is_invalid() {
+    let mut ledgers = honest();
+    execution(ledgers.get_mut(&0).unwrap(), 2).requests[0].result =
+        Some(OpResult::Read { value: Some(7) });
+    let result = speculation::check(&read_x_promised_at(2), &ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!(violation["replica"], 0);
+    assert_eq!(violation["op"]["request"], 2);
+    assert_eq!(
+        problem(violation),
+        r#"the block at seq 2 gives result {"read":{"value":7}} but the client was promised 2"#
+    );
+}
+
+/// Replica 1 rolls back the promised block and executes the same block again: its final
+/// ledger keeps the promise, but the rollback itself broke it.
+#[test]
+fn a_promised_block_rolled_back_by_an_honest_replica_is_invalid() {
+    let transfer_op = (1, 2, transfer("z", "y", 3));
+    let rolled_back = Ledger::new(1)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("x"))])
+        .execute(std::slice::from_ref(&transfer_op))
+        .rollback(2)
+        .execute(std::slice::from_ref(&transfer_op))
+        .events;
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, rolled_back)]);
+    let value = json!({"from": "z", "to": "y", "amount": 3});
+    let operations = paired(&promised(1, 10, (1, 2), ("transfer", None, value), 3));
+    let result = speculation::check(&operations, &ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!(violation["replica"], 1);
+    assert_eq!(violation["op"]["proof"]["seq"], 3);
+    assert_eq!(problem(violation), "rolled back (to seq 2) a block holding the promised result");
+}
+
+#[test]
+fn a_promise_beyond_every_honest_ledger_is_invalid() {
+    let result = speculation::check(&read_x_promised_at(9), &honest());
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!(violation["op"]["proof"]["seq"], 9);
+    assert_eq!(problem(violation), "no honest replica's final ledger reaches the promised slot");
+}
+
+#[test]
+fn speculation_without_a_proof_is_unknown() {
+    let ops = [
+        event(0, OpKind::Invoke, 1, "read", Some("x"), json!(null)),
+        event(0, OpKind::Ok, 2, "read", Some("x"), json!(2)),
+    ];
+    let result = speculation::check(&paired(&ops), &honest());
+    assert_eq!((result.verdict, &result.evidence["promises"]), (Verdict::Unknown, &json!(0)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bank.
+
+fn bank_transfer(process: u64, time: u64, from: &str, to: &str, amount: i64) -> [Op; 2] {
+    let value = json!({"from": from, "to": to, "amount": amount});
+    [
+        event(process, OpKind::Invoke, time, "transfer", None, value.clone()),
+        event(process, OpKind::Ok, time + 1, "transfer", None, value),
+    ]
+}
+
+fn bank_read(process: u64, time: u64, balances: Value) -> [Op; 2] {
+    [
+        event(process, OpKind::Invoke, time, "read", None, json!(null)),
+        event(process, OpKind::Ok, time + 1, "read", None, balances),
+    ]
+}
+
+/// Lines 1-2 a transfer, 3-4 a good read, 5-6 the read under test.
+fn bank_history(last_read: Value) -> Vec<validate::Operation> {
+    paired(
+        &[
+            bank_transfer(0, 10, "a0", "a1", 40),
+            bank_read(1, 20, json!({"a0": 60, "a1": 40, "a2": null})),
+            bank_read(1, 30, last_read),
+        ]
+        .concat(),
+    )
+}
+
+#[test]
+fn bank_reads_that_conserve_money_are_valid() {
+    let operations = bank_history(json!({"a0": 30, "a1": 70}));
+    assert!(bank::applies(&operations));
+    let result = bank::check(&operations, Some(100));
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!((&result.evidence["reads"], &result.evidence["total"]), (&json!(2), &json!("100")));
+    assert!(!result.evidence.contains_key("total_from"));
+    // Without the genesis total, the first read's is used and the evidence says so.
+    let result = bank::check(&operations, None);
+    assert_eq!(result.verdict, Verdict::Valid);
+    assert!(result.evidence.contains_key("total_from"));
+}
+
+#[test]
+fn a_bank_read_with_a_wrong_sum_is_invalid() {
+    let result = bank::check(&bank_history(json!({"a0": 30, "a1": 60})), Some(100));
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["line"].as_u64(), violation["process"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(problem(violation), "balances sum to 90, not 100");
+}
+
+/// Against the first read's total when the genesis total is unknown.
+#[test]
+fn a_bank_read_disagreeing_with_the_first_is_invalid() {
+    let result = bank::check(&bank_history(json!({"a0": 30, "a1": 71})), None);
+    assert_eq!(result.verdict, Verdict::Invalid);
+    assert_eq!(problem(&result.evidence["first"][0]), "balances sum to 101, not 100");
+}
+
+#[test]
+fn a_negative_balance_is_invalid_even_when_the_sum_is_right() {
+    let result = bank::check(&bank_history(json!({"a0": 110, "a1": -10})), Some(100));
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!(violation["line"], 5);
+    assert_eq!(problem(violation), "account a1 has negative balance -10");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Liveness.
+
+fn options() -> LivenessOptions {
+    LivenessOptions { window: std::time::Duration::from_secs(10), ok_min: 1 }
+}
+
+/// A partition from 1 s to 2 s; client 0 completes an operation at 1.5 s, then invokes
+/// again at 2.5 s.
+fn partitioned_then(tail: &[Op]) -> Vec<Op> {
+    let mut history = vec![
+        op(0, OpKind::Invoke, S / 2),
+        nemesis(S, "partition"),
+        op(0, OpKind::Ok, 3 * S / 2),
+        nemesis(2 * S, "heal"),
+        op(0, OpKind::Invoke, 5 * S / 2),
+    ];
+    history.extend_from_slice(tail);
+    history
+}
+
+#[test]
+fn progress_within_the_window_after_the_final_heal_is_valid() {
+    let history = partitioned_then(&[op(0, OpKind::Ok, 3 * S), op(0, OpKind::Invoke, 20 * S)]);
+    let result = liveness::check(&history, options());
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(result.evidence["final_heal_s"], 2.0);
+    assert_eq!(result.evidence["ok_in_window"], 1);
+    assert_eq!(result.evidence["first_ok_after_heal_s"], 1.0);
+}
+
+/// The only `ok` after the heal comes at 13 s, after the window (2 s + 10 s) closed.
+#[test]
+fn no_progress_within_the_window_is_invalid_and_the_stall_is_reported() {
+    let history = partitioned_then(&[op(0, OpKind::Ok, 13 * S)]);
+    let result = liveness::check(&history, options());
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    assert_eq!(result.evidence["ok_in_window"], 0);
+    assert_eq!(result.evidence["first_ok_after_heal_s"], Value::Null);
+    assert_eq!(
+        result.evidence["longest_stall"],
+        json!({"seconds": 10.5, "from_s": 2.5, "to_s": 13.0})
+    );
+}
+
+#[test]
+fn a_history_ending_inside_the_window_is_unknown() {
+    let history = partitioned_then(&[op(0, OpKind::Info, 5 * S)]);
+    let result = liveness::check(&history, options());
+    assert_eq!(result.verdict, Verdict::Unknown, "{:?}", result.evidence);
+    assert_eq!(result.evidence["ok_in_window"], 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Pairing rules.
+
+/// The error of pairing `ops`, whose lines are 10, 11, ... (not their positions).
+fn pairing_error(ops: &[Op]) -> HistoryError {
+    let lines: Vec<usize> = (10..10 + ops.len()).collect();
+    validate::pair(ops, &lines).unwrap_err()
+}
+
+#[test]
+fn pairing_matches_completions_to_their_process_and_skips_the_nemesis() {
+    let mut ok = event(1, OpKind::Ok, 4, "read", Some("k"), json!(3));
+    ok.proof = Some(Proof { view: 1, seq: 2, replicas: vec![0, 1, 2] });
+    let ops = [
+        op(0, OpKind::Invoke, 1),
+        op(1, OpKind::Invoke, 2),
+        nemesis(3, "kill"),
+        ok,
+        op(0, OpKind::Info, 5),
+    ];
+    let operations = paired(&ops);
+    assert_eq!(operations.len(), 2);
+    assert_eq!((operations[0].line, operations[0].ret), (1, Some(5)));
+    assert_eq!(operations[0].outcome, validate::Outcome::Info);
+    assert_eq!((operations[1].line, operations[1].call, operations[1].ret), (2, 2, Some(4)));
+    assert_eq!(operations[1].outcome, validate::Outcome::Ok(json!(3)));
+    // A read takes its value from its completion.
+    assert_eq!(operations[1].value, json!(3));
+    assert_eq!(operations[1].proof.as_ref().map(|proof| proof.seq), Some(2));
+}
+
+#[test]
+fn a_second_invoke_in_flight_is_a_double_invoke() {
+    let error = pairing_error(&[
+        op(0, OpKind::Invoke, 1),
+        op(1, OpKind::Invoke, 2),
+        op(0, OpKind::Invoke, 3),
+    ]);
+    assert_eq!((error.rule, error.line), ("double-invoke", 12));
+    assert!(error.detail.contains("line 10"), "{error}");
+}
+
+#[test]
+fn a_completion_with_nothing_in_flight_is_named() {
+    let error =
+        pairing_error(&[op(0, OpKind::Invoke, 1), op(0, OpKind::Ok, 2), op(0, OpKind::Fail, 3)]);
+    assert_eq!((error.rule, error.line), ("completion-without-invoke", 12));
+}
+
+#[test]
+fn an_invoke_after_info_is_named() {
+    let ops = [op(0, OpKind::Invoke, 1), op(0, OpKind::Info, 2), op(0, OpKind::Invoke, 3)];
+    let error = pairing_error(&ops);
+    assert_eq!((error.rule, error.line), ("invoke-after-info", 12));
+    assert!(error.detail.contains("info of line 11"), "{error}");
+}
+
+#[test]
+fn a_completion_of_another_function_or_key_is_a_mismatch() {
+    let other_f = event(0, OpKind::Ok, 2, "write", Some("k"), json!(1));
+    let error = pairing_error(&[op(0, OpKind::Invoke, 1), other_f]);
+    assert_eq!((error.rule, error.line), ("completion-mismatch", 11));
+    let other_key = event(0, OpKind::Ok, 2, "read", Some("j"), json!(1));
+    let error = pairing_error(&[nemesis(0, "kill"), op(0, OpKind::Invoke, 1), other_key]);
+    assert_eq!((error.rule, error.line), ("completion-mismatch", 12));
+}
+
+#[test]
+fn a_process_going_back_in_time_is_named() {
+    // Another process's earlier time is fine; the same process's is not.
+    let ops = [op(0, OpKind::Invoke, 5), op(1, OpKind::Invoke, 3), op(0, OpKind::Ok, 4)];
+    let error = pairing_error(&ops);
+    assert_eq!((error.rule, error.line), ("time-backwards", 12));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stable checkpoints.
+
+fn checkpoint(replica: u32, seq: u64, digest: u8, stable: bool) -> LedgerEvent {
+    LedgerEvent::Checkpoint(history::CheckpointEvent {
+        time: seq,
+        replica,
+        seq,
+        state_digest: Digest([digest; 32]),
+        stable,
+    })
+}
+
+/// Replica 2's checkpoint at 8 differs but never became stable.
+#[test]
+fn agreeing_stable_checkpoints_are_valid() {
+    let ledgers = BTreeMap::from([
+        (0, vec![checkpoint(0, 4, 1, true), checkpoint(0, 8, 2, true)]),
+        (1, vec![checkpoint(1, 4, 1, true)]),
+        (
+            2,
+            vec![checkpoint(2, 4, 1, false), checkpoint(2, 4, 1, true), checkpoint(2, 8, 3, false)],
+        ),
+    ]);
+    let result = ledger::checkpoints(&ledgers);
+    assert_eq!(result.verdict, Verdict::Valid);
+    assert_eq!(result.evidence["stable"], 2);
+}
+
+#[test]
+fn stable_checkpoints_with_different_digests_are_invalid() {
+    let ledgers = BTreeMap::from([
+        (0, vec![checkpoint(0, 4, 1, true), checkpoint(0, 8, 2, true)]),
+        (1, vec![checkpoint(1, 4, 1, true)]),
+        (2, vec![checkpoint(2, 4, 1, true), checkpoint(2, 8, 3, true)]),
+    ]);
+    let result = ledger::checkpoints(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 8);
+    let digests = json!({"0": Digest([2; 32]).to_hex(), "2": Digest([3; 32]).to_hex()});
+    assert_eq!(divergence["state_digests"], digests);
+}
