@@ -118,7 +118,10 @@ pub fn checkpoints(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> CheckResult {
                 .collect();
             return CheckResult::new(
                 Verdict::Invalid,
-                json!({"stable": by_seq.len(), "divergence": {"seq": seq, "state_digests": digests}}),
+                json!({
+                    "stable": by_seq.len(),
+                    "divergence": {"seq": seq, "state_digests": digests},
+                }),
             );
         }
     }

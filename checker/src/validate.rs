@@ -106,7 +106,8 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                     return Err(error(
                         "double-invoke",
                         format!(
-                            "process {process} still has the operation of line {open_line} in flight"
+                            "process {process} still has the operation of line {open_line} in \
+                             flight"
                         ),
                     ));
                 }

@@ -59,6 +59,10 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
     assert!(!run.join("replicas/r0/secrets.json").exists(), "keys are deleted after the run");
     assert!(!run.join("replicas/r0/node.key").exists());
     assert!(processes_mentioning(store.to_str().unwrap()).is_empty());
+    for oracle in ORACLES {
+        assert_eq!(results["checkers"][oracle]["verdict"], "valid", "{oracle}: {results:#}");
+    }
+    recheck_detects_a_tampered_ledger(&run);
 
     // The bank workload: every read of all balances sees the opening total.
     let output = ordeal_test(&store, &["--time-limit", "2", "--workload", "bank", "--keys", "4"])
@@ -77,6 +81,65 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
     assert!(totals.iter().all(|total| *total == 400), "{totals:?}");
     assert!(history.iter().any(|op| op.kind == OpKind::Ok && op.f == "transfer"));
     let _ = std::fs::remove_dir_all(&store);
+}
+
+/// The checker's oracles every run ends with.
+const ORACLES: [&str; 12] = [
+    "history",
+    "linearizable",
+    "liveness",
+    "ledger-agreement",
+    "checkpoint-agreement",
+    "ledger-hash-chain",
+    "ledger-validity",
+    "ledger-at-most-once",
+    "ledger-replay",
+    "rollback",
+    "checkpoint-digests",
+    "speculation",
+];
+
+/// `ordeal check RUN_DIR` rewrites `results.json`: valid as recorded, invalid once a replica's
+/// recorded state digest is altered.
+fn recheck_detects_a_tampered_ledger(run: &Path) {
+    let status = Command::new(ordeal()).arg("check").arg(run).output().expect("ordeal check");
+    assert_eq!(status.status.code(), Some(0), "{}", String::from_utf8_lossy(&status.stdout));
+    let ledger = run.join("replicas/r1/ledger.jsonl");
+    let text = std::fs::read_to_string(&ledger).expect("ledger");
+    let line = text.lines().find(|line| line.contains("\"execute\"")).expect("an execution");
+    let value: serde_json::Value = serde_json::from_str(line).expect("JSON");
+    let digest = value["state_digest"].as_str().expect("a state digest");
+    let flipped = format!("{}{}", if digest.starts_with('0') { "1" } else { "0" }, &digest[1..]);
+    std::fs::write(&ledger, text.replacen(digest, &flipped, 1)).expect("tampered");
+    let output = Command::new(ordeal()).arg("check").arg(run).output().expect("ordeal check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    let results = results(run);
+    assert_eq!(results["verdict"], "invalid");
+    assert_eq!(results["checkers"]["ledger-replay"]["verdict"], "invalid", "{results:#}");
+}
+
+/// `ordeal check FILE`: exit 0 valid, 1 invalid, 3 for a malformed file naming line and rule.
+#[test]
+fn checking_a_history_file_sets_the_exit_code() {
+    let histories = Path::new(env!("CARGO_MANIFEST_DIR")).join("../checker/tests/histories");
+    let check = |path: &Path| Command::new(ordeal()).arg("check").arg(path).output().unwrap();
+    let valid = check(&histories.join("kv-1k-1key-ok.jsonl"));
+    assert_eq!(valid.status.code(), Some(0), "{}", String::from_utf8_lossy(&valid.stdout));
+    let invalid = check(&histories.join("kv-1k-1key-bad.jsonl"));
+    let stdout = String::from_utf8_lossy(&invalid.stdout);
+    assert_eq!(invalid.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("linearizable   INVALID"), "{stdout}");
+    let dir = temp_dir("check-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let malformed = dir.join("double.jsonl");
+    let invoke = r#"{"process":1,"type":"invoke","f":"read","key":"k","value":null,"time":1}"#;
+    std::fs::write(&malformed, format!("{invoke}\n{invoke}\n")).unwrap();
+    let output = check(&malformed);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("line 2") && stderr.contains("double-invoke"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Waits until the run under `store` has started all four replicas.
