@@ -26,14 +26,25 @@
 //!   returns first is considered for linearization; the others are interchangeable and stay
 //!   available longer.
 //! - *Symmetry of optional operations*: `info` writes and cas with the same step are counted,
-//!   not told apart, and fired only when they change the value; a configuration that used
-//!   fewer of them dominates one that used more.
+//!   not told apart, and fired only when they have an effect (they change the value, or free
+//!   pending writes); a configuration that used fewer of them dominates one that used more.
+//! - *Overwritten writes are free*: once a write takes effect, every pending write not yet
+//!   linearized may be placed just before it, unobserved. Such a write becomes an option
+//!   (`Config::free`): it may still take effect before it returns, or be discharged at its
+//!   return. A free write dominates the same write obligated, so configurations differing only
+//!   there collapse. This is what keeps many concurrent writers of few values tractable.
+//! - *Writes are observed*: in a linearization, a write (or optional operation) that took
+//!   effect in the middle of a return's closure is followed by a step that observes its value
+//!   (a read of it, or a cas from it) or it could be left pending (or dropped, or freed by the
+//!   next write). So after a write the next step must observe it; a configuration waiting for
+//!   that observation (`Config::observe`) never becomes one of an instant.
 //!
-//! - *Optional operations are observed*: in a linearization, the operation right after an
-//!   optional one that took effect either observes the value it wrote (a read of it, or a cas
-//!   from it) or overwrites it (a write), and then the optional one can be dropped. So an
-//!   optional operation is fired only when the next step observes its value; a configuration
-//!   waiting for that observation ([`Config::observe`]) never becomes one of an instant.
+//! # Passes
+//!
+//! [`check`] first keeps only the most promising configurations of each instant (narrow
+//! passes): a linearization found that way is a proof. Only when they fail does it run the
+//! relaxed search (any number of uses of each `info` operation; its failure proves a violation)
+//! and the exact passes.
 //!
 //! # Budget
 //!
@@ -294,7 +305,7 @@ pub enum Mode {
 
 /// Checks one register's operations, in passes from cheap to exact:
 /// 1. exact searches keeping only the most promising configurations of each instant (by
-///    [`Rank`]): finding a linearization proves it, however narrow the pass;
+///    `Rank`): finding a linearization proves it, however narrow the pass;
 /// 2. if every configuration kept died, the relaxed search, whose failure proves a violation;
 /// 3. then exact searches with ever wider beams, the last one bounded only by the budget.
 pub fn check(ops: &[RegisterOp], budget: Budget) -> SearchOutcome {
@@ -346,7 +357,7 @@ enum Pass {
 
 /// Which configurations a narrow pass keeps first.
 #[derive(Debug, Clone, Copy)]
-pub enum Rank {
+enum Rank {
     /// Fewest pending operations not yet linearized.
     Obligations,
     /// Fewest optional operations used, most free writes.
