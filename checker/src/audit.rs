@@ -52,6 +52,8 @@ pub struct Report {
     pub operations: usize,
     /// Keys of single-key operations.
     pub keys: usize,
+    /// The rule the history broke, if it could not be paired.
+    pub history_error: Option<validate::HistoryError>,
 }
 
 /// Runs every oracle that applies to `inputs`.
@@ -61,6 +63,7 @@ pub fn check(mut inputs: Inputs) -> Report {
     let mut throughput = Throughput::default();
     let mut operations: Vec<Operation> = Vec::new();
     let mut keys = 0;
+    let mut history_error = None;
     match inputs.history.take() {
         None => {}
         Some(Err(error)) => {
@@ -78,7 +81,10 @@ pub fn check(mut inputs: Inputs) -> Report {
             }
             match validate::pair(&file.ops, &file.lines) {
                 Ok(paired) => operations = paired,
-                Err(error) => problems.push(error.to_string()),
+                Err(error) => {
+                    problems.push(error.to_string());
+                    history_error = Some(error);
+                }
             }
             let verdict = if problems.is_empty() { Verdict::Valid } else { Verdict::Unknown };
             checkers.insert(
@@ -119,7 +125,15 @@ pub fn check(mut inputs: Inputs) -> Report {
         checkers.insert("speculation".into(), speculation::check(&operations, &inputs.ledgers));
     }
     let verdict = Verdict::merge_all(checkers.values().map(|result| result.verdict));
-    Report { verdict, checkers, stats, throughput, operations: operations.len(), keys }
+    Report {
+        verdict,
+        checkers,
+        stats,
+        throughput,
+        operations: operations.len(),
+        keys,
+        history_error,
+    }
 }
 
 /// The invocation of every (client, request) of the history, if it records them.
