@@ -14,6 +14,8 @@
 //! - `state_digest` is the replica's digest of its whole store and at-most-once table after the
 //!   slot, as documented on the replica's state machine; the checker recomputes it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -31,6 +33,8 @@ pub enum LedgerEvent {
     Checkpoint(CheckpointEvent),
     /// The replica entered a view.
     ViewEntered(ViewEvent),
+    /// The replica replaced its state with a certified snapshot (state transfer).
+    StateTransfer(StateTransferEvent),
 }
 
 impl LedgerEvent {
@@ -41,6 +45,7 @@ impl LedgerEvent {
             LedgerEvent::Rollback(event) => event.time,
             LedgerEvent::Checkpoint(event) => event.time,
             LedgerEvent::ViewEntered(event) => event.time,
+            LedgerEvent::StateTransfer(event) => event.time,
         }
     }
 }
@@ -121,4 +126,26 @@ pub struct ViewEvent {
     pub replica: u32,
     /// The view entered.
     pub view: u64,
+}
+
+/// The replica installed the snapshot of a stable checkpoint at `seq` (state transfer from
+/// another replica, or its own stored checkpoint on restart): its executed history now ends at
+/// `seq` with `block_hash`, and its store and at-most-once table are exactly the snapshot's.
+/// An nf certificate of signed checkpoints vouched for `block_hash` and `state_digest`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateTransferEvent {
+    /// Nanoseconds (replica clock).
+    pub time: u64,
+    /// The replica.
+    pub replica: u32,
+    /// The checkpointed sequence number; always above the replica's head before the event.
+    pub seq: u64,
+    /// The ledger's hash-chain value at `seq`.
+    pub block_hash: Digest,
+    /// The state digest at `seq` (of `store` and `clients`).
+    pub state_digest: Digest,
+    /// Every present key and its value.
+    pub store: BTreeMap<String, i64>,
+    /// Each client's last executed request id.
+    pub clients: BTreeMap<u32, u64>,
 }

@@ -25,11 +25,17 @@ pub const READ_ALL_KEYS_MAX: usize = 16;
 pub const GENESIS_KEYS_MAX: usize = 4096;
 /// The largest encoded request body, in bytes.
 pub const REQUEST_SIZE_MAX: usize = 1024;
-/// The largest encoded replica-to-replica message: a full batch plus framing.
-pub const MESSAGE_SIZE_MAX: usize = BATCH_SIZE_MAX as usize * (REQUEST_SIZE_MAX + 64) + 4096;
+/// The largest encoded normal-case message: a full batch plus framing.
+pub const NORMAL_MESSAGE_SIZE_MAX: usize = BATCH_SIZE_MAX as usize * (REQUEST_SIZE_MAX + 64) + 4096;
+/// The largest encoded replica-to-replica message of any kind: view-change messages and state
+/// transfers carry many batches (each limited by the configuration, see
+/// [`Config::evidence_slots_max`]).
+pub const MESSAGE_SIZE_MAX: usize = 32 * 1024 * 1024;
+/// The longest interval between checkpoints.
+pub const CHECKPOINT_INTERVAL_MAX: u64 = 4096;
 
 const _: () = assert!(READ_ALL_KEYS_MAX * (KEY_LENGTH_MAX + 8) + 64 <= REQUEST_SIZE_MAX);
-const _: () = assert!(MESSAGE_SIZE_MAX <= 2 * 1024 * 1024);
+const _: () = assert!(NORMAL_MESSAGE_SIZE_MAX <= 2 * 1024 * 1024);
 
 /// The protocol a cluster runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -83,6 +89,38 @@ pub struct Config {
     /// The store's contents before slot 1 (the bank workload's opening balances).
     #[serde(default)]
     pub genesis: BTreeMap<String, i64>,
+    /// K: a replica checkpoints after every K-th slot (PROTOCOL §6).
+    #[serde(default = "defaults::checkpoint_interval")]
+    pub checkpoint_interval: u64,
+    /// How long a replica waits for progress it expects (a forwarded request executed, an
+    /// accepted proposal certified, a hole filled) before it asks for a view change.
+    #[serde(default = "defaults::progress_timeout")]
+    pub progress_timeout: Duration,
+    /// How long a replica waits for NV-PROPOSE once nf replicas asked for the view change;
+    /// doubled after each view change that did not complete, up to 32 times this.
+    #[serde(default = "defaults::new_view_timeout")]
+    pub new_view_timeout: Duration,
+    /// The least time between two state requests of a replica that fell behind.
+    #[serde(default = "defaults::state_request_interval")]
+    pub state_request_interval: Duration,
+}
+
+/// Defaults of the fields older config files may lack.
+mod defaults {
+    use std::time::Duration;
+
+    pub(super) fn checkpoint_interval() -> u64 {
+        128
+    }
+    pub(super) fn progress_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub(super) fn new_view_timeout() -> Duration {
+        Duration::from_secs(1)
+    }
+    pub(super) fn state_request_interval() -> Duration {
+        Duration::from_millis(200)
+    }
 }
 
 /// A configuration value is out of range.
@@ -114,7 +152,17 @@ impl Config {
             client_pending_max: 4,
             client_retry_timeout: Duration::from_millis(500),
             genesis: BTreeMap::new(),
+            checkpoint_interval: defaults::checkpoint_interval(),
+            progress_timeout: defaults::progress_timeout(),
+            new_view_timeout: defaults::new_view_timeout(),
+            state_request_interval: defaults::state_request_interval(),
         }
+    }
+
+    /// The most slots a VC-REQUEST or a state transfer may carry evidence for: everything a
+    /// replica may have executed or committed above its stable checkpoint.
+    pub fn evidence_slots_max(&self) -> u64 {
+        2 * self.checkpoint_interval + self.log_size
     }
 
     /// f, the largest number of Byzantine replicas tolerated: the largest f with n > 3f.
@@ -169,6 +217,16 @@ impl Config {
         check("genesis", genesis as u64, genesis <= GENESIS_KEYS_MAX, "<= 4096 keys")?;
         let long_key = self.genesis.keys().map(String::len).max().unwrap_or(0);
         check("genesis", long_key as u64, long_key <= KEY_LENGTH_MAX, "keys <= 32 bytes")?;
+        let interval = self.checkpoint_interval;
+        let interval_ok = (1..=CHECKPOINT_INTERVAL_MAX).contains(&interval);
+        check("checkpoint_interval", interval, interval_ok, "1 ..= 4096")?;
+        for (field, timeout) in [
+            ("progress_timeout", self.progress_timeout),
+            ("new_view_timeout", self.new_view_timeout),
+            ("state_request_interval", self.state_request_interval),
+        ] {
+            check(field, timeout.as_millis() as u64, !timeout.is_zero(), "> 0")?;
+        }
         Ok(())
     }
 }

@@ -262,6 +262,82 @@ pub enum Rejection {
         /// The limit.
         max: u32,
     },
+    /// A normal-case input arrived while the replica is changing views.
+    #[error("{message} refused during a view change")]
+    InViewChange {
+        /// The message kind.
+        message: &'static str,
+    },
+    /// A signed message names another replica than its sender.
+    #[error("{message} from {from} claims to be from {claimed}")]
+    SenderMismatch {
+        /// The message kind.
+        message: &'static str,
+        /// The sender.
+        from: ReplicaId,
+        /// The replica named in the message.
+        claimed: ReplicaId,
+    },
+    /// A CHECKPOINT whose signature does not verify, or that is not at a checkpoint slot.
+    #[error("invalid checkpoint from {from} for seq {seq}: {reason}")]
+    InvalidCheckpoint {
+        /// The sender.
+        from: ReplicaId,
+        /// The slot.
+        seq: Seq,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A checkpoint certificate without nf valid signatures from distinct replicas.
+    #[error("invalid checkpoint certificate for seq {seq}: {reason}")]
+    InvalidCheckpointCertificate {
+        /// The slot.
+        seq: Seq,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A VC-REQUEST with a bad signature, checkpoint or evidence.
+    #[error("invalid view-change request from {replica} for view {target}: {reason}")]
+    InvalidViewChange {
+        /// The requesting replica.
+        replica: ReplicaId,
+        /// Its target view.
+        target: View,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An NV-PROPOSE that is not nf valid VC-REQUESTs for its view from distinct replicas.
+    #[error("invalid new-view proposal for view {view}: {reason}")]
+    InvalidNewView {
+        /// The proposed view.
+        view: View,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A view-change message for a view this replica is already past.
+    #[error("{message} for view {view}, but this replica is in view {current}")]
+    StaleView {
+        /// The message kind.
+        message: &'static str,
+        /// The message's view.
+        view: View,
+        /// The replica's view.
+        current: View,
+    },
+    /// A proposal for a carried slot whose batch is not the one the new view decided.
+    #[error("proposal for carried seq {seq} differs from the decided batch")]
+    CarriedMismatch {
+        /// The slot.
+        seq: Seq,
+    },
+    /// A state transfer whose checkpoint, snapshot or slots do not verify.
+    #[error("invalid state transfer from {from}: {reason}")]
+    InvalidStateTransfer {
+        /// The sender.
+        from: ReplicaId,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl Rejection {
@@ -300,6 +376,15 @@ impl Rejection {
             Rejection::RequestPending { .. } => "request_pending",
             Rejection::QueueFull { .. } => "queue_full",
             Rejection::ClientPendingLimit { .. } => "client_pending_limit",
+            Rejection::InViewChange { .. } => "in_view_change",
+            Rejection::SenderMismatch { .. } => "sender_mismatch",
+            Rejection::InvalidCheckpoint { .. } => "invalid_checkpoint",
+            Rejection::InvalidCheckpointCertificate { .. } => "invalid_checkpoint_certificate",
+            Rejection::InvalidViewChange { .. } => "invalid_view_change",
+            Rejection::InvalidNewView { .. } => "invalid_new_view",
+            Rejection::StaleView { .. } => "stale_view",
+            Rejection::CarriedMismatch { .. } => "carried_mismatch",
+            Rejection::InvalidStateTransfer { .. } => "invalid_state_transfer",
         }
     }
 }
@@ -340,6 +425,28 @@ pub struct Counters {
     pub informs_resent: u64,
     /// Votes that arrived for a slot already executed (benign, ignored).
     pub votes_late: u64,
+    /// View changes this replica started or joined (VC-REQUESTs sent).
+    pub view_changes_started: u64,
+    /// Views entered through a valid NV-PROPOSE.
+    pub views_entered: u64,
+    /// Rollbacks (each undoing one or more slots).
+    pub rollbacks: u64,
+    /// Slots undone by rollbacks.
+    pub slots_rolled_back: u64,
+    /// Carried slots re-certified in a new view after this replica had executed them.
+    pub slots_recertified: u64,
+    /// Checkpoints taken.
+    pub checkpoints_taken: u64,
+    /// Checkpoints that became stable here.
+    pub checkpoints_stable: u64,
+    /// State requests sent.
+    pub state_requests_sent: u64,
+    /// State transfers sent in answer.
+    pub state_transfers_served: u64,
+    /// Snapshots installed from another replica.
+    pub snapshots_installed: u64,
+    /// Slots executed from a state transfer's certified tail.
+    pub tail_slots_executed: u64,
     /// Rejected inputs by [`Rejection::kind`].
     pub rejected: BTreeMap<&'static str, u64>,
 }

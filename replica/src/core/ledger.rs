@@ -7,8 +7,8 @@
 //! PoE-MAC, different sets of nf supports), and equal hashes at k must mean equal batches at
 //! 1..=k on every honest replica.
 //!
-//! The ledger lives in memory; durability (redb) and garbage collection below a stable checkpoint
-//! arrive with the view-change issue.
+//! The ledger keeps the blocks above the last stable checkpoint in memory (older ones are
+//! garbage-collected: the checkpoint's snapshot stands for them); the shell persists them.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use crate::crypto::hash::Hasher;
 use crate::crypto::threshold::BlsSignature;
 
 /// The evidence that a batch was view-committed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Certificate {
     /// PoE-TS: the group signature on the proposal digest.
     Threshold(BlsSignature),
@@ -141,6 +141,40 @@ impl Ledger {
             hash,
         });
         self.blocks.back().expect("just pushed")
+    }
+
+    /// Forgets the blocks up to `seq` (a stable checkpoint covers them); `seq` must be retained
+    /// or be the base.
+    pub fn prune_through(&mut self, seq: Seq) {
+        while let Some(front) = self.blocks.front() {
+            if front.seq > seq {
+                break;
+            }
+            self.base = (front.seq, front.hash);
+            self.blocks.pop_front();
+        }
+    }
+
+    /// Drops every block and restarts the chain after `seq` with hash `hash` (a snapshot was
+    /// installed).
+    pub fn reset(&mut self, seq: Seq, hash: Digest) {
+        self.blocks.clear();
+        self.base = (seq, hash);
+    }
+
+    /// The hash of the chain at `seq`: the base's or a retained block's.
+    pub fn hash_at(&self, seq: Seq) -> Option<Digest> {
+        if seq == self.base.0 { Some(self.base.1) } else { self.get(seq).map(|block| block.hash) }
+    }
+
+    /// Replaces the certificate of block `seq` by one from a later view (the slot was
+    /// re-certified after a view change). The hash does not cover it.
+    pub fn recertify(&mut self, seq: Seq, view: View, certificate: Certificate) {
+        let offset = seq.0.checked_sub(self.base.0.0 + 1).and_then(|o| usize::try_from(o).ok());
+        if let Some(block) = offset.and_then(|offset| self.blocks.get_mut(offset)) {
+            block.view = view;
+            block.certificate = certificate;
+        }
     }
 
     /// Removes every block above `seq` (rollback).

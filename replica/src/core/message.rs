@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{KEY_LENGTH_MAX, MESSAGE_SIZE_MAX, READ_ALL_KEYS_MAX, REQUEST_SIZE_MAX};
 use super::error::Rejection;
+use super::ledger::Certificate;
+use super::state_machine::Snapshot;
 use super::types::{ClientId, Digest, ReplicaId, RequestId, Seq, View};
 use crate::crypto::ed25519::{PublicKey, Signature, SigningKey};
 use crate::crypto::hash::{Hasher, sha256};
@@ -145,6 +147,16 @@ pub enum Message {
     /// A client request a backup passes on to the primary (the client timed out and
     /// broadcast it).
     Forward(SignedRequest),
+    /// CHECKPOINT(k, state digest, block hash), signed, replica → all.
+    Checkpoint(Checkpoint),
+    /// VC-REQUEST: leave the current view for `target`, with the evidence; signed.
+    ViewChange(Arc<ViewChange>),
+    /// NV-PROPOSE(v, nf VC-REQUESTs), new primary → all.
+    NewView(Arc<NewView>),
+    /// A replica that fell behind asks for a stable checkpoint, a newer view or slots.
+    StateRequest(StateRequest),
+    /// The answer to a [`StateRequest`].
+    StateTransfer(Arc<StateTransfer>),
 }
 
 impl Message {
@@ -155,6 +167,11 @@ impl Message {
             Message::Support(_) => "support",
             Message::Certify(_) => "certify",
             Message::Forward(_) => "forward",
+            Message::Checkpoint(_) => "checkpoint",
+            Message::ViewChange(_) => "view-change",
+            Message::NewView(_) => "new-view",
+            Message::StateRequest(_) => "state-request",
+            Message::StateTransfer(_) => "state-transfer",
         }
     }
 }
@@ -206,6 +223,121 @@ pub struct Certify {
     pub digest: Digest,
     /// The group signature on h, combined from nf shares.
     pub signature: BlsSignature,
+}
+
+/// CHECKPOINT(k, state digest, block hash) signed by `replica` (ed25519, so that nf of them
+/// form a certificate any replica can check).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The checkpointed slot.
+    pub seq: Seq,
+    /// The state digest after it.
+    pub state_digest: Digest,
+    /// The ledger's hash after it.
+    pub block_hash: Digest,
+    /// The signer.
+    pub replica: ReplicaId,
+    /// Over [`checkpoint_signing_bytes`].
+    pub signature: Signature,
+}
+
+/// The bytes a CHECKPOINT's signature is over.
+pub fn checkpoint_signing_bytes(seq: Seq, state_digest: &Digest, block_hash: &Digest) -> Vec<u8> {
+    let digest = Hasher::new(b"ordeal/checkpoint/v1")
+        .u64(seq.0)
+        .digest(state_digest)
+        .digest(block_hash)
+        .finish();
+    digest.0.to_vec()
+}
+
+/// A stable checkpoint's proof: nf CHECKPOINT signatures from distinct replicas on the same
+/// (seq, state digest, block hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCertificate {
+    /// The slot.
+    pub seq: Seq,
+    /// The state digest after it.
+    pub state_digest: Digest,
+    /// The ledger's hash after it.
+    pub block_hash: Digest,
+    /// The signers and their signatures, by replica id.
+    pub signatures: Vec<(ReplicaId, Signature)>,
+}
+
+/// A view-committed slot and its evidence: the CERTIFY's threshold signature (PoE-TS) or nf
+/// signed SUPPORTs (PoE-MAC) over D(batch, view, seq).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotEvidence {
+    /// The view the certificate is from.
+    pub view: View,
+    /// The slot.
+    pub seq: Seq,
+    /// The batch.
+    pub batch: Arc<[SignedRequest]>,
+    /// The certificate.
+    pub certificate: Certificate,
+}
+
+/// VC-REQUEST (PROTOCOL §5.1): `replica` leaves its view for `target`, with its stable
+/// checkpoint and the evidence of every slot above it that it view-committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewChange {
+    /// The view to enter.
+    pub target: View,
+    /// The sender.
+    pub replica: ReplicaId,
+    /// Its latest stable checkpoint, if any.
+    pub checkpoint: Option<CheckpointCertificate>,
+    /// Its view-committed slots above the checkpoint, ascending (gaps allowed).
+    pub evidence: Vec<SlotEvidence>,
+    /// ed25519 over [`ViewChange::signing_bytes`], so the new primary can forward it.
+    pub signature: Signature,
+}
+
+impl ViewChange {
+    /// The bytes the signature is over: a digest of every other field.
+    pub fn signing_bytes(
+        target: View,
+        replica: ReplicaId,
+        checkpoint: Option<&CheckpointCertificate>,
+        evidence: &[SlotEvidence],
+    ) -> Vec<u8> {
+        let contents = encode(&(target, replica, checkpoint, evidence));
+        Hasher::new(b"ordeal/view-change/v1").bytes(&contents).finish().0.to_vec()
+    }
+}
+
+/// NV-PROPOSE (PROTOCOL §5.2): the primary of `view` and the nf VC-REQUESTs for it that it
+/// decided from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewView {
+    /// The new view.
+    pub view: View,
+    /// nf VC-REQUESTs with target `view`, from distinct replicas.
+    pub requests: Vec<Arc<ViewChange>>,
+}
+
+/// A replica that fell behind tells where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateRequest {
+    /// Its view.
+    pub view: View,
+    /// Its last executed slot.
+    pub last_executed: Seq,
+}
+
+/// What a replica can give one that fell behind: its stable checkpoint with the snapshot, the
+/// NV-PROPOSE of its view, and the certified slots of its view above the requester's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateTransfer {
+    /// A stable checkpoint above the requester's last executed slot, with its snapshot.
+    pub checkpoint: Option<(CheckpointCertificate, Snapshot)>,
+    /// The NV-PROPOSE that started the sender's view, when the requester is in an older one.
+    pub new_view: Option<Arc<NewView>>,
+    /// Slots certified in the sender's view, contiguous from the requester's next slot (or the
+    /// checkpoint's).
+    pub tail: Vec<SlotEvidence>,
 }
 
 /// An encoded [`Message`] and its MAC for one receiver.

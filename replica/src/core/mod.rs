@@ -14,10 +14,12 @@
 //! - [`safety`]: the signing keys and the support-once rule.
 //! - [`state_machine`]: the key-value store with undo log and state digest.
 //! - [`ledger`]: the hash-chained ledger.
+//! - [`durable`]: what must survive a crash: writes, persisted state, reconciliation.
 //! - [`error`]: typed rejections and counters.
 
 pub mod client;
 pub mod config;
+pub mod durable;
 pub mod error;
 pub mod ledger;
 pub mod message;
@@ -28,6 +30,7 @@ pub mod types;
 
 pub use client::{Client, ClientError, ClientTransmit, Completion, Proof};
 pub use config::{Config, ConfigError, Protocol};
+pub use durable::{Durable, Write};
 pub use error::{Counters, Rejection};
 pub use message::{AuthenticatedInform, Envelope, Message, RequestBody, SignedRequest};
 pub use replica::{Replica, Status, Transmit};

@@ -24,6 +24,21 @@
 //!    keeps the last reply per client for retransmissions.
 //!
 //! Agreement runs out of order inside the window; execution never does.
+//!
+//! # Recovery (PROTOCOL §§4–6)
+//!
+//! - [`view_change`]: the progress timer, VC-REQUEST, NV-PROPOSE, the decision (highest-view
+//!   certificate per slot, k_max), rollback and the re-certification of carried slots.
+//! - [`checkpoint`]: signed checkpoints every K slots, stability on nf, garbage collection,
+//!   watermarks, and state transfer for a replica that fell behind.
+//! - [`recovery`]: a restart from the persisted [`Durable`] state.
+//!
+//! Every vote, block, VC-REQUEST and view is queued as a [`Write`]; messages and ledger events
+//! wait until the caller persisted the writes (`poll_writes`, `writes_persisted`).
+
+mod checkpoint;
+mod recovery;
+mod view_change;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -31,15 +46,20 @@ use std::sync::Arc;
 use bytes::Bytes;
 use history::{ExecuteEvent, ExecutedRequest, LedgerEvent, OpResult};
 
+use self::checkpoint::PendingCheckpoint;
+use self::view_change::Mode;
+
 use super::config::{Config, ConfigError, Protocol};
+use super::durable::{StoredBlock, Write};
 use super::error::{Counters, Rejection};
 use super::ledger::{Certificate, Ledger, genesis_hash};
 use super::message::{
-    AuthenticatedInform, Certify, Envelope, Inform, Message, Propose, SignedRequest, Support,
-    SupportProof, batch_digest, encode, proposal_digest, support_signing_bytes,
+    AuthenticatedInform, Certify, CheckpointCertificate, Envelope, Inform, Message, NewView,
+    Propose, SignedRequest, SlotEvidence, Support, SupportProof, ViewChange, batch_digest, encode,
+    proposal_digest, support_signing_bytes,
 };
-use super::safety::Safety;
-use super::state_machine::StateMachine;
+use super::safety::{Refusal, Safety};
+use super::state_machine::{Snapshot, StateMachine};
 use super::types::{ClientId, Digest, ReplicaId, RequestId, Seq, Time, View};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 use crate::crypto::ed25519::{self, SignedMessage};
@@ -83,6 +103,10 @@ pub struct Status {
     pub queued_requests: usize,
     /// Slots with protocol state above the last executed one.
     pub open_slots: usize,
+    /// The last stable checkpoint.
+    pub stable_checkpoint: Seq,
+    /// The view being changed to, during a view change.
+    pub changing_to: Option<View>,
     /// Its counters.
     pub counters: Counters,
 }
@@ -160,6 +184,37 @@ pub struct Replica {
     state: StateMachine,
     ledger: Ledger,
 
+    /// Normal operation, or a view change in progress.
+    mode: Mode,
+    /// The highest-target VC-REQUEST of each replica (own included), targets above `view`.
+    vc_requests: BTreeMap<ReplicaId, Arc<ViewChange>>,
+    /// View changes in a row that did not complete (the new-view timer's backoff exponent).
+    failed_view_changes: u32,
+    /// The NV-PROPOSE that started the current view (for replicas that missed it).
+    new_view: Option<Arc<NewView>>,
+    /// The slots the current view carried over (k_s, k_max] that are not certified in it yet,
+    /// with the decided (highest-view) evidence.
+    carried: BTreeMap<Seq, SlotEvidence>,
+    /// When expected progress is overdue (progress timer).
+    progress_deadline: Option<Time>,
+    /// Whether the progress timer already asked for state once for the current hole.
+    hole_state_requested: bool,
+    /// Backups: requests forwarded to the primary and not known executed, with when.
+    forwarded: BTreeMap<(ClientId, RequestId), Time>,
+
+    /// The last stable checkpoint, with the state at its slot.
+    stable: Option<(CheckpointCertificate, Snapshot)>,
+    /// Checkpoints above the stable one: own snapshots and the votes received.
+    checkpoints: BTreeMap<Seq, PendingCheckpoint>,
+    /// When this replica last asked for state.
+    last_state_request: Option<Time>,
+    /// When this replica last answered each replica's state request.
+    state_requests_served: BTreeMap<ReplicaId, Time>,
+
+    /// Writes to persist before anything queued after them leaves.
+    writes: Vec<Write>,
+    /// Writes were handed out and are not yet confirmed durable.
+    writes_in_flight: bool,
     transmits: VecDeque<Transmit>,
     events: VecDeque<LedgerEvent>,
     counters: Counters,
@@ -219,6 +274,20 @@ impl Replica {
             slots: BTreeMap::new(),
             state,
             ledger: Ledger::new(genesis),
+            mode: Mode::Normal,
+            vc_requests: BTreeMap::new(),
+            failed_view_changes: 0,
+            new_view: None,
+            carried: BTreeMap::new(),
+            progress_deadline: None,
+            hole_state_requested: false,
+            forwarded: BTreeMap::new(),
+            stable: None,
+            checkpoints: BTreeMap::new(),
+            last_state_request: None,
+            state_requests_served: BTreeMap::new(),
+            writes: Vec::new(),
+            writes_in_flight: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -270,31 +339,63 @@ impl Replica {
 
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
+        self.view_change_timers(now);
         self.try_propose(now, BatchCut::FullOrDue);
     }
 
     // ----------------------------------------------------------------------------------------
     // Outputs.
 
-    /// The next message to send.
+    /// The writes to make durable before anything else leaves, if any. Persist them (in
+    /// order), then call [`Replica::writes_persisted`]; until then [`Replica::poll_transmit`]
+    /// and [`Replica::poll_event`] yield nothing.
+    #[must_use]
+    pub fn poll_writes(&mut self) -> Option<Vec<Write>> {
+        if self.writes.is_empty() {
+            return None;
+        }
+        self.writes_in_flight = true;
+        Some(std::mem::take(&mut self.writes))
+    }
+
+    /// The writes from [`Replica::poll_writes`] are durable.
+    pub fn writes_persisted(&mut self) {
+        self.writes_in_flight = false;
+    }
+
+    /// Whether writes wait to be persisted (messages and events are held back meanwhile).
+    fn persist_pending(&self) -> bool {
+        self.writes_in_flight || !self.writes.is_empty()
+    }
+
+    /// The next message to send (none while writes wait to be persisted).
     #[must_use]
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        if self.persist_pending() {
+            return None;
+        }
         self.transmits.pop_front()
     }
 
-    /// The next ledger event to record.
+    /// The next ledger event to record (none while writes wait to be persisted).
     #[must_use]
     pub fn poll_event(&mut self) -> Option<LedgerEvent> {
+        if self.persist_pending() {
+            return None;
+        }
         self.events.pop_front()
     }
 
     /// When [`Replica::handle_timeout`] must be called next, if any timer is armed.
     pub fn poll_timeout(&self) -> Option<Time> {
-        // The batch timer matters only while the window has room for a proposal; when it is
-        // full, execution (not time) opens it.
-        // Without room, or with too many slots in flight for a partial batch, execution (not
-        // time) is what lets the primary propose; a timer would only spin.
-        self.batch_deadline().filter(|_| self.window_has_room() && self.partial_batch_allowed())
+        // The batch timer matters only while the window has room for a proposal; without
+        // room, or with too many slots in flight for a partial batch, execution (not time) is
+        // what lets the primary propose; a timer would only spin.
+        let batch = self
+            .batch_deadline()
+            .filter(|_| self.mode.is_normal())
+            .filter(|_| self.window_has_room() && self.partial_batch_allowed());
+        [batch, self.progress_deadline, self.mode.deadline()].into_iter().flatten().min()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -350,6 +451,8 @@ impl Replica {
             ledger_head: self.ledger.head_hash(),
             queued_requests: self.queue.len(),
             open_slots: self.slots.len(),
+            stable_checkpoint: self.stable_seq(),
+            changing_to: self.mode.target(),
             counters: self.counters.clone(),
         }
     }
@@ -370,19 +473,35 @@ impl Replica {
             return Err(Rejection::FromSelf);
         }
         let message = envelope.open(&self.replica_macs[from.index()], from, self.id)?;
+        if let Some(view) = normal_case_view(&message) {
+            if view > self.view {
+                // The cluster moved on without this replica: catch up.
+                self.request_state(now, Some(from));
+            }
+            if !self.mode.is_normal() {
+                return Err(Rejection::InViewChange { message: message.name() });
+            }
+        }
         match message {
             Message::Propose(propose) => self.handle_propose(now, from, propose),
             Message::Support(support) => self.handle_support(now, from, support),
             Message::Certify(certify) => self.handle_certify(now, from, certify),
             Message::Forward(request) => self.admit_request(now, request, Origin::Replica),
+            Message::Checkpoint(checkpoint) => self.handle_checkpoint(now, from, checkpoint),
+            Message::ViewChange(request) => self.handle_view_change(now, from, request),
+            Message::NewView(new_view) => self.handle_new_view(now, from, new_view),
+            Message::StateRequest(request) => self.handle_state_request(now, from, &request),
+            Message::StateTransfer(transfer) => self.handle_state_transfer(now, from, &transfer),
         }
     }
 
-    /// Where a slot stands relative to this replica's log.
+    /// Where a slot stands relative to this replica's log: the low watermark is the last
+    /// executed slot (or, for a slot the view carried over, the stable checkpoint), the high
+    /// one the stable checkpoint plus the log size.
     fn check_log(&self, seq: Seq) -> Result<SlotPosition, Rejection> {
         let low = self.last_executed();
-        let high = Seq(low.0 + self.config.log_size);
-        if seq <= low {
+        let high = Seq(self.stable_seq().0 + self.config.log_size);
+        if seq <= low && !self.carried.contains_key(&seq) {
             Ok(SlotPosition::Executed)
         } else if seq > high {
             Err(Rejection::OutsideWindow { seq, low, high })
@@ -437,17 +556,25 @@ impl Replica {
                 Rejection::ConflictingProposal { view, seq }
             });
         }
-        self.validate_batch(&batch)?;
+        if let Some(carried) = self.carried.get(&seq) {
+            // A carried slot is proposed again with the batch the new view decided, and nothing
+            // else. Its client signatures were checked when it was first certified.
+            if batch_digest_of(carried) != batch_digest {
+                return Err(Rejection::CarriedMismatch { seq });
+            }
+        } else {
+            self.validate_batch(&batch)?;
+        }
         let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
         debug_assert_eq!(proposal.digest, digest);
         // The safety rules have the last word (a slot whose proposal was dropped could have been
         // supported before).
         let support = self
-            .safety
-            .support(view, seq, digest, proposal.prepared.as_ref())
+            .vote(view, seq, digest, proposal.prepared.as_ref())
             .map_err(|_| Rejection::ConflictingProposal { view, seq })?;
         self.counters.proposals_accepted += 1;
         self.install_proposal(seq, proposal);
+        self.expect_progress(now);
         match self.config.protocol {
             Protocol::PoeTs => self.send(self.config.primary(view), &Message::Support(support)),
             Protocol::PoeMac => {
@@ -768,16 +895,23 @@ impl Replica {
     /// Bookkeeping once `seq` is view-committed; executes whatever is now ready.
     fn after_commit(&mut self, now: Time, seq: Seq) {
         self.counters.slots_committed += 1;
+        if seq <= self.last_executed() {
+            // A carried slot this replica had executed, now certified in this view.
+            self.recertified(now, seq);
+            return;
+        }
         let next = self.last_executed().next();
         let next_committed = self.slots.get(&next).is_some_and(|slot| slot.certificate.is_some());
         if seq > next && !next_committed {
             self.counters.slots_committed_out_of_order += 1;
+            self.expect_progress(now);
         }
         self.execute_ready(now);
     }
 
     /// Executes view-committed slots in strict sequence order, as far as they go.
     fn execute_ready(&mut self, now: Time) {
+        let before = self.last_executed();
         // Bounded: each iteration removes one slot, and there are at most log_size of them.
         loop {
             let seq = self.last_executed().next();
@@ -789,6 +923,9 @@ impl Replica {
             let certificate = slot.certificate.expect("checked above");
             self.execute(now, seq, proposal, certificate);
         }
+        if self.last_executed() > before {
+            self.progress_made(now);
+        }
         self.try_propose(now, BatchCut::FullOnly);
     }
 
@@ -797,6 +934,13 @@ impl Replica {
         let results =
             self.state.execute(seq, view, proposal.batch.iter().map(|request| &request.body));
         debug_assert_eq!(results.len(), proposal.batch.len());
+        self.writes.push(Write::Block(StoredBlock {
+            seq,
+            view,
+            batch: proposal.batch.clone(),
+            certificate_view: view,
+            certificate: certificate.clone(),
+        }));
         let block = self.ledger.append(
             seq,
             view,
@@ -806,12 +950,14 @@ impl Replica {
             certificate,
         );
         let block_hash = block.hash;
+        self.carried.remove(&seq);
         self.safety.forget_through(seq);
         self.counters.slots_executed += 1;
         let mut executed = Vec::with_capacity(results.len());
         for (request, result) in proposal.batch.iter().zip(results) {
             let body = &request.body;
             self.remove_pending(body.client, body.request);
+            self.forwarded.remove(&(body.client, body.request));
             match &result {
                 Some(result) => {
                     self.counters.requests_executed += 1;
@@ -838,6 +984,9 @@ impl Replica {
             requests: executed,
             state_digest: self.state.digest(),
         }));
+        if seq.0.is_multiple_of(self.config.checkpoint_interval) {
+            self.take_checkpoint(now);
+        }
     }
 
     fn send_inform(
@@ -867,6 +1016,9 @@ impl Replica {
         let body = &request.body;
         self.check_client(body.client)?;
         body.validate()?;
+        if !self.mode.is_normal() && self.state.client_entry(body.client).is_none() {
+            return Err(Rejection::InViewChange { message: "request" });
+        }
         if let Some(entry) = self.state.client_entry(body.client) {
             if body.request < entry.request {
                 return Err(Rejection::StaleRequest {
@@ -885,6 +1037,9 @@ impl Replica {
                 return Ok(());
             }
         }
+        if !self.mode.is_normal() {
+            return Err(Rejection::InViewChange { message: "request" });
+        }
         if !self.is_primary() {
             if origin == Origin::Replica {
                 return Err(Rejection::NotPrimary { message: "forward" });
@@ -892,6 +1047,11 @@ impl Replica {
             // Checked before forwarding, so that nobody can make backups amplify garbage.
             request.verify(&self.public.clients[body.client.index()])?;
             self.counters.requests_forwarded += 1;
+            let key = (body.client, body.request);
+            if self.forwarded.len() < self.config.request_queue_max as usize {
+                self.forwarded.entry(key).or_insert(now);
+                self.expect_progress(now);
+            }
             self.send(self.config.primary(self.view), &Message::Forward(request));
             return Ok(());
         }
@@ -956,7 +1116,7 @@ impl Replica {
     /// handles every input it already has before it fires due timers, so a primary that fell
     /// behind proposes full batches from its backlog instead of one partial batch per request.
     fn try_propose(&mut self, now: Time, cut: BatchCut) {
-        if !self.is_primary() {
+        if !self.is_primary() || !self.mode.is_normal() {
             return;
         }
         // Bounded: every iteration takes at least one request off the queue.
@@ -1022,17 +1182,24 @@ impl Replica {
     }
 
     fn propose(&mut self, now: Time, batch: Vec<SignedRequest>) {
-        let view = self.view;
         let seq = self.next_seq;
         self.next_seq = seq.next();
-        let batch: Arc<[SignedRequest]> = batch.into();
+        self.propose_at(now, seq, batch.into());
+    }
+
+    /// Proposes `batch` at `seq` in the current view: a fresh slot, or one the view carried.
+    fn propose_at(&mut self, now: Time, seq: Seq, batch: Arc<[SignedRequest]>) {
+        let view = self.view;
         let batch_digest = batch_digest(&batch);
         let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
-        let support = self
-            .safety
-            .support(view, seq, proposal.digest, proposal.prepared.as_ref())
-            .expect("a primary proposes every slot of its view once");
+        let Ok(support) = self.vote(view, seq, proposal.digest, proposal.prepared.as_ref()) else {
+            // Only possible if this replica voted for (view, seq) before a restart and the slot
+            // now holds another batch: never sign twice; the slot waits for the next view.
+            self.counters.reject(Rejection::ConflictingProposal { view, seq });
+            return;
+        };
         self.counters.proposals_sent += 1;
+        self.expect_progress(now);
         self.broadcast(&Message::Propose(Propose { view, seq, batch: proposal.batch.clone() }));
         self.install_proposal(seq, proposal);
         self.slots.entry(seq).or_default().votes.insert(self.id, support.clone());
@@ -1043,6 +1210,23 @@ impl Replica {
                 self.try_commit(now, seq);
             }
         }
+    }
+
+    /// Signs a SUPPORT through the safety rules and queues the vote to be persisted before it
+    /// leaves.
+    fn vote(
+        &mut self,
+        view: View,
+        seq: Seq,
+        digest: Digest,
+        prepared: Option<&PreparedMessage>,
+    ) -> Result<Support, Refusal> {
+        let fresh = !self.safety.has_voted(view, seq);
+        let support = self.safety.support(view, seq, digest, prepared)?;
+        if fresh {
+            self.writes.push(Write::Vote(support.clone()));
+        }
+        Ok(support)
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1067,6 +1251,26 @@ impl Replica {
             }
         }
     }
+}
+
+/// The view of a normal-case message (those a replica in a view change refuses).
+fn normal_case_view(message: &Message) -> Option<View> {
+    match message {
+        Message::Propose(propose) => Some(propose.view),
+        Message::Support(support) => Some(support.view),
+        Message::Certify(certify) => Some(certify.view),
+        Message::Forward(_)
+        | Message::Checkpoint(_)
+        | Message::ViewChange(_)
+        | Message::NewView(_)
+        | Message::StateRequest(_)
+        | Message::StateTransfer(_) => None,
+    }
+}
+
+/// The batch digest of a slot's evidence.
+fn batch_digest_of(evidence: &SlotEvidence) -> Digest {
+    batch_digest(&evidence.batch)
 }
 
 /// Who handed a request to the replica.

@@ -4,8 +4,9 @@
 //! Rule (PROTOCOL §3.1 step 3, §9.4): a replica supports **at most one** proposal per
 //! (view, seq). Asked again for the same digest, it returns the same vote (a retransmission);
 //! asked for a different digest, it refuses. The nemesis builds Byzantine replicas around this
-//! module (twins, hooks), never by weakening it. Persisting the last votes before they leave
-//! (so the rule survives a crash) arrives with the durability issue.
+//! module (twins, hooks), never by weakening it. The replica persists every new vote before it
+//! leaves and hands the persisted votes back with [`Safety::restore`] after a restart, so the
+//! rule survives a crash.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +86,23 @@ impl Safety {
         self.supported.insert((view, seq), support.clone());
         debug_assert!(self.supported.get(&(view, seq)).is_some_and(|vote| vote.digest == digest));
         Ok(support)
+    }
+
+    /// Whether a vote for (view, seq) is remembered.
+    pub fn has_voted(&self, view: View, seq: Seq) -> bool {
+        self.supported.contains_key(&(view, seq))
+    }
+
+    /// Reinstates votes persisted before a restart.
+    pub fn restore(&mut self, votes: impl IntoIterator<Item = Support>) {
+        for vote in votes {
+            self.supported.insert((vote.view, vote.seq), vote);
+        }
+    }
+
+    /// Signs `bytes` with the replica's ed25519 key (checkpoints, view-change requests).
+    pub fn sign(&self, bytes: &[u8]) -> crate::crypto::ed25519::Signature {
+        self.signing_key.sign(bytes)
     }
 
     /// Forgets votes for slots up to `seq`: they are executed, and a slot at or below the last

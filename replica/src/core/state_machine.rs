@@ -30,7 +30,7 @@ use super::types::{ClientId, Digest, RequestId, Seq, View};
 use crate::crypto::hash::Hasher;
 
 /// A client's last executed request and its result: the reply cache for retransmissions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClientEntry {
     /// The request id.
     pub request: RequestId,
@@ -40,6 +40,26 @@ pub struct ClientEntry {
     pub seq: Seq,
     /// Its result.
     pub result: OpResult,
+}
+
+/// A copy of the state after a slot: what a state transfer carries and a stable checkpoint
+/// keeps. Its digest is the state digest (the replies' views and results are not covered: they
+/// only serve retransmissions).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// The slot.
+    pub seq: Seq,
+    /// Every present key.
+    pub store: BTreeMap<String, i64>,
+    /// Each client's last executed request.
+    pub clients: BTreeMap<ClientId, ClientEntry>,
+}
+
+impl Snapshot {
+    /// The state digest of this snapshot.
+    pub fn digest(&self) -> Digest {
+        StateMachine::from_snapshot(self).digest()
+    }
 }
 
 /// A rollback asked for a slot the undo log no longer (or never) covered.
@@ -110,6 +130,40 @@ impl StateMachine {
             digest: state_digest(Seq(0), &store_sum, &clients_sum),
             undo: VecDeque::new(),
         }
+    }
+
+    /// The state exactly as `snapshot` holds it, with an empty undo log.
+    pub fn from_snapshot(snapshot: &Snapshot) -> StateMachine {
+        let mut machine = StateMachine::with_genesis(&snapshot.store);
+        for (client, entry) in &snapshot.clients {
+            machine.set_client(*client, entry.clone());
+        }
+        machine.last_seq = snapshot.seq;
+        machine.digest = state_digest(snapshot.seq, &machine.store_sum, &machine.clients_sum);
+        machine
+    }
+
+    /// A copy of the current state.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot { seq: self.last_seq, store: self.store.clone(), clients: self.clients.clone() }
+    }
+
+    /// Marks the reply cached for `client`'s `request`, executed at `seq`, as certified in
+    /// `view` (the slot was re-certified after a view change) and returns the reply; `None`
+    /// when the cache holds another request or slot. The digest does not cover the view.
+    pub fn retag(
+        &mut self,
+        client: ClientId,
+        request: RequestId,
+        seq: Seq,
+        view: View,
+    ) -> Option<OpResult> {
+        let entry = self.clients.get_mut(&client)?;
+        if entry.request != request || entry.seq != seq {
+            return None;
+        }
+        entry.view = view;
+        Some(entry.result.clone())
     }
 
     /// The last executed slot.

@@ -14,7 +14,12 @@ pub use history::Digest;
 pub struct View(pub u64);
 
 impl View {
-    /// The primary of this view in a cluster of `replica_count` replicas.
+    /// The view after this one.
+    pub fn next(self) -> View {
+        View(self.0 + 1)
+    }
+
+    /// The primary of this view among `replica_count` replicas.
     pub fn primary(self, replica_count: u8) -> ReplicaId {
         assert!(replica_count > 0);
         ReplicaId((self.0 % u64::from(replica_count)) as u8)
@@ -32,6 +37,11 @@ impl Seq {
     /// The sequence number after this one.
     pub fn next(self) -> Seq {
         Seq(self.0.checked_add(1).expect("sequence numbers do not overflow u64"))
+    }
+
+    /// The sequence number before this one (0 stays 0).
+    pub fn prev(self) -> Seq {
+        Seq(self.0.saturating_sub(1))
     }
 }
 

@@ -40,9 +40,9 @@ pub const INPUT_QUEUE_MAX: usize = 8192;
 
 /// The most frame bytes waiting for the main loop, over all inputs: a peer sending maximal
 /// frames fills this long before [`INPUT_QUEUE_MAX`], so queued input never takes more memory.
-pub const INPUT_BYTES_MAX: usize = 64 << 20;
+pub const INPUT_BYTES_MAX: usize = 128 << 20;
 
-const _: () = assert!(INPUT_BYTES_MAX >= 8 * FRAME_SIZE_MAX);
+const _: () = assert!(INPUT_BYTES_MAX >= 2 * FRAME_SIZE_MAX);
 
 /// The most connections one identity may hold; a new one beyond it closes that identity's
 /// oldest (a restarted peer reconnects while its old connection has not yet timed out, and a
@@ -351,6 +351,9 @@ impl Shell {
 
     /// Sends what the core wants sent and records its ledger events.
     fn route_outputs(&mut self) -> anyhow::Result<()> {
+        if self.core.poll_writes().is_some() {
+            self.core.writes_persisted();
+        }
         while let Some(transmit) = self.core.poll_transmit() {
             match transmit {
                 Transmit::Replica { to, envelope } => {

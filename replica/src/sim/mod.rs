@@ -6,7 +6,10 @@
 //! [`Cluster::step`] jumps virtual time to the next packet arrival or timer and handles exactly
 //! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
 //! (any function of what the core wanted to send) or by injecting crafted messages sealed with a
-//! replica's own keys, and silence replicas with [`Cluster::crash`].
+//! replica's own keys, silence replicas with [`Cluster::crash`], cut them off with
+//! [`Cluster::isolate`], and restart them from what they persisted with [`Cluster::restart`]
+//! (each replica has an in-memory [`Durable`] disk that its writes are applied to before
+//! anything it sends is routed).
 //!
 //! [`parallel`] runs the same cores on one OS thread per replica instead, on the wall clock, to
 //! measure what the cluster does with every core of the machine.
@@ -24,8 +27,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::core::message::Message;
 use crate::core::{
-    AuthenticatedInform, Client, ClientId, Completion, Config, Envelope, Rejection, Replica,
-    ReplicaId, SignedRequest, Time, Transmit,
+    AuthenticatedInform, Client, ClientId, Completion, Config, Durable, Envelope, Rejection,
+    Replica, ReplicaId, SignedRequest, Time, Transmit,
 };
 use crate::crypto::dealer::ClusterKeys;
 
@@ -203,6 +206,11 @@ pub struct Cluster {
     replicas: Vec<Replica>,
     clients: Vec<Client>,
     crashed: Vec<bool>,
+    /// Replicas cut off from every other node (both directions).
+    isolated: Vec<bool>,
+    /// What each replica persisted.
+    disks: Vec<Durable>,
+    config: Config,
     /// Extra latency of everything a replica sends (a slow replica).
     slowness: Vec<Duration>,
     hooks: Vec<Option<OutboundHook>>,
@@ -241,6 +249,9 @@ impl Cluster {
             replicas,
             clients,
             crashed: vec![false; replica_count],
+            isolated: vec![false; replica_count],
+            disks: vec![Durable::default(); replica_count],
+            config: options.config.clone(),
             slowness: vec![Duration::ZERO; replica_count],
             hooks: (0..replica_count).map(|_| None).collect(),
             network: BinaryHeap::new(),
@@ -300,6 +311,37 @@ impl Cluster {
     /// Silences a replica from now on: it receives and sends nothing.
     pub fn crash(&mut self, id: ReplicaId) {
         self.crashed[id.index()] = true;
+    }
+
+    /// Restarts a crashed (or running) replica from its disk, as after a SIGKILL: everything
+    /// it did not persist is lost; it reconciles with the ledger events it had recorded.
+    pub fn restart(&mut self, id: ReplicaId) {
+        let public = Arc::new(self.keys.public.clone());
+        let secrets = self.keys.replicas[id.index()].clone();
+        let disk = self.disks[id.index()].clone();
+        let replica = Replica::recover(
+            self.config.clone(),
+            secrets,
+            public,
+            disk,
+            &self.events[id.index()],
+            self.time,
+        )
+        .expect("keys match the config");
+        self.replicas[id.index()] = replica;
+        self.crashed[id.index()] = false;
+        self.after_replica_input(id, &Ok(()));
+    }
+
+    /// Cuts `id` off from every node (`true`) or reconnects it (`false`). Packets already in
+    /// flight to or from it are lost.
+    pub fn isolate(&mut self, id: ReplicaId, isolated: bool) {
+        self.isolated[id.index()] = isolated;
+    }
+
+    /// What replica `id` persisted.
+    pub fn disk(&self, id: ReplicaId) -> &Durable {
+        &self.disks[id.index()]
     }
 
     /// Delays everything `id` sends from now on by `extra` on top of the network latency.
@@ -447,7 +489,9 @@ impl Cluster {
         let now = self.time;
         match (packet.to, packet.payload) {
             (Node::Replica(to), payload) => {
-                if self.crashed[to.index()] {
+                let from_isolated =
+                    matches!(packet.from, Node::Replica(from) if self.isolated[from.index()]);
+                if self.crashed[to.index()] || self.isolated[to.index()] || from_isolated {
                     return;
                 }
                 let replica = &mut self.replicas[to.index()];
@@ -468,6 +512,9 @@ impl Cluster {
                 let Node::Replica(from) = packet.from else {
                     unreachable!("informs come from replicas")
                 };
+                if self.isolated[from.index()] {
+                    return;
+                }
                 // A rejected INFORM (late, forged) changes nothing at the client.
                 let _ = self.clients[to.index()].handle_inform(now, from, &inform);
                 self.after_client_input(to);
@@ -495,6 +542,10 @@ impl Cluster {
     fn after_replica_input(&mut self, id: ReplicaId, result: &Result<(), Rejection>) {
         if let Err(rejection) = result {
             self.rejections.push((id, rejection.clone()));
+        }
+        if let Some(writes) = self.replicas[id.index()].poll_writes() {
+            self.disks[id.index()].apply(writes);
+            self.replicas[id.index()].writes_persisted();
         }
         while let Some(event) = self.replicas[id.index()].poll_event() {
             self.events[id.index()].push(event);

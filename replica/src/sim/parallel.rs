@@ -338,6 +338,10 @@ impl Worker {
 
     fn flush_replica(&mut self, local: usize) {
         let from = self.replicas[local].id();
+        // The benchmark measures the protocol, not a disk: writes count as persisted at once.
+        if self.replicas[local].poll_writes().is_some() {
+            self.replicas[local].writes_persisted();
+        }
         while self.replicas[local].poll_event().is_some() {}
         while let Some(transmit) = self.replicas[local].poll_transmit() {
             match transmit {

@@ -1,0 +1,199 @@
+//! A restart from the persisted state (PROTOCOL §6, DESIGN "durable store").
+//!
+//! The replica reinstalls its stable checkpoint's snapshot, re-executes its persisted blocks
+//! above it (the same results and digests: execution is deterministic), and takes back its view,
+//! its pending VC-REQUEST and its votes, so the support-once rule holds across the crash. Then
+//! it reconciles its `ledger.jsonl` with what it recovered: the store is written before the
+//! events, so the file can only lack the events of the last writes before the kill; the replica
+//! records them now (executions, a rollback, or the state transfer of its stored checkpoint).
+//! Finally it asks every peer for state, to learn the current view and catch up.
+
+use history::{CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent, StateTransferEvent};
+use history::{RollbackEvent, ViewEvent};
+
+use super::view_change::Mode;
+use super::{Replica, signature_hex};
+use crate::core::durable::{Durable, Recorded};
+use crate::core::message::{batch_digest, proposal_digest};
+use crate::core::state_machine::StateMachine;
+use crate::core::types::{Digest, Seq, Time};
+
+impl Replica {
+    /// Replica `secrets.id` restarted from its persisted state at time `now`; `recorded` is
+    /// what its `ledger.jsonl` holds.
+    ///
+    /// # Errors
+    ///
+    /// As [`Replica::new`].
+    pub fn recover(
+        config: crate::core::Config,
+        secrets: crate::crypto::dealer::ReplicaSecrets,
+        public: std::sync::Arc<crate::crypto::dealer::PublicKeys>,
+        durable: Durable,
+        recorded: &[LedgerEvent],
+        now: Time,
+    ) -> Result<Replica, crate::core::ConfigError> {
+        let mut replica = Replica::new(config, secrets, public)?;
+        replica.restore(durable, recorded, now);
+        Ok(replica)
+    }
+
+    /// Restores this (freshly built) replica from `durable`, reconciling with the ledger events
+    /// it had recorded, at time `now`.
+    fn restore(&mut self, durable: Durable, recorded: &[LedgerEvent], now: Time) {
+        let genesis = (self.ledger.genesis(), self.state.digest());
+        let recorded = Recorded::from_events(recorded, genesis);
+        let mut chain = std::collections::BTreeMap::from([(Seq(0), genesis)]);
+        if let Some((certificate, snapshot)) = durable.checkpoint {
+            self.state = StateMachine::from_snapshot(&snapshot);
+            self.ledger.reset(certificate.seq, certificate.block_hash);
+            chain = [(certificate.seq, (certificate.block_hash, certificate.state_digest))].into();
+            self.stable = Some((certificate, snapshot));
+        }
+        let mut replayed = Vec::new();
+        for block in durable.blocks.into_values() {
+            if block.seq != self.last_executed().next() {
+                break;
+            }
+            let seq = block.seq;
+            let batch_digest = batch_digest(&block.batch);
+            let digest = proposal_digest(block.view, seq, &batch_digest);
+            let results = self.state.execute(
+                seq,
+                block.view,
+                block.batch.iter().map(|request| &request.body),
+            );
+            let hash = self
+                .ledger
+                .append(
+                    seq,
+                    block.view,
+                    digest,
+                    batch_digest,
+                    block.batch.clone(),
+                    block.certificate,
+                )
+                .hash;
+            if block.certificate_view != block.view {
+                self.ledger.recertify(seq, block.certificate_view, self.ledger_certificate(seq));
+                for request in block.batch.iter() {
+                    let body = &request.body;
+                    self.state.retag(body.client, body.request, seq, block.certificate_view);
+                }
+            }
+            chain.insert(seq, (hash, self.state.digest()));
+            replayed.push(ExecuteEvent {
+                time: now.as_nanos(),
+                replica: u32::from(self.id.0),
+                view: block.view.0,
+                seq: seq.0,
+                batch_digest,
+                block_hash: hash,
+                requests: block
+                    .batch
+                    .iter()
+                    .zip(results)
+                    .map(|(request, result)| ExecutedRequest {
+                        client: request.body.client.0,
+                        request: request.body.request.0,
+                        op: request.body.op.clone(),
+                        result,
+                        signature: signature_hex(&request.signature.0),
+                    })
+                    .collect(),
+                state_digest: self.state.digest(),
+            });
+        }
+        self.view = durable.view;
+        let view = self.view;
+        let voted_max = durable
+            .votes
+            .keys()
+            .filter(|(voted_view, _)| *voted_view == view)
+            .map(|(_, seq)| *seq)
+            .max()
+            .unwrap_or(Seq(0));
+        self.safety.restore(durable.votes.into_values());
+        // As primary, never propose a slot of this view again with another batch.
+        self.next_seq = voted_max.max(self.last_executed()).next();
+        if let Some(request) = durable.view_change {
+            self.mode = Mode::ViewChange { target: request.target, deadline: None, resend_at: now };
+            self.vc_requests.insert(self.id, request);
+        }
+        self.reconcile(&recorded, &chain, replayed, now);
+        if recorded.view < self.view {
+            self.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
+                time: now.as_nanos(),
+                replica: u32::from(self.id.0),
+                view: self.view.0,
+            }));
+        }
+        self.request_state(now, None);
+    }
+
+    fn ledger_certificate(&self, seq: Seq) -> crate::core::ledger::Certificate {
+        self.ledger.get(seq).expect("just appended").certificate.clone()
+    }
+
+    /// Records what `ledger.jsonl` misses of the recovered history `chain` (hash and digest per
+    /// slot from the stable checkpoint on), given the `replayed` executions above it.
+    fn reconcile(
+        &mut self,
+        recorded: &Recorded,
+        chain: &std::collections::BTreeMap<Seq, (Digest, Digest)>,
+        replayed: Vec<ExecuteEvent>,
+        now: Time,
+    ) {
+        let time = now.as_nanos();
+        let replica = u32::from(self.id.0);
+        let stable = self.stable_seq();
+        let hash = |seq: Seq| chain.get(&seq).map(|entry| entry.0);
+        let recorded_hash = |seq: Seq| recorded.chain.get(&seq).map(|entry| entry.0);
+        let mut common = stable;
+        if stable > Seq(0) && recorded_hash(stable) != hash(stable) {
+            // The file lacks the checkpoint the store holds: record its snapshot as installed.
+            let (certificate, snapshot) = self.stable.as_ref().expect("stable above 0");
+            self.events.push_back(LedgerEvent::StateTransfer(StateTransferEvent {
+                time,
+                replica,
+                seq: stable.0,
+                block_hash: certificate.block_hash,
+                state_digest: certificate.state_digest,
+                store: snapshot.store.clone(),
+                clients: snapshot
+                    .clients
+                    .iter()
+                    .map(|(client, entry)| (client.0, entry.request.0))
+                    .collect(),
+            }));
+        } else {
+            let end = recorded.head().min(self.last_executed());
+            while common < end && recorded_hash(common.next()) == hash(common.next()) {
+                common = common.next();
+            }
+            if recorded.head() > common {
+                self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
+                    time,
+                    replica,
+                    from_seq: recorded.head().0,
+                    to_seq: common.0,
+                    state_digest: chain.get(&common).map_or(self.state.digest(), |entry| entry.1),
+                }));
+            }
+        }
+        if recorded.stable < stable
+            && let Some((certificate, _)) = &self.stable
+        {
+            self.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
+                time,
+                replica,
+                seq: stable.0,
+                state_digest: certificate.state_digest,
+                stable: true,
+            }));
+        }
+        for execute in replayed.into_iter().filter(|execute| execute.seq > common.0) {
+            self.events.push_back(LedgerEvent::Execute(execute));
+        }
+    }
+}

@@ -1,0 +1,659 @@
+//! Failure detection and the PoE view change (PROTOCOL §§4–5).
+//!
+//! - **Progress timer**: armed while the replica expects progress (a request it forwarded, an
+//!   accepted proposal, a certified slot above a hole, a carried slot); re-armed on every
+//!   execution. When it expires over a hole the replica first asks for state once (it may just
+//!   have fallen behind); otherwise it asks for a view change.
+//! - **VC-REQUEST** (signed): the stable checkpoint and the highest-view evidence of every slot
+//!   above it. A replica joins a view change when f + 1 others asked for higher views.
+//! - **New-view timer**: once nf replicas asked for view v, v's primary has
+//!   `new_view_timeout · 2^failed` to send NV-PROPOSE, or the replica moves on to v + 1.
+//! - **NV-PROPOSE**: nf VC-REQUESTs, fully validated by every receiver. The decision takes per
+//!   slot the certificate with the highest view, truncates at the first gap (k_max), rolls back
+//!   every execution from the first slot that differs (in reverse order, restoring the
+//!   at-most-once table), and carries (k_s, k_max] into the new view, where the primary proposes
+//!   them again: each is certified in the new view before any INFORM tagged with it is sent
+//!   (§5.4), so a primary sending different NV-PROPOSEs to different replicas cannot make a
+//!   client proof disappear.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::Arc;
+
+use history::{LedgerEvent, RollbackEvent, ViewEvent};
+
+use super::{Certificate, Replica};
+use crate::core::durable::Write;
+use crate::core::error::Rejection;
+use crate::core::message::{
+    CheckpointCertificate, Message, NewView, SignedRequest, SlotEvidence, SupportProof, ViewChange,
+    batch_digest, proposal_digest, support_signing_bytes,
+};
+use crate::core::types::{Digest, ReplicaId, Seq, Time, View};
+use crate::crypto::threshold::PreparedMessage;
+
+/// The largest backoff exponent of the new-view timer.
+const BACKOFF_MAX: u32 = 5;
+
+/// Normal operation, or a view change in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Processing the normal case of `Replica::view`.
+    Normal,
+    /// Left `Replica::view`, waiting for NV-PROPOSE of `target`.
+    ViewChange {
+        /// The view asked for.
+        target: View,
+        /// The new-view timer, armed once nf replicas asked for `target`.
+        deadline: Option<Time>,
+        /// When to send the VC-REQUEST again (a peer may have missed it while down).
+        resend_at: Time,
+    },
+}
+
+impl Mode {
+    pub(super) fn is_normal(&self) -> bool {
+        matches!(self, Mode::Normal)
+    }
+
+    pub(super) fn target(&self) -> Option<View> {
+        match self {
+            Mode::Normal => None,
+            Mode::ViewChange { target, .. } => Some(*target),
+        }
+    }
+
+    /// The earliest of the view change's timers.
+    pub(super) fn deadline(&self) -> Option<Time> {
+        match self {
+            Mode::Normal => None,
+            Mode::ViewChange { deadline, resend_at, .. } => {
+                Some(deadline.map_or(*resend_at, |deadline| deadline.min(*resend_at)))
+            }
+        }
+    }
+}
+
+/// What a new view starts from: the highest stable checkpoint among the VC-REQUESTs and, for
+/// every slot from there to k_max, the evidence with the highest view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// k_s's certificate (none: k_s = 0).
+    pub(crate) checkpoint: Option<CheckpointCertificate>,
+    /// (k_s, k_max], contiguous.
+    pub(crate) slots: BTreeMap<Seq, SlotEvidence>,
+}
+
+impl Decision {
+    pub(crate) fn base(&self) -> Seq {
+        self.checkpoint.as_ref().map_or(Seq(0), |checkpoint| checkpoint.seq)
+    }
+
+    pub(crate) fn k_max(&self) -> Seq {
+        self.slots.keys().next_back().copied().unwrap_or(self.base())
+    }
+}
+
+/// The decision of PROTOCOL §5.3 steps 2–4 over validated VC-REQUESTs: never the first or an
+/// arbitrary certificate for a slot, always one with the highest view (ties between valid
+/// certificates of one view name the same batch); truncated at the first gap.
+pub(crate) fn decide(requests: &[Arc<ViewChange>]) -> Decision {
+    let checkpoint = requests
+        .iter()
+        .filter_map(|request| request.checkpoint.as_ref())
+        .max_by_key(|checkpoint| checkpoint.seq)
+        .cloned();
+    let base = checkpoint.as_ref().map_or(Seq(0), |checkpoint| checkpoint.seq);
+    let mut best: BTreeMap<Seq, &SlotEvidence> = BTreeMap::new();
+    for evidence in requests.iter().flat_map(|request| &request.evidence) {
+        if evidence.seq <= base {
+            continue;
+        }
+        let better = best.get(&evidence.seq).is_none_or(|held| evidence.view > held.view);
+        if better {
+            best.insert(evidence.seq, evidence);
+        }
+    }
+    let mut slots = BTreeMap::new();
+    let mut next = base.next();
+    while let Some(evidence) = best.get(&next) {
+        slots.insert(next, (*evidence).clone());
+        next = next.next();
+    }
+    Decision { checkpoint, slots }
+}
+
+impl Replica {
+    // ----------------------------------------------------------------------------------------
+    // The progress timer.
+
+    /// Arms the progress timer unless it is armed.
+    pub(super) fn expect_progress(&mut self, now: Time) {
+        if self.mode.is_normal() && self.progress_deadline.is_none() {
+            self.progress_deadline = Some(now + self.config.progress_timeout);
+        }
+    }
+
+    /// Execution advanced: re-arm the progress timer if more is expected, else disarm it.
+    pub(super) fn progress_made(&mut self, now: Time) {
+        self.hole_state_requested = false;
+        self.failed_view_changes = 0;
+        let awaiting = self.awaiting_progress();
+        self.progress_deadline =
+            (awaiting && self.mode.is_normal()).then(|| now + self.config.progress_timeout);
+    }
+
+    /// Whether this replica waits for something the primary owes it: a forwarded request not
+    /// executed, an accepted proposal or a certificate not executed, a carried slot. Votes alone
+    /// do not count (anyone can send them).
+    fn awaiting_progress(&mut self) -> bool {
+        let state = &self.state;
+        self.forwarded.retain(|(client, request), _| {
+            state.client_entry(*client).is_none_or(|entry| entry.request < *request)
+        });
+        let open = self.slots.values().any(|slot| {
+            slot.proposal.is_some() || slot.certify.is_some() || slot.certificate.is_some()
+        });
+        open || !self.carried.is_empty() || !self.forwarded.is_empty()
+    }
+
+    /// The view-change timers: progress, new view, and re-sending the VC-REQUEST.
+    pub(super) fn view_change_timers(&mut self, now: Time) {
+        if self.progress_deadline.is_some_and(|deadline| now >= deadline) {
+            self.progress_deadline = None;
+            if self.awaiting_progress() {
+                self.progress_overdue(now);
+            }
+        }
+        if let Mode::ViewChange { target, deadline, resend_at } = self.mode {
+            if deadline.is_some_and(|deadline| now >= deadline) {
+                self.failed_view_changes = self.failed_view_changes.saturating_add(1);
+                self.start_view_change(now, target.next());
+            } else if now >= resend_at {
+                if let Some(own) = self.vc_requests.get(&self.id).cloned() {
+                    self.broadcast(&Message::ViewChange(own));
+                }
+                let resend_at = now + self.new_view_timeout();
+                self.mode = Mode::ViewChange { target, deadline, resend_at };
+            }
+        }
+    }
+
+    fn progress_overdue(&mut self, now: Time) {
+        let next = self.last_executed().next();
+        let next_committed = self.slots.get(&next).is_some_and(|slot| slot.certificate.is_some());
+        let hole = !next_committed
+            && self.slots.range(next.next()..).any(|(_, slot)| slot.certificate.is_some());
+        if hole && !self.hole_state_requested {
+            // Later slots are certified and this one is not: either the primary withholds it,
+            // or this replica missed it. Ask the others once before accusing the primary.
+            self.hole_state_requested = true;
+            self.last_state_request = None;
+            self.request_state(now, None);
+            self.progress_deadline = Some(now + self.config.progress_timeout);
+            return;
+        }
+        self.start_view_change(now, self.view.next());
+    }
+
+    /// The new-view timeout after `failed_view_changes` failures in a row.
+    fn new_view_timeout(&self) -> std::time::Duration {
+        self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // VC-REQUEST.
+
+    /// Leaves the current view for `target` (unless already asking for it or a later one):
+    /// stops the normal case and broadcasts a signed VC-REQUEST, persisted first.
+    pub(super) fn start_view_change(&mut self, now: Time, target: View) {
+        if target <= self.view || self.mode.target().is_some_and(|asked| asked >= target) {
+            return;
+        }
+        let checkpoint = self.stable.as_ref().map(|(certificate, _)| certificate.clone());
+        let evidence = self.collect_evidence();
+        let bytes = ViewChange::signing_bytes(target, self.id, checkpoint.as_ref(), &evidence);
+        let signature = self.safety.sign(&bytes);
+        let request =
+            Arc::new(ViewChange { target, replica: self.id, checkpoint, evidence, signature });
+        self.counters.view_changes_started += 1;
+        let resend_at = now + self.new_view_timeout();
+        self.mode = Mode::ViewChange { target, deadline: None, resend_at };
+        self.progress_deadline = None;
+        self.writes.push(Write::ViewChange(request.clone()));
+        self.vc_requests.insert(self.id, request.clone());
+        self.broadcast(&Message::ViewChange(request));
+        self.view_change_quorum(now);
+    }
+
+    /// The evidence of every slot above the stable checkpoint this replica view-committed: the
+    /// executed blocks and committed slots, or the carried evidence when its view is higher.
+    fn collect_evidence(&self) -> Vec<SlotEvidence> {
+        let stable = self.stable_seq();
+        let limit = self.config.evidence_slots_max() as usize;
+        let mut evidence: BTreeMap<Seq, SlotEvidence> = BTreeMap::new();
+        for block in self.ledger.blocks().filter(|block| block.seq > stable) {
+            evidence.insert(
+                block.seq,
+                SlotEvidence {
+                    view: block.view,
+                    seq: block.seq,
+                    batch: block.batch.clone(),
+                    certificate: block.certificate.clone(),
+                },
+            );
+        }
+        for (seq, slot) in &self.slots {
+            if let (Some(proposal), Some(certificate)) = (&slot.proposal, &slot.certificate) {
+                evidence.entry(*seq).or_insert_with(|| SlotEvidence {
+                    view: proposal.view,
+                    seq: *seq,
+                    batch: proposal.batch.clone(),
+                    certificate: certificate.clone(),
+                });
+            }
+        }
+        for (seq, carried) in &self.carried {
+            let higher = evidence.get(seq).is_none_or(|held| carried.view > held.view);
+            if higher && *seq > stable {
+                evidence.insert(*seq, carried.clone());
+            }
+        }
+        evidence.into_values().take(limit).collect()
+    }
+
+    pub(super) fn handle_view_change(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        request: Arc<ViewChange>,
+    ) -> Result<(), Rejection> {
+        if request.replica != from {
+            return Err(Rejection::SenderMismatch {
+                message: "view-change",
+                from,
+                claimed: request.replica,
+            });
+        }
+        if request.target <= self.view {
+            return Err(Rejection::StaleView {
+                message: "view-change",
+                view: request.target,
+                current: self.view,
+            });
+        }
+        if self.vc_requests.get(&from).is_some_and(|held| held.target >= request.target) {
+            // A re-sent request, or an older one overtaken: nothing new.
+            return Ok(());
+        }
+        self.validate_view_change(&request, &mut HashSet::new())?;
+        self.vc_requests.insert(from, request);
+        self.join_view_change(now);
+        self.view_change_quorum(now);
+        Ok(())
+    }
+
+    /// Joins a view change once f + 1 other replicas asked for views above the one this replica
+    /// is in or asking for: at least one of them is correct (PROTOCOL §4).
+    fn join_view_change(&mut self, now: Time) {
+        let floor = self.mode.target().unwrap_or(self.view);
+        let mut targets: Vec<View> = self
+            .vc_requests
+            .iter()
+            .filter(|(replica, request)| **replica != self.id && request.target > floor)
+            .map(|(_, request)| request.target)
+            .collect();
+        let f = self.config.f();
+        if targets.len() > f {
+            targets.sort_unstable_by(|a, b| b.cmp(a));
+            // The smallest view among the f + 1 highest.
+            self.start_view_change(now, targets[f]);
+        }
+    }
+
+    /// With nf VC-REQUESTs for the view this replica asks for: as its primary, sends
+    /// NV-PROPOSE and enters it; otherwise arms the new-view timer.
+    fn view_change_quorum(&mut self, now: Time) {
+        let Mode::ViewChange { target, deadline, resend_at } = self.mode else { return };
+        let nf = self.config.nf();
+        let mut requests: Vec<Arc<ViewChange>> = Vec::with_capacity(nf);
+        if let Some(own) = self.vc_requests.get(&self.id).filter(|own| own.target == target) {
+            requests.push(own.clone());
+        }
+        requests.extend(
+            self.vc_requests
+                .iter()
+                .filter(|(replica, request)| **replica != self.id && request.target == target)
+                .map(|(_, request)| request.clone())
+                .take(nf.saturating_sub(requests.len())),
+        );
+        if requests.len() < nf {
+            return;
+        }
+        if self.config.primary(target) == self.id {
+            let new_view = Arc::new(NewView { view: target, requests });
+            self.broadcast(&Message::NewView(new_view.clone()));
+            self.install_new_view(now, new_view);
+        } else if deadline.is_none() {
+            let deadline = Some(now + self.new_view_timeout());
+            self.mode = Mode::ViewChange { target, deadline, resend_at };
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Validation.
+
+    /// Checks a VC-REQUEST: signature, checkpoint certificate, and every slot's evidence
+    /// (ascending above the checkpoint, from views below the target, with a valid certificate).
+    /// `verified` remembers proposal digests whose certificates were already checked.
+    pub(super) fn validate_view_change(
+        &self,
+        request: &ViewChange,
+        verified: &mut HashSet<Digest>,
+    ) -> Result<(), Rejection> {
+        let invalid = |reason: String| Rejection::InvalidViewChange {
+            replica: request.replica,
+            target: request.target,
+            reason,
+        };
+        if request.replica.0 >= self.config.replica_count {
+            return Err(invalid("unknown replica".into()));
+        }
+        let bytes = ViewChange::signing_bytes(
+            request.target,
+            request.replica,
+            request.checkpoint.as_ref(),
+            &request.evidence,
+        );
+        self.public.replicas[request.replica.index()]
+            .verify(&bytes, &request.signature)
+            .map_err(|_| invalid("invalid signature".into()))?;
+        let base = match &request.checkpoint {
+            Some(checkpoint) => {
+                self.verify_checkpoint_certificate(checkpoint)
+                    .map_err(|rejection| invalid(rejection.to_string()))?;
+                checkpoint.seq
+            }
+            None => Seq(0),
+        };
+        if request.evidence.len() as u64 > self.config.evidence_slots_max() {
+            return Err(invalid(format!("{} slots of evidence", request.evidence.len())));
+        }
+        let mut previous = base;
+        for evidence in &request.evidence {
+            if evidence.seq <= previous {
+                return Err(invalid(format!("evidence for seq {} out of order", evidence.seq)));
+            }
+            if evidence.view >= request.target {
+                return Err(invalid(format!(
+                    "evidence for seq {} from view {}",
+                    evidence.seq, evidence.view
+                )));
+            }
+            previous = evidence.seq;
+            self.verify_evidence(evidence, verified)
+                .map_err(|reason| invalid(format!("seq {}: {reason}", evidence.seq)))?;
+        }
+        Ok(())
+    }
+
+    /// Checks that `evidence` proves its batch view-committed at (view, seq).
+    pub(super) fn verify_evidence(
+        &self,
+        evidence: &SlotEvidence,
+        verified: &mut HashSet<Digest>,
+    ) -> Result<(), &'static str> {
+        let size = evidence.batch.len();
+        if size == 0 || size > self.config.batch_size_max as usize {
+            return Err("batch size out of range");
+        }
+        let digest = proposal_digest(evidence.view, evidence.seq, &batch_digest(&evidence.batch));
+        if verified.contains(&digest) {
+            return Ok(());
+        }
+        self.verify_certificate(evidence.view, evidence.seq, &digest, &evidence.certificate)?;
+        verified.insert(digest);
+        Ok(())
+    }
+
+    /// Checks a certificate for proposal digest `digest` at (view, seq): the group signature
+    /// (PoE-TS), or nf signed SUPPORTs for exactly that proposal from distinct replicas (PoE-MAC).
+    pub(super) fn verify_certificate(
+        &self,
+        view: View,
+        seq: Seq,
+        digest: &Digest,
+        certificate: &Certificate,
+    ) -> Result<(), &'static str> {
+        let bytes = support_signing_bytes(digest);
+        match certificate {
+            Certificate::Threshold(signature) => {
+                if self.config.protocol != crate::core::Protocol::PoeTs {
+                    return Err("threshold certificate in PoE-MAC");
+                }
+                self.public
+                    .threshold
+                    .verify(&PreparedMessage::new(&bytes), signature)
+                    .map_err(|_| "invalid threshold certificate")
+            }
+            Certificate::Supports(supports) => {
+                if self.config.protocol != crate::core::Protocol::PoeMac {
+                    return Err("support certificate in PoE-TS");
+                }
+                let mut signers = BTreeSet::new();
+                for support in supports {
+                    if (support.view, support.seq, support.digest) != (view, seq, *digest) {
+                        return Err("a support for another proposal");
+                    }
+                    if support.replica.0 >= self.config.replica_count {
+                        return Err("a support from an unknown replica");
+                    }
+                    let SupportProof::Signature(signature) = &support.proof else {
+                        return Err("an unsigned support");
+                    };
+                    self.public.replicas[support.replica.index()]
+                        .verify(&bytes, signature)
+                        .map_err(|_| "an invalid support signature")?;
+                    signers.insert(support.replica);
+                }
+                if signers.len() < self.config.nf() {
+                    return Err("fewer than nf distinct supports");
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks an NV-PROPOSE's contents: nf to n VC-REQUESTs for its view from distinct
+    /// replicas, each valid. (Who sent it is the caller's concern: the primary of the view, or a
+    /// replica forwarding the NV-PROPOSE that started its view.)
+    pub(super) fn validate_new_view(&self, new_view: &NewView) -> Result<(), Rejection> {
+        let invalid = |reason: String| Rejection::InvalidNewView { view: new_view.view, reason };
+        let count = new_view.requests.len();
+        if count < self.config.nf() || count > usize::from(self.config.replica_count) {
+            return Err(invalid(format!("{count} view-change requests")));
+        }
+        let mut replicas = BTreeSet::new();
+        let mut verified = HashSet::new();
+        for request in &new_view.requests {
+            if request.target != new_view.view {
+                return Err(invalid(format!("a request for view {}", request.target)));
+            }
+            if !replicas.insert(request.replica) {
+                return Err(invalid(format!("two requests from replica {}", request.replica)));
+            }
+            self.validate_view_change(request, &mut verified)
+                .map_err(|rejection| invalid(rejection.to_string()))?;
+        }
+        Ok(())
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // NV-PROPOSE.
+
+    pub(super) fn handle_new_view(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        new_view: Arc<NewView>,
+    ) -> Result<(), Rejection> {
+        let view = new_view.view;
+        let primary = self.config.primary(view);
+        if from != primary {
+            return Err(Rejection::NotFromPrimary { message: "new-view", from, primary, view });
+        }
+        let asked_later = self.mode.target().is_some_and(|target| target > view);
+        if view <= self.view || asked_later {
+            let current = self.mode.target().unwrap_or(self.view);
+            return Err(Rejection::StaleView { message: "new-view", view, current });
+        }
+        self.validate_new_view(&new_view)?;
+        self.install_new_view(now, new_view);
+        Ok(())
+    }
+
+    /// Enters the view of a validated NV-PROPOSE (PROTOCOL §5.3 steps 2–7): decide, roll back
+    /// what differs, carry (k_s, k_max] over to be certified again, and (as primary) propose
+    /// them again from the decided batches.
+    pub(super) fn install_new_view(&mut self, now: Time, new_view: Arc<NewView>) {
+        let decision = decide(&new_view.requests);
+        let k_max = decision.k_max();
+        // Every normal-case state of older views is void; clients retransmit what was queued.
+        self.slots.clear();
+        self.share_suspects.clear();
+        self.queue.clear();
+        self.pending.clear();
+        self.pending_per_client.clear();
+        self.forwarded.clear();
+        self.carried.clear();
+        self.view = new_view.view;
+        self.mode = Mode::Normal;
+        self.new_view = Some(new_view.clone());
+        let view = self.view;
+        self.vc_requests.retain(|_, request| request.target > view);
+        self.progress_deadline = None;
+        self.hole_state_requested = false;
+        self.counters.views_entered += 1;
+        self.writes.push(Write::View(view));
+        self.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
+            time: now.as_nanos(),
+            replica: u32::from(self.id.0),
+            view: view.0,
+        }));
+        if !self.adopt_base(now, &decision) {
+            // Behind the decided checkpoint: the snapshot comes first. Ask a replica that
+            // reported it.
+            let base = decision.base();
+            let holder = new_view
+                .requests
+                .iter()
+                .filter(|request| request.replica != self.id)
+                .find(|request| request.checkpoint.as_ref().is_some_and(|c| c.seq == base))
+                .map(|request| request.replica);
+            self.last_state_request = None;
+            self.request_state(now, holder);
+        }
+        let stable = self.stable_seq();
+        self.carried =
+            decision.slots.into_iter().filter(|(seq, _)| *seq > stable).collect::<BTreeMap<_, _>>();
+        if !self.carried.is_empty() {
+            self.expect_progress(now);
+        }
+        if self.is_primary() {
+            self.next_seq = k_max.max(self.last_executed()).max(stable).next();
+            let carried: Vec<(Seq, Arc<[SignedRequest]>)> =
+                self.carried.iter().map(|(seq, evidence)| (*seq, evidence.batch.clone())).collect();
+            for (seq, batch) in carried {
+                self.propose_at(now, seq, batch);
+            }
+        }
+    }
+
+    /// Rolls this replica's executions back to where they first differ from the decision.
+    /// Returns false when the replica is behind the decided checkpoint (or diverged below it)
+    /// and needs its snapshot first.
+    fn adopt_base(&mut self, now: Time, decision: &Decision) -> bool {
+        let base = decision.base();
+        if let Some(checkpoint) = &decision.checkpoint
+            && checkpoint.seq > self.stable_seq()
+        {
+            match self.ledger.hash_at(checkpoint.seq) {
+                Some(hash) if hash == checkpoint.block_hash => {}
+                Some(_) => {
+                    // Diverged below a checkpoint nf replicas agreed on: undo everything that
+                    // can be undone, and take the snapshot.
+                    let stable = self.stable_seq();
+                    self.roll_back_to(now, stable);
+                    return false;
+                }
+                None => return false,
+            }
+        }
+        let executed = self.last_executed();
+        let upto = executed.min(decision.k_max());
+        let from = base.max(self.stable_seq()).next();
+        let mut first_difference = upto.next();
+        let mut seq = from;
+        // Bounded by the decided slots (at most evidence_slots_max of them).
+        while seq <= upto {
+            let decided = decision.slots.get(&seq).map(|evidence| batch_digest(&evidence.batch));
+            let held = self.ledger.get(seq).map(|block| block.batch_digest);
+            if decided.is_none() || decided != held {
+                first_difference = seq;
+                break;
+            }
+            seq = seq.next();
+        }
+        if executed >= first_difference {
+            self.roll_back_to(now, first_difference.prev());
+        }
+        true
+    }
+
+    /// Undoes every execution above `target`, the highest first, restoring the store, the
+    /// at-most-once table and the digest (never below the stable checkpoint).
+    pub(super) fn roll_back_to(&mut self, now: Time, target: Seq) {
+        let from = self.last_executed();
+        let target = target.max(self.state.undo_floor());
+        if from <= target {
+            return;
+        }
+        self.state.undo_to(target).expect("the undo log reaches back to its floor");
+        self.ledger.truncate_after(target);
+        self.writes.push(Write::Truncate(target));
+        self.counters.rollbacks += 1;
+        self.counters.slots_rolled_back += from.0 - target.0;
+        for (_, pending) in self.checkpoints.range_mut(target.next()..) {
+            pending.forget_own();
+        }
+        self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
+            time: now.as_nanos(),
+            replica: u32::from(self.id.0),
+            from_seq: from.0,
+            to_seq: target.0,
+            state_digest: self.state.digest(),
+        }));
+    }
+
+    /// A carried slot this replica had executed (and kept) is certified in the current view:
+    /// the new certificate becomes its evidence, and its clients get INFORMs tagged with the
+    /// view (§3.3), the reply cache too.
+    pub(super) fn recertified(&mut self, now: Time, seq: Seq) {
+        let Some(slot) = self.slots.remove(&seq) else { return };
+        let (Some(proposal), Some(certificate)) = (slot.proposal, slot.certificate) else {
+            return;
+        };
+        self.carried.remove(&seq);
+        self.counters.slots_recertified += 1;
+        let view = proposal.view;
+        self.ledger.recertify(seq, view, certificate.clone());
+        self.writes.push(Write::Certificate { seq, view, certificate });
+        for request in proposal.batch.iter() {
+            let body = &request.body;
+            if let Some(result) = self.state.retag(body.client, body.request, seq, view) {
+                self.counters.informs_sent += 1;
+                self.send_inform(view, seq, body.client, body.request, result);
+            }
+        }
+        self.progress_made(now);
+    }
+}
