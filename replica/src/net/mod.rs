@@ -20,6 +20,7 @@ pub mod endpoint;
 pub mod frame;
 pub mod link;
 pub mod shell;
+pub mod store;
 pub mod tls;
 
 pub use shell::run;

@@ -5,6 +5,11 @@
 //! (frames to per-peer links and per-client writers, ledger events to `ledger.jsonl`) after every
 //! batch of inputs. Connection tasks only decode frames; they never touch the core.
 //!
+//! Persist before send: after every batch of inputs the core's writes are committed to the redb
+//! [`Store`] (`store.redb` beside `ledger.jsonl`) before any message or ledger event goes out.
+//! On start, a replica with a non-empty store or ledger recovers from them
+//! ([`Replica::recover`]): it was killed and restarted.
+//!
 //! Bad input never stops the process: a frame over the limit or one that does not decode
 //! closes that connection and is counted; a message the core rejects is counted by the core.
 
@@ -30,8 +35,11 @@ use super::frame::{
     write_framed,
 };
 use super::link::{self, LinkHandle, LinkTarget};
+use super::store::Store;
 use super::tls::{Identity, TlsMaterial, peer_identity};
-use crate::core::{ClientId, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
+use crate::core::{
+    ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit,
+};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 
 /// The most decoded inputs waiting for the main loop. Connection tasks wait when it is full,
@@ -136,14 +144,47 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         secrets.id,
         config.id
     );
-    let core = Replica::new(config.cluster.clone(), secrets, Arc::new(public))
-        .context("building the replica")?;
+    let store = Store::open(&config.ledger.with_file_name("store.redb"))?;
+    let durable = store.load().context("reading the store")?;
+    let recorded = read_ledger(&config.ledger)?;
+    let core = if durable == Durable::default() && recorded.is_empty() {
+        Replica::new(config.cluster.clone(), secrets, Arc::new(public))
+    } else {
+        let now = Clock::new(config.epoch_unix_nanos).now();
+        info!(
+            view = %durable.view,
+            blocks = durable.blocks.len(),
+            recorded = recorded.len(),
+            "recovering from the store"
+        );
+        Replica::recover(config.cluster.clone(), secrets, Arc::new(public), durable, &recorded, now)
+    }
+    .context("building the replica")?;
     let tls = TlsMaterial::load(&config.tls).context("transport certificates")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(config, core, tls))
+    runtime.block_on(serve(config, core, store, tls))
+}
+
+/// The ledger events this replica recorded before (it was restarted). A last line cut by a kill
+/// is dropped from the file, so appends start on a fresh line.
+fn read_ledger(path: &Path) -> anyhow::Result<Vec<history::LedgerEvent>> {
+    let Ok(mut text) = std::fs::read_to_string(path) else { return Ok(Vec::new()) };
+    if !text.is_empty() && !text.ends_with('\n') {
+        let keep = text.rfind('\n').map_or(0, |end| end + 1);
+        text.truncate(keep);
+        let file = File::options().write(true).open(path).context("opening the ledger")?;
+        file.set_len(keep as u64).context("cutting the ledger's partial last line")?;
+    }
+    text.lines()
+        .enumerate()
+        .map(|(line, json)| {
+            serde_json::from_str(json)
+                .with_context(|| format!("{} line {}", path.display(), line + 1))
+        })
+        .collect()
 }
 
 /// Asks the kernel to kill this process when its parent dies (PR_SET_PDEATHSIG), so a killed
@@ -183,7 +224,12 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 }
 
 /// Binds the endpoint, connects the links and runs the main loop until told to stop.
-async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::Result<()> {
+async fn serve(
+    config: NodeConfig,
+    core: Replica,
+    store: Store,
+    tls: TlsMaterial,
+) -> anyhow::Result<()> {
     let id = core.id();
     let cluster = core.config().clone();
     // Handshakes in progress at once (established connections are bounded per identity).
@@ -231,6 +277,7 @@ async fn serve(config: NodeConfig, core: Replica, tls: TlsMaterial) -> anyhow::R
         links,
         clients: HashMap::new(),
         ledger: BufWriter::new(ledger),
+        store,
         counters,
         inputs: receiver,
         stopping: false,
@@ -278,6 +325,7 @@ struct Shell {
     links: Vec<Option<LinkHandle>>,
     clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
     ledger: BufWriter<File>,
+    store: Store,
     counters: Arc<NetCounters>,
     inputs: mpsc::Receiver<Input>,
     stopping: bool,
@@ -351,7 +399,8 @@ impl Shell {
 
     /// Sends what the core wants sent and records its ledger events.
     fn route_outputs(&mut self) -> anyhow::Result<()> {
-        if self.core.poll_writes().is_some() {
+        if let Some(writes) = self.core.poll_writes() {
+            self.store.apply(&writes)?;
             self.core.writes_persisted();
         }
         while let Some(transmit) = self.core.poll_transmit() {

@@ -1,0 +1,151 @@
+//! The durable store: the core's [`Durable`] state in redb.
+//!
+//! One write transaction per batch of [`Write`]s, committed with `Durability::Immediate`
+//! (fsync) before any message or ledger event that depends on the batch leaves the shell. Tables:
+//! `meta` (the view, the pending VC-REQUEST, the stable checkpoint with its snapshot), `votes`
+//! keyed by (view, seq), `blocks` keyed by seq; values are postcard encodings of the core's types.
+//! The meaning of every write is [`Durable::apply`]'s; this module only mirrors it on disk.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use redb::{Database, Durability, ReadableTable as _, TableDefinition};
+
+use crate::core::durable::{Durable, StoredBlock, Write};
+use crate::core::message::{CheckpointCertificate, Support, ViewChange};
+use crate::core::state_machine::Snapshot;
+use crate::core::types::{Seq, View};
+
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const VOTES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("votes");
+const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+
+const VIEW: &str = "view";
+const VIEW_CHANGE: &str = "view_change";
+const CHECKPOINT: &str = "checkpoint";
+
+/// A replica's redb database.
+pub struct Store {
+    database: Database,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`.
+    ///
+    /// # Errors
+    ///
+    /// When the file cannot be opened or is not a redb database.
+    pub fn open(path: &Path) -> anyhow::Result<Store> {
+        let database = Database::create(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        let transaction = database.begin_write()?;
+        transaction.open_table(META)?;
+        transaction.open_table(VOTES)?;
+        transaction.open_table(BLOCKS)?;
+        transaction.commit()?;
+        Ok(Store { database })
+    }
+
+    /// Reads everything persisted.
+    ///
+    /// # Errors
+    ///
+    /// When the database cannot be read or holds a value that does not decode.
+    pub fn load(&self) -> anyhow::Result<Durable> {
+        let transaction = self.database.begin_read()?;
+        let meta = transaction.open_table(META)?;
+        let mut durable = Durable::default();
+        if let Some(value) = meta.get(VIEW)? {
+            durable.view = decode::<View>(value.value(), "view")?;
+        }
+        if let Some(value) = meta.get(VIEW_CHANGE)? {
+            durable.view_change = Some(decode::<ViewChange>(value.value(), "view change")?.into());
+        }
+        if let Some(value) = meta.get(CHECKPOINT)? {
+            durable.checkpoint = Some(decode::<(CheckpointCertificate, Snapshot)>(
+                value.value(),
+                "checkpoint",
+            )?);
+        }
+        for entry in transaction.open_table(VOTES)?.iter()? {
+            let (_, value) = entry?;
+            let vote = decode::<Support>(value.value(), "vote")?;
+            durable.votes.insert((vote.view, vote.seq), vote);
+        }
+        for entry in transaction.open_table(BLOCKS)?.iter()? {
+            let (_, value) = entry?;
+            let block = decode::<StoredBlock>(value.value(), "block")?;
+            durable.blocks.insert(block.seq, block);
+        }
+        Ok(durable)
+    }
+
+    /// Applies `writes` in one transaction and makes it durable.
+    ///
+    /// # Errors
+    ///
+    /// When the transaction fails; nothing of it is then applied.
+    pub fn apply(&self, writes: &[Write]) -> anyhow::Result<()> {
+        let mut transaction = self.database.begin_write()?;
+        transaction.set_durability(Durability::Immediate);
+        {
+            let mut meta = transaction.open_table(META)?;
+            let mut votes = transaction.open_table(VOTES)?;
+            let mut blocks = transaction.open_table(BLOCKS)?;
+            for write in writes {
+                match write {
+                    Write::View(view) => {
+                        meta.insert(VIEW, encode(view).as_slice())?;
+                        meta.remove(VIEW_CHANGE)?;
+                    }
+                    Write::ViewChange(request) => {
+                        meta.insert(VIEW_CHANGE, encode(request.as_ref()).as_slice())?;
+                    }
+                    Write::Vote(support) => {
+                        let key = (support.view.0, support.seq.0);
+                        votes.insert(key, encode(support).as_slice())?;
+                    }
+                    Write::Block(block) => {
+                        blocks.insert(block.seq.0, encode(block).as_slice())?;
+                    }
+                    Write::Certificate { seq, view, certificate } => {
+                        let held = blocks.get(seq.0)?.map(|value| value.value().to_vec());
+                        if let Some(held) = held {
+                            let mut block = decode::<StoredBlock>(&held, "block")?;
+                            block.certificate_view = *view;
+                            block.certificate = certificate.clone();
+                            blocks.insert(seq.0, encode(&block).as_slice())?;
+                        }
+                    }
+                    Write::Truncate(seq) => {
+                        blocks.retain(|block, _| block <= seq.0)?;
+                    }
+                    Write::Checkpoint { certificate, snapshot, keep_blocks } => {
+                        let seq = certificate.seq;
+                        let keep = *keep_blocks;
+                        blocks.retain(|block, _| keep && Seq(block) > seq)?;
+                        votes.retain(|(_, voted), _| Seq(voted) > seq)?;
+                        let value = encode(&(certificate, snapshot));
+                        meta.insert(CHECKPOINT, value.as_slice())?;
+                    }
+                }
+            }
+        }
+        transaction.commit().context("committing to the store")?;
+        Ok(())
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    postcard::to_allocvec(value).expect("postcard encodes every stored type")
+}
+
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> anyhow::Result<T> {
+    postcard::from_bytes(bytes).with_context(|| format!("decoding a stored {what}"))
+}
