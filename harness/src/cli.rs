@@ -343,7 +343,12 @@ impl TestOptions {
     /// The test's name in the store: protocol, workload and nemesis.
     pub fn test_name(&self) -> String {
         let protocol = Protocol::from(self.protocol).name();
-        let nemesis: Vec<&str> = self.nemesis.iter().map(|nemesis| nemesis.name()).collect();
+        let mut nemesis: Vec<&str> = Vec::new();
+        for name in self.nemesis.iter().map(|nemesis| nemesis.name()) {
+            if !nemesis.contains(&name) {
+                nemesis.push(name);
+            }
+        }
         format!("{protocol}-{}-{}", Workload::from(self.workload).name(), nemesis.join("+"))
     }
 }

@@ -20,8 +20,6 @@
 //! `heal` invoke/info pair that ends whatever is still faulted; its info is the run's last
 //! nemesis event, which the liveness oracle takes as the time of the heal.
 
-#![allow(clippy::disallowed_methods, reason = "faults happen on the wall clock")]
-
 use std::time::{Duration, Instant};
 
 use history::OpKind;

@@ -56,9 +56,15 @@ pub struct RunSummary {
 pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<Verdict> {
     let mut harness_checks = BTreeMap::new();
     // Replicas the nemesis killed are not among `crashed`: a replica that exited on its own
-    // crashed, a replica bug.
-    let crashed = !summary.stopped.crashed.is_empty();
-    let processes = if crashed { Verdict::Invalid } else { Verdict::Valid };
+    // crashed, a replica bug. One the nemesis killed and could not start again leaves the run
+    // unhealed, so its end proves less.
+    let processes = if !summary.stopped.crashed.is_empty() {
+        Verdict::Invalid
+    } else if !summary.stopped.killed.is_empty() {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
     harness_checks.insert(
         "replica-processes".to_string(),
         CheckResult::new(processes, json!(summary.stopped)),
