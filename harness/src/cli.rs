@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use nemesis::{FaultKind, ScheduleError, ScheduleOptions};
 use replica::core::config::{BATCH_SIZE_MAX, READ_ALL_KEYS_MAX, REPLICA_COUNT_MAX};
 use replica::core::{Config, Protocol};
 use serde::{Deserialize, Serialize};
@@ -108,6 +109,30 @@ impl From<WorkloadArg> for Workload {
 pub enum NemesisArg {
     /// No faults.
     None,
+    /// SIGKILL replicas, then start them again.
+    Kill,
+    /// SIGSTOP replicas, then SIGCONT them.
+    Pause,
+}
+
+impl NemesisArg {
+    /// The name on the command line and in the test's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            NemesisArg::None => "none",
+            NemesisArg::Kill => "kill",
+            NemesisArg::Pause => "pause",
+        }
+    }
+
+    /// The process fault it enables, if any.
+    pub fn fault_kind(self) -> Option<FaultKind> {
+        match self {
+            NemesisArg::None => None,
+            NemesisArg::Kill => Some(FaultKind::Kill),
+            NemesisArg::Pause => Some(FaultKind::Pause),
+        }
+    }
 }
 
 /// Options of `ordeal test`.
@@ -146,9 +171,16 @@ pub struct TestOptions {
     /// Run the test this many times (seeds seed, seed + 1, ...).
     #[arg(long, default_value_t = 1)]
     pub test_count: u32,
-    /// Fault injection, a comma-separated list.
+    /// Fault injection, a comma-separated list (`kill,pause`).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
     pub nemesis: Vec<NemesisArg>,
+    /// Seconds between fault starts; each fault lasts a quarter to three quarters of it.
+    #[arg(long, default_value_t = 5.0)]
+    pub nemesis_interval: f64,
+    /// Seconds the run goes on after the nemesis's final heal (at time-limit minus this),
+    /// within which the cluster must make progress.
+    #[arg(long, default_value_t = 10.0)]
+    pub liveness_window: f64,
     /// The most requests per proposal.
     #[arg(long, default_value_t = 100)]
     pub batch_size: u32,
@@ -225,6 +257,15 @@ impl TestOptions {
                 format!("{} is not in (0, 1000]", self.batch_timeout_ms),
             );
         }
+        if !(self.liveness_window.is_finite()
+            && self.liveness_window > 0.0
+            && self.liveness_window <= 86_400.0)
+        {
+            return fail(
+                "liveness-window",
+                format!("{} is not in (0, 86400] seconds", self.liveness_window),
+            );
+        }
         let mut config = Config::new(self.protocol.into(), self.replicas, self.concurrency);
         config.batch_size_max = self.batch_size;
         config.batch_timeout = Duration::from_secs_f64(self.batch_timeout_ms / 1000.0);
@@ -235,19 +276,79 @@ impl TestOptions {
         config
             .validate()
             .map_err(|error| OptionError { option: "window", reason: error.to_string() })?;
+        self.schedule_options(&config)?;
         Ok(config)
+    }
+
+    /// The process faults enabled by `--nemesis`, without repeats.
+    pub fn fault_kinds(&self) -> Vec<FaultKind> {
+        let mut kinds: Vec<FaultKind> =
+            self.nemesis.iter().filter_map(|nemesis| nemesis.fault_kind()).collect();
+        kinds.sort();
+        kinds.dedup();
+        kinds
+    }
+
+    /// The nemesis's schedule options for a cluster with `config`, or `None` without faults.
+    ///
+    /// # Errors
+    ///
+    /// [`OptionError`] when `none` is combined with a fault, or the options make no schedule
+    /// (f = 0, the interval out of range, the final heal at time-limit minus liveness-window
+    /// not after the start, or no fault before it).
+    pub fn schedule_options(
+        &self,
+        config: &Config,
+    ) -> Result<Option<ScheduleOptions>, OptionError> {
+        let kinds = self.fault_kinds();
+        if kinds.is_empty() {
+            return Ok(None);
+        }
+        if self.nemesis.contains(&NemesisArg::None) {
+            return Err(OptionError {
+                option: "nemesis",
+                reason: "none cannot be combined with faults".into(),
+            });
+        }
+        if !(self.nemesis_interval.is_finite() && self.nemesis_interval > 0.0) {
+            return Err(OptionError {
+                option: "nemesis-interval",
+                reason: format!("{} is not a positive number of seconds", self.nemesis_interval),
+            });
+        }
+        let options = ScheduleOptions {
+            replica_count: config.replica_count,
+            f: config.f(),
+            kinds,
+            interval: Duration::from_secs_f64(self.nemesis_interval.min(86_400.0)),
+            time_limit: Duration::from_secs_f64(self.time_limit),
+            liveness_window: Duration::from_secs_f64(self.liveness_window),
+        };
+        options.validate().map_err(|error| {
+            let option = match error {
+                ScheduleError::NoFaultKinds => "nemesis",
+                ScheduleError::NoBudget { .. } | ScheduleError::BudgetTooLarge { .. } => "replicas",
+                ScheduleError::IntervalOutOfRange { .. }
+                | ScheduleError::NoTickBeforeHeal { .. }
+                | ScheduleError::TooManyFaults { .. } => "nemesis-interval",
+                ScheduleError::NoLivenessWindow | ScheduleError::HealNotAfterStart { .. } => {
+                    "liveness-window"
+                }
+            };
+            OptionError { option, reason: error.to_string() }
+        })?;
+        Ok(Some(options))
     }
 
     /// The test's name in the store: protocol, workload and nemesis.
     pub fn test_name(&self) -> String {
         let protocol = Protocol::from(self.protocol).name();
-        let nemesis: Vec<&str> = self
-            .nemesis
-            .iter()
-            .map(|nemesis| match nemesis {
-                NemesisArg::None => "none",
-            })
-            .collect();
+        let mut nemesis: Vec<&str> = Vec::new();
+        for name in self.nemesis.iter().map(|nemesis| nemesis.name()) {
+            if !nemesis.contains(&name) {
+                nemesis.push(name);
+            }
+        }
         format!("{protocol}-{}-{}", Workload::from(self.workload).name(), nemesis.join("+"))
     }
 }

@@ -5,7 +5,14 @@
 //! SIGKILL takes them along), and [`Cluster`] kills the group when dropped (every other exit
 //! path: errors, panics). The kernel ties the death signal to the *thread* that spawned the
 //! child, so replicas must be spawned from a thread that lives as long as the run: the caller's
-//! main thread, not a tokio blocking thread.
+//! main thread, not a tokio blocking thread. That holds for restarts too: [`Cluster::restart`]
+//! refuses to spawn from any thread but the one that called [`Cluster::spawn`].
+//!
+//! The process nemesis works through [`Cluster::kill`] (SIGKILL, then reap), [`Cluster::restart`]
+//! (the same command again, in the same group, appending to the same `stdout.log`),
+//! [`Cluster::pause`] (SIGSTOP) and [`Cluster::resume`] (SIGCONT). A paused replica is resumed
+//! before the graceful stop at the end, and the group gets SIGCONT before SIGKILL on drop, so
+//! no process is left behind, stopped or otherwise.
 
 #![allow(clippy::disallowed_methods, reason = "readiness and shutdown are timed on the wall clock")]
 
@@ -13,15 +20,24 @@ use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use replica::core::ReplicaId;
+use replica::core::{ReplicaId, View};
+use replica::net::config::NodeConfig;
 use replica::net::control::{ControlClient, StatusReport};
 use replica::net::tls::TlsMaterial;
 
 /// How often readiness and exits are polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// How long a SIGKILLed replica may take to exit (the kernel needs milliseconds).
+const KILL_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most times one replica is restarted in a run (a schedule restarts a replica at most once
+/// per `--nemesis-interval`; a day at the shortest interval stays below this).
+const RESTARTS_MAX: u32 = 1_000_000;
 
 /// Picks `count` free UDP ports on 127.0.0.1. The sockets are held until all ports are chosen,
 /// so the ports are distinct; a replica could still lose its port to another process before it
@@ -39,8 +55,15 @@ pub fn allocate_ports(count: usize) -> std::io::Result<Vec<SocketAddr>> {
 /// How stopping the replicas went.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct StopReport {
-    /// Replicas that had exited before they were told to stop, with their exit status.
+    /// Replicas that had exited before they were told to stop, with their exit status (the
+    /// nemesis's kills not counted: those are in `killed`).
     pub crashed: Vec<(usize, String)>,
+    /// Replicas the nemesis killed and that were not running again when the run stopped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub killed: Vec<usize>,
+    /// Replicas that were paused when the run stopped (resumed before the stop).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<usize>,
     /// The signals it took beyond the control `stop` (empty when all stopped gracefully).
     pub escalated: Vec<&'static str>,
     /// Each replica's exit status.
@@ -53,6 +76,16 @@ pub struct Cluster {
     process_group: i32,
     addresses: Vec<SocketAddr>,
     controls: Vec<Option<ControlClient>>,
+    program: PathBuf,
+    configs: Vec<PathBuf>,
+    /// The thread that spawned the replicas: their death signal is tied to it.
+    spawner: ThreadId,
+    /// Replicas killed by [`Cluster::kill`] and not restarted since.
+    killed: Vec<bool>,
+    /// Replicas stopped by [`Cluster::pause`] and not resumed since.
+    paused: Vec<bool>,
+    /// How often each replica was restarted.
+    restarts: Vec<u32>,
 }
 
 impl Cluster {
@@ -67,24 +100,20 @@ impl Cluster {
         configs: &[PathBuf],
         addresses: Vec<SocketAddr>,
     ) -> anyhow::Result<Cluster> {
-        let mut cluster =
-            Cluster { children: Vec::new(), process_group: 0, addresses, controls: Vec::new() };
-        for config in configs {
-            let directory = config.parent().unwrap_or(Path::new("."));
-            let output = std::fs::File::create(directory.join("stdout.log"))
-                .with_context(|| format!("creating {}", directory.join("stdout.log").display()))?;
-            let child = Command::new(program)
-                .arg("replica")
-                .arg("--config")
-                .arg(config)
-                .stdin(Stdio::null())
-                .stdout(output.try_clone().context("duplicating the log handle")?)
-                .stderr(output)
-                .process_group(cluster.process_group)
-                .spawn()
-                .with_context(|| {
-                    format!("starting {} for {}", program.display(), config.display())
-                })?;
+        let mut cluster = Cluster {
+            children: Vec::new(),
+            process_group: 0,
+            addresses,
+            controls: Vec::new(),
+            program: program.to_path_buf(),
+            configs: configs.to_vec(),
+            spawner: std::thread::current().id(),
+            killed: vec![false; configs.len()],
+            paused: vec![false; configs.len()],
+            restarts: vec![0; configs.len()],
+        };
+        for index in 0..configs.len() {
+            let child = cluster.spawn_replica(index, false)?;
             if cluster.process_group == 0 {
                 cluster.process_group = child.id() as i32;
             }
@@ -92,6 +121,33 @@ impl Cluster {
         }
         cluster.controls = cluster.children.iter().map(|_| None).collect();
         Ok(cluster)
+    }
+
+    /// Starts replica `index` in the cluster's process group (a new group for the first),
+    /// with stdout and stderr in `stdout.log` beside its config, appended to when `append`.
+    fn spawn_replica(&self, index: usize, append: bool) -> anyhow::Result<Child> {
+        let config = &self.configs[index];
+        let directory = config.parent().unwrap_or(Path::new("."));
+        let path = directory.join("stdout.log");
+        let output = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(append)
+            .truncate(!append)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Command::new(&self.program)
+            .arg("replica")
+            .arg("--config")
+            .arg(config)
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().context("duplicating the log handle")?)
+            .stderr(output)
+            .process_group(self.process_group)
+            .spawn()
+            .with_context(|| {
+                format!("starting {} for {}", self.program.display(), config.display())
+            })
     }
 
     /// The process ids, in replica order.
@@ -159,26 +215,216 @@ impl Cluster {
         Ok(start.elapsed())
     }
 
-    /// Every reachable replica's status.
+    /// Every reachable replica's status, asked of all at once (each answer is bounded by the
+    /// control timeout, so a paused or dead replica costs one timeout, not one each).
     pub async fn statuses(&self) -> Vec<Option<StatusReport>> {
+        let asks: Vec<_> = self
+            .controls
+            .iter()
+            .map(|control| {
+                let control = control.clone();
+                tokio::spawn(async move {
+                    match control {
+                        Some(control) => control.status().await.ok(),
+                        None => None,
+                    }
+                })
+            })
+            .collect();
         let mut statuses = Vec::new();
-        for control in &self.controls {
-            statuses.push(match control {
-                Some(control) => control.status().await.ok(),
-                None => None,
-            });
+        for ask in asks {
+            statuses.push(ask.await.ok().flatten());
         }
         statuses
+    }
+
+    /// The primary of the highest view any reachable replica reports, or `None` when no
+    /// replica answers.
+    pub async fn primary(&self) -> Option<ReplicaId> {
+        let view = self.statuses().await.into_iter().flatten().map(|status| status.view).max()?;
+        let replica_count = u8::try_from(self.children.len()).expect("at most 255 replicas");
+        Some(View(view).primary(replica_count))
+    }
+
+    /// Kills replica `index` with SIGKILL and waits (bounded) until it has exited and is
+    /// reaped; returns its exit status. Its control connection is dropped.
+    ///
+    /// # Errors
+    ///
+    /// When the replica is not running (exited, or already killed), or did not exit in time.
+    pub async fn kill(&mut self, index: usize) -> anyhow::Result<String> {
+        anyhow::ensure!(!self.killed[index], "replica {index} is already killed");
+        let child = &mut self.children[index];
+        if let Some(status) = child.try_wait().context("checking a replica")? {
+            anyhow::bail!("replica {index} had already exited ({status})");
+        }
+        // SAFETY: kill takes a pid and a signal; no pointers. The child is unreaped, so the pid
+        // is still its own.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        self.controls[index] = None;
+        let deadline = Instant::now() + KILL_EXIT_TIMEOUT;
+        // Bounded by `deadline`.
+        loop {
+            if let Some(status) = self.children[index].try_wait().context("reaping a replica")? {
+                self.killed[index] = true;
+                self.paused[index] = false;
+                return Ok(status.to_string());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "replica {index} did not exit within {KILL_EXIT_TIMEOUT:?} of SIGKILL"
+            );
+            tokio::time::sleep(POLL_INTERVAL / 4).await;
+        }
+    }
+
+    /// Starts killed replica `index` again: the same command, in the same process group,
+    /// appending to the same `stdout.log`. The last instance's `replica.log` is kept as
+    /// `replica.log.<k>` (the replica truncates its log when it starts). Does not wait for it:
+    /// see [`Cluster::reconnect`].
+    ///
+    /// # Errors
+    ///
+    /// When the replica was not killed, when called from another thread than the one that
+    /// spawned the cluster (the restarted replica's death signal would fire when that thread
+    /// ends), or when the process cannot be started.
+    pub fn restart(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.killed[index], "replica {index} was not killed");
+        anyhow::ensure!(
+            std::thread::current().id() == self.spawner,
+            "replicas must be spawned from the thread that started the cluster (PR_SET_PDEATHSIG)"
+        );
+        anyhow::ensure!(
+            self.restarts[index] < RESTARTS_MAX,
+            "replica {index} was restarted {RESTARTS_MAX} times"
+        );
+        let generation = self.restarts[index] + 1;
+        if let Ok(node) = NodeConfig::load(&self.configs[index])
+            && node.log.exists()
+        {
+            let kept = node.log.with_extension(format!("log.{generation}"));
+            std::fs::rename(&node.log, &kept)
+                .with_context(|| format!("keeping {} as {}", node.log.display(), kept.display()))?;
+        }
+        let child = self.spawn_replica(index, true)?;
+        self.children[index] = child;
+        self.killed[index] = false;
+        self.restarts[index] = generation;
+        Ok(())
+    }
+
+    /// Waits (at most `timeout`) until replica `index` answers a status request on its control
+    /// endpoint, reconnecting as needed; returns how long that took.
+    ///
+    /// # Errors
+    ///
+    /// When `timeout` passes first, or the replica exits.
+    pub async fn reconnect(
+        &mut self,
+        index: usize,
+        endpoint: &quinn::Endpoint,
+        controller: &TlsMaterial,
+        timeout: Duration,
+    ) -> anyhow::Result<Duration> {
+        let start = Instant::now();
+        let replica = ReplicaId(u8::try_from(index).expect("at most 255 replicas"));
+        // Bounded by `timeout`.
+        loop {
+            if let Some(status) = self.children[index].try_wait().context("checking a replica")? {
+                anyhow::bail!("replica {index} exited ({status}); see its stdout.log");
+            }
+            if self.controls[index].is_none() {
+                let address = self.addresses[index];
+                let connect_timeout = (POLL_INTERVAL * 10).min(timeout);
+                self.controls[index] =
+                    ControlClient::connect(endpoint, controller, replica, address, connect_timeout)
+                        .await
+                        .ok();
+            }
+            if let Some(control) = &self.controls[index] {
+                match control.status().await {
+                    Ok(_) => return Ok(start.elapsed()),
+                    Err(_) => self.controls[index] = None,
+                }
+            }
+            anyhow::ensure!(
+                start.elapsed() < timeout,
+                "replica {index} did not answer on its control endpoint within {timeout:?}"
+            );
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
+    }
+
+    /// Stops replica `index` with SIGSTOP.
+    ///
+    /// # Errors
+    ///
+    /// When the replica is not running or is already paused.
+    pub fn pause(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.paused[index], "replica {index} is already paused");
+        self.signal_one(index, libc::SIGSTOP)?;
+        self.paused[index] = true;
+        Ok(())
+    }
+
+    /// Continues paused replica `index` with SIGCONT.
+    ///
+    /// # Errors
+    ///
+    /// When the replica was not paused or is no longer running.
+    pub fn resume(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.paused[index], "replica {index} is not paused");
+        self.signal_one(index, libc::SIGCONT)?;
+        self.paused[index] = false;
+        Ok(())
+    }
+
+    /// Replicas killed and not restarted.
+    pub fn killed(&self) -> Vec<usize> {
+        (0..self.killed.len()).filter(|index| self.killed[*index]).collect()
+    }
+
+    /// Replicas paused and not resumed.
+    pub fn paused(&self) -> Vec<usize> {
+        (0..self.paused.len()).filter(|index| self.paused[*index]).collect()
+    }
+
+    /// How many restarts there were, over all replicas.
+    pub fn restart_count(&self) -> u64 {
+        self.restarts.iter().map(|restarts| u64::from(*restarts)).sum()
+    }
+
+    /// Sends `signal` to replica `index`, which must be running (unreaped: its pid is its own).
+    fn signal_one(&mut self, index: usize, signal: i32) -> anyhow::Result<()> {
+        let child = &mut self.children[index];
+        if let Some(status) = child.try_wait().context("checking a replica")? {
+            anyhow::bail!("replica {index} is not running ({status})");
+        }
+        // SAFETY: kill takes a pid and a signal; no pointers.
+        let result = unsafe { libc::kill(child.id() as i32, signal) };
+        anyhow::ensure!(
+            result == 0,
+            "signal {signal} to replica {index}: {}",
+            std::io::Error::last_os_error()
+        );
+        Ok(())
     }
 
     /// Stops every replica: a control `stop` to all at once, then SIGTERM, then SIGKILL, each
     /// after `grace` without all having exited. Reports which replicas had already exited
     /// (crashed) and how each ended.
     pub async fn stop(&mut self, grace: Duration) -> StopReport {
+        // A stopped process cannot answer the control stop or handle SIGTERM.
+        let resumed = self.paused();
+        for index in &resumed {
+            let _ = self.resume(*index);
+        }
+        let killed = self.killed();
         let crashed: Vec<(usize, String)> = self
             .children
             .iter_mut()
             .enumerate()
+            .filter(|(index, _)| !killed.contains(index))
             .filter_map(|(index, child)| {
                 child.try_wait().ok().flatten().map(|status| (index, status.to_string()))
             })
@@ -214,7 +460,7 @@ impl Cluster {
                 Err(error) => error.to_string(),
             })
             .collect();
-        StopReport { crashed, escalated, exits }
+        StopReport { crashed, killed, resumed, escalated, exits }
     }
 
     async fn wait_exit(&mut self, grace: Duration) -> bool {
@@ -250,7 +496,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Every exit path ends here: nothing may outlive the run.
+        // Every exit path ends here: nothing may outlive the run, and nothing stays stopped.
+        self.signal(libc::SIGCONT);
         self.signal(libc::SIGKILL);
         for child in &mut self.children {
             let _ = child.kill();

@@ -5,7 +5,9 @@
 //! - [`cli`]: the command line.
 //! - [`check`]: `ordeal check` (a stored run, a history file, a benchmark directory).
 //! - [`run`]: one run of `ordeal test`, from keys to results.
-//! - [`cluster`]: replica processes (ports, spawning, readiness, stopping).
+//! - [`cluster`]: replica processes (ports, spawning, readiness, kill, restart, pause, resume,
+//!   stopping).
+//! - [`faults`]: the process nemesis at run time (a schedule executed with real signals).
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
 //! - [`results`]: checking a run and writing `results.json`.
@@ -19,6 +21,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod faults;
 pub mod results;
 pub mod run;
 pub mod store;

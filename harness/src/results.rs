@@ -16,6 +16,7 @@ use replica::core::types::View;
 use serde_json::json;
 
 use crate::cluster::StopReport;
+use crate::faults::FaultReport;
 use crate::run::ledger_paths;
 
 /// What the run knows beyond its files.
@@ -39,6 +40,10 @@ pub struct RunSummary {
     pub history_error: Option<String>,
     /// How the replicas ended.
     pub stopped: StopReport,
+    /// What the nemesis did (empty without faults).
+    pub faults: FaultReport,
+    /// How long after the final heal the cluster must make progress.
+    pub liveness_window: Duration,
 }
 
 /// Runs the checkers on the run's history and ledgers, writes `results.json`, prints a
@@ -50,9 +55,16 @@ pub struct RunSummary {
 /// needed them reports `unknown` with the reason.
 pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<Verdict> {
     let mut harness_checks = BTreeMap::new();
-    // No fault was injected, so a replica that exited on its own crashed: a replica bug.
-    let crashed = !summary.stopped.crashed.is_empty();
-    let processes = if crashed { Verdict::Invalid } else { Verdict::Valid };
+    // Replicas the nemesis killed are not among `crashed`: a replica that exited on its own
+    // crashed, a replica bug. One the nemesis killed and could not start again leaves the run
+    // unhealed, so its end proves less.
+    let processes = if !summary.stopped.crashed.is_empty() {
+        Verdict::Invalid
+    } else if !summary.stopped.killed.is_empty() {
+        Verdict::Unknown
+    } else {
+        Verdict::Valid
+    };
     harness_checks.insert(
         "replica-processes".to_string(),
         CheckResult::new(processes, json!(summary.stopped)),
@@ -66,6 +78,8 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         harness_checks,
         ready_ms: summary.ready.as_millis() as u64,
         interrupted: summary.interrupted,
+        faults: summary.faults.clone(),
+        liveness_window: summary.liveness_window,
     };
     let (verdict, report) = check_run(&run)?;
     print_summary(&run, &report);
@@ -92,6 +106,10 @@ pub struct StoredRun {
     pub ready_ms: u64,
     /// True when Ctrl-C cut the run short.
     pub interrupted: bool,
+    /// What the nemesis did.
+    pub faults: FaultReport,
+    /// How long after the final heal the cluster must make progress.
+    pub liveness_window: Duration,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -99,6 +117,26 @@ struct TestToml {
     name: String,
     seed: u64,
     cluster: Config,
+    #[serde(default)]
+    options: RecordedOptions,
+}
+
+/// The options of `test.toml` that checking needs (runs from before an option existed get
+/// its default).
+#[derive(Debug, serde::Deserialize)]
+struct RecordedOptions {
+    #[serde(default = "default_liveness_window")]
+    liveness_window: f64,
+}
+
+impl Default for RecordedOptions {
+    fn default() -> RecordedOptions {
+        RecordedOptions { liveness_window: default_liveness_window() }
+    }
+}
+
+fn default_liveness_window() -> f64 {
+    LivenessOptions::default().window.as_secs_f64()
 }
 
 impl StoredRun {
@@ -133,6 +171,9 @@ impl StoredRun {
             harness_checks,
             ready_ms: previous["cluster"]["ready_ms"].as_u64().unwrap_or(0),
             interrupted: previous["interrupted"].as_bool().unwrap_or(false),
+            faults: serde_json::from_value(previous["faults"].clone()).unwrap_or_default(),
+            liveness_window: Duration::try_from_secs_f64(test.options.liveness_window)
+                .unwrap_or(LivenessOptions::default().window),
         })
     }
 }
@@ -182,9 +223,9 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
             "view_changes": view_changes,
             "rollbacks": rollbacks,
             "checkpoints": checkpoints,
-            "restarts": 0,
+            "restarts": run.faults.restarts,
         },
-        "faults": {"byzantine": [], "budget_f": run.cluster.f(), "beyond_budget": false},
+        "faults": faults_json(run),
         "cluster": {
             "replicas": run.cluster.replica_count,
             "ready_ms": run.ready_ms,
@@ -196,6 +237,17 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
     let text = serde_json::to_string_pretty(&results).context("serializing results.json")?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok((verdict, report))
+}
+
+/// `results.json`'s `faults`: the budget, and what the nemesis did within it.
+fn faults_json(run: &StoredRun) -> serde_json::Value {
+    let mut faults = json!({"byzantine": [], "budget_f": run.cluster.f(), "beyond_budget": false});
+    if let (Some(object), Ok(serde_json::Value::Object(report))) =
+        (faults.as_object_mut(), serde_json::to_value(&run.faults))
+    {
+        object.extend(report);
+    }
+    faults
 }
 
 /// The replicas the run did not make Byzantine (all of them until the Byzantine nemesis).
@@ -254,7 +306,10 @@ fn run_inputs(run: &StoredRun) -> Inputs {
         ledger_problems,
         context,
         bank_total,
-        liveness: Some(LivenessOptions::default()),
+        liveness: Some(LivenessOptions {
+            window: run.liveness_window,
+            ..LivenessOptions::default()
+        }),
         linear: LinearOptions::default(),
     }
 }

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use history::Verdict;
+use nemesis::Schedule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use replica::core::{Client, Config};
@@ -32,6 +33,7 @@ use workloads::recorder::Recorder;
 use crate::certs::RunCa;
 use crate::cli::TestOptions;
 use crate::cluster::{self, Cluster};
+use crate::faults::{self, FaultContext, FaultReport};
 use crate::results::{self, RunSummary};
 use crate::store;
 use crate::workers::Workers;
@@ -137,6 +139,8 @@ pub async fn run_once(
         interrupted: drive.interrupted,
         history_error: drive.history_error,
         stopped,
+        faults: drive.faults.unwrap_or_default(),
+        liveness_window: Duration::from_secs_f64(options.liveness_window),
     };
     let verdict = results::check_and_write(&summary, &config)?;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
@@ -240,6 +244,8 @@ struct DriveOutcome {
     ready: Duration,
     interrupted: bool,
     history_error: Option<String>,
+    /// What the nemesis did (`None` without faults).
+    faults: Option<FaultReport>,
 }
 
 /// What the workload phase works with.
@@ -259,6 +265,22 @@ async fn drive(
     mut interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<DriveOutcome> {
     let Run { options, config, seed, run_dir, setup, start } = *run;
+    let schedule = match options.schedule_options(config)? {
+        Some(schedule_options) => {
+            let schedule =
+                Schedule::new(seed, &schedule_options).context("making the nemesis's schedule")?;
+            let kinds: Vec<&str> = schedule_options.kinds.iter().map(|kind| kind.name()).collect();
+            eprintln!(
+                "ordeal: nemesis {} every {:?}, {} faults, final heal at {:?}",
+                kinds.join("+"),
+                schedule_options.interval,
+                schedule.faults.len(),
+                schedule.heal
+            );
+            Some((schedule, schedule_options.kinds))
+        }
+        None => None,
+    };
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
     let controller =
         setup.ca.issue(Identity::Controller).context("issuing the controller certificate")?;
@@ -358,10 +380,31 @@ async fn drive(
         })
     };
     let time_limit = Duration::from_secs_f64(options.time_limit);
-    let interrupted = tokio::select! {
-        _ = tokio::time::sleep(time_limit) => false,
-        _ = interrupt.wait_for(|interrupted| *interrupted) => true,
+    let workload_start = Instant::now();
+    // The nemesis runs in this future (not a spawned task): a restart spawns a replica, which
+    // must happen on this thread (the `cluster` module). It heals at its schedule's end, or at
+    // once when the time limit or Ctrl-C comes first.
+    let (halt, halted) = watch::channel(false);
+    let nemesis = async {
+        let (schedule, kinds) = schedule?;
+        let context = FaultContext {
+            cluster: &mut *cluster,
+            recorder: &recorder,
+            endpoint,
+            controller: &controller_tls,
+            start: workload_start,
+        };
+        Some(faults::execute(&schedule, &kinds, seed, context, halted).await)
     };
+    let limit = async {
+        let interrupted = tokio::select! {
+            _ = tokio::time::sleep(time_limit) => false,
+            _ = interrupt.wait_for(|interrupted| *interrupted) => true,
+        };
+        let _ = halt.send(true);
+        interrupted
+    };
+    let (faults, interrupted) = tokio::join!(nemesis, limit);
     let _ = stop.send(true);
     let drain = Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE;
     let drained = tokio::time::timeout(drain, async {
@@ -389,7 +432,7 @@ async fn drive(
         client_endpoint.close(0u32.into(), b"done");
     }
     drop(workers);
-    Ok(DriveOutcome { ready, interrupted, history_error })
+    Ok(DriveOutcome { ready, interrupted, history_error, faults })
 }
 
 fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indicatif::ProgressBar> {

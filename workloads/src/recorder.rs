@@ -132,7 +132,8 @@ impl Recorder {
         });
     }
 
-    /// Records a nemesis event (later issues).
+    /// Records a nemesis event (process `nemesis`): `invoke` when a fault starts, `info` when it
+    /// ends (harness::faults).
     pub fn nemesis(&self, kind: OpKind, f: &str, value: Value) {
         self.record(Op {
             index: None,
