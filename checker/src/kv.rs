@@ -61,6 +61,20 @@ impl Store {
         }
     }
 
+    /// The store exactly as a snapshot at `seq` holds it (a state transfer), with no undo.
+    pub fn from_snapshot(
+        seq: u64,
+        values: &BTreeMap<String, i64>,
+        clients: &[(u32, u64)],
+    ) -> Store {
+        let mut store = Store::with_genesis(values);
+        for (client, request) in clients {
+            store.set_client(*client, Some(*request));
+        }
+        store.seq = seq;
+        store
+    }
+
     /// The last executed slot.
     pub fn seq(&self) -> u64 {
         self.seq

@@ -4,7 +4,8 @@
 //! (PROTOCOL §10.1). A replica's final ledger is what stands after replaying its ledger events
 //! in order: an execution puts a block at its slot, a rollback removes every slot above its
 //! target. Equal block hashes at k mean equal batches at 1..=k, so comparing hashes compares
-//! whole prefixes; state digests are compared too.
+//! whole prefixes; state digests are compared too. A state transfer replaces the history: only
+//! the executions after it stand.
 //!
 //! [`checkpoints`]: honest replicas' stable checkpoints agree on the state digest.
 
@@ -26,6 +27,9 @@ pub fn final_ledger(events: &[LedgerEvent]) -> BTreeMap<u64, &ExecuteEvent> {
             LedgerEvent::Rollback(rollback) => {
                 slots.retain(|seq, _| *seq <= rollback.to_seq);
             }
+            // A snapshot replaces the whole history: the slots up to it are no longer this
+            // replica's own executions (the checkpoint oracles compare the snapshot itself).
+            LedgerEvent::StateTransfer(_) => slots.clear(),
             LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
         }
     }

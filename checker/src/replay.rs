@@ -9,7 +9,9 @@
 //! - **replay**: the model reproduces every recorded result and state digest;
 //! - **rollback**: a rollback starts at the head (undo in reverse order), ends at or above the
 //!   last stable checkpoint, and leaves the digest of the kept prefix;
-//! - **checkpoints**: a checkpoint's digest is the model's at its slot.
+//! - **checkpoints**: a checkpoint's digest is the model's at its slot;
+//! - **state transfer**: an installed snapshot hashes to the state digest it claims (the model
+//!   then continues from it; the checkpoint oracles compare that digest with the other replicas').
 //!
 //! A ledger that breaks the chain or the replay stops being replayed (what follows would only
 //! repeat the error); its other events are still checked for agreement elsewhere.
@@ -175,7 +177,9 @@ fn replay_one(
     signatures: &mut HashMap<SignatureKey, (Vec<u8>, Value)>,
 ) {
     let mut store = Store::with_genesis(&context.genesis_store);
-    // Block hash and state digest per slot of the current chain; index 0 is genesis.
+    // Block hash and state digest per slot of the current chain, from `base` (genesis, or the
+    // last installed snapshot) on: index i is slot base + i.
+    let mut base = 0u64;
     let mut chain: Vec<(Option<Digest>, Digest)> = vec![(context.genesis_hash, store.digest())];
     let mut stable = 0u64;
     let mut broken: Option<&'static str> = None;
@@ -255,7 +259,7 @@ fn replay_one(
                 }
                 match store.undo_to(rollback.to_seq) {
                     Ok(()) => {
-                        chain.truncate(store.seq() as usize + 1);
+                        chain.truncate((store.seq() - base) as usize + 1);
                         let digest = store.digest();
                         if digest != rollback.state_digest {
                             problems.push(format!(
@@ -278,7 +282,11 @@ fn replay_one(
             }
             LedgerEvent::Checkpoint(checkpoint) => {
                 findings.checkpoints += 1;
-                match chain.get(checkpoint.seq as usize) {
+                if checkpoint.seq < base {
+                    // Below an installed snapshot: its digest was checked when it was taken.
+                    continue;
+                }
+                match chain.get((checkpoint.seq - base) as usize) {
                     Some((_, digest)) if *digest != checkpoint.state_digest => {
                         let mut evidence = at(checkpoint.seq);
                         evidence["checkpoint_digest"] = json!(checkpoint.state_digest);
@@ -299,6 +307,23 @@ fn replay_one(
                 }
             }
             LedgerEvent::ViewEntered(_) => {}
+            LedgerEvent::StateTransfer(transfer) => {
+                let installed =
+                    Store::from_snapshot(transfer.seq, &transfer.store, &transfer.clients);
+                if installed.digest() != transfer.state_digest {
+                    let mut evidence = at(transfer.seq);
+                    evidence["problem"] = json!("installed snapshot does not hash to its digest");
+                    evidence["recorded_state_digest"] = json!(transfer.state_digest);
+                    evidence["model_state_digest"] = json!(installed.digest());
+                    findings.violation("ledger-replay", evidence);
+                    broken = Some("ledger-replay");
+                    continue;
+                }
+                store = installed;
+                base = transfer.seq;
+                chain = vec![(Some(transfer.block_hash), transfer.state_digest)];
+                stable = transfer.seq;
+            }
         }
     }
     if let Some(oracle) = broken {

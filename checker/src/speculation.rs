@@ -112,6 +112,27 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
                         }
                     }
                 }
+                LedgerEvent::StateTransfer(transfer) => {
+                    // Executions above the snapshot are gone (as by a rollback); those below it
+                    // are superseded, and removed only if the chain differs at the snapshot
+                    // (where it first differs is unknown, so nothing there is reported).
+                    let undone = current.split_off(&(transfer.seq + 1));
+                    for (seq, execute) in undone {
+                        for promise in promises.get(&seq).into_iter().flatten() {
+                            if keeps(execute, promise).is_ok() {
+                                report(json!({
+                                    "replica": replica,
+                                    "op": describe(promise),
+                                    "problem": format!(
+                                        "dropped by a state transfer to seq {}",
+                                        transfer.seq
+                                    ),
+                                }));
+                            }
+                        }
+                    }
+                    current.clear();
+                }
                 LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
             }
         }

@@ -341,18 +341,25 @@ fn public_keys(path: &Path) -> Result<PublicKeys, String> {
     Ok(PublicKeys { replicas: keys("replicas")?, clients: keys("clients")? })
 }
 
-/// View changes (views entered above 0), rollbacks and stable checkpoints over all replicas.
+/// View changes (distinct views above 0 any replica entered), rollback events over all
+/// replicas, and distinct stable checkpoints.
 fn ledger_event_counts(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> (u64, u64, u64) {
-    let mut counts = (0, 0, 0);
+    let mut views = std::collections::BTreeSet::new();
+    let mut checkpoints = std::collections::BTreeSet::new();
+    let mut rollbacks = 0;
     for event in ledgers.values().flatten() {
         match event {
-            LedgerEvent::ViewEntered(view) if view.view > 0 => counts.0 += 1,
-            LedgerEvent::Rollback(_) => counts.1 += 1,
-            LedgerEvent::Checkpoint(checkpoint) if checkpoint.stable => counts.2 += 1,
+            LedgerEvent::ViewEntered(view) if view.view > 0 => {
+                views.insert(view.view);
+            }
+            LedgerEvent::Rollback(_) => rollbacks += 1,
+            LedgerEvent::Checkpoint(checkpoint) if checkpoint.stable => {
+                checkpoints.insert(checkpoint.seq);
+            }
             _ => {}
         }
     }
-    counts
+    (views.len() as u64, rollbacks, checkpoints.len() as u64)
 }
 
 /// Prints a run's summary.

@@ -146,6 +146,6 @@ pub struct StateTransferEvent {
     pub state_digest: Digest,
     /// Every present key and its value.
     pub store: BTreeMap<String, i64>,
-    /// Each client's last executed request id.
-    pub clients: BTreeMap<u32, u64>,
+    /// Each client's last executed request id, as (client, request) pairs by client.
+    pub clients: Vec<(u32, u64)>,
 }
