@@ -1,10 +1,15 @@
 //! Speculative non-divergence (PROTOCOL §10): a client's proof of execution is a promise. For
 //! every `ok` operation with a proof (view, seq), every honest replica whose final ledger
 //! reaches seq holds the operation's request there with the result the client recorded, and no
-//! honest replica ever rolled back a block that held it with that result.
+//! honest replica ever rolled back (or dropped by a state transfer) a block of the proof's view
+//! that held it with that result (PROTOCOL §10.2's internal check: executions under the same
+//! view tag are never rolled back).
 //!
-//! The view is reported but not required to match: a slot carried into a new view is
-//! re-certified there while the block (and so the promise) stays the same.
+//! In the final ledgers the view is not required to match: a slot carried into a new view is
+//! re-certified there while the block (and so the promise) stays the same. A rollback of an
+//! execution from another view is no violation: a replica may have executed the request at that
+//! slot speculatively in an older view (say a primary whose certificate nobody else saw) and
+//! execute it there again in the proof's view.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -98,7 +103,7 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
                     let undone = current.split_off(&(rollback.to_seq + 1));
                     for (seq, execute) in undone {
                         for promise in promises.get(&seq).into_iter().flatten() {
-                            if keeps(execute, promise).is_ok() {
+                            if keeps(execute, promise).is_ok() && execute.view == promise.view {
                                 report(json!({
                                     "replica": replica,
                                     "op": describe(promise),
@@ -119,7 +124,7 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
                     let undone = current.split_off(&(transfer.seq + 1));
                     for (seq, execute) in undone {
                         for promise in promises.get(&seq).into_iter().flatten() {
-                            if keeps(execute, promise).is_ok() {
+                            if keeps(execute, promise).is_ok() && execute.view == promise.view {
                                 report(json!({
                                     "replica": replica,
                                     "op": describe(promise),

@@ -626,6 +626,45 @@ fn a_promised_block_rolled_back_by_an_honest_replica_is_invalid() {
     assert_eq!(problem(violation), "rolled back (to seq 2) a block holding the promised result");
 }
 
+/// Found by `ordeal test --nemesis kill,pause --seed 3`: a primary executed a request at seq 3
+/// in view 0 with a certificate nobody else saw and was paused; view 1 put the request at seq 3
+/// again, the client's proof is from view 1, and the old primary rolled back its view-0 block
+/// before executing view 1's. No execution under the proof's view was rolled back: valid.
+#[test]
+fn a_rolled_back_execution_of_an_older_view_breaks_no_promise() {
+    let transfer_op = (1, 2, transfer("z", "y", 3));
+    let mut old_primary = Ledger::new(1)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("x"))])
+        .execute(std::slice::from_ref(&transfer_op))
+        .rollback(2)
+        .execute(std::slice::from_ref(&transfer_op))
+        .events;
+    execution(&mut old_primary, 3).view = 1;
+    let mut backup = honest_script(0).events;
+    for event in &mut backup {
+        if let LedgerEvent::Execute(execute) = event
+            && execute.seq >= 3
+        {
+            execute.view = 1;
+        }
+    }
+    let ledgers = BTreeMap::from([(0, backup), (1, old_primary)]);
+    let value = json!({"from": "z", "to": "y", "amount": 3});
+    let mut ops = promised(1, 10, (1, 2), ("transfer", None, value), 3);
+    ops[1].proof.as_mut().unwrap().view = 1;
+    let result = speculation::check(&paired(&ops), &ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    // The same rollback under the proof's view is a violation.
+    let mut same_view = ledgers;
+    let LedgerEvent::Execute(first_try) = &mut same_view.get_mut(&1).unwrap()[2] else {
+        panic!("event 3 executes seq 3")
+    };
+    first_try.view = 1;
+    let result = speculation::check(&paired(&ops), &same_view);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+}
+
 #[test]
 fn a_promise_beyond_every_honest_ledger_is_invalid() {
     let result = speculation::check(&read_x_promised_at(9), &honest());
