@@ -193,6 +193,11 @@ pub struct TestOptions {
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Replicas fsync every commit of their store (power-loss durability; without it a commit
+    /// survives SIGKILL, which is what the nemesis does, at about twice the throughput).
+    #[arg(long)]
+    #[serde(default)]
+    pub fsync: bool,
 }
 
 /// An option is out of range.

@@ -111,7 +111,7 @@ pub async fn run_once(
     eprintln!("ordeal: {name}, seed {seed}, {}", run_dir.display());
 
     // Secrets are deleted when `setup` is dropped, on every path out of this function.
-    let setup = Setup::create(&run_dir, &config, seed, epoch_unix_nanos)?;
+    let setup = Setup::create(&run_dir, &config, seed, epoch_unix_nanos, options.fsync)?;
     let program = std::env::current_exe().context("locating the ordeal binary")?;
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
     let controller_endpoint =
@@ -172,6 +172,7 @@ impl Setup {
         config: &Config,
         seed: u64,
         epoch_unix_nanos: u64,
+        fsync: bool,
     ) -> anyhow::Result<Setup> {
         let n = config.replica_count;
         // Keys follow from the seed, like everything else of a run.
@@ -213,6 +214,7 @@ impl Setup {
                     key: directory.join("node.key"),
                 },
                 ledger: directory.join("ledger.jsonl"),
+                fsync,
                 log: directory.join("replica.log"),
                 parent_pid: Some(std::process::id()),
                 epoch_unix_nanos,

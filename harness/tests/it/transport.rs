@@ -54,7 +54,7 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
     let dir = temp_dir("transport");
     let config = Config::new(Protocol::PoeTs, 4, 4);
     let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
-    let setup = Setup::create(&dir, &config, 7, epoch).expect("cluster files");
+    let setup = Setup::create(&dir, &config, 7, epoch, false).expect("cluster files");
     let mut cluster =
         Cluster::spawn(ordeal(), &setup.configs, setup.addresses.clone()).expect("spawn");
     let runtime =

@@ -28,6 +28,10 @@ pub struct NodeConfig {
     pub tls: TlsFiles,
     /// Where ledger events are appended (JSON lines).
     pub ledger: PathBuf,
+    /// Whether the store (`store.redb` beside the ledger) fsyncs every commit. Without it a
+    /// commit survives the process being killed, not the machine losing power.
+    #[serde(default)]
+    pub fsync: bool,
     /// Where the log goes.
     pub log: PathBuf,
     /// Exit as soon as this process (the harness) is gone.

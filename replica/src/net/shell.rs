@@ -37,9 +37,7 @@ use super::frame::{
 use super::link::{self, LinkHandle, LinkTarget};
 use super::store::Store;
 use super::tls::{Identity, TlsMaterial, peer_identity};
-use crate::core::{
-    ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit,
-};
+use crate::core::{ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 
 /// The most decoded inputs waiting for the main loop. Connection tasks wait when it is full,
@@ -144,7 +142,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         secrets.id,
         config.id
     );
-    let store = Store::open(&config.ledger.with_file_name("store.redb"))?;
+    let store = Store::open(&config.ledger.with_file_name("store.redb"), config.fsync)?;
     let durable = store.load().context("reading the store")?;
     let recorded = read_ledger(&config.ledger)?;
     let core = if durable == Durable::default() && recorded.is_empty() {

@@ -1,15 +1,22 @@
 //! The durable store: the core's [`Durable`] state in redb.
 //!
-//! One write transaction per batch of [`Write`]s, committed with `Durability::Immediate`
-//! (fsync) before any message or ledger event that depends on the batch leaves the shell. Tables:
+//! One write transaction per batch of [`Write`]s, committed (`Durability::Immediate`) before any
+//! message or ledger event that depends on the batch leaves the shell. The database file is a
+//! [`StoreFile`]: every write reaches the kernel before the commit returns, so it survives a
+//! SIGKILL of the process (the nemesis's crash); fsync, which also survives a power loss, is
+//! optional (`fsync` in the node config, `ordeal test --fsync`) because on this machine it halves
+//! the cluster's throughput. Tables:
 //! `meta` (the view, the pending VC-REQUEST, the stable checkpoint with its snapshot), `votes`
 //! keyed by (view, seq), `blocks` keyed by seq; values are postcard encodings of the core's types.
 //! The meaning of every write is [`Durable::apply`]'s; this module only mirrors it on disk.
 
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt as _;
 use std::path::Path;
 
 use anyhow::Context as _;
-use redb::{Database, Durability, ReadableTable as _, TableDefinition};
+use redb::{Database, Durability, ReadableTable as _, StorageBackend, TableDefinition};
 
 use crate::core::durable::{Durable, StoredBlock, Write};
 use crate::core::message::{CheckpointCertificate, Support, ViewChange};
@@ -36,13 +43,21 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`; `fsync` makes every commit wait for the disk.
     ///
     /// # Errors
     ///
     /// When the file cannot be opened or is not a redb database.
-    pub fn open(path: &Path) -> anyhow::Result<Store> {
-        let database = Database::create(path)
+    pub fn open(path: &Path, fsync: bool) -> anyhow::Result<Store> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .with_context(|| format!("opening the store {}", path.display()))?;
+        let database = Database::builder()
+            .create_with_backend(StoreFile { file, fsync })
             .with_context(|| format!("opening the store {}", path.display()))?;
         let transaction = database.begin_write()?;
         transaction.open_table(META)?;
@@ -68,10 +83,8 @@ impl Store {
             durable.view_change = Some(decode::<ViewChange>(value.value(), "view change")?.into());
         }
         if let Some(value) = meta.get(CHECKPOINT)? {
-            durable.checkpoint = Some(decode::<(CheckpointCertificate, Snapshot)>(
-                value.value(),
-                "checkpoint",
-            )?);
+            durable.checkpoint =
+                Some(decode::<(CheckpointCertificate, Snapshot)>(value.value(), "checkpoint")?);
         }
         for entry in transaction.open_table(VOTES)?.iter()? {
             let (_, value) = entry?;
@@ -148,4 +161,36 @@ fn encode<T: serde::Serialize>(value: &T) -> Vec<u8> {
 
 fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8], what: &str) -> anyhow::Result<T> {
     postcard::from_bytes(bytes).with_context(|| format!("decoding a stored {what}"))
+}
+
+/// The database file: positioned writes straight to the kernel, so a commit that returned
+/// survives the process being killed; `sync_data` is an fsync only when `fsync` is set.
+#[derive(Debug)]
+struct StoreFile {
+    file: File,
+    fsync: bool,
+}
+
+impl StorageBackend for StoreFile {
+    fn len(&self) -> Result<u64, io::Error> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, io::Error> {
+        let mut buffer = vec![0; len];
+        self.file.read_exact_at(&mut buffer, offset)?;
+        Ok(buffer)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), io::Error> {
+        self.file.set_len(len)
+    }
+
+    fn sync_data(&self, _eventual: bool) -> Result<(), io::Error> {
+        if self.fsync { self.file.sync_data() } else { Ok(()) }
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), io::Error> {
+        self.file.write_all_at(data, offset)
+    }
 }
