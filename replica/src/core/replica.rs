@@ -111,6 +111,28 @@ pub struct Status {
     pub counters: Counters,
 }
 
+/// How much a replica holds in memory per kind of bounded state, to check that garbage
+/// collection keeps it flat (each is bounded by about 2·K plus the log size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Ledger blocks above the last stable checkpoint.
+    pub ledger_blocks: usize,
+    /// Slots the state machine's undo log covers.
+    pub undo_slots: usize,
+    /// Votes the safety rules remember.
+    pub votes: usize,
+    /// Slots with normal-case state above the last executed one.
+    pub open_slots: usize,
+    /// Checkpoints above the stable one (own snapshots and votes received).
+    pub pending_checkpoints: usize,
+    /// Slots a view carried over and not yet re-certified.
+    pub carried_slots: usize,
+    /// Requests forwarded to the primary and not known executed.
+    pub forwarded_requests: usize,
+    /// Messages of the next view held until its NV-PROPOSE arrives.
+    pub early_messages: usize,
+}
+
 /// The accepted proposal of a slot.
 #[derive(Debug, Clone)]
 struct Proposal {
@@ -210,6 +232,9 @@ pub struct Replica {
     last_state_request: Option<Time>,
     /// When this replica last answered each replica's state request.
     state_requests_served: BTreeMap<ReplicaId, Time>,
+    /// Normal-case messages of the next view (the one asked for, or the one after the current
+    /// view) that arrived before its NV-PROPOSE, per sender; handled once the view is entered.
+    early: BTreeMap<ReplicaId, Vec<(View, Message)>>,
 
     /// Writes to persist before anything queued after them leaves.
     writes: Vec<Write>,
@@ -286,6 +311,7 @@ impl Replica {
             checkpoints: BTreeMap::new(),
             last_state_request: None,
             state_requests_served: BTreeMap::new(),
+            early: BTreeMap::new(),
             writes: Vec::new(),
             writes_in_flight: false,
             transmits: VecDeque::new(),
@@ -457,6 +483,20 @@ impl Replica {
         }
     }
 
+    /// How much bounded state this replica holds.
+    pub fn retention(&self) -> Retention {
+        Retention {
+            ledger_blocks: self.ledger.blocks().count(),
+            undo_slots: self.state.undo_len(),
+            votes: self.safety.vote_count(),
+            open_slots: self.slots.len(),
+            pending_checkpoints: self.checkpoints.len(),
+            carried_slots: self.carried.len(),
+            forwarded_requests: self.forwarded.len(),
+            early_messages: self.early.values().map(Vec::len).sum(),
+        }
+    }
+
     // ----------------------------------------------------------------------------------------
     // Message dispatch.
 
@@ -477,11 +517,24 @@ impl Replica {
             if view > self.view {
                 // The cluster moved on without this replica: catch up.
                 self.request_state(now, Some(from));
+                if self.hold_early(from, view, &message) {
+                    return Ok(());
+                }
             }
             if !self.mode.is_normal() {
                 return Err(Rejection::InViewChange { message: message.name() });
             }
         }
+        self.dispatch_opened(now, from, message)
+    }
+
+    /// Handles a message whose MAC verified.
+    fn dispatch_opened(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        message: Message,
+    ) -> Result<(), Rejection> {
         match message {
             Message::Propose(propose) => self.handle_propose(now, from, propose),
             Message::Support(support) => self.handle_support(now, from, support),

@@ -186,6 +186,12 @@ impl StateMachine {
         self.clients.get(&client)
     }
 
+    /// The number of slots the undo log holds (bounded by the stable checkpoint: records up to
+    /// it are discarded).
+    pub fn undo_len(&self) -> usize {
+        self.undo.len()
+    }
+
     /// The oldest slot the undo log can return to.
     pub fn undo_floor(&self) -> Seq {
         self.undo.front().map_or(self.last_seq, |slot| Seq(slot.seq.0 - 1))

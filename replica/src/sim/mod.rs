@@ -6,10 +6,10 @@
 //! [`Cluster::step`] jumps virtual time to the next packet arrival or timer and handles exactly
 //! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
 //! (any function of what the core wanted to send) or by injecting crafted messages sealed with a
-//! replica's own keys, silence replicas with [`Cluster::crash`], cut them off with
-//! [`Cluster::isolate`], and restart them from what they persisted with [`Cluster::restart`]
-//! (each replica has an in-memory [`Durable`] disk that its writes are applied to before
-//! anything it sends is routed).
+//! replica's own keys, silence replicas with [`Cluster::crash`] (or [`Cluster::kill`], which
+//! also loses their packets in flight), cut them off with [`Cluster::isolate`], and restart
+//! them from what they persisted with [`Cluster::restart`] (each replica has an in-memory
+//! [`Durable`] disk that its writes are applied to before anything it sends is routed).
 //!
 //! [`parallel`] runs the same cores on one OS thread per replica instead, on the wall clock, to
 //! measure what the cluster does with every core of the machine.
@@ -311,6 +311,18 @@ impl Cluster {
     /// Silences a replica from now on: it receives and sends nothing.
     pub fn crash(&mut self, id: ReplicaId) {
         self.crashed[id.index()] = true;
+    }
+
+    /// Kills a replica as with SIGKILL: it stops like [`Cluster::crash`], and every packet in
+    /// flight to or from it is lost (its connections are reset), so that a later
+    /// [`Cluster::restart`] starts from its disk and nothing else.
+    pub fn kill(&mut self, id: ReplicaId) {
+        self.crash(id);
+        let node = Node::Replica(id);
+        self.network.retain(|Reverse(scheduled)| {
+            scheduled.packet.from != node && scheduled.packet.to != node
+        });
+        self.armed.remove(&node);
     }
 
     /// Restarts a crashed (or running) replica from its disk, as after a SIGKILL: everything

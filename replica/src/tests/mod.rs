@@ -5,6 +5,7 @@ mod client;
 mod cluster;
 mod config;
 mod crypto;
+mod recovery;
 mod state_machine;
 
 use std::collections::BTreeMap;

@@ -223,8 +223,11 @@ impl Replica {
         }
         self.last_state_request = Some(now);
         self.counters.state_requests_sent += 1;
+        // The view this replica is in, not the one it asks for: a replica that restarted in
+        // the middle of a view change the others completed must get that view's NV-PROPOSE
+        // (its own VC-REQUEST is stale to them, so nothing else would bring it).
         let request = Message::StateRequest(StateRequest {
-            view: self.mode.target().unwrap_or(self.view).max(self.view),
+            view: self.view,
             last_executed: self.last_executed(),
         });
         match to {

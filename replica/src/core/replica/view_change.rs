@@ -143,9 +143,16 @@ impl Replica {
     }
 
     /// Whether this replica waits for something the primary owes it: a forwarded request not
-    /// executed, an accepted proposal or a certificate not executed, a carried slot. Votes alone
-    /// do not count (anyone can send them).
+    /// executed, an accepted proposal or a certificate not executed, a carried slot it has not
+    /// executed. Votes alone do not count (anyone can send them). Nor does a carried slot this
+    /// replica executed and kept: its certificate in the new view only re-tags the replies, and
+    /// a replica that entered the view late (from a state transfer, after a restart) never gets
+    /// it, since the others re-certified the slot before it arrived; accusing the primary over
+    /// it would start a view change nobody joins.
     fn awaiting_progress(&mut self) -> bool {
+        let last_executed = self.last_executed();
+        let carried_pending =
+            self.carried.keys().next_back().is_some_and(|seq| *seq > last_executed);
         let state = &self.state;
         self.forwarded.retain(|(client, request), _| {
             state.client_entry(*client).is_none_or(|entry| entry.request < *request)
@@ -153,7 +160,7 @@ impl Replica {
         let open = self.slots.values().any(|slot| {
             slot.proposal.is_some() || slot.certify.is_some() || slot.certificate.is_some()
         });
-        open || !self.carried.is_empty() || !self.forwarded.is_empty()
+        open || carried_pending || !self.forwarded.is_empty()
     }
 
     /// The view-change timers: progress, new view, and re-sending the VC-REQUEST.
@@ -183,9 +190,15 @@ impl Replica {
         let next_committed = self.slots.get(&next).is_some_and(|slot| slot.certificate.is_some());
         let hole = !next_committed
             && self.slots.range(next.next()..).any(|(_, slot)| slot.certificate.is_some());
-        if hole && !self.hole_state_requested {
-            // Later slots are certified and this one is not: either the primary withholds it,
-            // or this replica missed it. Ask the others once before accusing the primary.
+        // The view carried the next slot over and it is still not certified here: either the
+        // primary does not propose it again, or this replica entered the view late (from a
+        // state transfer, or after a rollback) when the others had long re-certified it, and
+        // nobody will propose it again.
+        let carried_missing = !next_committed && self.carried.contains_key(&next);
+        if (hole || carried_missing) && !self.hole_state_requested {
+            // Later slots are certified and this one is not, or a carried slot never came:
+            // either the primary withholds it, or this replica missed it. Ask the others once
+            // before accusing the primary.
             self.hole_state_requested = true;
             self.last_state_request = None;
             self.request_state(now, None);
@@ -488,6 +501,52 @@ impl Replica {
     }
 
     // ----------------------------------------------------------------------------------------
+    // Messages of the next view.
+
+    /// Keeps a normal-case message of view `view` that arrived before this replica entered it,
+    /// if `view` is the view it asks for (or, in normal operation, the next one) and the
+    /// sender's share of the buffer has room. Returns whether it was kept.
+    ///
+    /// Without this, a replica whose NV-PROPOSE is slower than the first PROPOSE, SUPPORT or
+    /// CERTIFY of the new view would drop them, and nobody sends them again: a carried slot
+    /// could then never gather nf supports here, and the view would fail for nothing.
+    pub(super) fn hold_early(&mut self, from: ReplicaId, view: View, message: &Message) -> bool {
+        let next = self.mode.target().unwrap_or(self.view.next());
+        if view != next {
+            return false;
+        }
+        // A sender's normal-case messages of one view before it could matter: the carried
+        // slots and a window of new ones (bounded per sender, so a faulty one fills only its
+        // own share).
+        let limit = (self.config.evidence_slots_max() + self.config.window) as usize;
+        let held = self.early.entry(from).or_default();
+        held.retain(|(held_view, _)| *held_view == next);
+        if held.len() >= limit {
+            return false;
+        }
+        held.push((view, message.clone()));
+        debug_assert!(held.len() <= limit);
+        true
+    }
+
+    /// Handles the held messages of the view just entered and forgets the others.
+    fn replay_early(&mut self, now: Time) {
+        let early = std::mem::take(&mut self.early);
+        let view = self.view;
+        for (from, messages) in early {
+            for (held_view, message) in messages {
+                if held_view != view || !self.mode.is_normal() {
+                    continue;
+                }
+                if let Err(rejection) = self.dispatch_opened(now, from, message) {
+                    self.counters.reject(rejection);
+                }
+            }
+        }
+        debug_assert!(self.early.values().all(|held| held.iter().all(|(v, _)| *v > view)));
+    }
+
+    // ----------------------------------------------------------------------------------------
     // NV-PROPOSE.
 
     pub(super) fn handle_new_view(
@@ -566,6 +625,7 @@ impl Replica {
                 self.propose_at(now, seq, batch);
             }
         }
+        self.replay_early(now);
     }
 
     /// Rolls this replica's executions back to where they first differ from the decision.
