@@ -101,41 +101,19 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
                 }
                 LedgerEvent::Rollback(rollback) => {
                     let undone = current.split_off(&(rollback.to_seq + 1));
-                    for (seq, execute) in undone {
-                        for promise in promises.get(&seq).into_iter().flatten() {
-                            if keeps(execute, promise).is_ok() && execute.view == promise.view {
-                                report(json!({
-                                    "replica": replica,
-                                    "op": describe(promise),
-                                    "problem": format!(
-                                        "rolled back (to seq {}) a block holding the promised \
-                                         result",
-                                        rollback.to_seq
-                                    ),
-                                }));
-                            }
-                        }
-                    }
+                    let why = format!(
+                        "rolled back (to seq {}) a block holding the promised result",
+                        rollback.to_seq
+                    );
+                    report_undone(*replica, undone, &promises, &why, &mut report);
                 }
                 LedgerEvent::StateTransfer(transfer) => {
                     // Executions above the snapshot are gone (as by a rollback); those below it
                     // are superseded, and removed only if the chain differs at the snapshot
                     // (where it first differs is unknown, so nothing there is reported).
                     let undone = current.split_off(&(transfer.seq + 1));
-                    for (seq, execute) in undone {
-                        for promise in promises.get(&seq).into_iter().flatten() {
-                            if keeps(execute, promise).is_ok() && execute.view == promise.view {
-                                report(json!({
-                                    "replica": replica,
-                                    "op": describe(promise),
-                                    "problem": format!(
-                                        "dropped by a state transfer to seq {}",
-                                        transfer.seq
-                                    ),
-                                }));
-                            }
-                        }
-                    }
+                    let why = format!("dropped by a state transfer to seq {}", transfer.seq);
+                    report_undone(*replica, undone, &promises, &why, &mut report);
                     current.clear();
                 }
                 LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
@@ -154,6 +132,23 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
         Verdict::Valid
     };
     CheckResult::new(verdict, evidence)
+}
+
+/// Reports every promise of `promises` held, under the proof's view, by an `undone` execution.
+fn report_undone(
+    replica: u32,
+    undone: BTreeMap<u64, &ExecuteEvent>,
+    promises: &HashMap<u64, Vec<Promise<'_>>>,
+    why: &str,
+    report: &mut impl FnMut(Value),
+) {
+    for (seq, execute) in undone {
+        for promise in promises.get(&seq).into_iter().flatten() {
+            if keeps(execute, promise).is_ok() && execute.view == promise.view {
+                report(json!({"replica": replica, "op": describe(promise), "problem": why}));
+            }
+        }
+    }
 }
 
 /// Whether `execute` holds the promised request with the promised result.

@@ -28,6 +28,28 @@ use crate::core::message::{
 use crate::core::state_machine::{Snapshot, StateMachine};
 use crate::core::types::{Digest, ReplicaId, Seq, Time};
 
+/// The ledger event recording that `replica` installed `snapshot`, certified by `certificate`.
+pub(super) fn state_transfer_event(
+    replica: ReplicaId,
+    now: Time,
+    certificate: &CheckpointCertificate,
+    snapshot: &Snapshot,
+) -> LedgerEvent {
+    LedgerEvent::StateTransfer(StateTransferEvent {
+        time: now.as_nanos(),
+        replica: u32::from(replica.0),
+        seq: certificate.seq.0,
+        block_hash: certificate.block_hash,
+        state_digest: certificate.state_digest,
+        store: snapshot.store.clone(),
+        clients: snapshot
+            .clients
+            .iter()
+            .map(|(client, entry)| (client.0, entry.request.0))
+            .collect(),
+    })
+}
+
 /// A checkpoint above the stable one.
 #[derive(Debug, Default)]
 pub(super) struct PendingCheckpoint {
@@ -371,19 +393,7 @@ impl Replica {
         self.ledger.reset(seq, certificate.block_hash);
         self.slots.retain(|slot, _| *slot > seq);
         self.counters.snapshots_installed += 1;
-        self.events.push_back(LedgerEvent::StateTransfer(StateTransferEvent {
-            time: now.as_nanos(),
-            replica: u32::from(self.id.0),
-            seq: seq.0,
-            block_hash: certificate.block_hash,
-            state_digest: certificate.state_digest,
-            store: snapshot.store.clone(),
-            clients: snapshot
-                .clients
-                .iter()
-                .map(|(client, entry)| (client.0, entry.request.0))
-                .collect(),
-        }));
+        self.events.push_back(state_transfer_event(self.id, now, &certificate, &snapshot));
         self.make_stable(now, certificate, snapshot, false);
         self.execute_ready(now);
     }

@@ -8,9 +8,10 @@
 //! records them now (executions, a rollback, or the state transfer of its stored checkpoint).
 //! Finally it asks every peer for state, to learn the current view and catch up.
 
-use history::{CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent, StateTransferEvent};
+use history::{CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent};
 use history::{RollbackEvent, ViewEvent};
 
+use super::checkpoint::state_transfer_event;
 use super::view_change::Mode;
 use super::{Replica, signature_hex};
 use crate::core::durable::{Durable, Recorded};
@@ -153,19 +154,8 @@ impl Replica {
         if stable > Seq(0) && recorded_hash(stable) != hash(stable) {
             // The file lacks the checkpoint the store holds: record its snapshot as installed.
             let (certificate, snapshot) = self.stable.as_ref().expect("stable above 0");
-            self.events.push_back(LedgerEvent::StateTransfer(StateTransferEvent {
-                time,
-                replica,
-                seq: stable.0,
-                block_hash: certificate.block_hash,
-                state_digest: certificate.state_digest,
-                store: snapshot.store.clone(),
-                clients: snapshot
-                    .clients
-                    .iter()
-                    .map(|(client, entry)| (client.0, entry.request.0))
-                    .collect(),
-            }));
+            let event = state_transfer_event(self.id, now, certificate, snapshot);
+            self.events.push_back(event);
         } else {
             let end = recorded.head().min(self.last_executed());
             while common < end && recorded_hash(common.next()) == hash(common.next()) {
