@@ -13,7 +13,10 @@ use std::time::Duration;
 use history::{OpKind, Process};
 use nemesis::{FaultKind, Schedule, ScheduleOptions};
 
-use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, wait_until};
+use super::{
+    cluster_lock, kill_harness_expecting_no_replica, ordeal, processes_mentioning, temp_dir,
+    wait_until,
+};
 
 /// The short run of these tests: 12 s of workload, a fault every 2 s, the heal at 12 − 5 = 7 s.
 const RUN: [&str; 10] = [
@@ -202,16 +205,7 @@ fn killing_the_harness_kills_restarted_replicas() {
             .is_ok_and(|text| text.contains(r#""type":"info","f":"kill""#))
     });
     assert!(restarted, "a replica was killed and restarted");
-    // SAFETY: kill with a negative pid signals the process group; no pointers.
-    unsafe { libc::kill(-(harness.id() as i32), libc::SIGKILL) };
-    harness.wait().expect("the harness is reaped");
-    let marker = store.to_str().unwrap().to_string();
-    assert!(
-        wait_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty()),
-        "replicas outlived the harness: {:?}",
-        processes_mentioning(&marker)
-    );
-    let _ = std::fs::remove_dir_all(&store);
+    kill_harness_expecting_no_replica(&mut harness, &store);
 }
 
 /// Nemesis options that make no schedule are refused before anything starts, naming the

@@ -32,6 +32,21 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Kills the harness with SIGKILL (its whole process group) and asserts that none of the
+/// replicas of its run (`store`) outlives it; removes the store.
+fn kill_harness_expecting_no_replica(harness: &mut std::process::Child, store: &Path) {
+    // SAFETY: kill with a negative pid signals the process group; no pointers.
+    unsafe { libc::kill(-(harness.id() as i32), libc::SIGKILL) };
+    harness.wait().expect("the harness is reaped");
+    let marker = store.to_str().unwrap().to_string();
+    assert!(
+        wait_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty()),
+        "replicas outlived the harness: {:?}",
+        processes_mentioning(&marker)
+    );
+    let _ = std::fs::remove_dir_all(store);
+}
+
 /// The processes whose command line mentions `marker` (all of a run's replicas mention its
 /// store directory), other than this test process.
 fn processes_mentioning(marker: &str) -> Vec<u32> {

@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use history::OpKind;
 
-use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, wait_until};
+use super::{
+    cluster_lock, kill_harness_expecting_no_replica, ordeal, processes_mentioning, temp_dir,
+    wait_until,
+};
 
 fn ordeal_test(store: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(ordeal());
@@ -170,16 +173,7 @@ fn killing_the_harness_kills_its_replicas() {
         .spawn()
         .expect("ordeal starts");
     assert!(wait_for_replicas(&store), "the replicas started");
-    // SAFETY: kill with a negative pid signals the process group; no pointers.
-    unsafe { libc::kill(-(harness.id() as i32), libc::SIGKILL) };
-    harness.wait().expect("the harness is reaped");
-    let marker = store.to_str().unwrap().to_string();
-    assert!(
-        wait_until(Duration::from_secs(5), || processes_mentioning(&marker).is_empty()),
-        "replicas outlived the harness: {:?}",
-        processes_mentioning(&marker)
-    );
-    let _ = std::fs::remove_dir_all(&store);
+    kill_harness_expecting_no_replica(&mut harness, &store);
 }
 
 /// Ctrl-C: every replica is stopped, the history recorded so far is written and checked, and
