@@ -218,6 +218,7 @@ impl Setup {
                 log: directory.join("replica.log"),
                 parent_pid: Some(std::process::id()),
                 epoch_unix_nanos,
+                byzantine: None,
             };
             let path = directory.join("config.toml");
             write(&path, &node.to_toml())?;

@@ -19,12 +19,14 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod budget;
+pub mod network;
 pub mod schedule;
 
 #[cfg(test)]
 mod tests;
 
 pub use budget::{Budget, BudgetError};
+pub use network::{LinkFault, NetworkFaults, Node};
 pub use schedule::{
     Action, Fault, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step, TargetPicker,
     TargetSpec,

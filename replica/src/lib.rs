@@ -6,6 +6,8 @@
 //!   (replica and client logic, state machine, ledger). No sockets, files, clocks or global
 //!   randomness: inputs are method calls with the current time, outputs are drained by the
 //!   caller.
+//! - [`byzantine`]: the Byzantine hook on the send and receive paths, only in replicas the run
+//!   declares Byzantine.
 //! - [`crypto`]: ed25519, HMAC-SHA256, BLS threshold signatures and the trusted dealer.
 //! - [`sim`]: an in-memory deterministic cluster on virtual time that drives the core, for
 //!   tests and benchmarks.
@@ -15,6 +17,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod byzantine;
 pub mod core;
 pub mod crypto;
 pub mod net;

@@ -34,6 +34,10 @@ pub struct NodeConfig {
     pub fsync: bool,
     /// Where the log goes.
     pub log: PathBuf,
+    /// Set only in replicas the run declares Byzantine: their hook can then be switched on
+    /// over the control endpoint. Correct replicas have none and run no hook code.
+    #[serde(default)]
+    pub byzantine: Option<crate::byzantine::ByzantineConfig>,
     /// Exit as soon as this process (the harness) is gone.
     #[serde(default)]
     pub parent_pid: Option<u32>,

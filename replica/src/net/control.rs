@@ -28,6 +28,12 @@ pub enum ControlRequest {
     Status,
     /// Stop gracefully (flush the ledger, close connections, exit 0).
     Stop,
+    /// Behave maliciously in these ways from now on (none: behave correctly). Refused by a
+    /// replica the run did not declare Byzantine.
+    Behave {
+        /// The behaviours to switch on; every other is off.
+        behaviours: Vec<crate::byzantine::Behaviour>,
+    },
 }
 
 /// What the replica answers.
@@ -38,6 +44,13 @@ pub enum ControlResponse {
     Status(StatusReport),
     /// The replica is stopping.
     Stopping,
+    /// The behaviours asked for are on.
+    Behaving,
+    /// The request was refused.
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A replica's status.
@@ -135,6 +148,23 @@ impl ControlClient {
     pub async fn stop(&self) -> Result<(), ControlError> {
         match self.exchange(&ControlRequest::Stop).await? {
             ControlResponse::Stopping => Ok(()),
+            other => Err(self.exchange_error(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Switches the replica's Byzantine behaviours (none: correct behaviour).
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Exchange`], also when the replica refuses (it is not declared
+    /// Byzantine).
+    pub async fn behave(
+        &self,
+        behaviours: Vec<crate::byzantine::Behaviour>,
+    ) -> Result<(), ControlError> {
+        match self.exchange(&ControlRequest::Behave { behaviours }).await? {
+            ControlResponse::Behaving => Ok(()),
+            ControlResponse::Refused { reason } => Err(self.exchange_error(reason)),
             other => Err(self.exchange_error(format!("unexpected answer {other:?}"))),
         }
     }

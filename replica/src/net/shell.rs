@@ -388,6 +388,9 @@ impl Shell {
                         self.stopping = true;
                         ControlResponse::Stopping
                     }
+                    ControlRequest::Behave { .. } => ControlResponse::Refused {
+                        reason: "this replica is not declared Byzantine".into(),
+                    },
                 };
                 // The controller may have given up waiting; nothing to do then.
                 let _ = reply.send(response);

@@ -1,0 +1,116 @@
+//! Byzantine behaviour: a hook on a replica's send and receive paths, switched on over the
+//! control endpoint, only in replicas the run declares Byzantine (`NodeConfig::byzantine`).
+//! Correct replicas never construct it, so they run no hook code.
+//!
+//! A Byzantine replica uses its own real keys: it signs, MACs and shares whatever it likes,
+//! but cannot forge another replica's authentication.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// One named malicious behaviour (PROTOCOL.md §§3–5, §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// As primary: different batches for one slot to different replicas; as a backup: support
+    /// every proposal it sees, conflicting ones included.
+    Equivocate,
+    /// As primary: leave some replicas (at most f) out of proposals and certificates.
+    InTheDark,
+    /// As primary: never propose some slots, leaving holes.
+    WithholdSlot,
+    /// Invalid signatures, threshold shares and MACs.
+    Forge,
+    /// Votes (supports, checkpoints) for another digest, correctly signed.
+    CorruptDigest,
+    /// INFORMs with wrong results, correctly MACed.
+    WrongResult,
+    /// Messages tagged with an older view.
+    StaleView,
+    /// Messages tagged with a later view.
+    FutureView,
+    /// VC-REQUESTs while the primary is fine.
+    FalseFailure,
+    /// As new primary: different valid NV-PROPOSEs from different nf subsets to different
+    /// replicas.
+    NvEquivocate,
+    /// Re-send old valid messages.
+    Replay,
+    /// Send nothing.
+    Silent,
+    /// Seeded small-scope random mutation of one field of outgoing messages (ByzzFuzz).
+    Mutate,
+}
+
+impl Behaviour {
+    /// Every behaviour, in a fixed order.
+    pub const ALL: [Behaviour; 13] = [
+        Behaviour::Equivocate,
+        Behaviour::InTheDark,
+        Behaviour::WithholdSlot,
+        Behaviour::Forge,
+        Behaviour::CorruptDigest,
+        Behaviour::WrongResult,
+        Behaviour::StaleView,
+        Behaviour::FutureView,
+        Behaviour::FalseFailure,
+        Behaviour::NvEquivocate,
+        Behaviour::Replay,
+        Behaviour::Silent,
+        Behaviour::Mutate,
+    ];
+
+    /// The name on the command line, in scenarios, the history and counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Behaviour::Equivocate => "equivocate",
+            Behaviour::InTheDark => "in-the-dark",
+            Behaviour::WithholdSlot => "withhold-slot",
+            Behaviour::Forge => "forge",
+            Behaviour::CorruptDigest => "corrupt-digest",
+            Behaviour::WrongResult => "wrong-result",
+            Behaviour::StaleView => "stale-view",
+            Behaviour::FutureView => "future-view",
+            Behaviour::FalseFailure => "false-failure",
+            Behaviour::NvEquivocate => "nv-equivocate",
+            Behaviour::Replay => "replay",
+            Behaviour::Silent => "silent",
+            Behaviour::Mutate => "mutate",
+        }
+    }
+}
+
+impl fmt::Display for Behaviour {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.name())
+    }
+}
+
+/// A name that is no [`Behaviour`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown Byzantine behaviour {0:?} (known: {known})", known = known_names())]
+pub struct UnknownBehaviour(pub String);
+
+fn known_names() -> String {
+    Behaviour::ALL.iter().map(|behaviour| behaviour.name()).collect::<Vec<_>>().join(", ")
+}
+
+impl FromStr for Behaviour {
+    type Err = UnknownBehaviour;
+
+    fn from_str(name: &str) -> Result<Behaviour, UnknownBehaviour> {
+        Behaviour::ALL
+            .into_iter()
+            .find(|behaviour| behaviour.name() == name)
+            .ok_or_else(|| UnknownBehaviour(name.to_string()))
+    }
+}
+
+/// How a replica the run declares Byzantine is set up (`NodeConfig::byzantine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByzantineConfig {
+    /// The seed of the hook's random choices (which replicas, which fields).
+    pub seed: u64,
+}
