@@ -12,21 +12,31 @@
 //! - [`budget`]: [`Budget`], which keeps crashed plus paused replicas within f and tracks the
 //!   most that were ever down at once.
 //!
-//! Later issues add a user-space UDP relay per directed link (partitions, delay, loss,
-//! duplication, reordering: the kernel here has no netem, and users should not need root),
-//! Byzantine behaviour switched on over the replicas' control endpoints, and scenarios.
+//! - [`network`]: network faults as data: a [`LinkFault`] per directed link between
+//!   [`Node`]s, [`PartitionShape`]s laid out by [`partition`], and delay, loss, duplication and
+//!   reordering on the links touching a set of replicas.
+//! - [`relay`]: the relay's model on virtual time: each packet's fate (dropped, delayed,
+//!   duplicated, held back) from a seeded draw, a bounded queue per link, and counters. The
+//!   harness's user-space UDP relay (`harness::network`) applies it to real traffic: the kernel
+//!   here has no netem, and users should not need root.
+//!
+//! Later issues add Byzantine behaviour switched on over the replicas' control endpoints, and
+//! scenarios.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod budget;
 pub mod network;
+pub mod relay;
 pub mod schedule;
 
 #[cfg(test)]
 mod tests;
 
 pub use budget::{Budget, BudgetError};
-pub use network::{LinkFault, NetworkFaults, Node};
+pub use network::{
+    LinkFault, NetworkFaults, Node, PartitionError, PartitionShape, UnknownShape, partition,
+};
 pub use schedule::{
     Action, Fault, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step, TargetPicker,
     TargetSpec,
