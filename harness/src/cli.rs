@@ -198,6 +198,11 @@ pub struct TestOptions {
     #[arg(long)]
     #[serde(default)]
     pub fsync: bool,
+    /// Connect replicas and clients directly, without the network relay (no network faults
+    /// possible; for measuring the relay's overhead).
+    #[arg(long, hide = true)]
+    #[serde(default)]
+    pub no_relay: bool,
 }
 
 /// An option is out of range.

@@ -47,9 +47,17 @@ const RESTARTS_MAX: u32 = 1_000_000;
 ///
 /// When no port can be bound.
 pub fn allocate_ports(count: usize) -> std::io::Result<Vec<SocketAddr>> {
-    let sockets =
-        (0..count).map(|_| UdpSocket::bind("127.0.0.1:0")).collect::<std::io::Result<Vec<_>>>()?;
-    sockets.iter().map(UdpSocket::local_addr).collect()
+    reserve_ports(count)?.iter().map(UdpSocket::local_addr).collect()
+}
+
+/// Binds `count` UDP sockets on free ports of 127.0.0.1 and returns them: their ports stay
+/// taken while the caller binds other sockets (the relay's), and are free again once dropped.
+///
+/// # Errors
+///
+/// When no port can be bound.
+pub fn reserve_ports(count: usize) -> std::io::Result<Vec<UdpSocket>> {
+    (0..count).map(|_| UdpSocket::bind("127.0.0.1:0")).collect()
 }
 
 /// How stopping the replicas went.

@@ -8,6 +8,7 @@
 //! - [`cluster`]: replica processes (ports, spawning, readiness, kill, restart, pause, resume,
 //!   stopping).
 //! - [`faults`]: the process nemesis at run time (a schedule executed with real signals).
+//! - [`network`]: the network nemesis at run time: the UDP relay between every pair of nodes.
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
 //! - [`results`]: checking a run and writing `results.json`.
@@ -22,6 +23,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod faults;
+pub mod network;
 pub mod results;
 pub mod run;
 pub mod store;

@@ -44,6 +44,8 @@ pub struct RunSummary {
     pub faults: FaultReport,
     /// How long after the final heal the cluster must make progress.
     pub liveness_window: Duration,
+    /// What the network relay did (`None` without it).
+    pub network: Option<serde_json::Value>,
 }
 
 /// Runs the checkers on the run's history and ledgers, writes `results.json`, prints a
@@ -80,6 +82,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         interrupted: summary.interrupted,
         faults: summary.faults.clone(),
         liveness_window: summary.liveness_window,
+        network: summary.network.clone(),
     };
     let (verdict, report) = check_run(&run)?;
     print_summary(&run, &report);
@@ -110,6 +113,8 @@ pub struct StoredRun {
     pub faults: FaultReport,
     /// How long after the final heal the cluster must make progress.
     pub liveness_window: Duration,
+    /// What the network relay did (`None` without it).
+    pub network: Option<serde_json::Value>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -174,6 +179,7 @@ impl StoredRun {
             faults: serde_json::from_value(previous["faults"].clone()).unwrap_or_default(),
             liveness_window: Duration::try_from_secs_f64(test.options.liveness_window)
                 .unwrap_or(LivenessOptions::default().window),
+            network: previous.get("network").filter(|network| !network.is_null()).cloned(),
         })
     }
 }
@@ -226,6 +232,7 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
             "restarts": run.faults.restarts,
         },
         "faults": faults_json(run),
+        "network": run.network,
         "cluster": {
             "replicas": run.cluster.replica_count,
             "ready_ms": run.ready_ms,

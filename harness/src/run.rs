@@ -18,7 +18,7 @@ use history::Verdict;
 use nemesis::Schedule;
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
-use replica::core::{Client, Config};
+use replica::core::{Client, Config, ReplicaId};
 use replica::crypto::dealer::ClusterKeys;
 use replica::net::client::ClientTransport;
 use replica::net::config::NodeConfig;
@@ -34,6 +34,7 @@ use crate::certs::RunCa;
 use crate::cli::TestOptions;
 use crate::cluster::{self, Cluster};
 use crate::faults::{self, FaultContext, FaultReport};
+use crate::network::Network;
 use crate::results::{self, RunSummary};
 use crate::store;
 use crate::workers::Workers;
@@ -110,8 +111,38 @@ pub async fn run_once(
     write(&run_dir.join("test.toml"), &toml::to_string(&record).context("serializing test.toml")?)?;
     eprintln!("ordeal: {name}, seed {seed}, {}", run_dir.display());
 
+    // The relay's sockets are bound while the replicas' ports are reserved, so none collide.
+    let n = usize::from(config.replica_count);
+    let reserved = cluster::reserve_ports(n).context("allocating ports")?;
+    let addresses = reserved
+        .iter()
+        .map(std::net::UdpSocket::local_addr)
+        .collect::<std::io::Result<Vec<_>>>()
+        .context("allocating ports")?;
+    // Stopped (its sockets closed, its thread joined) when dropped, on every path.
+    let network = if options.no_relay {
+        None
+    } else {
+        Some(Network::start(&addresses, &BTreeMap::new(), seed).context("starting the relay")?)
+    };
+    drop(reserved);
+    let routes = match &network {
+        Some(network) => Routes {
+            peers: (0..n).map(|index| network.peer_addresses(ReplicaId(index as u8))).collect(),
+            clients: network.client_addresses(),
+        },
+        None => Routes::direct(&addresses),
+    };
     // Secrets are deleted when `setup` is dropped, on every path out of this function.
-    let setup = Setup::create(&run_dir, &config, seed, epoch_unix_nanos, options.fsync)?;
+    let setup = Setup::create_routed(
+        &run_dir,
+        &config,
+        seed,
+        epoch_unix_nanos,
+        options.fsync,
+        addresses,
+        routes,
+    )?;
     let program = std::env::current_exe().context("locating the ordeal binary")?;
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
     let controller_endpoint =
@@ -125,6 +156,7 @@ pub async fn run_once(
     controller_endpoint.close(0u32.into(), b"done");
     drop(cluster);
     drop(setup);
+    let network = network.map(Network::stop);
     let drive = outcome?;
     if !stopped.escalated.is_empty() {
         eprintln!("ordeal: replicas did not all stop gracefully ({:?})", stopped.escalated);
@@ -141,6 +173,7 @@ pub async fn run_once(
         stopped,
         faults: drive.faults.unwrap_or_default(),
         liveness_window: Duration::from_secs_f64(options.liveness_window),
+        network: network.and_then(|stats| serde_json::to_value(stats).ok()),
     };
     let verdict = results::check_and_write(&summary, &config)?;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
@@ -154,8 +187,10 @@ pub struct Setup {
     pub ca: RunCa,
     /// Every protocol key.
     pub keys: ClusterKeys,
-    /// Where replica i listens, at position i.
+    /// Where replica i listens, at position i (the control connections go there).
     pub addresses: Vec<SocketAddr>,
+    /// Where clients send to replica i, at position i (through the relay, or `addresses`).
+    pub client_addresses: Vec<SocketAddr>,
     /// Replica i's configuration file, at position i.
     pub configs: Vec<PathBuf>,
     secrets: Vec<PathBuf>,
@@ -174,7 +209,36 @@ impl Setup {
         epoch_unix_nanos: u64,
         fsync: bool,
     ) -> anyhow::Result<Setup> {
+        let addresses = cluster::allocate_ports(usize::from(config.replica_count))
+            .context("allocating ports")?;
+        let routes = Routes::direct(&addresses);
+        Setup::create_routed(run_dir, config, seed, epoch_unix_nanos, fsync, addresses, routes)
+    }
+
+    /// [`Setup::create`] with the replicas listening on `addresses` and reaching each other and
+    /// the clients reaching them by `routes` (the relay's sockets).
+    ///
+    /// # Errors
+    ///
+    /// When a key, certificate or file cannot be made; the message names it.
+    pub fn create_routed(
+        run_dir: &Path,
+        config: &Config,
+        seed: u64,
+        epoch_unix_nanos: u64,
+        fsync: bool,
+        addresses: Vec<SocketAddr>,
+        routes: Routes,
+    ) -> anyhow::Result<Setup> {
         let n = config.replica_count;
+        anyhow::ensure!(
+            addresses.len() == usize::from(n)
+                && routes.peers.len() == usize::from(n)
+                && routes.clients.len() == usize::from(n),
+            "addresses for {} replicas, routes for {}, cluster of {n}",
+            addresses.len(),
+            routes.peers.len()
+        );
         // Keys follow from the seed, like everything else of a run.
         let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6f72_6465_616c_6b65);
         let keys =
@@ -183,7 +247,6 @@ impl Setup {
         let ca = RunCa::generate("Ordeal run CA").context("generating the run's CA")?;
         write(&run_dir.join("ca.crt"), &ca.cert_pem())?;
         write_json(&run_dir.join("public.json"), &keys.public)?;
-        let addresses = cluster::allocate_ports(usize::from(n)).context("allocating ports")?;
         let mut configs = Vec::new();
         let mut secrets = Vec::new();
         for index in 0..n {
@@ -204,7 +267,7 @@ impl Setup {
             let node = NodeConfig {
                 id: index,
                 listen: addresses[usize::from(index)],
-                peers: addresses.clone(),
+                peers: routes.peers[usize::from(index)].clone(),
                 cluster: config.clone(),
                 public_keys: run_dir.join("public.json"),
                 secrets: directory.join("secrets.json"),
@@ -224,7 +287,7 @@ impl Setup {
             write(&path, &node.to_toml())?;
             configs.push(path);
         }
-        Ok(Setup { ca, keys, addresses, configs, secrets })
+        Ok(Setup { ca, keys, addresses, client_addresses: routes.clients, configs, secrets })
     }
 
     /// Deletes the secret files: keys are deleted at the end of a run (DESIGN: the store keeps
@@ -239,6 +302,22 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         self.delete_secrets();
+    }
+}
+
+/// How nodes reach the replicas: directly, or through the relay.
+#[derive(Debug, Clone)]
+pub struct Routes {
+    /// Replica i's `NodeConfig::peers`, at position i.
+    pub peers: Vec<Vec<SocketAddr>>,
+    /// The addresses clients dial, replica by replica.
+    pub clients: Vec<SocketAddr>,
+}
+
+impl Routes {
+    /// Everyone dials the replicas' own `addresses`.
+    pub fn direct(addresses: &[SocketAddr]) -> Routes {
+        Routes { peers: vec![addresses.to_vec(); addresses.len()], clients: addresses.to_vec() }
     }
 }
 
@@ -323,7 +402,9 @@ async fn drive(
         let client_endpoint = &client_endpoints[block];
         let tls = cert.tls(&setup.ca);
         let transport = workers
-            .enter(block, || ClientTransport::connect(client_endpoint, &tls, &setup.addresses))
+            .enter(block, || {
+                ClientTransport::connect(client_endpoint, &tls, &setup.client_addresses)
+            })
             .context("starting a client's links")?;
         transports.push(transport);
     }
