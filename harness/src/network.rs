@@ -131,6 +131,13 @@ pub struct Counters {
     pub reordered: u64,
 }
 
+impl Counters {
+    /// Every drop.
+    pub fn dropped(&self) -> u64 {
+        self.dropped_blocked + self.dropped_loss + self.dropped_overflow
+    }
+}
+
 impl From<LinkCounters> for Counters {
     fn from(counters: LinkCounters) -> Counters {
         Counters {

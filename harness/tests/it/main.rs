@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods, reason = "integration tests wait on real processes")]
 
 mod faults;
+mod network;
 mod process;
 mod transport;
 
