@@ -872,15 +872,22 @@ async fn serve(engine: Rc<RefCell<Engine>>, index: usize) {
         }
         let mut buffers = buffers.borrow_mut();
         let Buffers { data, meta } = &mut *buffers;
+        let mut count = 0;
         let received = socket.io.try_io(Interest::READABLE, || {
             let mut chunks = data.chunks_mut(SLOT_BYTES);
             let mut slices: [IoSliceMut<'_>; BATCH_SIZE] =
                 std::array::from_fn(|_| IoSliceMut::new(chunks.next().unwrap_or_default()));
-            socket.state.recv((&socket.io).into(), &mut slices, meta)
+            count = socket.state.recv((&socket.io).into(), &mut slices, meta)?;
+            // Fewer than a full batch: the queue was empty when the kernel stopped, so report
+            // WouldBlock to clear the readiness now, saving the syscall that would only find
+            // it empty. A datagram arriving meanwhile raises readiness again (epoll signals
+            // every arrival, and tokio does not clear readiness set after it was read).
+            if count < BATCH_SIZE { Err(io::ErrorKind::WouldBlock.into()) } else { Ok(()) }
         });
-        // WouldBlock (readiness was stale) and errors such as ICMP unreachable (a replica
-        // gone): keep serving.
-        let Ok(count) = received else { continue };
+        // Errors such as ICMP unreachable (a replica gone): keep serving.
+        if received.is_err_and(|error| error.kind() != io::ErrorKind::WouldBlock) {
+            continue;
+        }
         let mut engine_ref = engine.borrow_mut();
         engine_ref.reload();
         for (meta, slot) in meta.iter().zip(data.chunks(SLOT_BYTES)).take(count) {
@@ -919,3 +926,6 @@ async fn publish_stats(engine: Rc<RefCell<Engine>>) {
         engine.borrow().publish();
     }
 }
+
+#[cfg(test)]
+mod tests;
