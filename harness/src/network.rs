@@ -176,6 +176,9 @@ pub struct NetworkStats {
     pub unrouted: u64,
     /// Client mappings evicted to make room for new ones.
     pub client_mappings_evicted: u64,
+    /// Receive calls that returned something (packets per call tell how well the relay
+    /// batches).
+    pub receive_calls: u64,
     /// Every link that carried something, in order.
     pub links: Vec<LinkStats>,
 }
@@ -539,6 +542,7 @@ struct Engine {
     send_errors: u64,
     unrouted: u64,
     evicted: u64,
+    receive_calls: u64,
     /// Wakes the task sending held packets when one was queued.
     held: Rc<Notify>,
     buffers: Rc<RefCell<Buffers>>,
@@ -597,6 +601,7 @@ impl Engine {
             send_errors: self.send_errors,
             unrouted: self.unrouted,
             client_mappings_evicted: self.evicted,
+            receive_calls: self.receive_calls,
             ..NetworkStats::default()
         };
         let mut total = LinkCounters::default();
@@ -816,6 +821,7 @@ fn relay_thread(
             send_errors: 0,
             unrouted: 0,
             evicted: 0,
+            receive_calls: 0,
             held: Rc::new(Notify::new()),
             buffers: Rc::new(RefCell::new(Buffers::new())),
         }));
@@ -890,6 +896,7 @@ async fn serve(engine: Rc<RefCell<Engine>>, index: usize) {
         }
         let mut engine_ref = engine.borrow_mut();
         engine_ref.reload();
+        engine_ref.receive_calls += u64::from(count > 0);
         for (meta, slot) in meta.iter().zip(data.chunks(SLOT_BYTES)).take(count) {
             let len = meta.len.min(slot.len());
             engine_ref.forward(&engine, index, meta, &slot[..len]);
