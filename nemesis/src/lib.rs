@@ -21,6 +21,7 @@
 pub mod budget;
 pub mod network;
 pub mod schedule;
+mod shape_tmp;
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +29,7 @@ mod tests;
 pub use budget::{Budget, BudgetError};
 pub use network::{LinkFault, NetworkFaults, Node};
 pub use schedule::{
-    Action, Fault, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step, TargetPicker,
-    TargetSpec,
+    Action, Fault, FaultAction, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step,
+    TargetPicker, TargetSpec,
 };
+pub use shape_tmp::PartitionShape;
