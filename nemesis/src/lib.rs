@@ -22,6 +22,7 @@ pub mod budget;
 pub mod network;
 pub mod schedule;
 mod shape_tmp;
+pub mod timeline;
 
 #[cfg(test)]
 mod tests;
@@ -33,3 +34,4 @@ pub use schedule::{
     TargetPicker, TargetSpec,
 };
 pub use shape_tmp::PartitionShape;
+pub use timeline::{TargetEntry, TimelineEntry};

@@ -364,3 +364,31 @@ fn timelines_are_checked() {
     assert_eq!(actions[1].step, Step::End(0));
     assert_eq!(actions[2].step, Step::Start(1));
 }
+
+/// A drawn schedule written as a timeline and read back gives the same faults (test.toml can
+/// be replayed as a scenario); bad entries are refused with a reason.
+#[test]
+fn timelines_round_trip() {
+    use crate::TimelineEntry;
+    for seed in 0..20 {
+        let schedule = Schedule::new(seed, &acceptance()).unwrap();
+        for fault in &schedule.faults {
+            let entry = TimelineEntry::from_fault(fault);
+            let text = toml::to_string(&entry).unwrap();
+            let back: TimelineEntry = toml::from_str(&text).unwrap();
+            let again = back.to_fault().unwrap();
+            assert_eq!(again.action, fault.action, "{text}");
+            assert_eq!(again.target, fault.target, "{text}");
+            assert!(again.start.abs_diff(fault.start) < Duration::from_micros(1));
+        }
+    }
+    let bad = |text: &str| toml::from_str::<TimelineEntry>(text).map(|entry| entry.to_fault());
+    assert!(matches!(bad("at = 1.0\nuntil = 2.0\nfault = \"explode\""), Ok(Err(_))));
+    assert!(matches!(bad("at = 1.0\nuntil = 2.0\nfault = \"byzantine\""), Ok(Err(_))));
+    let behaviour = "at = 1.0\nuntil = 2.0\nfault = \"byzantine\"\nbehaviours = [\"lie\"]";
+    assert!(matches!(bad(behaviour), Ok(Err(_))));
+    assert!(matches!(bad("at = -1.0\nuntil = 2.0\nfault = \"kill\""), Ok(Err(_))));
+    assert!(bad("at = 1.0\nuntil = 2.0\nfault = \"kill\"\nspeed = 3").is_err());
+    let loss = "at = 1.0\nuntil = 2.0\nfault = \"loss\"\nprobability = 1.5";
+    assert!(matches!(bad(loss), Ok(Err(_))));
+}
