@@ -7,7 +7,9 @@
 //! - [`run`]: one run of `ordeal test`, from keys to results.
 //! - [`cluster`]: replica processes (ports, spawning, readiness, kill, restart, pause, resume,
 //!   stopping).
-//! - [`faults`]: the process nemesis at run time (a schedule executed with real signals).
+//! - [`faults`]: the nemesis at run time (a schedule executed with real signals, the relay and
+//!   the Byzantine replicas' control endpoints).
+//! - [`scenario`]: scenario files (`--scenario`): cluster, workload, timeline, expected verdict.
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
 //! - [`results`]: checking a run and writing `results.json`.
@@ -22,8 +24,10 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod faults;
+pub mod network_stub;
 pub mod results;
 pub mod run;
+pub mod scenario;
 pub mod store;
 pub mod workers;
 

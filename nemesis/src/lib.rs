@@ -31,7 +31,7 @@ pub use budget::{Budget, BudgetError};
 pub use network::{LinkFault, NetworkFaults, Node};
 pub use schedule::{
     Action, Fault, FaultAction, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step,
-    TargetPicker, TargetSpec,
+    TargetPicker, TargetSpec, draw_byzantine,
 };
 pub use shape_tmp::PartitionShape;
 pub use timeline::{TargetEntry, TimelineEntry};

@@ -46,6 +46,29 @@ pub const FAULTS_MAX: u64 = 1_000_000;
 /// Salt of the schedule's random stream (the workload generators and keys use others).
 const SCHEDULE_SALT: u64 = 0x6e65_6d65_7369_7331;
 
+/// Salt of the stream that picks the Byzantine replicas.
+const BYZANTINE_SALT: u64 = 0x6e65_6d65_7369_7333;
+
+/// The replicas a run with `seed` declares Byzantine: `count` of `replica_count`, drawn
+/// uniformly, ascending.
+///
+/// # Panics
+///
+/// When `count` exceeds `replica_count`.
+pub fn draw_byzantine(seed: u64, replica_count: u8, count: u8) -> Vec<ReplicaId> {
+    assert!(count <= replica_count, "{count} Byzantine replicas of {replica_count}");
+    let mut replicas: Vec<u8> = (0..replica_count).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ BYZANTINE_SALT);
+    for index in 0..usize::from(count) {
+        let other = rng.random_range(index..replicas.len());
+        replicas.swap(index, other);
+    }
+    let mut chosen: Vec<ReplicaId> =
+        replicas[..usize::from(count)].iter().map(|&replica| ReplicaId(replica)).collect();
+    chosen.sort();
+    chosen
+}
+
 /// Salt of the target picker's random stream.
 const PICKER_SALT: u64 = 0x6e65_6d65_7369_7332;
 

@@ -392,3 +392,19 @@ fn timelines_round_trip() {
     let loss = "at = 1.0\nuntil = 2.0\nfault = \"loss\"\nprobability = 1.5";
     assert!(matches!(bad(loss), Ok(Err(_))));
 }
+
+/// The declared Byzantine replicas follow from the seed: distinct, in range, and every
+/// replica is drawn for some seed.
+#[test]
+fn byzantine_replicas_follow_the_seed() {
+    let mut seen = BTreeSet::new();
+    for seed in 0..100 {
+        let drawn = crate::draw_byzantine(seed, 7, 2);
+        assert_eq!(drawn, crate::draw_byzantine(seed, 7, 2));
+        assert_eq!(drawn.len(), 2);
+        assert!(drawn[0] < drawn[1] && drawn[1].0 < 7);
+        seen.extend(drawn);
+    }
+    assert_eq!(seen.len(), 7);
+    assert!(crate::draw_byzantine(1, 4, 0).is_empty());
+}
