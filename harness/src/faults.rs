@@ -236,7 +236,13 @@ impl Executor<'_> {
             }
             FaultAction::Partition(shape) => {
                 let first = (*shape == PartitionShape::IsolatePrimary).then_some(primary).flatten();
-                let order = self.picker.order(n, first);
+                let mut order = self.picker.order(n, first);
+                if let TargetSpec::Replicas(named) = &fault.target {
+                    // A scenario's replicas lead the order: they are the ones isolated, the
+                    // first half, the bridge or the one-way sender.
+                    order.retain(|replica| !named.contains(replica));
+                    order.splice(0..0, named.iter().copied());
+                }
                 value["shape"] = json!(shape.name());
                 value["order"] = json!(numbers(&order));
                 self.links.insert(index, partition_faults(*shape, &order));

@@ -50,6 +50,8 @@ pub struct RunSummary {
     pub beyond_budget: bool,
     /// The verdict its scenario expects, if it played one.
     pub expected: Option<Verdict>,
+    /// What the Byzantine clients sent and the replicas refused, if there were any.
+    pub byzantine_clients: Option<serde_json::Value>,
 }
 
 /// Runs the checkers on the run's history and ledgers, writes `results.json`, prints a
@@ -89,6 +91,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         byzantine: summary.byzantine.clone(),
         beyond_budget: summary.beyond_budget,
         expected: summary.expected,
+        byzantine_clients: summary.byzantine_clients.clone(),
     };
     let (verdict, report) = check_run(&run)?;
     print_summary(&run, &report);
@@ -125,6 +128,8 @@ pub struct StoredRun {
     pub beyond_budget: bool,
     /// The verdict its scenario expects, if it played one.
     pub expected: Option<Verdict>,
+    /// What the Byzantine clients sent and the replicas refused, if there were any.
+    pub byzantine_clients: Option<serde_json::Value>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -199,6 +204,7 @@ impl StoredRun {
             beyond_budget: test.options.beyond_budget
                 || test.scenario.as_ref().is_some_and(|scenario| scenario.cluster.beyond_budget),
             expected: test.scenario.map(|scenario| Verdict::from(scenario.expect.verdict)),
+            byzantine_clients: previous.get("byzantine_clients").filter(|v| !v.is_null()).cloned(),
         })
     }
 }
@@ -257,6 +263,7 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
         },
         "history_error": run.history_error,
         "interrupted": run.interrupted,
+        "byzantine_clients": run.byzantine_clients,
         "expected": run.expected.map(verdict_name),
         "as_expected": run.expected.map(|expected| expected == verdict),
     });

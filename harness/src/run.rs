@@ -248,6 +248,7 @@ pub async fn run_once(
         byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
         beyond_budget: options.beyond_budget,
         expected: scenario.as_ref().map(|scenario| Verdict::from(scenario.expect.verdict)),
+        byzantine_clients: drive.byzantine_clients,
     };
     let verdict = results::check_and_write(&summary, &config)?;
     let expected = summary.expected;
@@ -417,6 +418,8 @@ struct DriveOutcome {
     history_error: Option<String>,
     /// What the nemesis did (`None` without faults).
     faults: Option<FaultReport>,
+    /// What the Byzantine clients sent and what the replicas refused (`None` without them).
+    byzantine_clients: Option<serde_json::Value>,
 }
 
 /// What the workload phase works with.
@@ -584,10 +587,16 @@ async fn drive(
     let (faults, interrupted) = tokio::join!(nemesis, limit);
     let _ = stop.send(true);
     let drain = Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE;
+    let mut junk: BTreeMap<&'static str, u64> = BTreeMap::new();
     let drained = tokio::time::timeout(drain, async {
         for client in &mut clients {
-            if let Err(error) = client.await {
-                eprintln!("ordeal: a client process failed: {error}");
+            match client.await {
+                Ok(report) => {
+                    for (kind, count) in report.junk {
+                        *junk.entry(kind).or_default() += count;
+                    }
+                }
+                Err(error) => eprintln!("ordeal: a client process failed: {error}"),
             }
         }
     })
@@ -605,11 +614,35 @@ async fn drive(
     let history_error = recorder.flush().err().map(|error| error.to_string());
     let statuses = cluster.statuses().await;
     write_json(&run_dir.join("replica-status.json"), &statuses)?;
+    let byzantine_clients = (config.client_count > options.concurrency).then(|| {
+        // What the replicas counted against bad client input, over all replicas.
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+        for status in statuses.iter().flatten() {
+            for (name, count) in &status.counters {
+                let client_input = [
+                    "net.frames_malformed",
+                    "net.frames_too_large",
+                    "rejected.client_mismatch",
+                    "rejected.invalid_client_signature",
+                    "rejected.stale_request",
+                    "rejected.malformed_request",
+                ];
+                if client_input.contains(&name.as_str()) && *count > 0 {
+                    *refused.entry(name.clone()).or_default() += count;
+                }
+            }
+        }
+        serde_json::json!({
+            "count": config.client_count - options.concurrency,
+            "sent": junk,
+            "refused": refused,
+        })
+    });
     for client_endpoint in &client_endpoints {
         client_endpoint.close(0u32.into(), b"done");
     }
     drop(workers);
-    Ok(DriveOutcome { ready, interrupted, history_error, faults })
+    Ok(DriveOutcome { ready, interrupted, history_error, faults, byzantine_clients })
 }
 
 fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indicatif::ProgressBar> {
