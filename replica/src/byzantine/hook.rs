@@ -35,11 +35,11 @@ use crate::core::{ClientId, View};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 use crate::crypto::threshold::{BlsSignature, PreparedMessage};
 
-/// How often `false-failure` broadcasts a VC-REQUEST.
+/// How often `false-failure` broadcasts a VC-REQUEST (the first at once).
 pub const FALSE_FAILURE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How often `replay` re-sends one old envelope to each replica.
-pub const REPLAY_INTERVAL: Duration = Duration::from_millis(100);
+pub const REPLAY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Old envelopes kept per receiver for `replay`.
 pub const REPLAY_RING_MAX: usize = 64;
@@ -178,8 +178,7 @@ impl Hook {
         self.behaviours = behaviours.into_iter().collect();
         self.withhold_first = None;
         self.withheld_last = None;
-        self.next_false_failure =
-            self.is_on(Behaviour::FalseFailure).then(|| now + FALSE_FAILURE_INTERVAL);
+        self.next_false_failure = self.is_on(Behaviour::FalseFailure).then_some(now);
         self.next_replay = self.is_on(Behaviour::Replay).then(|| now + REPLAY_INTERVAL);
         if !self.is_on(Behaviour::NvEquivocate) {
             for held in &mut self.held {
