@@ -273,7 +273,9 @@ impl Hook {
                 transmits.append(&mut extra);
                 transmits
             }
-            Transmit::Client { to, inform } => self.rewrite_inform(to, inform).into_iter().collect(),
+            Transmit::Client { to, inform } => {
+                self.rewrite_inform(to, inform).into_iter().collect()
+            }
         };
         let transmits: Vec<Transmit> =
             transmits.into_iter().map(|transmit| self.forge(transmit)).collect();
@@ -784,7 +786,8 @@ impl Hook {
         }
         let shares: Vec<(u32, BlsSignature)> =
             alternative.shares.iter().map(|(signer, share)| (*signer, *share)).collect();
-        let Some(signature) = self.public.threshold.combine_optimistic(&prepared, &shares).signature
+        let Some(signature) =
+            self.public.threshold.combine_optimistic(&prepared, &shares).signature
         else {
             return Vec::new();
         };
@@ -814,7 +817,11 @@ impl Hook {
         match self.config.protocol {
             Protocol::PoeTs => {
                 let primary = self.config.primary(key.0);
-                if primary == self.id { Vec::new() } else { self.seal(primary, &message).into_iter().collect() }
+                if primary == self.id {
+                    Vec::new()
+                } else {
+                    self.seal(primary, &message).into_iter().collect()
+                }
             }
             Protocol::PoeMac => {
                 let receivers: Vec<ReplicaId> = self.others().collect();
@@ -1006,9 +1013,9 @@ impl Hook {
     fn sign_support(&self, view: View, seq: Seq, digest: Digest) -> Support {
         let bytes = support_signing_bytes(&digest);
         let proof = match self.config.protocol {
-            Protocol::PoeTs => {
-                SupportProof::Share(self.secrets.threshold_share.sign(&PreparedMessage::new(&bytes)))
-            }
+            Protocol::PoeTs => SupportProof::Share(
+                self.secrets.threshold_share.sign(&PreparedMessage::new(&bytes)),
+            ),
             Protocol::PoeMac => SupportProof::Signature(self.secrets.signing_key.sign(&bytes)),
         };
         Support { view, seq, digest, replica: self.id, proof }

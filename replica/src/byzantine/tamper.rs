@@ -7,8 +7,8 @@ use history::OpResult;
 use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 
-use crate::core::message::{Message, SignedRequest, SupportProof};
 use crate::core::ReplicaId;
+use crate::core::message::{Message, SignedRequest, SupportProof};
 
 /// Flips one seeded bit of `bytes` (nothing if empty).
 pub(super) fn flip_bit(rng: &mut ChaCha20Rng, bytes: &mut [u8]) {
@@ -26,7 +26,11 @@ pub(super) fn nudge(rng: &mut ChaCha20Rng, number: &mut u64) {
 }
 
 /// Another replica id than `replica` among `replica_count` (itself if it is the only one).
-pub(super) fn other_replica(rng: &mut ChaCha20Rng, replica: ReplicaId, replica_count: u8) -> ReplicaId {
+pub(super) fn other_replica(
+    rng: &mut ChaCha20Rng,
+    replica: ReplicaId,
+    replica_count: u8,
+) -> ReplicaId {
     if replica_count < 2 {
         return replica;
     }
@@ -95,4 +99,3 @@ pub(super) fn forge_inner(rng: &mut ChaCha20Rng, message: &mut Message) -> bool 
     }
     true
 }
-

@@ -5,10 +5,11 @@
 //! uniformly from `[latency_min, latency_max]`, so a wide range reorders delivery). Each
 //! [`Cluster::step`] jumps virtual time to the next packet arrival or timer and handles exactly
 //! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
-//! (any function of what the core wanted to send) or by injecting crafted messages sealed with a
+//! (any function of what the core wanted to send), by injecting crafted messages sealed with a
 //! replica's own keys, or by running a [`Hook`] in it ([`Cluster::set_byzantine`]: the same
-//! Byzantine hook as in the replica process, fed with virtual time), silence replicas with [`Cluster::crash`] (or [`Cluster::kill`], which
-//! also loses their packets in flight), cut them off with [`Cluster::isolate`], and restart
+//! Byzantine hook as in the replica process, on virtual time); they silence replicas with
+//! [`Cluster::crash`] (or [`Cluster::kill`], which also loses their packets in flight), cut
+//! them off with [`Cluster::isolate`], and restart
 //! them from what they persisted with [`Cluster::restart`] (each replica has an in-memory
 //! [`Durable`] disk that its writes are applied to before anything it sends is routed).
 //!

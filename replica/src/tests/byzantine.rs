@@ -24,7 +24,12 @@ use crate::core::{Config, Message, Protocol, ReplicaId, Transmit, View};
 use crate::sim::{Cluster, STEPS_MAX_DEFAULT, SimOptions};
 
 /// A cluster whose replicas in `byzantine` run a hook with those behaviours switched on.
-fn cluster_with(config: Config, seed: u64, requests: u64, byzantine: &[(u8, &[Behaviour])]) -> Cluster {
+fn cluster_with(
+    config: Config,
+    seed: u64,
+    requests: u64,
+    byzantine: &[(u8, &[Behaviour])],
+) -> Cluster {
     let mut cluster = Cluster::new(SimOptions::new(config.clone(), seed, requests));
     let public = Arc::new(cluster.keys().public.clone());
     for &(id, behaviours) in byzantine {
@@ -226,7 +231,9 @@ fn byzantine_silent_primary_is_replaced() {
     assert!(acted(&cluster, 0, Behaviour::Silent) > 0);
     let views = views_entered(&cluster, &honest);
     assert!(views.iter().all(|&entered| entered >= 1), "the primary was replaced: {views:?}");
-    assert!(cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(0))));
+    assert!(
+        cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(0)))
+    );
 }
 
 // --------------------------------------------------------------------------------------------
@@ -260,14 +267,17 @@ fn assert_forgeries_refused(protocol: Protocol, seed: u64, inner: &str) {
     eprintln!("{protocol:?}: {}", debug_rejections(&cluster, &honest));
     assert!(rejected(&cluster, &honest, "invalid_mac") > 0);
     assert!(rejected(&cluster, &honest, inner) > 0, "{inner}");
-    assert!(cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(3))));
+    assert!(
+        cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(3)))
+    );
 }
 
 /// Votes for another digest, correctly signed, never count (PROTOCOL §3.2).
 #[test]
 fn byzantine_corrupt_digest_votes() {
     let requests = 300;
-    let mut cluster = one_byzantine(Protocol::PoeMac, 251, requests, 3, &[Behaviour::CorruptDigest]);
+    let mut cluster =
+        one_byzantine(Protocol::PoeMac, 251, requests, 3, &[Behaviour::CorruptDigest]);
     cluster.slow_down(ReplicaId(2), Duration::from_millis(2));
     let honest = honest_except(4, &[3]);
     assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
@@ -283,7 +293,9 @@ fn byzantine_wrong_results_never_prove() {
     let honest = honest_except(4, &[3]);
     assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
     assert!(acted(&cluster, 3, Behaviour::WrongResult) >= requests);
-    assert!(cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(3))));
+    assert!(
+        cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(3)))
+    );
 }
 
 // --------------------------------------------------------------------------------------------
@@ -394,7 +406,11 @@ fn byzantine_new_view_equivocation() {
     let honest = honest_except(7, &[0, 1]);
     assert_safe_and_live(&mut cluster, requests, &honest);
     let hook = cluster.byzantine(ReplicaId(1)).expect("hook");
-    assert!(hook.acted(Behaviour::NvEquivocate) > 0, "unable: {}", hook.counter("nv-equivocate.unable"));
+    assert!(
+        hook.acted(Behaviour::NvEquivocate) > 0,
+        "unable: {}",
+        hook.counter("nv-equivocate.unable")
+    );
     assert!(sent.borrow().len() >= 2, "two different NV-PROPOSEs for view 1: {:?}", sent.borrow());
 }
 
