@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nemesis::{FaultKind, ScheduleError, ScheduleOptions};
 use replica::core::config::{BATCH_SIZE_MAX, READ_ALL_KEYS_MAX, REPLICA_COUNT_MAX};
-use replica::core::{Config, Protocol};
+use replica::core::{Config, Protocol, ReplicaId};
 use serde::{Deserialize, Serialize};
 use workloads::generator::Workload;
 
@@ -103,7 +103,7 @@ impl From<WorkloadArg> for Workload {
     }
 }
 
-/// Fault injection (more kinds arrive with the nemesis issues).
+/// Fault injection: one `--nemesis` value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NemesisArg {
@@ -113,6 +113,23 @@ pub enum NemesisArg {
     Kill,
     /// SIGSTOP replicas, then SIGCONT them.
     Pause,
+    /// Partition the network (isolate one, isolate the primary, halves, majority ring, bridge,
+    /// one-way).
+    Partition,
+    /// Delay packets, with jitter.
+    Delay,
+    /// Drop packets.
+    Loss,
+    /// Deliver packets twice.
+    Duplicate,
+    /// Reorder packets.
+    Reorder,
+    /// Declared Byzantine replicas switch malicious behaviours on and off.
+    Byzantine,
+    /// Declared Byzantine replicas get a twin process with the same identity and keys.
+    Twins,
+    /// Every kind above, within the fault budget.
+    Mixed,
 }
 
 impl NemesisArg {
@@ -120,17 +137,25 @@ impl NemesisArg {
     pub fn name(self) -> &'static str {
         match self {
             NemesisArg::None => "none",
-            NemesisArg::Kill => "kill",
-            NemesisArg::Pause => "pause",
+            NemesisArg::Mixed => "mixed",
+            other => other.fault_kinds()[0].name(),
         }
     }
 
-    /// The process fault it enables, if any.
-    pub fn fault_kind(self) -> Option<FaultKind> {
+    /// The faults it enables.
+    pub fn fault_kinds(self) -> Vec<FaultKind> {
         match self {
-            NemesisArg::None => None,
-            NemesisArg::Kill => Some(FaultKind::Kill),
-            NemesisArg::Pause => Some(FaultKind::Pause),
+            NemesisArg::None => Vec::new(),
+            NemesisArg::Kill => vec![FaultKind::Kill],
+            NemesisArg::Pause => vec![FaultKind::Pause],
+            NemesisArg::Partition => vec![FaultKind::Partition],
+            NemesisArg::Delay => vec![FaultKind::Delay],
+            NemesisArg::Loss => vec![FaultKind::Loss],
+            NemesisArg::Duplicate => vec![FaultKind::Duplicate],
+            NemesisArg::Reorder => vec![FaultKind::Reorder],
+            NemesisArg::Byzantine => vec![FaultKind::Byzantine],
+            NemesisArg::Twins => vec![FaultKind::Twins],
+            NemesisArg::Mixed => FaultKind::ALL.to_vec(),
         }
     }
 }
@@ -171,9 +196,35 @@ pub struct TestOptions {
     /// Run the test this many times (seeds seed, seed + 1, ...).
     #[arg(long, default_value_t = 1)]
     pub test_count: u32,
-    /// Fault injection, a comma-separated list (`kill,pause`).
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "none")]
+    /// Fault injection, a comma-separated list (`byzantine,partition`); `mixed` is every kind
+    /// within the fault budget.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "mixed")]
     pub nemesis: Vec<NemesisArg>,
+    /// Replicas declared Byzantine, drawn from the seed (default: f when the nemesis plays
+    /// Byzantine faults or twins, else 0; f + 1 with --beyond-budget). They count against the
+    /// fault budget for the whole run and their ledgers are not judged.
+    #[arg(long)]
+    pub byzantine: Option<u8>,
+    /// Allow f + 1 Byzantine replicas: the run is labelled beyond budget, and a safety
+    /// violation there is expected (it proves the checker can see one).
+    #[arg(long)]
+    #[serde(default)]
+    pub beyond_budget: bool,
+    /// Start a twin of a declared Byzantine replica for the whole run: a second process with
+    /// its identity and keys, reached by half the other replicas.
+    #[arg(long)]
+    #[serde(default)]
+    pub twins: bool,
+    /// Byzantine client processes besides the correct ones: they also send malformed,
+    /// badly signed, replayed, misaddressed and oversized requests (default: 1 with `mixed`,
+    /// else 0).
+    #[arg(long)]
+    pub byzantine_clients: Option<u32>,
+    /// A scenario file (TOML: cluster, workload, a timeline of faults, the expected verdict);
+    /// its settings replace the options, and the exit code says whether the verdict was the
+    /// expected one (0) or not (1).
+    #[arg(long)]
+    pub scenario: Option<PathBuf>,
     /// Seconds between fault starts; each fault lasts a quarter to three quarters of it.
     #[arg(long, default_value_t = 5.0)]
     pub nemesis_interval: f64,
@@ -276,7 +327,12 @@ impl TestOptions {
                 format!("{} is not in (0, 86400] seconds", self.liveness_window),
             );
         }
-        let mut config = Config::new(self.protocol.into(), self.replicas, self.concurrency);
+        let byzantine_clients = self.byzantine_client_count();
+        if byzantine_clients > 64 {
+            return fail("byzantine-clients", format!("{byzantine_clients} is not in 0..=64"));
+        }
+        let mut config =
+            Config::new(self.protocol.into(), self.replicas, self.concurrency + byzantine_clients);
         config.batch_size_max = self.batch_size;
         config.batch_timeout = Duration::from_secs_f64(self.batch_timeout_ms / 1000.0);
         config.window = self.window;
@@ -286,14 +342,28 @@ impl TestOptions {
         config
             .validate()
             .map_err(|error| OptionError { option: "window", reason: error.to_string() })?;
+        let f = config.f() as u8;
+        let limit = if self.beyond_budget { f + 1 } else { f };
+        let byzantine = self.byzantine_count(&config);
+        if byzantine > limit {
+            let reason = if self.beyond_budget {
+                format!("{byzantine} is more than f + 1 = {limit}")
+            } else {
+                format!("{byzantine} is more than f = {f} (--beyond-budget allows f + 1)")
+            };
+            return fail("byzantine", reason);
+        }
+        if self.twins && byzantine == 0 {
+            return fail("twins", "a twin needs a Byzantine replica (--byzantine 1)".into());
+        }
         self.schedule_options(&config)?;
         Ok(config)
     }
 
-    /// The process faults enabled by `--nemesis`, without repeats.
+    /// The faults enabled by `--nemesis`, without repeats.
     pub fn fault_kinds(&self) -> Vec<FaultKind> {
         let mut kinds: Vec<FaultKind> =
-            self.nemesis.iter().filter_map(|nemesis| nemesis.fault_kind()).collect();
+            self.nemesis.iter().flat_map(|nemesis| nemesis.fault_kinds()).collect();
         kinds.sort();
         kinds.dedup();
         kinds
@@ -330,13 +400,15 @@ impl TestOptions {
             replica_count: config.replica_count,
             f: config.f(),
             kinds,
+            byzantine: (0..self.byzantine_count(config)).map(ReplicaId).collect(),
             interval: Duration::from_secs_f64(self.nemesis_interval.min(86_400.0)),
             time_limit: Duration::from_secs_f64(self.time_limit),
             liveness_window: Duration::from_secs_f64(self.liveness_window),
         };
         options.validate().map_err(|error| {
             let option = match error {
-                ScheduleError::NoFaultKinds => "nemesis",
+                ScheduleError::NoFaultKinds | ScheduleError::InvalidFault { .. } => "nemesis",
+                ScheduleError::NoByzantineReplicas { .. } => "byzantine",
                 ScheduleError::NoBudget { .. } | ScheduleError::BudgetTooLarge { .. } => "replicas",
                 ScheduleError::IntervalOutOfRange { .. }
                 | ScheduleError::NoTickBeforeHeal { .. }
@@ -348,6 +420,21 @@ impl TestOptions {
             OptionError { option, reason: error.to_string() }
         })?;
         Ok(Some(options))
+    }
+
+    /// How many replicas the run declares Byzantine (`--byzantine`, or its default).
+    pub fn byzantine_count(&self, config: &Config) -> u8 {
+        let f = config.f() as u8;
+        let limit = if self.beyond_budget { f + 1 } else { f };
+        let wanted = self.fault_kinds().iter().any(|kind| kind.needs_byzantine()) || self.twins;
+        self.byzantine.unwrap_or(if wanted || self.beyond_budget { limit } else { 0 })
+    }
+
+    /// How many Byzantine client processes the run adds (`--byzantine-clients`, or its
+    /// default).
+    pub fn byzantine_client_count(&self) -> u32 {
+        let mixed = self.nemesis.contains(&NemesisArg::Mixed);
+        self.byzantine_clients.unwrap_or(if mixed { 1 } else { 0 })
     }
 
     /// The test's name in the store: protocol, workload and nemesis.

@@ -16,6 +16,7 @@
 
 #![allow(clippy::disallowed_methods, reason = "readiness and shutdown are timed on the wall clock")]
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
@@ -94,6 +95,10 @@ pub struct Cluster {
     paused: Vec<bool>,
     /// How often each replica was restarted.
     restarts: Vec<u32>,
+    /// The configuration of each Byzantine replica's twin.
+    twin_configs: BTreeMap<usize, PathBuf>,
+    /// The twins running now.
+    twins: BTreeMap<usize, Child>,
 }
 
 impl Cluster {
@@ -119,6 +124,8 @@ impl Cluster {
             killed: vec![false; configs.len()],
             paused: vec![false; configs.len()],
             restarts: vec![0; configs.len()],
+            twin_configs: BTreeMap::new(),
+            twins: BTreeMap::new(),
         };
         for index in 0..configs.len() {
             let child = cluster.spawn_replica(index, false)?;
@@ -134,7 +141,11 @@ impl Cluster {
     /// Starts replica `index` in the cluster's process group (a new group for the first),
     /// with stdout and stderr in `stdout.log` beside its config, appended to when `append`.
     fn spawn_replica(&self, index: usize, append: bool) -> anyhow::Result<Child> {
-        let config = &self.configs[index];
+        self.spawn_process(&self.configs[index], append)
+    }
+
+    /// Starts `program replica --config <config>` in the cluster's process group.
+    fn spawn_process(&self, config: &Path, append: bool) -> anyhow::Result<Child> {
         let directory = config.parent().unwrap_or(Path::new("."));
         let path = directory.join("stdout.log");
         let output = std::fs::OpenOptions::new()
@@ -156,6 +167,81 @@ impl Cluster {
             .with_context(|| {
                 format!("starting {} for {}", self.program.display(), config.display())
             })
+    }
+
+    /// Registers the configuration of replica `index`'s twin (written beside its own).
+    pub fn set_twin_config(&mut self, index: usize, config: PathBuf) {
+        self.twin_configs.insert(index, config);
+    }
+
+    /// Starts replica `index`'s twin: a second process with its identity and keys, its own
+    /// certificate, port, store and ledger (which no checker judges).
+    ///
+    /// # Errors
+    ///
+    /// When it has no twin configuration, one runs already, or the process cannot start.
+    pub fn spawn_twin(&mut self, index: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(!self.twin_running(index), "replica {index}'s twin is already running");
+        anyhow::ensure!(
+            std::thread::current().id() == self.spawner,
+            "replicas must be spawned from the thread that started the cluster (PR_SET_PDEATHSIG)"
+        );
+        let config = self
+            .twin_configs
+            .get(&index)
+            .ok_or_else(|| anyhow::anyhow!("replica {index} has no twin configuration"))?;
+        let child = self.spawn_process(config, true)?;
+        self.twins.insert(index, child);
+        Ok(())
+    }
+
+    /// Whether replica `index`'s twin runs.
+    pub fn twin_running(&self, index: usize) -> bool {
+        self.twins.contains_key(&index)
+    }
+
+    /// The replicas whose twin runs.
+    pub fn twins(&self) -> Vec<usize> {
+        self.twins.keys().copied().collect()
+    }
+
+    /// Kills replica `index`'s twin and reaps it (bounded).
+    ///
+    /// # Errors
+    ///
+    /// When no twin runs or it did not exit in time.
+    pub async fn kill_twin(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut child = self
+            .twins
+            .remove(&index)
+            .ok_or_else(|| anyhow::anyhow!("replica {index} has no twin running"))?;
+        let _ = child.kill();
+        let deadline = Instant::now() + KILL_EXIT_TIMEOUT;
+        // Bounded by `deadline`.
+        loop {
+            if child.try_wait().context("reaping a twin")?.is_some() {
+                return Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "twin {index} did not exit after SIGKILL");
+            tokio::time::sleep(POLL_INTERVAL / 4).await;
+        }
+    }
+
+    /// Tells replica `index` to behave so (none: correctly) over its control endpoint.
+    ///
+    /// # Errors
+    ///
+    /// When it is not connected (killed, not yet reconnected) or refuses.
+    pub async fn behave(
+        &self,
+        index: usize,
+        behaviours: Vec<replica::byzantine::Behaviour>,
+    ) -> anyhow::Result<()> {
+        let control = self.controls[index]
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("replica {index} is not connected"))?;
+        control.behave(behaviours).await?;
+        Ok(())
     }
 
     /// The process ids, in replica order.
@@ -422,6 +508,10 @@ impl Cluster {
     /// after `grace` without all having exited. Reports which replicas had already exited
     /// (crashed) and how each ended.
     pub async fn stop(&mut self, grace: Duration) -> StopReport {
+        // Twins are never judged: they go first, at once.
+        for index in self.twins() {
+            let _ = self.kill_twin(index).await;
+        }
         // A stopped process cannot answer the control stop or handle SIGTERM.
         let resumed = self.paused();
         for index in &resumed {
@@ -505,6 +595,10 @@ impl Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Every exit path ends here: nothing may outlive the run, and nothing stays stopped.
+        for twin in self.twins.values_mut() {
+            let _ = twin.kill();
+            let _ = twin.wait();
+        }
         self.signal(libc::SIGCONT);
         self.signal(libc::SIGKILL);
         for child in &mut self.children {

@@ -1,29 +1,49 @@
-//! The process nemesis at run time: executes a [`Schedule`] on the [`Cluster`] with real
-//! signals and records every fault in the history.
+//! The nemesis at run time: executes a [`Schedule`] on the [`Cluster`], the network relay and
+//! the Byzantine replicas' control endpoints, and records every fault in the history.
 //!
 //! The executor runs inside the run's own future on the main thread (joined with the time
-//! limit, never spawned as a task), because a restart spawns a replica and the replica's death
-//! signal is tied to the spawning thread (the `cluster` module). Client processes run on their
-//! own worker threads, so a fault, or waiting for a restarted replica, never blocks them.
+//! limit, never spawned as a task), because a restart or a twin spawns a replica and the
+//! replica's death signal is tied to the spawning thread (the `cluster` module). Client
+//! processes run on their own worker threads, so a fault, or waiting for a restarted replica,
+//! never blocks them.
 //!
 //! At each fault's start the executor resolves the target spec (asking every reachable replica
-//! for its view when the spec is the primary), checks the targets against the [`Budget`], and
-//! only then signals. A fault the budget refuses is not started and is reported in `errors`.
+//! for its view when the spec is the primary), and only then acts:
+//!
+//! - kill and pause: the targets are drawn from the replicas the [`Budget`] allows (any replica
+//!   while Byzantine plus crashed plus paused stay within f, else the faulty ones), then
+//!   admitted by the budget, then signalled;
+//! - partition, delay, loss, duplicate, reorder: the link faults of every active network fault
+//!   are merged and handed to the relay (a partition's shape is laid over a seeded order of the
+//!   replicas, the primary first for `isolate-primary`);
+//! - byzantine: the targets (declared Byzantine replicas only) are told over their control
+//!   endpoint to switch on the union of their active behaviours;
+//! - twins: a second process with a declared Byzantine replica's identity and keys starts, and
+//!   the relay routes a seeded half of the other replicas to it.
+//!
+//! A fault that cannot start (the budget refuses, no Byzantine replica to play it) is not
+//! started and is reported in `errors`.
 //!
 //! # History
 //!
 //! Each fault is one invoke/info pair of process `nemesis` (Jepsen's nemesis ops): the invoke
-//! when the fault starts, before the signal, with `f` = `kill` or `pause` and the value
-//! `{"target": "random"|"primary"|"minority", "replicas": [..]}`; the info when it ends, after
-//! the restart answered or the SIGCONT, with what happened (`restarted` or `resumed`, and
-//! `errors` if any). Faults never overlap, so the pairs never interleave. The final heal is a
-//! `heal` invoke/info pair that ends whatever is still faulted; its info is the run's last
-//! nemesis event, which the liveness oracle takes as the time of the heal.
+//! when the fault starts, before it acts, with `f` = the kind's name and a value naming the
+//! target spec, the replicas and the fault's parameters (shape, order, behaviours, delay,
+//! probability, twin group); the info when it ends, with what was undone. Faults of a scenario
+//! may overlap, so pairs of different kinds may interleave. The final heal is a `heal`
+//! invoke/info pair that ends whatever is still faulted; its info is the run's last nemesis
+//! event, which the liveness oracle takes as the time of the heal.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use history::OpKind;
-use nemesis::{Budget, Fault, FaultKind, Schedule, Step, TargetPicker};
+use nemesis::{
+    Budget, Fault, FaultAction, FaultKind, LinkFault, NetworkFaults, Node, PartitionShape,
+    Schedule, Step, TargetPicker, TargetSpec,
+};
+use replica::byzantine::Behaviour;
 use replica::core::ReplicaId;
 use replica::net::tls::TlsMaterial;
 use serde::{Deserialize, Serialize};
@@ -32,29 +52,44 @@ use tokio::sync::watch;
 use workloads::recorder::Recorder;
 
 use crate::cluster::Cluster;
+use crate::network::{NetworkHandle, Twin};
 
 /// How long a restarted replica may take to answer on its control endpoint.
 const RESTART_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// What the nemesis did, for `results.json`.
+/// What the nemesis did, for `results.json`'s `faults`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct FaultReport {
     /// The enabled fault kinds.
     pub nemesis: Vec<String>,
+    /// The replicas declared Byzantine: their ledgers are not judged.
+    pub byzantine: Vec<u8>,
+    /// Whether the run allowed f + 1 Byzantine replicas (a violation is then expected).
+    pub beyond_budget: bool,
+    /// The most faulty replicas allowed: f, or f + 1 beyond budget.
+    pub limit: usize,
+    /// The most replicas faulty (Byzantine, crashed or paused) at once.
+    pub faulty_max: usize,
     /// Faults started.
     pub faults: u64,
+    /// Faults started, by kind.
+    pub by_kind: BTreeMap<String, u64>,
+    /// Byzantine behaviours switched on, by behaviour.
+    pub behaviours: BTreeMap<String, u64>,
     /// Restarts whose replica answered on its control endpoint again.
     pub restarts: u64,
     /// Restarts whose replica was started but did not answer within the timeout.
     pub restarts_unanswered: u64,
+    /// Twin processes started.
+    pub twins: u64,
     /// The most replicas crashed at once.
     pub crashed_max: usize,
     /// The most replicas paused at once.
     pub paused_max: usize,
     /// The time of the final heal's completion (seconds on the history's clock).
     pub final_heal_s: Option<f64>,
-    /// Faults refused or signals that failed.
+    /// Faults refused or actions that failed.
     pub errors: Vec<String>,
 }
 
@@ -62,6 +97,8 @@ pub struct FaultReport {
 pub struct FaultContext<'a> {
     /// The replicas.
     pub cluster: &'a mut Cluster,
+    /// The relay, when traffic goes through one.
+    pub network: Option<&'a NetworkHandle>,
     /// The history.
     pub recorder: &'a Recorder,
     /// The harness's endpoint for control connections.
@@ -70,6 +107,12 @@ pub struct FaultContext<'a> {
     pub controller: &'a TlsMaterial,
     /// Time zero of the schedule: the workload's start.
     pub start: Instant,
+    /// The replicas declared Byzantine.
+    pub byzantine: &'a [ReplicaId],
+    /// Whether the run is beyond budget.
+    pub beyond_budget: bool,
+    /// Where each Byzantine replica's twin listens, when it runs.
+    pub twin_addresses: &'a BTreeMap<ReplicaId, SocketAddr>,
 }
 
 /// A fault under way.
@@ -77,7 +120,7 @@ struct Active {
     kind: FaultKind,
     target: &'static str,
     replicas: Vec<ReplicaId>,
-    /// The replicas the signal reached (a kill of a replica that already exited does not).
+    /// The replicas the action reached (a kill of a replica that already exited does not).
     hit: Vec<ReplicaId>,
 }
 
@@ -85,12 +128,17 @@ struct Executor<'a> {
     context: FaultContext<'a>,
     budget: Budget,
     picker: TargetPicker,
-    active: Option<Active>,
+    active: BTreeMap<usize, Active>,
+    /// The link faults of each active network fault.
+    links: BTreeMap<usize, NetworkFaults>,
+    /// The behaviours of each active Byzantine fault, and its replicas.
+    behaviours: BTreeMap<usize, (Vec<ReplicaId>, Vec<Behaviour>)>,
     report: FaultReport,
 }
 
 /// Executes `schedule` (drawn from `seed`) until its final heal, or until `halt` turns true,
-/// which moves the heal to now. Always ends with the heal: nothing is left killed or paused.
+/// which moves the heal to now. Always ends with the heal: nothing is left killed, paused,
+/// partitioned, malicious or twinned.
 pub async fn execute(
     schedule: &Schedule,
     kinds: &[FaultKind],
@@ -100,13 +148,18 @@ pub async fn execute(
 ) -> FaultReport {
     let report = FaultReport {
         nemesis: kinds.iter().map(|kind| kind.name().to_string()).collect(),
+        byzantine: numbers(context.byzantine),
+        beyond_budget: context.beyond_budget,
         ..FaultReport::default()
     };
+    let budget = Budget::with_byzantine(schedule.f, context.byzantine, context.beyond_budget);
     let mut executor = Executor {
         context,
-        budget: Budget::new(schedule.f),
+        budget,
         picker: TargetPicker::new(seed),
-        active: None,
+        active: BTreeMap::new(),
+        links: BTreeMap::new(),
+        behaviours: BTreeMap::new(),
         report,
     };
     // Bounded: one iteration per action of the schedule.
@@ -121,12 +174,14 @@ pub async fn execute(
             break;
         }
         match action.step {
-            Step::Start(index) => executor.start(&schedule.faults[index]).await,
-            Step::End(_) => executor.end().await,
+            Step::Start(index) => executor.start(index, &schedule.faults[index]).await,
+            Step::End(index) => executor.end(index).await,
             Step::Heal => break,
         }
     }
     executor.heal().await;
+    executor.report.limit = executor.budget.limit();
+    executor.report.faulty_max = executor.budget.faulty_max();
     executor.report.crashed_max = executor.budget.crashed_max();
     executor.report.paused_max = executor.budget.paused_max();
     executor.report
@@ -143,28 +198,112 @@ impl Executor<'_> {
         self.report.errors.push(message);
     }
 
-    async fn start(&mut self, fault: &Fault) {
-        assert!(self.active.is_none(), "faults of a schedule never overlap");
-        let cluster = &mut *self.context.cluster;
-        let replica_count = u8::try_from(cluster.pids().len()).expect("at most 255 replicas");
-        let primary = match fault.target {
-            nemesis::TargetSpec::Primary => cluster.primary().await,
-            _ => None,
-        };
-        let replicas = self.picker.pick(fault.target, replica_count, primary);
-        let kind = fault.kind;
-        if let Err(error) = self.budget.start(kind, &replicas) {
-            let names = numbers(&replicas);
-            self.error(format!("{} of {names:?} not started: {error}", kind.name()));
-            return;
-        }
+    fn replica_count(&self) -> u8 {
+        u8::try_from(self.context.cluster.pids().len()).expect("at most 255 replicas")
+    }
+
+    async fn start(&mut self, index: usize, fault: &Fault) {
+        let kind = fault.kind();
+        let n = self.replica_count();
+        let wants_primary = fault.target == TargetSpec::Primary
+            || fault.action == FaultAction::Partition(PartitionShape::IsolatePrimary);
+        let primary = if wants_primary { self.context.cluster.primary().await } else { None };
+        let all: Vec<ReplicaId> = (0..n).map(ReplicaId).collect();
+        let byzantine = self.context.byzantine.to_vec();
         let target = fault.target.name();
-        let mut value = json!({"target": target, "replicas": numbers(&replicas)});
+        let mut value = json!({"target": target});
         if let Some(primary) = primary {
             value["primary"] = json!(primary.0);
         }
+        // Decide whom, check the budget, then record, then act.
+        let replicas = match &fault.action {
+            FaultAction::Kill | FaultAction::Pause => {
+                let candidates = self.budget.process_candidates(n, fault.target.size().max(1));
+                if candidates.is_empty() {
+                    self.error(format!(
+                        "{} not started: the budget leaves no replica",
+                        kind.name()
+                    ));
+                    return;
+                }
+                let replicas = self.picker.pick(&fault.target, n, primary, &candidates);
+                if let Err(error) = self.budget.start(kind, &replicas) {
+                    let names = numbers(&replicas);
+                    self.error(format!("{} of {names:?} not started: {error}", kind.name()));
+                    return;
+                }
+                replicas
+            }
+            FaultAction::Partition(shape) => {
+                let first = (*shape == PartitionShape::IsolatePrimary).then_some(primary).flatten();
+                let mut order = self.picker.order(n, first);
+                if let TargetSpec::Replicas(named) = &fault.target {
+                    // A scenario's replicas lead the order: they are the ones isolated, the
+                    // first half, the bridge or the one-way sender.
+                    order.retain(|replica| !named.contains(replica));
+                    order.splice(0..0, named.iter().copied());
+                }
+                value["shape"] = json!(shape.name());
+                value["order"] = json!(numbers(&order));
+                self.links.insert(index, partition_faults(*shape, &order));
+                order
+            }
+            FaultAction::Delay { .. }
+            | FaultAction::Loss(_)
+            | FaultAction::Duplicate(_)
+            | FaultAction::Reorder(_) => {
+                let replicas = self.picker.pick(&fault.target, n, primary, &all);
+                let link = link_fault(&fault.action);
+                value["link"] = json!({
+                    "delay_ms": link.delay.as_millis() as u64,
+                    "jitter_ms": link.jitter.as_millis() as u64,
+                    "loss": link.loss,
+                    "duplicate": link.duplicate,
+                    "reorder": link.reorder,
+                });
+                self.links.insert(index, faults_around(&replicas, n, link));
+                replicas
+            }
+            FaultAction::Byzantine(behaviours) => {
+                let replicas = self.pick_byzantine(&fault.target, n, primary, &byzantine);
+                let Some(replicas) = replicas else { return };
+                value["behaviours"] =
+                    json!(behaviours.iter().map(|behaviour| behaviour.name()).collect::<Vec<_>>());
+                for behaviour in behaviours {
+                    *self.report.behaviours.entry(behaviour.name().to_string()).or_default() += 1;
+                }
+                self.behaviours.insert(index, (replicas.clone(), behaviours.clone()));
+                replicas
+            }
+            FaultAction::Twins => {
+                let free: Vec<ReplicaId> = byzantine
+                    .iter()
+                    .copied()
+                    .filter(|replica| {
+                        self.context.twin_addresses.contains_key(replica)
+                            && !self.context.cluster.twin_running(replica.index())
+                    })
+                    .collect();
+                let Some(replicas) = self.pick_byzantine(&fault.target, n, primary, &free) else {
+                    return;
+                };
+                replicas.into_iter().take(1).collect()
+            }
+        };
+        value["replicas"] = json!(numbers(&replicas));
+        let twin_group = match fault.action {
+            FaultAction::Twins => {
+                let others: Vec<ReplicaId> =
+                    all.iter().copied().filter(|replica| !replicas.contains(replica)).collect();
+                let group = self.picker.group(&others);
+                value["group"] = json!(numbers(&group));
+                group
+            }
+            _ => Vec::new(),
+        };
         self.context.recorder.nemesis(OpKind::Invoke, kind.name(), value);
         self.report.faults += 1;
+        *self.report.by_kind.entry(kind.name().to_string()).or_default() += 1;
         eprintln!(
             "ordeal: nemesis at {:.1} s: {} {:?} ({target})",
             self.elapsed_s(),
@@ -172,68 +311,209 @@ impl Executor<'_> {
             numbers(&replicas)
         );
         let mut hit = Vec::new();
-        for replica in &replicas {
-            let index = replica.index();
-            let cluster = &mut *self.context.cluster;
-            let result = match kind {
-                FaultKind::Kill => cluster.kill(index).await.map(|_| ()),
-                FaultKind::Pause => cluster.pause(index),
-            };
-            match result {
-                Ok(()) => hit.push(*replica),
-                Err(error) => self.error(format!("{} of replica {index}: {error:#}", kind.name())),
+        match &fault.action {
+            FaultAction::Kill | FaultAction::Pause => {
+                for replica in &replicas {
+                    let index = replica.index();
+                    let cluster = &mut *self.context.cluster;
+                    let result = match kind {
+                        FaultKind::Kill => cluster.kill(index).await.map(|_| ()),
+                        _ => cluster.pause(index),
+                    };
+                    match result {
+                        Ok(()) => hit.push(*replica),
+                        Err(error) => {
+                            self.error(format!("{} of replica {index}: {error:#}", kind.name()));
+                        }
+                    }
+                }
+            }
+            FaultAction::Byzantine(_) => {
+                for replica in &replicas {
+                    if self.apply_behaviours(*replica).await {
+                        hit.push(*replica);
+                    }
+                }
+            }
+            FaultAction::Twins => {
+                let replica = replicas[0];
+                match self.start_twin(replica, twin_group) {
+                    Ok(()) => {
+                        hit.push(replica);
+                        self.report.twins += 1;
+                    }
+                    Err(error) => self.error(format!("twin of replica {}: {error:#}", replica.0)),
+                }
+            }
+            _ => {
+                self.apply_links();
+                hit = replicas.clone();
             }
         }
-        self.active = Some(Active { kind, target, replicas, hit });
+        self.active.insert(index, Active { kind, target, replicas, hit });
     }
 
-    /// Ends the active fault, if any: restarts or resumes its replicas and records the info.
-    async fn end(&mut self) {
-        let Some(active) = self.active.take() else { return };
-        let mut ended = Vec::new();
-        let mut errors = Vec::new();
-        for replica in &active.replicas {
-            let index = replica.index();
-            if !active.hit.contains(replica) {
-                // The signal never reached it: nothing to undo, and it is not down by our hand.
-                ended.push(*replica);
-                continue;
-            }
-            let result = match active.kind {
-                FaultKind::Kill => self.restart(index).await,
-                FaultKind::Pause => self.context.cluster.resume(index),
-            };
-            match result {
-                Ok(()) => ended.push(*replica),
-                Err(error) => errors.push(format!("replica {index}: {error:#}")),
+    /// The declared Byzantine replicas `spec` names among `candidates`, or `None` (reported)
+    /// when there are none or the spec names a replica that is not Byzantine.
+    fn pick_byzantine(
+        &mut self,
+        spec: &TargetSpec,
+        n: u8,
+        primary: Option<ReplicaId>,
+        candidates: &[ReplicaId],
+    ) -> Option<Vec<ReplicaId>> {
+        if candidates.is_empty() {
+            self.error("a Byzantine fault not started: no declared Byzantine replica free".into());
+            return None;
+        }
+        let replicas = self.picker.pick(spec, n, primary, candidates);
+        if let Some(honest) = replicas.iter().find(|replica| !candidates.contains(replica)) {
+            self.error(format!(
+                "a Byzantine fault not started: replica {} is not a free Byzantine replica",
+                honest.0
+            ));
+            return None;
+        }
+        Some(replicas)
+    }
+
+    /// Tells `replica` to behave as the union of its active Byzantine faults (none: correctly);
+    /// true when it answered.
+    async fn apply_behaviours(&mut self, replica: ReplicaId) -> bool {
+        let mut behaviours: Vec<Behaviour> = self
+            .behaviours
+            .values()
+            .filter(|(replicas, _)| replicas.contains(&replica))
+            .flat_map(|(_, behaviours)| behaviours.iter().copied())
+            .collect();
+        behaviours.sort();
+        behaviours.dedup();
+        match self.context.cluster.behave(replica.index(), behaviours).await {
+            Ok(()) => true,
+            Err(error) => {
+                self.error(format!("behaviour of replica {}: {error:#}", replica.0));
+                false
             }
         }
-        // Replicas that could not be restarted or resumed stay down in the budget, so later
-        // faults cannot take the run beyond f; the heal tries them again.
-        self.budget.end(active.kind, &ended).expect("ending replicas of the active fault");
+    }
+
+    /// Hands the merged link faults of every active network fault to the relay.
+    fn apply_links(&mut self) {
+        let merged = merge(self.links.values());
+        if let Some(network) = self.context.network {
+            network.set_faults(merged);
+        } else if !merged.is_healthy() {
+            self.error("network fault not applied: the run has no relay (--no-relay)".into());
+        }
+    }
+
+    fn start_twin(&mut self, replica: ReplicaId, group: Vec<ReplicaId>) -> anyhow::Result<()> {
+        let address = *self
+            .context
+            .twin_addresses
+            .get(&replica)
+            .ok_or_else(|| anyhow::anyhow!("no twin address for replica {}", replica.0))?;
+        let network = self
+            .context
+            .network
+            .ok_or_else(|| anyhow::anyhow!("twins need the relay (no --no-relay)"))?;
+        self.context.cluster.spawn_twin(replica.index())?;
+        network.set_twin(replica, Some(Twin { address, group }))?;
+        Ok(())
+    }
+
+    /// Ends active fault `index`, if it is active: undoes what it did and records the info.
+    async fn end(&mut self, index: usize) {
+        let Some(active) = self.active.remove(&index) else { return };
+        let mut ended = Vec::new();
+        let mut errors = Vec::new();
         let done = match active.kind {
             FaultKind::Kill => "restarted",
             FaultKind::Pause => "resumed",
+            FaultKind::Byzantine => "behaving",
+            FaultKind::Twins => "twin-stopped",
+            _ => "healed",
         };
+        match active.kind {
+            FaultKind::Kill | FaultKind::Pause => {
+                for replica in &active.replicas {
+                    let index = replica.index();
+                    if !active.hit.contains(replica) {
+                        // The signal never reached it: nothing to undo.
+                        ended.push(*replica);
+                        continue;
+                    }
+                    let result = match active.kind {
+                        FaultKind::Kill => self.restart(index).await,
+                        _ => self.context.cluster.resume(index),
+                    };
+                    match result {
+                        Ok(()) => ended.push(*replica),
+                        Err(error) => errors.push(format!("replica {index}: {error:#}")),
+                    }
+                }
+                // Replicas that could not be restarted or resumed stay down in the budget, so
+                // later faults cannot take the run beyond f; the heal tries them again.
+                self.budget.end(active.kind, &ended).expect("ending replicas of an active fault");
+            }
+            FaultKind::Byzantine => {
+                self.behaviours.remove(&index);
+                for replica in &active.hit {
+                    if self.apply_behaviours(*replica).await {
+                        ended.push(*replica);
+                    }
+                }
+            }
+            FaultKind::Twins => {
+                for replica in &active.hit {
+                    if let Some(network) = self.context.network
+                        && let Err(error) = network.set_twin(*replica, None)
+                    {
+                        errors.push(format!("twin {}: {error}", replica.0));
+                    }
+                    match self.context.cluster.kill_twin(replica.index()).await {
+                        Ok(()) => ended.push(*replica),
+                        Err(error) => errors.push(format!("twin {}: {error:#}", replica.0)),
+                    }
+                }
+            }
+            _ => {
+                self.links.remove(&index);
+                self.apply_links();
+                ended = active.replicas.clone();
+            }
+        }
         let mut value = json!({"target": active.target, "replicas": numbers(&active.replicas)});
         value[done] = json!(numbers(&ended));
         if !errors.is_empty() {
             value["errors"] = json!(errors);
         }
         self.context.recorder.nemesis(OpKind::Info, active.kind.name(), value);
-        eprintln!("ordeal: nemesis at {:.1} s: {done} {:?}", self.elapsed_s(), numbers(&ended));
+        eprintln!(
+            "ordeal: nemesis at {:.1} s: {} ended, {done} {:?}",
+            self.elapsed_s(),
+            active.kind.name(),
+            numbers(&ended)
+        );
         for error in errors {
             self.error(format!("{} not undone: {error}", active.kind.name()));
         }
     }
 
     /// Starts killed replica `index` again and waits (bounded) for it to answer; the restart
-    /// counts once it does. An error leaves the replica down.
+    /// counts once it does. A Byzantine replica gets its active behaviours back. An error
+    /// leaves the replica down.
     async fn restart(&mut self, index: usize) -> anyhow::Result<()> {
         let FaultContext { cluster, endpoint, controller, .. } = &mut self.context;
         cluster.restart(index)?;
         match cluster.reconnect(index, endpoint, controller, RESTART_ANSWER_TIMEOUT).await {
-            Ok(_) => self.report.restarts += 1,
+            Ok(_) => {
+                self.report.restarts += 1;
+                let replica = ReplicaId(index as u8);
+                if self.behaviours.values().any(|(replicas, _)| replicas.contains(&replica)) {
+                    self.apply_behaviours(replica).await;
+                }
+            }
             Err(error) => {
                 // Started, so not crashed by the nemesis any more; the run's end says whether
                 // it lived.
@@ -244,10 +524,14 @@ impl Executor<'_> {
         Ok(())
     }
 
-    /// The final heal: ends the active fault, then resumes and restarts whatever is still
-    /// paused or killed, as one `heal` invoke/info pair.
+    /// The final heal: ends every active fault, then resumes and restarts whatever is still
+    /// paused or killed, heals every link, switches every Byzantine behaviour off and stops
+    /// every twin, as one `heal` invoke/info pair.
     async fn heal(&mut self) {
-        self.end().await;
+        let indices: Vec<usize> = self.active.keys().copied().collect();
+        for index in indices {
+            self.end(index).await;
+        }
         self.context.recorder.nemesis(OpKind::Invoke, "heal", Value::Null);
         let mut resumed = Vec::new();
         let mut restarted = Vec::new();
@@ -274,7 +558,29 @@ impl Executor<'_> {
                 self.budget.end(FaultKind::Pause, &[replica]).expect("it was paused");
             }
         }
-        let mut value = json!({"resumed": resumed, "restarted": restarted});
+        self.links.clear();
+        if let Some(network) = self.context.network {
+            network.set_faults(NetworkFaults::healthy());
+        }
+        self.behaviours.clear();
+        let mut correct = Vec::new();
+        for replica in self.context.byzantine.iter().copied() {
+            // Harmless when it was never malicious; a replica that is down is not told.
+            if self.context.cluster.behave(replica.index(), Vec::new()).await.is_ok() {
+                correct.push(replica.0);
+            }
+        }
+        for index in self.context.cluster.twins() {
+            if let Some(network) = self.context.network
+                && let Err(error) = network.set_twin(ReplicaId(index as u8), None)
+            {
+                errors.push(format!("twin {index}: {error}"));
+            }
+            if let Err(error) = self.context.cluster.kill_twin(index).await {
+                errors.push(format!("twin {index}: {error:#}"));
+            }
+        }
+        let mut value = json!({"resumed": resumed, "restarted": restarted, "correct": correct});
         if !errors.is_empty() {
             value["errors"] = json!(errors);
         }
@@ -285,6 +591,101 @@ impl Executor<'_> {
             self.error(format!("heal: {error}"));
         }
     }
+}
+
+/// The link fault of a delay, loss, duplicate or reorder action.
+fn link_fault(action: &FaultAction) -> LinkFault {
+    let mut link = LinkFault::default();
+    match *action {
+        FaultAction::Delay { delay, jitter } => {
+            link.delay = delay;
+            link.jitter = jitter;
+        }
+        FaultAction::Loss(p) => link.loss = p,
+        FaultAction::Duplicate(p) => link.duplicate = p,
+        FaultAction::Reorder(p) => link.reorder = p,
+        _ => {}
+    }
+    link
+}
+
+/// `link` on every link to and from `replicas` (client links included).
+fn faults_around(replicas: &[ReplicaId], n: u8, link: LinkFault) -> NetworkFaults {
+    let mut faults = NetworkFaults::healthy();
+    let others = (0..n).map(|other| Node::Replica(ReplicaId(other))).chain([Node::Clients]);
+    for other in others {
+        for replica in replicas {
+            let node = Node::Replica(*replica);
+            if node != other {
+                faults.set(node, other, link);
+                faults.set(other, node, link);
+            }
+        }
+    }
+    faults
+}
+
+/// The blocked links of a partition of `shape` laid over `order`.
+fn partition_faults(shape: PartitionShape, order: &[ReplicaId]) -> NetworkFaults {
+    let n = order.len();
+    let node = |position: usize| Node::Replica(order[position]);
+    let mut faults = NetworkFaults::healthy();
+    let mut cut = |a: usize, b: usize| {
+        faults.block(node(a), node(b));
+        faults.block(node(b), node(a));
+    };
+    match shape {
+        PartitionShape::IsolateOne | PartitionShape::IsolatePrimary => {
+            (1..n).for_each(|other| cut(0, other));
+        }
+        PartitionShape::Halves => {
+            let half = n / 2;
+            for a in 0..half {
+                (half..n).for_each(|b| cut(a, b));
+            }
+        }
+        PartitionShape::MajorityRing => {
+            let reach = n.div_ceil(4);
+            for a in 0..n {
+                for b in (a + 1)..n {
+                    let distance = (b - a).min(n - (b - a));
+                    if distance > reach {
+                        cut(a, b);
+                    }
+                }
+            }
+        }
+        PartitionShape::Bridge => {
+            let half = 1 + (n - 1) / 2;
+            for a in 1..half {
+                (half..n).for_each(|b| cut(a, b));
+            }
+        }
+        PartitionShape::OneWay => {
+            for other in 1..n {
+                faults.block(node(0), node(other));
+            }
+        }
+    }
+    faults
+}
+
+/// The faults of several network faults at once: on each link, the worst of each.
+fn merge<'a>(all: impl Iterator<Item = &'a NetworkFaults>) -> NetworkFaults {
+    let mut merged = NetworkFaults::healthy();
+    for faults in all {
+        for (from, to, fault) in faults.links() {
+            let mut link = merged.link(from, to);
+            link.blocked |= fault.blocked;
+            link.loss = link.loss.max(fault.loss);
+            link.delay = link.delay.max(fault.delay);
+            link.jitter = link.jitter.max(fault.jitter);
+            link.duplicate = link.duplicate.max(fault.duplicate);
+            link.reorder = link.reorder.max(fault.reorder);
+            merged.set(from, to, link);
+        }
+    }
+    merged
 }
 
 /// Replica ids as plain numbers, for the history.

@@ -7,7 +7,9 @@
 //! - [`run`]: one run of `ordeal test`, from keys to results.
 //! - [`cluster`]: replica processes (ports, spawning, readiness, kill, restart, pause, resume,
 //!   stopping).
-//! - [`faults`]: the process nemesis at run time (a schedule executed with real signals).
+//! - [`faults`]: the nemesis at run time (a schedule executed with real signals, the relay and
+//!   the Byzantine replicas' control endpoints).
+//! - [`scenario`]: scenario files (`--scenario`): cluster, workload, timeline, expected verdict.
 //! - [`network`]: the network nemesis at run time: the UDP relay between every pair of nodes.
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
@@ -26,6 +28,7 @@ pub mod faults;
 pub mod network;
 pub mod results;
 pub mod run;
+pub mod scenario;
 pub mod store;
 pub mod workers;
 

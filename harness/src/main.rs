@@ -51,7 +51,15 @@ fn main() -> ExitCode {
 
 /// Runs `--test-count` tests and returns the exit code of the worst verdict.
 fn test(options: TestOptions) -> anyhow::Result<u8> {
-    options.cluster_config()?;
+    match &options.scenario {
+        Some(path) => {
+            let scenario = harness::scenario::Scenario::load(path)?;
+            scenario.apply(&options).cluster_config()?;
+        }
+        None => {
+            options.cluster_config()?;
+        }
+    }
     let seed = options.seed.unwrap_or_else(|| {
         let nanos =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
@@ -84,13 +92,23 @@ fn test(options: TestOptions) -> anyhow::Result<u8> {
             }
         });
         let mut worst = Verdict::Valid;
+        // With a scenario, the exit code says whether every run reached the expected verdict.
+        let mut unexpected = false;
+        let mut scenario = false;
         for index in 0..options.test_count {
             let run_seed = seed.wrapping_add(u64::from(index));
             let outcome = harness::run::run_once(&options, run_seed, interrupted.clone()).await?;
             worst = worst.merge(outcome.verdict);
+            if let Some(expected) = outcome.expected {
+                scenario = true;
+                unexpected |= outcome.verdict != expected;
+            }
             if outcome.interrupted {
                 return Ok(EXIT_HARNESS_ERROR);
             }
+        }
+        if scenario {
+            return Ok(u8::from(unexpected));
         }
         Ok(worst.exit_code() as u8)
     })

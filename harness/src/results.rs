@@ -44,6 +44,14 @@ pub struct RunSummary {
     pub faults: FaultReport,
     /// How long after the final heal the cluster must make progress.
     pub liveness_window: Duration,
+    /// The replicas declared Byzantine.
+    pub byzantine: Vec<u8>,
+    /// Whether the run allowed f + 1 Byzantine replicas.
+    pub beyond_budget: bool,
+    /// The verdict its scenario expects, if it played one.
+    pub expected: Option<Verdict>,
+    /// What the Byzantine clients sent and the replicas refused, if there were any.
+    pub byzantine_clients: Option<serde_json::Value>,
     /// What the network relay did (`None` without it).
     pub network: Option<serde_json::Value>,
 }
@@ -82,6 +90,10 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         interrupted: summary.interrupted,
         faults: summary.faults.clone(),
         liveness_window: summary.liveness_window,
+        byzantine: summary.byzantine.clone(),
+        beyond_budget: summary.beyond_budget,
+        expected: summary.expected,
+        byzantine_clients: summary.byzantine_clients.clone(),
         network: summary.network.clone(),
     };
     let (verdict, report) = check_run(&run)?;
@@ -113,6 +125,14 @@ pub struct StoredRun {
     pub faults: FaultReport,
     /// How long after the final heal the cluster must make progress.
     pub liveness_window: Duration,
+    /// The replicas declared Byzantine (their ledgers are not judged).
+    pub byzantine: Vec<u8>,
+    /// Whether the run allowed f + 1 Byzantine replicas.
+    pub beyond_budget: bool,
+    /// The verdict its scenario expects, if it played one.
+    pub expected: Option<Verdict>,
+    /// What the Byzantine clients sent and the replicas refused, if there were any.
+    pub byzantine_clients: Option<serde_json::Value>,
     /// What the network relay did (`None` without it).
     pub network: Option<serde_json::Value>,
 }
@@ -123,6 +143,10 @@ struct TestToml {
     seed: u64,
     cluster: Config,
     #[serde(default)]
+    byzantine: Vec<u8>,
+    #[serde(default)]
+    scenario: Option<crate::scenario::Scenario>,
+    #[serde(default)]
     options: RecordedOptions,
 }
 
@@ -132,11 +156,13 @@ struct TestToml {
 struct RecordedOptions {
     #[serde(default = "default_liveness_window")]
     liveness_window: f64,
+    #[serde(default)]
+    beyond_budget: bool,
 }
 
 impl Default for RecordedOptions {
     fn default() -> RecordedOptions {
-        RecordedOptions { liveness_window: default_liveness_window() }
+        RecordedOptions { liveness_window: default_liveness_window(), beyond_budget: false }
     }
 }
 
@@ -179,6 +205,11 @@ impl StoredRun {
             faults: serde_json::from_value(previous["faults"].clone()).unwrap_or_default(),
             liveness_window: Duration::try_from_secs_f64(test.options.liveness_window)
                 .unwrap_or(LivenessOptions::default().window),
+            byzantine: test.byzantine,
+            beyond_budget: test.options.beyond_budget
+                || test.scenario.as_ref().is_some_and(|scenario| scenario.cluster.beyond_budget),
+            expected: test.scenario.map(|scenario| Verdict::from(scenario.expect.verdict)),
+            byzantine_clients: previous.get("byzantine_clients").filter(|v| !v.is_null()).cloned(),
             network: previous.get("network").filter(|network| !network.is_null()).cloned(),
         })
     }
@@ -239,6 +270,9 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
         },
         "history_error": run.history_error,
         "interrupted": run.interrupted,
+        "byzantine_clients": run.byzantine_clients,
+        "expected": run.expected.map(verdict_name),
+        "as_expected": run.expected.map(|expected| expected == verdict),
     });
     let path = run.run_dir.join("results.json");
     let text = serde_json::to_string_pretty(&results).context("serializing results.json")?;
@@ -248,18 +282,21 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
 
 /// `results.json`'s `faults`: the budget, and what the nemesis did within it.
 fn faults_json(run: &StoredRun) -> serde_json::Value {
-    let mut faults = json!({"byzantine": [], "budget_f": run.cluster.f(), "beyond_budget": false});
-    if let (Some(object), Ok(serde_json::Value::Object(report))) =
-        (faults.as_object_mut(), serde_json::to_value(&run.faults))
-    {
-        object.extend(report);
+    let mut faults = serde_json::to_value(&run.faults).unwrap_or_else(|_| json!({}));
+    if let Some(object) = faults.as_object_mut() {
+        object.insert("byzantine".into(), json!(run.byzantine));
+        object.insert("budget_f".into(), json!(run.cluster.f()));
+        object.insert("beyond_budget".into(), json!(run.beyond_budget));
+        object.insert("limit".into(), json!(run.cluster.f() + usize::from(run.beyond_budget)));
     }
     faults
 }
 
-/// The replicas the run did not make Byzantine (all of them until the Byzantine nemesis).
+/// The replicas the run did not declare Byzantine: only their ledgers are judged.
 fn honest_replicas(run: &StoredRun) -> Vec<u32> {
-    (0..u32::from(run.cluster.replica_count)).collect()
+    (0..u32::from(run.cluster.replica_count))
+        .filter(|replica| !run.byzantine.contains(&(*replica as u8)))
+        .collect()
 }
 
 /// The honest replicas' ledgers, and the problems met reading them.
@@ -387,6 +424,13 @@ pub fn print_summary(run: &StoredRun, report: &Report) {
     }
     if run.interrupted {
         println!("  interrupted by Ctrl-C: the records end early");
+    }
+    if !run.byzantine.is_empty() {
+        let label = if run.beyond_budget { ", BEYOND BUDGET: a violation is expected" } else { "" };
+        println!("  byzantine {:?} (not judged){label}", run.byzantine);
+    }
+    if let Some(expected) = run.expected {
+        println!("  expected  {}", verdict_name(expected));
     }
     println!("  verdict   {}", verdict_name(report.verdict));
     println!("  store     {}", run.run_dir.display());

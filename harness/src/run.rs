@@ -15,9 +15,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use history::Verdict;
-use nemesis::Schedule;
+use nemesis::{FaultKind, Schedule, TimelineEntry};
 use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
+use replica::byzantine::ByzantineConfig;
 use replica::core::{Client, Config, ReplicaId};
 use replica::crypto::dealer::ClusterKeys;
 use replica::net::client::ClientTransport;
@@ -34,8 +35,9 @@ use crate::certs::RunCa;
 use crate::cli::TestOptions;
 use crate::cluster::{self, Cluster};
 use crate::faults::{self, FaultContext, FaultReport};
-use crate::network::Network;
+use crate::network::{Network, NetworkHandle};
 use crate::results::{self, RunSummary};
+use crate::scenario::Scenario;
 use crate::store;
 use crate::workers::Workers;
 
@@ -63,6 +65,8 @@ const CLIENT_DRAIN_GRACE: Duration = Duration::from_secs(2);
 pub struct RunOutcome {
     /// The overall verdict.
     pub verdict: Verdict,
+    /// The verdict the scenario expects, if the run played one.
+    pub expected: Option<Verdict>,
     /// The run's directory.
     pub run_dir: PathBuf,
     /// True when Ctrl-C cut the run short.
@@ -78,6 +82,79 @@ struct TestRecord<'a> {
     ordeal_version: &'static str,
     options: &'a TestOptions,
     cluster: &'a Config,
+    /// The replicas declared Byzantine.
+    byzantine: Vec<u8>,
+    /// The scenario played, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scenario: Option<&'a Scenario>,
+    /// The fault timeline (the schedule drawn from the seed, or the scenario's).
+    timeline: Vec<TimelineEntry>,
+}
+
+/// What the nemesis will do in a run: the declared Byzantine replicas and the schedule.
+struct Plan {
+    byzantine: Vec<ReplicaId>,
+    schedule: Option<(Schedule, Vec<FaultKind>)>,
+}
+
+impl Plan {
+    /// The plan of a run of `options` (a scenario's already applied) with `seed`.
+    fn new(
+        options: &TestOptions,
+        scenario: Option<&Scenario>,
+        config: &Config,
+        seed: u64,
+    ) -> anyhow::Result<Plan> {
+        let n = config.replica_count;
+        let time_limit = Duration::from_secs_f64(options.time_limit);
+        let window = Duration::from_secs_f64(options.liveness_window);
+        let byzantine = match scenario {
+            Some(scenario) => scenario.byzantine(),
+            None => nemesis::draw_byzantine(seed, n, options.byzantine_count(config)),
+        };
+        let mut schedule = match (scenario, options.schedule_options(config)?) {
+            (Some(scenario), _) => {
+                let schedule = scenario.schedule(n, config.f(), time_limit, window)?;
+                let mut kinds: Vec<FaultKind> =
+                    schedule.faults.iter().map(nemesis::Fault::kind).collect();
+                kinds.sort();
+                kinds.dedup();
+                Some((schedule, kinds))
+            }
+            (None, Some(schedule_options)) => {
+                let schedule = Schedule::new(seed, &schedule_options)
+                    .context("making the nemesis's schedule")?;
+                Some((schedule, schedule_options.kinds))
+            }
+            (None, None) => None,
+        };
+        if options.twins {
+            // A twin for the whole run: from the first second to the final heal.
+            let heal = time_limit.saturating_sub(window);
+            let (schedule, kinds) = schedule.get_or_insert_with(|| {
+                (Schedule { faults: Vec::new(), heal, f: config.f() }, Vec::new())
+            });
+            let start = Duration::from_secs(1).min(heal / 2);
+            anyhow::ensure!(start < heal, "--twins: the final heal leaves no time for a twin");
+            schedule.faults.insert(
+                0,
+                nemesis::Fault {
+                    start,
+                    end: heal,
+                    action: nemesis::FaultAction::Twins,
+                    target: nemesis::TargetSpec::Random,
+                },
+            );
+            kinds.push(FaultKind::Twins);
+        }
+        Ok(Plan { byzantine, schedule })
+    }
+
+    fn timeline(&self) -> Vec<TimelineEntry> {
+        self.schedule.as_ref().map_or_else(Vec::new, |(schedule, _)| {
+            schedule.faults.iter().map(TimelineEntry::from_fault).collect()
+        })
+    }
 }
 
 /// Runs the test once with `seed`.
@@ -91,11 +168,18 @@ pub async fn run_once(
     seed: u64,
     interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<RunOutcome> {
+    let scenario = options.scenario.as_deref().map(Scenario::load).transpose()?;
+    let applied = scenario.as_ref().map(|scenario| scenario.apply(options));
+    let options = applied.as_ref().unwrap_or(options);
     let config = options.cluster_config()?;
+    let plan = Plan::new(options, scenario.as_ref(), &config, seed)?;
     let started = SystemTime::now();
     let start = Instant::now();
     let epoch_unix_nanos = started.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let name = options.test_name();
+    let name = match &scenario {
+        Some(scenario) => scenario.name.clone(),
+        None => options.test_name(),
+    };
     let run_dir = store::create_run_dir(&options.store, &name, seed, started)
         .with_context(|| format!("creating the run directory under {}", options.store.display()))?;
     let mut replay = options.clone();
@@ -107,23 +191,29 @@ pub async fn run_once(
         ordeal_version: env!("CARGO_PKG_VERSION"),
         options: &replay,
         cluster: &config,
+        byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
+        scenario: scenario.as_ref(),
+        timeline: plan.timeline(),
     };
     write(&run_dir.join("test.toml"), &toml::to_string(&record).context("serializing test.toml")?)?;
     eprintln!("ordeal: {name}, seed {seed}, {}", run_dir.display());
 
-    // The relay's sockets are bound while the replicas' ports are reserved, so none collide.
+    // The relay's sockets are bound while the replicas' (and their twins') ports are reserved,
+    // so none collide. Every declared Byzantine replica may get a twin.
     let n = usize::from(config.replica_count);
-    let reserved = cluster::reserve_ports(n).context("allocating ports")?;
-    let addresses = reserved
+    let reserved = cluster::reserve_ports(n + plan.byzantine.len()).context("allocating ports")?;
+    let mut addresses = reserved
         .iter()
         .map(std::net::UdpSocket::local_addr)
         .collect::<std::io::Result<Vec<_>>>()
         .context("allocating ports")?;
+    let twin_addresses: BTreeMap<ReplicaId, SocketAddr> =
+        plan.byzantine.iter().copied().zip(addresses.split_off(n)).collect();
     // Stopped (its sockets closed, its thread joined) when dropped, on every path.
     let network = if options.no_relay {
         None
     } else {
-        Some(Network::start(&addresses, &BTreeMap::new(), seed).context("starting the relay")?)
+        Some(Network::start(&addresses, &twin_addresses, seed).context("starting the relay")?)
     };
     drop(reserved);
     let routes = match &network {
@@ -134,7 +224,7 @@ pub async fn run_once(
         None => Routes::direct(&addresses),
     };
     // Secrets are deleted when `setup` is dropped, on every path out of this function.
-    let setup = Setup::create_routed(
+    let mut setup = Setup::create_routed(
         &run_dir,
         &config,
         seed,
@@ -143,13 +233,29 @@ pub async fn run_once(
         addresses,
         routes,
     )?;
+    setup.write_twins(&run_dir, &twin_addresses, seed, network.as_ref())?;
+    let handle = network.as_ref().map(Network::handle);
     let program = std::env::current_exe().context("locating the ordeal binary")?;
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
     let controller_endpoint =
         endpoint::bind(local, None).context("binding the harness's QUIC endpoint")?;
     // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
     let mut cluster = Cluster::spawn(&program, &setup.configs, setup.addresses.clone())?;
-    let run = Run { options, config: &config, seed, run_dir: &run_dir, setup: &setup, start };
+    for replica in twin_addresses.keys() {
+        let config = setup.configs[replica.index()].with_file_name("twin").join("config.toml");
+        cluster.set_twin_config(replica.index(), config);
+    }
+    let run = Run {
+        options,
+        config: &config,
+        seed,
+        run_dir: &run_dir,
+        setup: &setup,
+        start,
+        plan: &plan,
+        network: handle.as_ref(),
+        twin_addresses: &twin_addresses,
+    };
     let outcome = drive(&run, &controller_endpoint, &mut cluster, interrupt).await;
     // The control connections stay open until the replicas were told to stop.
     let stopped = cluster.stop(STOP_GRACE).await;
@@ -174,10 +280,23 @@ pub async fn run_once(
         faults: drive.faults.unwrap_or_default(),
         liveness_window: Duration::from_secs_f64(options.liveness_window),
         network: network.and_then(|stats| serde_json::to_value(stats).ok()),
+        byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
+        beyond_budget: options.beyond_budget,
+        expected: scenario.as_ref().map(|scenario| Verdict::from(scenario.expect.verdict)),
+        byzantine_clients: drive.byzantine_clients,
     };
     let verdict = results::check_and_write(&summary, &config)?;
+    let expected = summary.expected;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
-    Ok(RunOutcome { verdict, run_dir, interrupted: drive.interrupted })
+    if let Some(expected) = expected {
+        let (got, want) = (results::verdict_name(verdict), results::verdict_name(expected));
+        if verdict == expected {
+            eprintln!("ordeal: scenario verdict {got}, as expected");
+        } else {
+            eprintln!("ordeal: scenario verdict {got}, but {want} was expected");
+        }
+    }
+    Ok(RunOutcome { verdict, expected, run_dir, interrupted: drive.interrupted })
 }
 
 /// The files and addresses of a run, made before any process starts: keys, certificates and
@@ -290,6 +409,54 @@ impl Setup {
         Ok(Setup { ca, keys, addresses, client_addresses: routes.clients, configs, secrets })
     }
 
+    /// Declares the replicas of `twins` Byzantine in their configuration (their hook may then
+    /// be switched on), and writes a twin's configuration beside each: the same identity, keys
+    /// and cluster, its own certificate, store and ledger (under `r<i>/twin/`), listening on
+    /// its address in `twins` and dialing the relay's twin links (`network`; the replicas
+    /// themselves without the relay).
+    ///
+    /// # Errors
+    ///
+    /// When a port, certificate or file cannot be made.
+    pub fn write_twins(
+        &mut self,
+        run_dir: &Path,
+        twins: &BTreeMap<ReplicaId, SocketAddr>,
+        seed: u64,
+        network: Option<&Network>,
+    ) -> anyhow::Result<()> {
+        for (replica, &address) in twins {
+            let path = &self.configs[replica.index()];
+            let mut node = NodeConfig::load(path)?;
+            node.byzantine = Some(ByzantineConfig { seed: seed ^ u64::from(replica.0) });
+            write(path, &node.to_toml())?;
+            let directory = path.with_file_name("twin");
+            std::fs::create_dir_all(&directory)
+                .with_context(|| format!("creating {}", directory.display()))?;
+            let cert =
+                self.ca.issue(Identity::Replica(*replica)).context("issuing a twin certificate")?;
+            write(&directory.join("node.crt"), &cert.cert_pem)?;
+            self.secrets.push(directory.join("node.key"));
+            write_secret(&directory.join("node.key"), cert.key_pem.as_bytes())?;
+            let peers = network.and_then(|network| network.twin_peer_addresses(*replica));
+            let twin = NodeConfig {
+                listen: address,
+                peers: peers.unwrap_or_else(|| node.peers.clone()),
+                tls: TlsFiles {
+                    ca: run_dir.join("ca.crt"),
+                    cert: directory.join("node.crt"),
+                    key: directory.join("node.key"),
+                },
+                ledger: directory.join("ledger.jsonl"),
+                log: directory.join("replica.log"),
+                byzantine: None,
+                ..node
+            };
+            write(&directory.join("config.toml"), &twin.to_toml())?;
+        }
+        Ok(())
+    }
+
     /// Deletes the secret files: keys are deleted at the end of a run (DESIGN: the store keeps
     /// no secrets). Dropping the setup does it too.
     pub fn delete_secrets(&self) {
@@ -328,6 +495,8 @@ struct DriveOutcome {
     history_error: Option<String>,
     /// What the nemesis did (`None` without faults).
     faults: Option<FaultReport>,
+    /// What the Byzantine clients sent and what the replicas refused (`None` without them).
+    byzantine_clients: Option<serde_json::Value>,
 }
 
 /// What the workload phase works with.
@@ -338,6 +507,9 @@ struct Run<'a> {
     run_dir: &'a Path,
     setup: &'a Setup,
     start: Instant,
+    plan: &'a Plan,
+    network: Option<&'a NetworkHandle>,
+    twin_addresses: &'a BTreeMap<ReplicaId, SocketAddr>,
 }
 
 async fn drive(
@@ -346,23 +518,18 @@ async fn drive(
     cluster: &mut Cluster,
     mut interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<DriveOutcome> {
-    let Run { options, config, seed, run_dir, setup, start } = *run;
-    let schedule = match options.schedule_options(config)? {
-        Some(schedule_options) => {
-            let schedule =
-                Schedule::new(seed, &schedule_options).context("making the nemesis's schedule")?;
-            let kinds: Vec<&str> = schedule_options.kinds.iter().map(|kind| kind.name()).collect();
-            eprintln!(
-                "ordeal: nemesis {} every {:?}, {} faults, final heal at {:?}",
-                kinds.join("+"),
-                schedule_options.interval,
-                schedule.faults.len(),
-                schedule.heal
-            );
-            Some((schedule, schedule_options.kinds))
-        }
-        None => None,
-    };
+    let Run { options, config, seed, run_dir, setup, start, plan, network, twin_addresses } = *run;
+    if let Some((schedule, kinds)) = &plan.schedule {
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
+        eprintln!(
+            "ordeal: nemesis {}, {} faults, final heal at {:?}, Byzantine replicas {:?}",
+            kinds.join("+"),
+            schedule.faults.len(),
+            schedule.heal,
+            plan.byzantine.iter().map(|replica| replica.0).collect::<Vec<_>>()
+        );
+    }
+    let schedule = plan.schedule.as_ref();
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
     let controller =
         setup.ca.issue(Identity::Controller).context("issuing the controller certificate")?;
@@ -431,12 +598,16 @@ async fn drive(
     let mut clients = Vec::new();
     for (index, (secrets, transport)) in setup.keys.clients.iter().zip(transports).enumerate() {
         let client = Client::new(config.clone(), secrets.clone());
-        let generator = workload.generator(seed, options.keys, index as u32, options.concurrency);
+        let client_count = config.client_count;
+        let generator = workload.generator(seed, options.keys, index as u32, client_count);
         let process_options = ProcessOptions {
             op_timeout: Duration::from_secs_f64(options.op_timeout),
             op_interval,
             first_process: index as u64,
-            process_stride: u64::from(options.concurrency),
+            process_stride: u64::from(client_count),
+            // Clients past the correct ones are Byzantine.
+            byzantine: index as u32 >= options.concurrency,
+            client_count,
         };
         let block = index / CLIENTS_PER_ENDPOINT;
         clients.push(workers.spawn(
@@ -473,12 +644,16 @@ async fn drive(
         let (schedule, kinds) = schedule?;
         let context = FaultContext {
             cluster: &mut *cluster,
+            network,
             recorder: &recorder,
             endpoint,
             controller: &controller_tls,
             start: workload_start,
+            byzantine: &plan.byzantine,
+            beyond_budget: options.beyond_budget,
+            twin_addresses,
         };
-        Some(faults::execute(&schedule, &kinds, seed, context, halted).await)
+        Some(faults::execute(schedule, kinds, seed, context, halted).await)
     };
     let limit = async {
         let interrupted = tokio::select! {
@@ -491,10 +666,16 @@ async fn drive(
     let (faults, interrupted) = tokio::join!(nemesis, limit);
     let _ = stop.send(true);
     let drain = Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE;
+    let mut junk: BTreeMap<&'static str, u64> = BTreeMap::new();
     let drained = tokio::time::timeout(drain, async {
         for client in &mut clients {
-            if let Err(error) = client.await {
-                eprintln!("ordeal: a client process failed: {error}");
+            match client.await {
+                Ok(report) => {
+                    for (kind, count) in report.junk {
+                        *junk.entry(kind).or_default() += count;
+                    }
+                }
+                Err(error) => eprintln!("ordeal: a client process failed: {error}"),
             }
         }
     })
@@ -512,11 +693,35 @@ async fn drive(
     let history_error = recorder.flush().err().map(|error| error.to_string());
     let statuses = cluster.statuses().await;
     write_json(&run_dir.join("replica-status.json"), &statuses)?;
+    let byzantine_clients = (config.client_count > options.concurrency).then(|| {
+        // What the replicas counted against bad client input, over all replicas.
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+        for status in statuses.iter().flatten() {
+            for (name, count) in &status.counters {
+                let client_input = [
+                    "net.frames_malformed",
+                    "net.frames_too_large",
+                    "rejected.client_mismatch",
+                    "rejected.invalid_client_signature",
+                    "rejected.stale_request",
+                    "rejected.malformed_request",
+                ];
+                if client_input.contains(&name.as_str()) && *count > 0 {
+                    *refused.entry(name.clone()).or_default() += count;
+                }
+            }
+        }
+        serde_json::json!({
+            "count": config.client_count - options.concurrency,
+            "sent": junk,
+            "refused": refused,
+        })
+    });
     for client_endpoint in &client_endpoints {
         client_endpoint.close(0u32.into(), b"done");
     }
     drop(workers);
-    Ok(DriveOutcome { ready, interrupted, history_error, faults })
+    Ok(DriveOutcome { ready, interrupted, history_error, faults, byzantine_clients })
 }
 
 fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indicatif::ProgressBar> {

@@ -11,7 +11,6 @@
 //!   seeded [`TargetPicker`], and a final heal at `time-limit − liveness-window`.
 //! - [`budget`]: [`Budget`], which keeps crashed plus paused replicas within f and tracks the
 //!   most that were ever down at once.
-//!
 //! - [`network`]: network faults as data: a [`LinkFault`] per directed link between
 //!   [`Node`]s, [`PartitionShape`]s laid out by [`partition`], and delay, loss, duplication and
 //!   reordering on the links touching a set of replicas.
@@ -29,6 +28,7 @@ pub mod budget;
 pub mod network;
 pub mod relay;
 pub mod schedule;
+pub mod timeline;
 
 #[cfg(test)]
 mod tests;
@@ -38,6 +38,7 @@ pub use network::{
     LinkFault, NetworkFaults, Node, PartitionError, PartitionShape, UnknownShape, partition,
 };
 pub use schedule::{
-    Action, Fault, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step, TargetPicker,
-    TargetSpec,
+    Action, Fault, FaultAction, FaultKind, Schedule, ScheduleError, ScheduleOptions, Step,
+    TargetPicker, TargetSpec, draw_byzantine,
 };
+pub use timeline::{TargetEntry, TimelineEntry};

@@ -29,7 +29,10 @@ use std::time::Duration;
 
 use rand::{RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
+use replica::byzantine::Behaviour;
 use replica::core::ReplicaId;
+
+use crate::network::PartitionShape;
 
 /// The shortest `--nemesis-interval`.
 pub const INTERVAL_MIN: Duration = Duration::from_millis(100);
@@ -43,35 +46,156 @@ pub const FAULTS_MAX: u64 = 1_000_000;
 /// Salt of the schedule's random stream (the workload generators and keys use others).
 const SCHEDULE_SALT: u64 = 0x6e65_6d65_7369_7331;
 
+/// Salt of the stream that picks the Byzantine replicas.
+const BYZANTINE_SALT: u64 = 0x6e65_6d65_7369_7333;
+
+/// The replicas a run with `seed` declares Byzantine: `count` of `replica_count`, drawn
+/// uniformly, ascending.
+///
+/// # Panics
+///
+/// When `count` exceeds `replica_count`.
+pub fn draw_byzantine(seed: u64, replica_count: u8, count: u8) -> Vec<ReplicaId> {
+    assert!(count <= replica_count, "{count} Byzantine replicas of {replica_count}");
+    let mut replicas: Vec<u8> = (0..replica_count).collect();
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ BYZANTINE_SALT);
+    for index in 0..usize::from(count) {
+        let other = rng.random_range(index..replicas.len());
+        replicas.swap(index, other);
+    }
+    let mut chosen: Vec<ReplicaId> =
+        replicas[..usize::from(count)].iter().map(|&replica| ReplicaId(replica)).collect();
+    chosen.sort();
+    chosen
+}
+
 /// Salt of the target picker's random stream.
 const PICKER_SALT: u64 = 0x6e65_6d65_7369_7332;
 
-/// A process fault.
+/// A kind of fault, as `--nemesis` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FaultKind {
     /// SIGKILL, then at the fault's end start the replica again from its configuration.
     Kill,
     /// SIGSTOP, then at the fault's end SIGCONT.
     Pause,
+    /// A network partition of some shape (relay links blocked).
+    Partition,
+    /// Packets to and from the targets delayed, with jitter.
+    Delay,
+    /// Packets to and from the targets dropped with some probability.
+    Loss,
+    /// Packets to and from the targets delivered twice with some probability.
+    Duplicate,
+    /// Packets to and from the targets held back so later ones overtake them.
+    Reorder,
+    /// A declared Byzantine replica switches on a malicious behaviour.
+    Byzantine,
+    /// A second process with a declared Byzantine replica's identity and keys joins, reaching
+    /// part of the cluster.
+    Twins,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 2] = [FaultKind::Kill, FaultKind::Pause];
+    pub const ALL: [FaultKind; 9] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Partition,
+        FaultKind::Delay,
+        FaultKind::Loss,
+        FaultKind::Duplicate,
+        FaultKind::Reorder,
+        FaultKind::Byzantine,
+        FaultKind::Twins,
+    ];
 
     /// The name on the command line and in the history's `f`.
     pub fn name(self) -> &'static str {
         match self {
             FaultKind::Kill => "kill",
             FaultKind::Pause => "pause",
+            FaultKind::Partition => "partition",
+            FaultKind::Delay => "delay",
+            FaultKind::Loss => "loss",
+            FaultKind::Duplicate => "duplicate",
+            FaultKind::Reorder => "reorder",
+            FaultKind::Byzantine => "byzantine",
+            FaultKind::Twins => "twins",
+        }
+    }
+
+    /// Whether the fault takes replicas down (they count against the budget while it lasts).
+    pub fn is_process(self) -> bool {
+        matches!(self, FaultKind::Kill | FaultKind::Pause)
+    }
+
+    /// Whether the fault is played by the declared Byzantine replicas only.
+    pub fn needs_byzantine(self) -> bool {
+        matches!(self, FaultKind::Byzantine | FaultKind::Twins)
+    }
+}
+
+impl std::str::FromStr for FaultKind {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<FaultKind, String> {
+        FaultKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| format!("unknown fault kind {name:?}"))
+    }
+}
+
+/// What a fault does, with the parameters drawn for it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaultAction {
+    /// Kill, restart at the end.
+    Kill,
+    /// Pause, resume at the end.
+    Pause,
+    /// A partition of this shape.
+    Partition(PartitionShape),
+    /// Delay every packet to and from the targets by `delay` plus up to `jitter`.
+    Delay {
+        /// The fixed delay.
+        delay: Duration,
+        /// The most extra delay, drawn per packet.
+        jitter: Duration,
+    },
+    /// Drop packets to and from the targets with this probability.
+    Loss(f64),
+    /// Deliver packets to and from the targets twice with this probability.
+    Duplicate(f64),
+    /// Hold packets to and from the targets back with this probability.
+    Reorder(f64),
+    /// The targets (declared Byzantine) behave so.
+    Byzantine(Vec<Behaviour>),
+    /// The target (declared Byzantine) gets a twin.
+    Twins,
+}
+
+impl FaultAction {
+    /// The fault's kind.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            FaultAction::Kill => FaultKind::Kill,
+            FaultAction::Pause => FaultKind::Pause,
+            FaultAction::Partition(_) => FaultKind::Partition,
+            FaultAction::Delay { .. } => FaultKind::Delay,
+            FaultAction::Loss(_) => FaultKind::Loss,
+            FaultAction::Duplicate(_) => FaultKind::Duplicate,
+            FaultAction::Reorder(_) => FaultKind::Reorder,
+            FaultAction::Byzantine(_) => FaultKind::Byzantine,
+            FaultAction::Twins => FaultKind::Twins,
         }
     }
 }
 
 /// Whom a fault hits, before the run resolves it to replicas.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TargetSpec {
-    /// One replica, drawn uniformly.
+    /// One replica, drawn uniformly (among the declared Byzantine ones for Byzantine faults).
     Random,
     /// The primary of the highest view the reachable replicas report.
     Primary,
@@ -80,23 +204,31 @@ pub enum TargetSpec {
         /// How many.
         size: usize,
     },
+    /// Every replica (network faults only).
+    All,
+    /// These replicas (scenarios).
+    Replicas(Vec<ReplicaId>),
 }
 
 impl TargetSpec {
     /// The name recorded in the history.
-    pub fn name(self) -> &'static str {
+    pub fn name(&self) -> &'static str {
         match self {
             TargetSpec::Random => "random",
             TargetSpec::Primary => "primary",
             TargetSpec::Minority { .. } => "minority",
+            TargetSpec::All => "all",
+            TargetSpec::Replicas(_) => "replicas",
         }
     }
 
-    /// How many replicas it resolves to.
-    pub fn size(self) -> usize {
+    /// How many replicas it resolves to, when known before the run (`All`: none known).
+    pub fn size(&self) -> usize {
         match self {
             TargetSpec::Random | TargetSpec::Primary => 1,
-            TargetSpec::Minority { size } => size,
+            TargetSpec::Minority { size } => *size,
+            TargetSpec::All => 0,
+            TargetSpec::Replicas(replicas) => replicas.len(),
         }
     }
 }
@@ -110,6 +242,9 @@ pub struct ScheduleOptions {
     pub f: usize,
     /// The enabled fault kinds (at least one; repeats are ignored).
     pub kinds: Vec<FaultKind>,
+    /// The replicas the run declares Byzantine (Byzantine and twins faults are played by
+    /// them; they count against the budget for the whole run).
+    pub byzantine: Vec<ReplicaId>,
     /// Time between fault starts.
     pub interval: Duration,
     /// How long the workload runs.
@@ -166,6 +301,20 @@ pub enum ScheduleError {
         /// The heal.
         heal: Duration,
     },
+    /// Byzantine or twins faults are enabled but no replica is declared Byzantine.
+    #[error("the {kind} nemesis needs at least one Byzantine replica (--byzantine N)")]
+    NoByzantineReplicas {
+        /// The kind that needs them.
+        kind: &'static str,
+    },
+    /// A fault of a timeline is not well formed.
+    #[error("fault {index} of the timeline: {reason}")]
+    InvalidFault {
+        /// Its position.
+        index: usize,
+        /// Why.
+        reason: String,
+    },
     /// More than [`FAULTS_MAX`] ticks.
     #[error("{ticks} faults is more than {FAULTS_MAX}")]
     TooManyFaults {
@@ -189,10 +338,15 @@ impl ScheduleOptions {
         if self.kinds.is_empty() {
             return Err(ScheduleError::NoFaultKinds);
         }
-        if self.f == 0 {
+        if self.f == 0 && self.kinds.iter().any(|kind| kind.is_process()) {
             return Err(ScheduleError::NoBudget { replica_count: self.replica_count });
         }
-        if 3 * self.f >= usize::from(self.replica_count) {
+        if let Some(kind) = self.kinds.iter().find(|kind| kind.needs_byzantine())
+            && self.byzantine.is_empty()
+        {
+            return Err(ScheduleError::NoByzantineReplicas { kind: kind.name() });
+        }
+        if self.f > 0 && 3 * self.f >= usize::from(self.replica_count) {
             return Err(ScheduleError::BudgetTooLarge {
                 f: self.f,
                 replica_count: self.replica_count,
@@ -229,22 +383,30 @@ impl ScheduleOptions {
 }
 
 /// One fault of a schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fault {
     /// When it starts.
     pub start: Duration,
-    /// When it ends (restart or resume), after `start` and at or before the heal.
+    /// When it ends (restart, resume, links healed, behaviour off, twin gone), after `start`
+    /// and at or before the heal.
     pub end: Duration,
     /// What it does.
-    pub kind: FaultKind,
+    pub action: FaultAction,
     /// Whom it hits.
     pub target: TargetSpec,
 }
 
+impl Fault {
+    /// The fault's kind.
+    pub fn kind(&self) -> FaultKind {
+        self.action.kind()
+    }
+}
+
 /// A run's process faults and final heal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Schedule {
-    /// The faults in start order; they never overlap.
+    /// The faults in start order; drawn faults never overlap (a scenario's may).
     pub faults: Vec<Fault>,
     /// The final heal: `time_limit − liveness_window`.
     pub heal: Duration,
@@ -295,20 +457,73 @@ impl Schedule {
             let start = interval * tick as u32;
             assert!(start < heal, "tick {tick} at {start:?} is not before the heal {heal:?}");
             let kind = kinds[rng.random_range(0..kinds.len())];
-            let target = match rng.random_range(0..3u32) {
-                0 => TargetSpec::Random,
-                1 => TargetSpec::Primary,
-                _ => TargetSpec::Minority { size: rng.random_range(1..=options.f) },
-            };
+            let (action, target) = draw(kind, options, &mut rng);
             let duration = Duration::from_nanos(
                 rng.random_range(duration_min.as_nanos() as u64..=duration_max.as_nanos() as u64),
             );
             let end = (start + duration).min(heal);
-            faults.push(Fault { start, end, kind, target });
+            faults.push(Fault { start, end, action, target });
         }
         let schedule = Schedule { faults, heal, f: options.f };
         schedule.assert_invariants();
         Ok(schedule)
+    }
+
+    /// A schedule from an explicit timeline (a scenario): faults may overlap; each must start
+    /// before it ends, end by the heal, and name targets of the cluster. The budget is checked
+    /// again by the executor when each fault starts.
+    ///
+    /// # Errors
+    ///
+    /// [`ScheduleError::InvalidFault`] naming the first bad fault.
+    pub fn from_timeline(
+        mut faults: Vec<Fault>,
+        heal: Duration,
+        f: usize,
+        replica_count: u8,
+    ) -> Result<Schedule, ScheduleError> {
+        if faults.len() as u64 > FAULTS_MAX {
+            return Err(ScheduleError::TooManyFaults { ticks: faults.len() as u64 });
+        }
+        for (index, fault) in faults.iter().enumerate() {
+            let invalid = |reason: String| ScheduleError::InvalidFault { index, reason };
+            if fault.start >= fault.end {
+                return Err(invalid(format!(
+                    "starts at {:?}, not before its end at {:?}",
+                    fault.start, fault.end
+                )));
+            }
+            if fault.end > heal {
+                return Err(invalid(format!(
+                    "ends at {:?}, after the final heal at {heal:?}",
+                    fault.end
+                )));
+            }
+            if let TargetSpec::Replicas(replicas) = &fault.target {
+                if replicas.is_empty() {
+                    return Err(invalid("names no replica".into()));
+                }
+                if let Some(replica) = replicas.iter().find(|replica| replica.0 >= replica_count) {
+                    return Err(invalid(format!("names replica {} of {replica_count}", replica.0)));
+                }
+            }
+            if let TargetSpec::Minority { size } = fault.target
+                && (size == 0 || size > f.max(1))
+            {
+                return Err(invalid(format!("a minority of {size} with f = {f}")));
+            }
+            if fault.kind().is_process() && fault.target == TargetSpec::All {
+                return Err(invalid("a process fault cannot hit every replica".into()));
+            }
+            if let FaultAction::Loss(p) | FaultAction::Duplicate(p) | FaultAction::Reorder(p) =
+                fault.action
+                && !(0.0..=1.0).contains(&p)
+            {
+                return Err(invalid(format!("probability {p} is not in [0, 1]")));
+            }
+        }
+        faults.sort_by_key(|fault| fault.start);
+        Ok(Schedule { faults, heal, f })
     }
 
     /// Rules 4 and 5 of the module docs.
@@ -316,8 +531,10 @@ impl Schedule {
         for (index, fault) in self.faults.iter().enumerate() {
             assert!(fault.start < fault.end, "fault {index} ends before it starts");
             assert!(fault.end <= self.heal, "fault {index} outlasts the heal");
-            assert!(fault.target.size() >= 1, "fault {index} has no target");
-            assert!(fault.target.size() <= self.f, "fault {index} exceeds f = {}", self.f);
+            if fault.kind().is_process() {
+                assert!(fault.target.size() >= 1, "fault {index} has no target");
+                assert!(fault.target.size() <= self.f, "fault {index} exceeds f = {}", self.f);
+            }
         }
         for (index, pair) in self.faults.windows(2).enumerate() {
             assert!(pair[0].end <= pair[1].start, "faults {index} and {} overlap", index + 1);
@@ -325,17 +542,73 @@ impl Schedule {
     }
 
     /// Every step in time order: each fault's start and end, then the heal.
+    /// Ends come before starts at the same time, so overlapping timelines hand over cleanly.
     pub fn actions(&self) -> Vec<Action> {
         let mut actions = Vec::with_capacity(self.faults.len() * 2 + 1);
         for (index, fault) in self.faults.iter().enumerate() {
             actions.push(Action { at: fault.start, step: Step::Start(index) });
             actions.push(Action { at: fault.end, step: Step::End(index) });
         }
+        let rank = |step: &Step| match step {
+            Step::End(_) => 0,
+            Step::Start(_) => 1,
+            Step::Heal => 2,
+        };
+        actions.sort_by_key(|action| (action.at, rank(&action.step)));
         actions.push(Action { at: self.heal, step: Step::Heal });
         assert!(actions.windows(2).all(|pair| pair[0].at <= pair[1].at), "actions out of order");
         actions
     }
 }
+
+/// Draws one fault's action and target for `kind` (module docs, rule 3).
+fn draw(
+    kind: FaultKind,
+    options: &ScheduleOptions,
+    rng: &mut ChaCha20Rng,
+) -> (FaultAction, TargetSpec) {
+    let process_target = |rng: &mut ChaCha20Rng| match rng.random_range(0..3u32) {
+        0 => TargetSpec::Random,
+        1 => TargetSpec::Primary,
+        _ => TargetSpec::Minority { size: rng.random_range(1..=options.f.max(1)) },
+    };
+    let link_target = |rng: &mut ChaCha20Rng| match rng.random_range(0..4u32) {
+        0 => TargetSpec::Random,
+        1 => TargetSpec::Primary,
+        2 => TargetSpec::Minority { size: rng.random_range(1..=options.f.max(1)) },
+        _ => TargetSpec::All,
+    };
+    let probability = |rng: &mut ChaCha20Rng, low: f64, high: f64| {
+        // Two decimals, so the timeline reads well in test.toml.
+        (rng.random_range(low..=high) * 100.0).round() / 100.0
+    };
+    match kind {
+        FaultKind::Kill => (FaultAction::Kill, process_target(rng)),
+        FaultKind::Pause => (FaultAction::Pause, process_target(rng)),
+        FaultKind::Partition => {
+            let shape = PartitionShape::ALL[rng.random_range(0..PartitionShape::ALL.len())];
+            (FaultAction::Partition(shape), TargetSpec::All)
+        }
+        FaultKind::Delay => {
+            let delay = Duration::from_millis(rng.random_range(DELAY_MS.0..=DELAY_MS.1));
+            let jitter = Duration::from_millis(rng.random_range(0..=delay.as_millis() as u64));
+            (FaultAction::Delay { delay, jitter }, link_target(rng))
+        }
+        FaultKind::Loss => (FaultAction::Loss(probability(rng, 0.05, 0.3)), link_target(rng)),
+        FaultKind::Duplicate => {
+            (FaultAction::Duplicate(probability(rng, 0.1, 0.5)), link_target(rng))
+        }
+        FaultKind::Reorder => (FaultAction::Reorder(probability(rng, 0.1, 0.5)), link_target(rng)),
+        FaultKind::Byzantine => {
+            let behaviour = Behaviour::ALL[rng.random_range(0..Behaviour::ALL.len())];
+            (FaultAction::Byzantine(vec![behaviour]), TargetSpec::Random)
+        }
+        FaultKind::Twins => (FaultAction::Twins, TargetSpec::Random),
+    }
+}
+
+/// The range of a drawn delay fault's fixed delay, in milliseconds.
+const DELAY_MS: (u64, u64) = (5, 150);
 
 /// Resolves target specs to replicas while the run goes, from its own stream of the seed.
 #[derive(Debug, Clone)]
@@ -349,45 +622,71 @@ impl TargetPicker {
         TargetPicker { rng: ChaCha20Rng::seed_from_u64(seed ^ PICKER_SALT) }
     }
 
-    /// The replicas `spec` names in a cluster of `replica_count`, ascending and distinct.
-    /// `primary` is the current primary as the executor observed it; `None` (no replica
-    /// answered) falls back to a random replica.
+    /// The replicas `spec` names, ascending and distinct, drawn among `candidates` (the
+    /// replicas the fault may hit: every replica, or the declared Byzantine ones, or those the
+    /// budget leaves). `primary` is the current primary as the executor observed it; when it
+    /// is `None` (no replica answered) or not a candidate, a random candidate stands in. A
+    /// minority larger than the candidates shrinks to them. `All` names every replica of
+    /// `replica_count`; explicit replicas are returned as given (the budget judges them).
     ///
     /// # Panics
     ///
-    /// When `spec` names more replicas than a minority of `replica_count`, or `primary` is not a
-    /// replica of the cluster: the schedule and the executor guarantee neither happens.
+    /// When `candidates` is empty for a spec that draws from them.
     pub fn pick(
         &mut self,
-        spec: TargetSpec,
+        spec: &TargetSpec,
         replica_count: u8,
         primary: Option<ReplicaId>,
+        candidates: &[ReplicaId],
     ) -> Vec<ReplicaId> {
-        let n = usize::from(replica_count);
-        assert!(spec.size() >= 1, "a fault hits at least one replica");
-        assert!(3 * spec.size() < n, "{} replicas are not a minority of {n}", spec.size());
-        let picked = match (spec, primary) {
-            (TargetSpec::Primary, Some(primary)) => {
-                assert!(primary.0 < replica_count, "primary {primary:?} of {n} replicas");
-                vec![primary]
+        let mut picked = match spec {
+            TargetSpec::All => (0..replica_count).map(ReplicaId).collect(),
+            TargetSpec::Replicas(replicas) => replicas.clone(),
+            TargetSpec::Primary if primary.is_some_and(|p| candidates.contains(&p)) => {
+                vec![primary.expect("checked")]
             }
-            (TargetSpec::Primary, None) | (TargetSpec::Random, _) => {
-                vec![ReplicaId(self.rng.random_range(0..replica_count))]
+            TargetSpec::Primary | TargetSpec::Random => {
+                assert!(!candidates.is_empty(), "no candidate for {spec:?}");
+                vec![candidates[self.rng.random_range(0..candidates.len())]]
             }
-            (TargetSpec::Minority { size }, _) => {
-                // A partial Fisher-Yates shuffle: the first `size` of a uniform permutation.
-                let mut replicas: Vec<u8> = (0..replica_count).collect();
-                for index in 0..size {
-                    let other = self.rng.random_range(index..n);
-                    replicas.swap(index, other);
-                }
-                let mut chosen: Vec<ReplicaId> =
-                    replicas[..size].iter().map(|&replica| ReplicaId(replica)).collect();
-                chosen.sort();
-                chosen
+            TargetSpec::Minority { size } => {
+                assert!(!candidates.is_empty(), "no candidate for {spec:?}");
+                self.shuffled(candidates).into_iter().take(*size).collect()
             }
         };
-        assert_eq!(picked.len(), spec.size());
+        picked.sort();
+        picked.dedup();
         picked
+    }
+
+    /// A uniform permutation of the replicas, with `first` (the primary, for a partition that
+    /// isolates it) moved to the front.
+    pub fn order(&mut self, replica_count: u8, first: Option<ReplicaId>) -> Vec<ReplicaId> {
+        let all: Vec<ReplicaId> = (0..replica_count).map(ReplicaId).collect();
+        let mut order = self.shuffled(&all);
+        if let Some(first) = first
+            && let Some(position) = order.iter().position(|replica| *replica == first)
+        {
+            order[..=position].rotate_right(1);
+        }
+        order
+    }
+
+    /// About half of `others`, drawn uniformly, ascending (the replicas a twin reaches).
+    pub fn group(&mut self, others: &[ReplicaId]) -> Vec<ReplicaId> {
+        let size = others.len().div_ceil(2);
+        let mut group: Vec<ReplicaId> = self.shuffled(others).into_iter().take(size).collect();
+        group.sort();
+        group
+    }
+
+    /// A uniform permutation (Fisher-Yates).
+    fn shuffled(&mut self, items: &[ReplicaId]) -> Vec<ReplicaId> {
+        let mut items = items.to_vec();
+        for index in (1..items.len()).rev() {
+            let other = self.rng.random_range(0..=index);
+            items.swap(index, other);
+        }
+        items
     }
 }

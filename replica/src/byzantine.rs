@@ -4,6 +4,23 @@
 //!
 //! A Byzantine replica uses its own real keys: it signs, MACs and shares whatever it likes,
 //! but cannot forge another replica's authentication.
+//!
+//! # Layout
+//!
+//! - this file: the catalogue ([`Behaviour`], its names) and [`ByzantineConfig`];
+//! - [`hook`]: [`Hook`], the pure (no IO, no clock, seeded) rewriting of what the replica sends
+//!   and observing of what it receives, shared by the shell and the simulator;
+//! - `tamper`: the field edits (mutations, forged authentication) the hook applies.
+//!
+//! Which behaviours act only while the replica is primary: `equivocate` (its primary half),
+//! `in-the-dark`, `withhold-slot` and `nv-equivocate` (as the new view's primary). The others act
+//! in any role.
+
+mod tamper;
+
+pub mod hook;
+
+pub use hook::Hook;
 
 use std::fmt;
 use std::str::FromStr;

@@ -9,10 +9,12 @@
 //!   replica crate's sans-IO client over QUIC, with Jepsen semantics (`ok`, `fail` when a cas
 //!   mismatched or a transfer was refused, `info` on timeout, after which the logical process
 //!   is retired and a fresh process number takes its place).
+//! - [`byzantine`]: the junk a Byzantine client sends besides its correct requests.
 //! - [`recorder`]: assigns each event its index and time and appends it to the history.
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod byzantine;
 pub mod generator;
 pub mod process;
 pub mod recorder;

@@ -10,10 +10,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use history::Process;
-use replica::core::{Client, Time};
+use replica::core::{Client, ReplicaId, SignedRequest, Time};
 use replica::net::client::ClientTransport;
 use tokio::sync::watch;
 
+use crate::byzantine::{self, Junk, JunkCounts};
 use crate::generator::Generator;
 use crate::recorder::{Completion, Recorder};
 
@@ -31,15 +32,22 @@ pub struct ProcessOptions {
     pub first_process: u64,
     /// What a retired process number is advanced by (the number of client processes).
     pub process_stride: u64,
+    /// A Byzantine client: besides each correct request it sends one piece of junk
+    /// ([`crate::byzantine`]) to one replica, cycling through the kinds and the replicas.
+    pub byzantine: bool,
+    /// The number of clients of the run (a misaddressed request names another of them).
+    pub client_count: u32,
 }
 
 /// What a client process did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessReport {
     /// Operations invoked.
     pub ops: u64,
     /// Logical processes retired after an `info`.
     pub retired: u64,
+    /// Junk sent (Byzantine clients only), by kind.
+    pub junk: JunkCounts,
 }
 
 /// Runs operations from `generator` until `stop` turns true, then returns after the operation
@@ -55,6 +63,8 @@ pub async fn run(
     let client_id = client.id().0;
     let mut process = options.first_process;
     let mut report = ProcessReport::default();
+    // A Byzantine client's previous request, to replay.
+    let mut previous: Option<SignedRequest> = None;
     let mut next_start = tokio::time::Instant::now();
     // Bounded by the run's time limit: the harness sets `stop`.
     while !*stop.borrow() {
@@ -68,6 +78,7 @@ pub async fn run(
         let op = generator.next_op();
         let request = client.sign_next(op.clone());
         let request_id = request.body.request.0;
+        let current = options.byzantine.then(|| request.clone());
         recorder.invoke(Process::Client(process), &op, client_id, request_id);
         report.ops += 1;
         let now = Time::from_nanos(recorder.now_nanos());
@@ -76,9 +87,13 @@ pub async fn run(
             unreachable!("a client process submits only when idle");
         }
         send_all(&mut client, &transport);
+        if let Some(current) = &current {
+            send_junk(&transport, &mut report, current, previous.as_ref(), options.client_count);
+        }
         let completion =
             await_completion(&mut client, &mut transport, &recorder, options.op_timeout).await;
         recorder.complete(Process::Client(process), &op, client_id, request_id, &completion);
+        previous = current;
         if matches!(&completion, Completion::Unknown { reason } if reason == TRANSPORT_CLOSED) {
             // Nothing more can be sent: end rather than record one info after another.
             break;
@@ -92,6 +107,24 @@ pub async fn run(
         }
     }
     report
+}
+
+/// Sends the next kind of junk to the next replica, round robin.
+fn send_junk(
+    transport: &ClientTransport,
+    report: &mut ProcessReport,
+    current: &SignedRequest,
+    previous: Option<&SignedRequest>,
+    client_count: u32,
+) {
+    let sent: u64 = report.junk.values().sum();
+    let junk = Junk::ALL[(sent as usize) % Junk::ALL.len()];
+    let to = ReplicaId((report.ops % transport.replica_count() as u64) as u8);
+    if let Some(frame) = byzantine::frame(junk, current, previous, client_count)
+        && transport.send_frame(to, frame)
+    {
+        *report.junk.entry(junk.name()).or_default() += 1;
+    }
 }
 
 fn send_all(client: &mut Client, transport: &ClientTransport) {

@@ -15,7 +15,8 @@ use super::{
 fn ordeal_test(store: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(ordeal());
     command
-        .args(["test", "--no-progress", "--concurrency", "8", "--seed", "1", "--store"])
+        .args(["test", "--no-progress", "--nemesis", "none", "--concurrency", "8", "--seed", "1"])
+        .arg("--store")
         .arg(store)
         .args(extra);
     command

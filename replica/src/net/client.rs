@@ -58,6 +58,17 @@ impl ClientTransport {
         self.links.get(to.index()).is_some_and(|link| link.try_send(encode_framed(request)))
     }
 
+    /// The number of replicas it has links to.
+    pub fn replica_count(&self) -> usize {
+        self.links.len().max(1)
+    }
+
+    /// Queues an already framed buffer for replica `to`, whatever it holds (a Byzantine
+    /// client's malformed or oversized frames); false when it had to be dropped.
+    pub fn send_frame(&self, to: ReplicaId, frame: Vec<u8>) -> bool {
+        self.links.get(to.index()).is_some_and(|link| link.try_send(frame))
+    }
+
     /// The next INFORM, with the replica whose link it came on; `None` when every link is gone.
     /// Undecodable frames are skipped and counted.
     pub async fn recv(&mut self) -> Option<(ReplicaId, AuthenticatedInform)> {

@@ -10,6 +10,12 @@
 //! On start, a replica with a non-empty store or ledger recovers from them
 //! ([`Replica::recover`]): it was killed and restarted.
 //!
+//! A replica the run declares Byzantine (`NodeConfig::byzantine`) also runs a
+//! [`crate::byzantine::Hook`]: every transmit of the core passes through it, every message from
+//! a replica is shown to it before the core, and its timer is armed beside the core's. The
+//! control request `behave` switches its behaviours; a correct replica refuses it and runs no
+//! hook code at all.
+//!
 //! Bad input never stops the process: a frame over the limit or one that does not decode
 //! closes that connection and is counted; a message the core rejects is counted by the core.
 
@@ -37,6 +43,7 @@ use super::frame::{
 use super::link::{self, LinkHandle, LinkTarget};
 use super::store::Store;
 use super::tls::{Identity, TlsMaterial, peer_identity};
+use crate::byzantine::Hook;
 use crate::core::{ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 
@@ -142,11 +149,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         secrets.id,
         config.id
     );
+    let public = Arc::new(public);
+    let hook = config.byzantine.map(|byzantine| {
+        info!(seed = byzantine.seed, "declared Byzantine: behaviours switch over control");
+        Hook::new(config.cluster.clone(), secrets.clone(), public.clone(), byzantine)
+    });
     let store = Store::open(&config.ledger.with_file_name("store.redb"), config.fsync)?;
     let durable = store.load().context("reading the store")?;
     let recorded = read_ledger(&config.ledger)?;
     let core = if durable == Durable::default() && recorded.is_empty() {
-        Replica::new(config.cluster.clone(), secrets, Arc::new(public))
+        Replica::new(config.cluster.clone(), secrets, public)
     } else {
         let now = Clock::new(config.epoch_unix_nanos).now();
         info!(
@@ -155,7 +167,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
             recorded = recorded.len(),
             "recovering from the store"
         );
-        Replica::recover(config.cluster.clone(), secrets, Arc::new(public), durable, &recorded, now)
+        Replica::recover(config.cluster.clone(), secrets, public, durable, &recorded, now)
     }
     .context("building the replica")?;
     let tls = TlsMaterial::load(&config.tls).context("transport certificates")?;
@@ -163,7 +175,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the tokio runtime")?;
-    runtime.block_on(serve(config, core, store, tls))
+    runtime.block_on(serve(config, core, hook, store, tls))
 }
 
 /// The ledger events this replica recorded before (it was restarted). A last line cut by a kill
@@ -225,6 +237,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
 async fn serve(
     config: NodeConfig,
     core: Replica,
+    hook: Option<Hook>,
     store: Store,
     tls: TlsMaterial,
 ) -> anyhow::Result<()> {
@@ -271,6 +284,8 @@ async fn serve(
     info!(replica = %id, listen = %config.listen, protocol, "replica started");
     let mut shell = Shell {
         core,
+        byzantine: hook,
+        hook_transmits: Vec::new(),
         clock: Clock::new(config.epoch_unix_nanos),
         links,
         clients: HashMap::new(),
@@ -319,6 +334,10 @@ impl Clock {
 
 struct Shell {
     core: Replica,
+    /// Only in a replica the run declares Byzantine.
+    byzantine: Option<Hook>,
+    /// What the hook sent on its own (from inbound messages or its timer), to route next.
+    hook_transmits: Vec<Transmit>,
     clock: Clock,
     links: Vec<Option<LinkHandle>>,
     clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
@@ -336,7 +355,9 @@ impl Shell {
         let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
         // The loop ends on a signal, a control stop, or when every input sender is gone.
         while !self.stopping {
-            let deadline = self.core.poll_timeout().map(|at| self.clock.instant(at));
+            let hook_deadline = self.byzantine.as_ref().and_then(Hook::poll_timeout);
+            let deadline = [self.core.poll_timeout(), hook_deadline].into_iter().flatten().min();
+            let deadline = deadline.map(|at| self.clock.instant(at));
             tokio::select! {
                 biased;
                 _ = terminate.recv() => break,
@@ -359,6 +380,12 @@ impl Shell {
             if self.core.poll_timeout().is_some_and(|at| at <= now) {
                 self.core.handle_timeout(now);
             }
+            if let Some(hook) = self.byzantine.as_mut()
+                && hook.poll_timeout().is_some_and(|at| at <= now)
+            {
+                let view = self.core.view();
+                self.hook_transmits.extend(hook.poll(now, view));
+            }
             self.route_outputs()?;
         }
         Ok(())
@@ -368,6 +395,9 @@ impl Shell {
         let now = self.clock.now();
         match input {
             Input::Peer { from, envelope, .. } => {
+                if let Some(hook) = self.byzantine.as_mut() {
+                    self.hook_transmits.extend(hook.inbound(now, from, &envelope));
+                }
                 if let Err(rejection) = self.core.handle_message(now, from, &envelope) {
                     debug!(%from, kind = rejection.kind(), %rejection, "rejected message");
                 }
@@ -388,8 +418,17 @@ impl Shell {
                         self.stopping = true;
                         ControlResponse::Stopping
                     }
-                    ControlRequest::Behave { .. } => ControlResponse::Refused {
-                        reason: "this replica is not declared Byzantine".into(),
+                    ControlRequest::Behave { behaviours } => match self.byzantine.as_mut() {
+                        Some(hook) => {
+                            let names: Vec<&str> =
+                                behaviours.iter().map(|behaviour| behaviour.name()).collect();
+                            info!(behaviours = ?names, "Byzantine behaviours switched");
+                            hook.set_behaviours(now, behaviours);
+                            ControlResponse::Behaving
+                        }
+                        None => ControlResponse::Refused {
+                            reason: "this replica is not declared Byzantine".into(),
+                        },
                     },
                 };
                 // The controller may have given up waiting; nothing to do then.
@@ -404,30 +443,19 @@ impl Shell {
             self.store.apply(&writes)?;
             self.core.writes_persisted();
         }
+        let now = self.clock.now();
+        let view = self.core.view();
+        for transmit in std::mem::take(&mut self.hook_transmits) {
+            self.send(transmit);
+        }
         while let Some(transmit) = self.core.poll_transmit() {
-            match transmit {
-                Transmit::Replica { to, envelope } => {
-                    let link = self.links.get(to.index()).and_then(Option::as_ref);
-                    if !link.is_some_and(|link| link.try_send(encode_framed(&envelope))) {
-                        NetCounters::bump(&self.counters.frames_dropped);
+            match self.byzantine.as_mut() {
+                Some(hook) => {
+                    for transmit in hook.outbound(now, view, transmit) {
+                        self.send(transmit);
                     }
                 }
-                Transmit::Client { to, inform } => {
-                    let delivered = match self.clients.get(&to) {
-                        Some(writer) => match writer.try_send(encode_framed(&inform)) {
-                            Ok(()) => true,
-                            Err(mpsc::error::TrySendError::Full(_)) => false,
-                            Err(mpsc::error::TrySendError::Closed(_)) => {
-                                self.clients.remove(&to);
-                                false
-                            }
-                        },
-                        None => false,
-                    };
-                    if !delivered {
-                        NetCounters::bump(&self.counters.informs_undeliverable);
-                    }
-                }
+                None => self.send(transmit),
             }
         }
         let mut wrote = false;
@@ -441,6 +469,34 @@ impl Shell {
             self.ledger.flush().context("flushing the ledger")?;
         }
         Ok(())
+    }
+
+    /// Sends one transmit: to a replica's link or a client's writer, counted when dropped.
+    fn send(&mut self, transmit: Transmit) {
+        match transmit {
+            Transmit::Replica { to, envelope } => {
+                let link = self.links.get(to.index()).and_then(Option::as_ref);
+                if !link.is_some_and(|link| link.try_send(encode_framed(&envelope))) {
+                    NetCounters::bump(&self.counters.frames_dropped);
+                }
+            }
+            Transmit::Client { to, inform } => {
+                let delivered = match self.clients.get(&to) {
+                    Some(writer) => match writer.try_send(encode_framed(&inform)) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(_)) => false,
+                        Err(mpsc::error::TrySendError::Closed(_)) => {
+                            self.clients.remove(&to);
+                            false
+                        }
+                    },
+                    None => false,
+                };
+                if !delivered {
+                    NetCounters::bump(&self.counters.informs_undeliverable);
+                }
+            }
+        }
     }
 
     fn status(&self) -> StatusReport {
@@ -462,6 +518,9 @@ impl Shell {
                     _ => {}
                 }
             }
+        }
+        if let Some(hook) = &self.byzantine {
+            counters.extend(hook.counters());
         }
         let peers_connected = self
             .links

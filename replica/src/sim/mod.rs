@@ -5,9 +5,11 @@
 //! uniformly from `[latency_min, latency_max]`, so a wide range reorders delivery). Each
 //! [`Cluster::step`] jumps virtual time to the next packet arrival or timer and handles exactly
 //! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
-//! (any function of what the core wanted to send) or by injecting crafted messages sealed with a
-//! replica's own keys, silence replicas with [`Cluster::crash`] (or [`Cluster::kill`], which
-//! also loses their packets in flight), cut them off with [`Cluster::isolate`], and restart
+//! (any function of what the core wanted to send), by injecting crafted messages sealed with a
+//! replica's own keys, or by running a [`Hook`] in it ([`Cluster::set_byzantine`]: the same
+//! Byzantine hook as in the replica process, on virtual time); they silence replicas with
+//! [`Cluster::crash`] (or [`Cluster::kill`], which also loses their packets in flight), cut
+//! them off with [`Cluster::isolate`], and restart
 //! them from what they persisted with [`Cluster::restart`] (each replica has an in-memory
 //! [`Durable`] disk that its writes are applied to before anything it sends is routed).
 //!
@@ -25,6 +27,7 @@ use history::{LedgerEvent, Operation};
 use rand::{Rng, RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::byzantine::{Behaviour, Hook};
 use crate::core::message::Message;
 use crate::core::{
     AuthenticatedInform, Client, ClientId, Completion, Config, Durable, Envelope, Rejection,
@@ -99,6 +102,15 @@ pub struct Packet {
 
 /// Rewrites what a replica sends: return the transmits to send instead (none to drop).
 pub type OutboundHook = Box<dyn FnMut(Transmit) -> Vec<Transmit>>;
+
+/// Whose timer fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Timer {
+    /// A replica's or client's core.
+    Node(Node),
+    /// A replica's Byzantine hook.
+    Hook(ReplicaId),
+}
 
 /// The simulation ran out of steps before its goal.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -214,9 +226,11 @@ pub struct Cluster {
     /// Extra latency of everything a replica sends (a slow replica).
     slowness: Vec<Duration>,
     hooks: Vec<Option<OutboundHook>>,
+    /// Byzantine hooks, run before the outbound hooks.
+    byzantine: Vec<Option<Hook>>,
     network: BinaryHeap<Reverse<Scheduled>>,
-    timers: BinaryHeap<Reverse<(Time, Node)>>,
-    armed: HashMap<Node, Time>,
+    timers: BinaryHeap<Reverse<(Time, Timer)>>,
+    armed: HashMap<Timer, Time>,
     order: u64,
     rng: ChaCha8Rng,
     latency: (Duration, Duration),
@@ -254,6 +268,7 @@ impl Cluster {
             config: options.config.clone(),
             slowness: vec![Duration::ZERO; replica_count],
             hooks: (0..replica_count).map(|_| None).collect(),
+            byzantine: (0..replica_count).map(|_| None).collect(),
             network: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             armed: HashMap::new(),
@@ -322,7 +337,8 @@ impl Cluster {
         self.network.retain(|Reverse(scheduled)| {
             scheduled.packet.from != node && scheduled.packet.to != node
         });
-        self.armed.remove(&node);
+        self.armed.remove(&Timer::Node(node));
+        self.armed.remove(&Timer::Hook(id));
     }
 
     /// Restarts a crashed (or running) replica from its disk, as after a SIGKILL: everything
@@ -364,6 +380,30 @@ impl Cluster {
     /// Rewrites everything `id` sends from now on.
     pub fn set_outbound_hook(&mut self, id: ReplicaId, hook: OutboundHook) {
         self.hooks[id.index()] = Some(hook);
+    }
+
+    /// Makes `id` Byzantine: everything it sends passes through `hook` (before any outbound
+    /// hook), everything it receives from replicas is shown to `hook` first, and the hook's
+    /// timer is driven on virtual time. The hook's behaviours are switched with
+    /// [`Cluster::behave`].
+    pub fn set_byzantine(&mut self, id: ReplicaId, hook: Hook) {
+        self.byzantine[id.index()] = Some(hook);
+        self.arm_hook(id);
+    }
+
+    /// Switches the behaviours of `id`'s Byzantine hook (none: correct) and returns whether it
+    /// has one (a replica without one refuses, as over the control endpoint).
+    pub fn behave(&mut self, id: ReplicaId, behaviours: &[Behaviour]) -> bool {
+        let now = self.time;
+        let Some(hook) = self.byzantine[id.index()].as_mut() else { return false };
+        hook.set_behaviours(now, behaviours.iter().copied());
+        self.arm_hook(id);
+        true
+    }
+
+    /// `id`'s Byzantine hook, if it has one.
+    pub fn byzantine(&self, id: ReplicaId) -> Option<&Hook> {
+        self.byzantine[id.index()].as_ref()
     }
 
     /// Delivers `message` to `to` now, sealed with the `from`–`to` key as a (possibly
@@ -487,10 +527,13 @@ impl Cluster {
             let Reverse(scheduled) = self.network.pop().expect("peeked");
             self.deliver(scheduled.packet);
         } else {
-            let Reverse((at, node)) = self.timers.pop().expect("a timer is due");
-            if self.armed.get(&node) == Some(&at) {
-                self.armed.remove(&node);
-                self.fire_timer(node);
+            let Reverse((at, timer)) = self.timers.pop().expect("a timer is due");
+            if self.armed.get(&timer) == Some(&at) {
+                self.armed.remove(&timer);
+                match timer {
+                    Timer::Node(node) => self.fire_timer(node),
+                    Timer::Hook(id) => self.fire_hook(id),
+                }
             }
         }
         true
@@ -505,6 +548,13 @@ impl Cluster {
                     matches!(packet.from, Node::Replica(from) if self.isolated[from.index()]);
                 if self.crashed[to.index()] || self.isolated[to.index()] || from_isolated {
                     return;
+                }
+                if let (Node::Replica(from), Payload::Envelope(envelope), Some(hook)) =
+                    (packet.from, &payload, self.byzantine[to.index()].as_mut())
+                {
+                    let transmits = hook.inbound(now, from, envelope);
+                    self.send_from(to, transmits);
+                    self.arm_hook(to);
                 }
                 let replica = &mut self.replicas[to.index()];
                 let result = match (packet.from, payload) {
@@ -551,6 +601,43 @@ impl Cluster {
         }
     }
 
+    fn fire_hook(&mut self, id: ReplicaId) {
+        if self.crashed[id.index()] {
+            return;
+        }
+        let (now, view) = (self.time, self.replicas[id.index()].view());
+        let Some(hook) = self.byzantine[id.index()].as_mut() else { return };
+        let transmits = hook.poll(now, view);
+        self.send_from(id, transmits);
+        self.arm_hook(id);
+    }
+
+    fn arm_hook(&mut self, id: ReplicaId) {
+        if let Some(hook) = &self.byzantine[id.index()] {
+            let deadline = hook.poll_timeout();
+            self.arm(Timer::Hook(id), deadline);
+        }
+    }
+
+    /// Schedules what replica `id` sends, through its outbound hook if it has one.
+    fn send_from(&mut self, id: ReplicaId, transmits: Vec<Transmit>) {
+        for transmit in transmits {
+            let rewritten = match &mut self.hooks[id.index()] {
+                Some(hook) => hook(transmit),
+                None => vec![transmit],
+            };
+            for transmit in rewritten {
+                let (to, payload) = match transmit {
+                    Transmit::Replica { to, envelope } => {
+                        (Node::Replica(to), Payload::Envelope(envelope))
+                    }
+                    Transmit::Client { to, inform } => (Node::Client(to), Payload::Inform(inform)),
+                };
+                self.schedule(Packet { from: Node::Replica(id), to, payload });
+            }
+        }
+    }
+
     fn after_replica_input(&mut self, id: ReplicaId, result: &Result<(), Rejection>) {
         if let Err(rejection) = result {
             self.rejections.push((id, rejection.clone()));
@@ -562,26 +649,20 @@ impl Cluster {
         while let Some(event) = self.replicas[id.index()].poll_event() {
             self.events[id.index()].push(event);
         }
+        let (now, view) = (self.time, self.replicas[id.index()].view());
         while let Some(transmit) = self.replicas[id.index()].poll_transmit() {
             if self.crashed[id.index()] {
                 continue;
             }
-            let transmits = match &mut self.hooks[id.index()] {
-                Some(hook) => hook(transmit),
+            let transmits = match &mut self.byzantine[id.index()] {
+                Some(hook) => hook.outbound(now, view, transmit),
                 None => vec![transmit],
             };
-            for transmit in transmits {
-                let (to, payload) = match transmit {
-                    Transmit::Replica { to, envelope } => {
-                        (Node::Replica(to), Payload::Envelope(envelope))
-                    }
-                    Transmit::Client { to, inform } => (Node::Client(to), Payload::Inform(inform)),
-                };
-                self.schedule(Packet { from: Node::Replica(id), to, payload });
-            }
+            self.send_from(id, transmits);
         }
         let deadline = self.replicas[id.index()].poll_timeout();
-        self.arm(Node::Replica(id), deadline);
+        self.arm(Timer::Node(Node::Replica(id)), deadline);
+        self.arm_hook(id);
     }
 
     fn after_client_input(&mut self, id: ClientId) {
@@ -611,18 +692,18 @@ impl Cluster {
             self.schedule(packet);
         }
         let deadline = self.clients[id.index()].poll_timeout();
-        self.arm(Node::Client(id), deadline);
+        self.arm(Timer::Node(Node::Client(id)), deadline);
     }
 
-    fn arm(&mut self, node: Node, deadline: Option<Time>) {
+    fn arm(&mut self, timer: Timer, deadline: Option<Time>) {
         match deadline {
-            Some(at) if self.armed.get(&node) != Some(&at) => {
-                self.armed.insert(node, at);
-                self.timers.push(Reverse((at, node)));
+            Some(at) if self.armed.get(&timer) != Some(&at) => {
+                self.armed.insert(timer, at);
+                self.timers.push(Reverse((at, timer)));
             }
             Some(_) => {}
             None => {
-                self.armed.remove(&node);
+                self.armed.remove(&timer);
             }
         }
     }

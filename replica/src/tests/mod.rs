@@ -1,6 +1,7 @@
 //! Tests of the replica crate. Cluster tests (`cluster_*`) drive real cores through the
 //! in-memory [`crate::sim::Cluster`]; the others test one component each.
 
+mod byzantine;
 mod client;
 mod cluster;
 mod config;

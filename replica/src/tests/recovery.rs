@@ -32,7 +32,7 @@ fn ids(range: std::ops::Range<u8>) -> Vec<ReplicaId> {
 /// One replica's executed history as its ledger events tell it: executions append, rollbacks
 /// truncate, a state transfer replaces everything up to its slot by a snapshot.
 #[derive(Debug)]
-struct History {
+pub(super) struct History {
     /// The slot of the last snapshot installed (0 if none); slots up to it are not listed.
     base: u64,
     /// (block hash, state digest) at `base`.
@@ -58,7 +58,7 @@ impl History {
 /// Replays `replica`'s ledger events, asserting that executions follow the head, rollbacks
 /// start at the head and go down, and every rollback's state digest is the one the kept prefix
 /// had (PROTOCOL §10.6: after the rollback the state equals the replay of the kept prefix).
-fn history(cluster: &Cluster, replica: ReplicaId) -> History {
+pub(super) fn history(cluster: &Cluster, replica: ReplicaId) -> History {
     let config = cluster.replica(replica).config();
     let genesis_hash = cluster.replica(replica).ledger().genesis();
     let genesis_digest = StateMachine::with_genesis(&config.genesis).digest();
@@ -96,7 +96,7 @@ fn history(cluster: &Cluster, replica: ReplicaId) -> History {
 
 /// Asserts that `replicas` never diverged: every slot two of their histories list holds the
 /// same batch, results, block hash and state digest (PROTOCOL §10.1, §10.5).
-fn assert_common_slots_agree(cluster: &Cluster, replicas: &[ReplicaId]) {
+pub(super) fn assert_common_slots_agree(cluster: &Cluster, replicas: &[ReplicaId]) {
     let histories: Vec<History> = replicas.iter().map(|&id| history(cluster, id)).collect();
     for (mine, &id) in histories.iter().zip(replicas) {
         for (theirs, &other) in histories.iter().zip(replicas) {
@@ -114,7 +114,7 @@ fn assert_common_slots_agree(cluster: &Cluster, replicas: &[ReplicaId]) {
 /// Asserts that `replicas` agree: they never diverged, their histories have the same head, and
 /// each replica's live ledger head hash and state digest are its history's (so all are equal).
 /// Returns the common head.
-fn assert_histories_agree(cluster: &Cluster, replicas: &[ReplicaId]) -> u64 {
+pub(super) fn assert_histories_agree(cluster: &Cluster, replicas: &[ReplicaId]) -> u64 {
     assert_common_slots_agree(cluster, replicas);
     let head = history(cluster, replicas[0]).head();
     for &id in replicas {
@@ -135,7 +135,7 @@ fn assert_histories_agree(cluster: &Cluster, replicas: &[ReplicaId]) -> u64 {
 /// the request there with the accepted result; at least one of them must list it. (Views are
 /// not compared: a carried slot is certified again in the new view, and a replica that
 /// executes it only then records the later view.)
-fn assert_proofs_hold(cluster: &Cluster, replicas: &[ReplicaId]) {
+pub(super) fn assert_proofs_hold(cluster: &Cluster, replicas: &[ReplicaId]) {
     let nf = cluster.replica(replicas[0]).config().nf();
     let histories: Vec<History> = replicas.iter().map(|&id| history(cluster, id)).collect();
     for (client, completion) in &cluster.completions {
@@ -182,7 +182,7 @@ fn run_until_completions(cluster: &mut Cluster, count: usize) {
         .unwrap_or_else(|error| panic!("{count} completions: {error}"));
 }
 
-fn assert_every_request_completed(cluster: &Cluster, requests: usize) {
+pub(super) fn assert_every_request_completed(cluster: &Cluster, requests: usize) {
     assert_eq!(cluster.completions.len(), requests);
     let distinct: BTreeSet<_> =
         cluster.completions.iter().map(|(client, done)| (*client, done.request)).collect();

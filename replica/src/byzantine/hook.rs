@@ -1,0 +1,1070 @@
+//! The Byzantine hook: what a faulty replica does to its own traffic.
+//!
+//! The hook sits on both paths of one replica that the run declares Byzantine:
+//!
+//! - [`Hook::outbound`]: every transmit the core wants sent passes through it and comes out
+//!   unchanged, rewritten (re-encoded and re-sealed with the replica's own keys), multiplied or
+//!   dropped;
+//! - [`Hook::inbound`]: every envelope from another replica is shown to it before the core sees
+//!   it (to support conflicting proposals, gather shares for the other side of an equivocation,
+//!   collect VC-REQUESTs); it may answer with transmits of its own;
+//! - [`Hook::poll`]: spontaneous sends (false VC-REQUESTs, replays, held NV-PROPOSEs), due at
+//!   [`Hook::poll_timeout`].
+//!
+//! It is pure: no IO, no clock (`now` is an argument), randomness from a ChaCha20 generator
+//! seeded by [`ByzantineConfig::seed`]. With no behaviour switched on every transmit passes
+//! unchanged. It never panics on input, and every buffer it keeps is bounded.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+
+use super::tamper;
+use super::{Behaviour, ByzantineConfig};
+use crate::core::config::{Config, Protocol};
+use crate::core::message::{
+    Certify, Checkpoint, Inform, NewView, Propose, SignedRequest, Support, SupportProof,
+    ViewChange, batch_digest, checkpoint_signing_bytes, decode, proposal_digest,
+    support_signing_bytes,
+};
+use crate::core::{AuthenticatedInform, Digest, Envelope, Message, ReplicaId, Seq, Time, Transmit};
+use crate::core::{ClientId, View};
+use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
+use crate::crypto::threshold::{BlsSignature, PreparedMessage};
+
+/// How often `false-failure` broadcasts a VC-REQUEST (the first at once).
+pub const FALSE_FAILURE_INTERVAL: Duration = Duration::from_millis(500);
+
+/// How often `replay` re-sends one old envelope to each replica.
+pub const REPLAY_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Old envelopes kept per receiver for `replay`.
+pub const REPLAY_RING_MAX: usize = 64;
+
+/// `withhold-slot` withholds the first slot it sees after activation, then one in this many.
+pub const WITHHOLD_EVERY: u64 = 64;
+
+/// Slots whose equivocation or support state is remembered (the oldest are forgotten).
+pub const SLOTS_TRACKED_MAX: usize = 1024;
+
+/// Different digests a Byzantine backup supports for one slot at most.
+pub const DIGESTS_PER_SLOT_MAX: usize = 4;
+
+/// Target views whose VC-REQUESTs `nv-equivocate` keeps.
+pub const VIEW_CHANGE_VIEWS_MAX: usize = 4;
+
+/// How long `nv-equivocate` holds the core's NV-PROPOSE back, waiting for more than nf
+/// VC-REQUESTs (less than the backups' new-view timeout, so the view still starts).
+pub const NEW_VIEW_HOLD: Duration = Duration::from_millis(200);
+
+/// NV-PROPOSEs held at once (one per view; more are released at once).
+const NEW_VIEWS_HELD_MAX: usize = 4;
+
+/// What an equivocating primary does with one slot.
+#[derive(Debug)]
+struct Equivocation {
+    /// The receivers that get the other batch (a non-empty, proper subset of the others).
+    others: BTreeSet<ReplicaId>,
+    /// The other proposal; none when the batch has one request (the others get nothing).
+    alternative: Option<Alternative>,
+}
+
+/// The other side of an equivocation.
+#[derive(Debug)]
+struct Alternative {
+    batch: Arc<[SignedRequest]>,
+    digest: Digest,
+    /// PoE-TS: the support bytes hashed once, and the shares gathered for them (own included).
+    prepared: Option<PreparedMessage>,
+    shares: BTreeMap<u32, BlsSignature>,
+    certified: bool,
+}
+
+/// What a Byzantine backup knows of one slot's digests.
+#[derive(Debug, Default)]
+struct SlotDigests {
+    /// Digests this replica supported (the core's vote, then the hook's).
+    supported: Vec<Digest>,
+    /// Digests other replicas supported before this replica supported anything (PoE-MAC).
+    seen: Vec<Digest>,
+}
+
+/// An NV-PROPOSE of the core held back by `nv-equivocate`.
+#[derive(Debug)]
+struct HeldNewView {
+    original: Arc<NewView>,
+    receivers: Vec<ReplicaId>,
+    deadline: Time,
+}
+
+/// The Byzantine hook of one replica (see the module documentation).
+#[derive(Debug)]
+pub struct Hook {
+    id: ReplicaId,
+    config: Config,
+    secrets: ReplicaSecrets,
+    public: Arc<PublicKeys>,
+    rng: ChaCha20Rng,
+    behaviours: BTreeSet<Behaviour>,
+    counters: BTreeMap<&'static str, u64>,
+    /// The replica's view, as last reported.
+    view: View,
+    /// `in-the-dark`: the replicas left out (at most f, never this one).
+    dark: BTreeSet<ReplicaId>,
+    /// `withhold-slot`: the first slot proposed after activation, and the last slot counted.
+    withhold_first: Option<Seq>,
+    withheld_last: Option<(View, Seq)>,
+    /// `equivocate` as primary, per (view, seq).
+    equivocations: BTreeMap<(View, Seq), Equivocation>,
+    /// `equivocate` as backup, per (view, seq).
+    digests: BTreeMap<(View, Seq), SlotDigests>,
+    /// `nv-equivocate`: VC-REQUESTs by target view and sender.
+    view_changes: BTreeMap<View, BTreeMap<ReplicaId, Arc<ViewChange>>>,
+    held: Vec<HeldNewView>,
+    /// `replay`: envelopes sent to each replica, newest last.
+    sent: Vec<VecDeque<Envelope>>,
+    next_false_failure: Option<Time>,
+    next_replay: Option<Time>,
+}
+
+/// A decoded outgoing message on its way through the behaviours.
+struct Outgoing {
+    to: ReplicaId,
+    message: Message,
+    changed: bool,
+}
+
+impl Hook {
+    /// The hook of replica `secrets.id`, with every behaviour off.
+    pub fn new(
+        config: Config,
+        secrets: ReplicaSecrets,
+        public: Arc<PublicKeys>,
+        byzantine: ByzantineConfig,
+    ) -> Hook {
+        let n = config.replica_count;
+        let id = ReplicaId(u8::try_from(secrets.id).unwrap_or(u8::MAX));
+        let mut rng = ChaCha20Rng::seed_from_u64(byzantine.seed);
+        let mut others: Vec<ReplicaId> = (0..n).map(ReplicaId).filter(|&r| r != id).collect();
+        shuffle(&mut rng, &mut others);
+        let dark = others.into_iter().take(config.f()).collect();
+        Hook {
+            id,
+            secrets,
+            public,
+            rng,
+            behaviours: BTreeSet::new(),
+            counters: BTreeMap::new(),
+            view: View(0),
+            dark,
+            withhold_first: None,
+            withheld_last: None,
+            equivocations: BTreeMap::new(),
+            digests: BTreeMap::new(),
+            view_changes: BTreeMap::new(),
+            held: Vec::new(),
+            sent: vec![VecDeque::new(); usize::from(n)],
+            next_false_failure: None,
+            next_replay: None,
+            config,
+        }
+    }
+
+    /// Replaces the behaviours switched on (none: behave correctly) at `now`.
+    pub fn set_behaviours(&mut self, now: Time, behaviours: impl IntoIterator<Item = Behaviour>) {
+        self.behaviours = behaviours.into_iter().collect();
+        self.withhold_first = None;
+        self.withheld_last = None;
+        self.next_false_failure = self.is_on(Behaviour::FalseFailure).then_some(now);
+        self.next_replay = self.is_on(Behaviour::Replay).then(|| now + REPLAY_INTERVAL);
+        if !self.is_on(Behaviour::NvEquivocate) {
+            for held in &mut self.held {
+                held.deadline = now;
+            }
+        }
+    }
+
+    /// The behaviours switched on.
+    pub fn behaviours(&self) -> &BTreeSet<Behaviour> {
+        &self.behaviours
+    }
+
+    /// Whether any behaviour is on.
+    pub fn is_active(&self) -> bool {
+        !self.behaviours.is_empty()
+    }
+
+    /// The replicas `in-the-dark` leaves out.
+    pub fn dark(&self) -> &BTreeSet<ReplicaId> {
+        &self.dark
+    }
+
+    /// How many times `behaviour` acted.
+    pub fn acted(&self, behaviour: Behaviour) -> u64 {
+        self.counter(behaviour.name())
+    }
+
+    /// A counter by its name without the `byzantine.` prefix (a behaviour's name, or one of
+    /// `equivocate.skipped`, `equivocate.certified`, `equivocate.supported`,
+    /// `nv-equivocate.unable`).
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every counter as `byzantine.<name>`, for the control status.
+    pub fn counters(&self) -> BTreeMap<String, u64> {
+        self.counters.iter().map(|(name, count)| (format!("byzantine.{name}"), *count)).collect()
+    }
+
+    /// When [`Hook::poll`] must be called next.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let held = self.held.iter().map(|held| held.deadline).min();
+        [self.next_false_failure, self.next_replay, held].into_iter().flatten().min()
+    }
+
+    fn is_on(&self, behaviour: Behaviour) -> bool {
+        self.behaviours.contains(&behaviour)
+    }
+
+    fn count(&mut self, name: &'static str) {
+        *self.counters.entry(name).or_default() += 1;
+    }
+
+    fn others(&self) -> impl Iterator<Item = ReplicaId> + use<> {
+        let id = self.id;
+        (0..self.config.replica_count).map(ReplicaId).filter(move |&r| r != id)
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Outbound.
+
+    /// Passes one transmit of the core through the behaviours switched on; returns what to send
+    /// instead. `view` is the replica's current view.
+    pub fn outbound(&mut self, now: Time, view: View, transmit: Transmit) -> Vec<Transmit> {
+        self.view = view;
+        if !self.is_active() {
+            self.remember_sent(&transmit);
+            return vec![transmit];
+        }
+        if self.is_on(Behaviour::Silent) {
+            self.count(Behaviour::Silent.name());
+            return Vec::new();
+        }
+        let transmits = match transmit {
+            Transmit::Replica { to, envelope } => {
+                let Ok(message) = decode(&envelope.payload) else {
+                    return vec![Transmit::Replica { to, envelope }];
+                };
+                let mut extra = self.observe_own(&message);
+                let items = self.rewrite(now, Outgoing { to, message, changed: false });
+                let mut transmits: Vec<Transmit> = items
+                    .into_iter()
+                    .filter_map(|item| {
+                        if item.changed {
+                            self.seal(item.to, &item.message)
+                        } else {
+                            Some(Transmit::Replica { to: item.to, envelope: envelope.clone() })
+                        }
+                    })
+                    .collect();
+                transmits.append(&mut extra);
+                transmits
+            }
+            Transmit::Client { to, inform } => {
+                self.rewrite_inform(to, inform).into_iter().collect()
+            }
+        };
+        let transmits: Vec<Transmit> =
+            transmits.into_iter().map(|transmit| self.forge(transmit)).collect();
+        for transmit in &transmits {
+            self.remember_sent(transmit);
+        }
+        transmits
+    }
+
+    /// Applies the message-level behaviours to one outgoing message, in a fixed order.
+    fn rewrite(&mut self, now: Time, item: Outgoing) -> Vec<Outgoing> {
+        let Some(item) = self.withhold(item) else { return Vec::new() };
+        let Some(item) = self.in_the_dark(item) else { return Vec::new() };
+        let Some(item) = self.equivocate(item) else { return Vec::new() };
+        let Some(item) = self.hold_new_view(now, item) else { return Vec::new() };
+        let item = self.corrupt_digest(item);
+        let item = self.retag_view(item);
+        let item = self.mutate(item);
+        vec![item]
+    }
+
+    /// Records the core's own votes and VC-REQUESTs; returns supports owed to digests other
+    /// replicas supported before the core voted (`equivocate` as a backup, PoE-MAC).
+    fn observe_own(&mut self, message: &Message) -> Vec<Transmit> {
+        match message {
+            Message::Support(support) if self.is_on(Behaviour::Equivocate) => {
+                let key = (support.view, support.seq);
+                let slot = slot_entry(&mut self.digests, key);
+                if !slot.supported.contains(&support.digest) {
+                    slot.supported.push(support.digest);
+                }
+                let owed: Vec<Digest> =
+                    slot.seen.iter().filter(|d| !slot.supported.contains(d)).copied().collect();
+                owed.into_iter().flat_map(|digest| self.support_also(key, digest)).collect()
+            }
+            Message::ViewChange(request) if self.is_on(Behaviour::NvEquivocate) => {
+                self.keep_view_change(request.clone());
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn withhold(&mut self, item: Outgoing) -> Option<Outgoing> {
+        let Message::Propose(propose) = &item.message else { return Some(item) };
+        if !self.is_on(Behaviour::WithholdSlot) {
+            return Some(item);
+        }
+        let seq = propose.seq;
+        let first = *self.withhold_first.get_or_insert(seq);
+        let withheld = seq >= first && (seq.0 - first.0).is_multiple_of(WITHHOLD_EVERY);
+        if !withheld {
+            return Some(item);
+        }
+        let slot = (propose.view, seq);
+        if self.withheld_last != Some(slot) {
+            self.withheld_last = Some(slot);
+            self.count(Behaviour::WithholdSlot.name());
+        }
+        None
+    }
+
+    fn in_the_dark(&mut self, item: Outgoing) -> Option<Outgoing> {
+        let kept_out = matches!(item.message, Message::Propose(_) | Message::Certify(_))
+            && self.is_on(Behaviour::InTheDark)
+            && self.dark.contains(&item.to);
+        if kept_out {
+            self.count(Behaviour::InTheDark.name());
+            return None;
+        }
+        Some(item)
+    }
+
+    /// `equivocate` as primary: the receivers of the slot's other side get the other batch,
+    /// the primary's SUPPORT for it (PoE-MAC) and no CERTIFY of the first.
+    fn equivocate(&mut self, mut item: Outgoing) -> Option<Outgoing> {
+        if !self.is_on(Behaviour::Equivocate) {
+            return Some(item);
+        }
+        match &mut item.message {
+            Message::Propose(propose) => {
+                if self.config.primary(propose.view) != self.id {
+                    return Some(item);
+                }
+                let key = (propose.view, propose.seq);
+                if !self.equivocations.contains_key(&key) {
+                    let equivocation = self.new_equivocation(propose);
+                    insert_bounded(&mut self.equivocations, key, equivocation);
+                }
+                let equivocation = self.equivocations.get(&key)?;
+                if !equivocation.others.contains(&item.to) {
+                    return Some(item);
+                }
+                let batch = equivocation.alternative.as_ref()?.batch.clone();
+                propose.batch = batch;
+                item.changed = true;
+                Some(item)
+            }
+            Message::Support(support) if support.replica == self.id => {
+                let key = (support.view, support.seq);
+                let Some(equivocation) = self.equivocations.get(&key) else { return Some(item) };
+                if !equivocation.others.contains(&item.to) {
+                    return Some(item);
+                }
+                let digest = equivocation.alternative.as_ref()?.digest;
+                *support = self.sign_support(support.view, support.seq, digest);
+                item.changed = true;
+                Some(item)
+            }
+            Message::Certify(certify) => {
+                let key = (certify.view, certify.seq);
+                let theirs = self
+                    .equivocations
+                    .get(&key)
+                    .is_some_and(|equivocation| equivocation.others.contains(&item.to));
+                (!theirs).then_some(item)
+            }
+            _ => Some(item),
+        }
+    }
+
+    /// Draws the other side of a slot: a seeded non-empty proper subset of the receivers, and
+    /// the batch reversed (none with one request).
+    fn new_equivocation(&mut self, propose: &Propose) -> Equivocation {
+        let mut receivers: Vec<ReplicaId> = self.others().collect();
+        shuffle(&mut self.rng, &mut receivers);
+        let size = if receivers.len() < 2 {
+            receivers.len()
+        } else {
+            self.rng.random_range(1..receivers.len())
+        };
+        let others: BTreeSet<ReplicaId> = receivers.into_iter().take(size).collect();
+        let alternative = (propose.batch.len() >= 2).then(|| {
+            let batch: Arc<[SignedRequest]> = propose.batch.iter().rev().cloned().collect();
+            let digest = proposal_digest(propose.view, propose.seq, &batch_digest(&batch));
+            let mut alternative = Alternative {
+                batch,
+                digest,
+                prepared: None,
+                shares: BTreeMap::new(),
+                certified: false,
+            };
+            if self.config.protocol == Protocol::PoeTs {
+                let prepared = PreparedMessage::new(&support_signing_bytes(&digest));
+                let share = self.secrets.threshold_share.sign(&prepared);
+                alternative.shares.insert(self.secrets.threshold_share.signer(), share);
+                alternative.prepared = Some(prepared);
+            }
+            alternative
+        });
+        self.count(match alternative {
+            Some(_) => Behaviour::Equivocate.name(),
+            None => "equivocate.skipped",
+        });
+        Equivocation { others, alternative }
+    }
+
+    /// `nv-equivocate`: holds the core's NV-PROPOSE back until more than nf VC-REQUESTs are in
+    /// or [`NEW_VIEW_HOLD`] passes.
+    fn hold_new_view(&mut self, now: Time, item: Outgoing) -> Option<Outgoing> {
+        let Message::NewView(new_view) = &item.message else { return Some(item) };
+        if !self.is_on(Behaviour::NvEquivocate) {
+            return Some(item);
+        }
+        let new_view = new_view.clone();
+        for request in &new_view.requests {
+            self.keep_view_change(request.clone());
+        }
+        if let Some(held) = self.held.iter_mut().find(|held| held.original == new_view) {
+            held.receivers.push(item.to);
+            return None;
+        }
+        if self.held.len() >= NEW_VIEWS_HELD_MAX {
+            // Never reached with one view change at a time; keep the bound anyway.
+            return Some(item);
+        }
+        let deadline = now + NEW_VIEW_HOLD;
+        self.held.push(HeldNewView { original: new_view, receivers: vec![item.to], deadline });
+        None
+    }
+
+    fn corrupt_digest(&mut self, mut item: Outgoing) -> Outgoing {
+        if !self.is_on(Behaviour::CorruptDigest) {
+            return item;
+        }
+        match &mut item.message {
+            Message::Support(support) => {
+                let mut digest = support.digest;
+                tamper::flip_bit(&mut self.rng, &mut digest.0);
+                *support = self.sign_support(support.view, support.seq, digest);
+            }
+            Message::Checkpoint(checkpoint) => {
+                tamper::flip_bit(&mut self.rng, &mut checkpoint.state_digest.0);
+                self.sign_checkpoint(checkpoint);
+            }
+            _ => return item,
+        }
+        self.count(Behaviour::CorruptDigest.name());
+        item.changed = true;
+        item
+    }
+
+    fn retag_view(&mut self, mut item: Outgoing) -> Outgoing {
+        let shift: i64 = match (self.is_on(Behaviour::StaleView), self.is_on(Behaviour::FutureView))
+        {
+            (true, false) => -1,
+            (false, true) => 1,
+            (true, true) => {
+                if self.rng.random_bool(0.5) {
+                    -1
+                } else {
+                    1
+                }
+            }
+            (false, false) => return item,
+        };
+        let name =
+            if shift < 0 { Behaviour::StaleView.name() } else { Behaviour::FutureView.name() };
+        if self.shift_view(&mut item.message, shift) {
+            self.count(name);
+            item.changed = true;
+        }
+        item
+    }
+
+    /// Re-tags a message's view by `shift` (re-signing what this replica signs); false when it
+    /// has no view or the view would go below 0.
+    fn shift_view(&mut self, message: &mut Message, shift: i64) -> bool {
+        let moved = |view: &mut View| match view.0.checked_add_signed(shift) {
+            Some(shifted) => {
+                view.0 = shifted;
+                true
+            }
+            None => false,
+        };
+        match message {
+            Message::Propose(propose) => moved(&mut propose.view),
+            Message::Support(support) => moved(&mut support.view),
+            Message::Certify(certify) => moved(&mut certify.view),
+            Message::NewView(new_view) => {
+                let mut inner = (**new_view).clone();
+                let done = moved(&mut inner.view);
+                *new_view = Arc::new(inner);
+                done
+            }
+            Message::StateRequest(request) => moved(&mut request.view),
+            Message::ViewChange(request) => {
+                let mut inner = (**request).clone();
+                let done = moved(&mut inner.target);
+                self.sign_view_change(&mut inner);
+                *request = Arc::new(inner);
+                done
+            }
+            Message::Forward(_) | Message::Checkpoint(_) | Message::StateTransfer(_) => false,
+        }
+    }
+
+    fn mutate(&mut self, mut item: Outgoing) -> Outgoing {
+        if !self.is_on(Behaviour::Mutate) || !self.rng.random_bool(0.5) {
+            return item;
+        }
+        if self.mutate_message(&mut item.message) {
+            self.count(Behaviour::Mutate.name());
+            item.changed = true;
+        }
+        item
+    }
+
+    /// One seeded small-scope edit of one field (ByzzFuzz), re-signed where this replica
+    /// signs; false when the message has no field to mutate.
+    fn mutate_message(&mut self, message: &mut Message) -> bool {
+        let n = self.config.replica_count;
+        let choice = self.rng.random_range(0..4u32);
+        let rng = &mut self.rng;
+        match message {
+            Message::Propose(propose) => match choice {
+                0 => tamper::nudge(rng, &mut propose.view.0),
+                1 => tamper::nudge(rng, &mut propose.seq.0),
+                _ => {
+                    propose.batch = tamper::edit_batch(rng, &propose.batch);
+                }
+            },
+            Message::Support(support) => {
+                match choice {
+                    0 => tamper::nudge(rng, &mut support.view.0),
+                    1 => tamper::nudge(rng, &mut support.seq.0),
+                    2 => support.replica = tamper::other_replica(rng, support.replica, n),
+                    _ => {
+                        let mut digest = support.digest;
+                        tamper::flip_bit(rng, &mut digest.0);
+                        let replica = support.replica;
+                        *support = self.sign_support(support.view, support.seq, digest);
+                        support.replica = replica;
+                    }
+                }
+                return true;
+            }
+            Message::Certify(certify) => match choice {
+                0 => tamper::nudge(rng, &mut certify.view.0),
+                1 => tamper::nudge(rng, &mut certify.seq.0),
+                _ => tamper::flip_bit(rng, &mut certify.digest.0),
+            },
+            Message::Checkpoint(checkpoint) => {
+                match choice {
+                    0 => tamper::nudge(rng, &mut checkpoint.seq.0),
+                    1 => tamper::flip_bit(rng, &mut checkpoint.state_digest.0),
+                    2 => tamper::flip_bit(rng, &mut checkpoint.block_hash.0),
+                    _ => checkpoint.replica = tamper::other_replica(rng, checkpoint.replica, n),
+                }
+                self.sign_checkpoint(checkpoint);
+            }
+            Message::ViewChange(request) => {
+                let mut inner = (**request).clone();
+                match choice {
+                    0 | 1 => tamper::nudge(rng, &mut inner.target.0),
+                    2 if !inner.evidence.is_empty() => {
+                        let index = rng.random_range(0..inner.evidence.len());
+                        inner.evidence.remove(index);
+                    }
+                    _ => inner.replica = tamper::other_replica(rng, inner.replica, n),
+                }
+                self.sign_view_change(&mut inner);
+                *request = Arc::new(inner);
+            }
+            Message::NewView(new_view) => {
+                let mut inner = (**new_view).clone();
+                if choice < 2 || inner.requests.is_empty() {
+                    tamper::nudge(rng, &mut inner.view.0);
+                } else {
+                    let index = rng.random_range(0..inner.requests.len());
+                    inner.requests.remove(index);
+                }
+                *new_view = Arc::new(inner);
+            }
+            Message::StateRequest(request) => match choice {
+                0 | 1 => tamper::nudge(rng, &mut request.view.0),
+                _ => tamper::nudge(rng, &mut request.last_executed.0),
+            },
+            Message::Forward(_) | Message::StateTransfer(_) => return false,
+        }
+        true
+    }
+
+    fn rewrite_inform(&mut self, to: ClientId, inform: AuthenticatedInform) -> Option<Transmit> {
+        let mut body = inform.inform.clone();
+        let mut changed = false;
+        if self.is_on(Behaviour::WrongResult) {
+            body.result = tamper::wrong_result(&body.result);
+            self.count(Behaviour::WrongResult.name());
+            changed = true;
+        }
+        for (behaviour, shift) in [(Behaviour::StaleView, -1), (Behaviour::FutureView, 1)] {
+            if self.is_on(behaviour)
+                && let Some(view) = body.view.0.checked_add_signed(shift)
+            {
+                body.view = View(view);
+                self.count(behaviour.name());
+                changed = true;
+            }
+        }
+        if self.is_on(Behaviour::Mutate) && self.rng.random_bool(0.5) {
+            self.mutate_inform(&mut body);
+            self.count(Behaviour::Mutate.name());
+            changed = true;
+        }
+        if !changed {
+            return Some(Transmit::Client { to, inform });
+        }
+        let key = self.secrets.client_macs.get(to.index())?;
+        Some(Transmit::Client { to, inform: AuthenticatedInform::seal(body, key) })
+    }
+
+    fn mutate_inform(&mut self, inform: &mut Inform) {
+        let rng = &mut self.rng;
+        match rng.random_range(0..4u32) {
+            0 => tamper::nudge(rng, &mut inform.view.0),
+            1 => tamper::nudge(rng, &mut inform.seq.0),
+            2 => tamper::nudge(rng, &mut inform.request.0),
+            _ => inform.result = tamper::wrong_result(&inform.result),
+        }
+    }
+
+    /// `forge`: breaks the authentication of a transmit: the signature, threshold share or
+    /// group signature inside the message (re-sealed with a valid MAC), or the MAC itself.
+    fn forge(&mut self, transmit: Transmit) -> Transmit {
+        if !self.is_on(Behaviour::Forge) {
+            return transmit;
+        }
+        self.count(Behaviour::Forge.name());
+        match transmit {
+            Transmit::Client { to, mut inform } => {
+                tamper::flip_bit(&mut self.rng, &mut inform.mac.0);
+                Transmit::Client { to, inform }
+            }
+            Transmit::Replica { to, mut envelope } => {
+                let inner = self.rng.random_bool(0.5);
+                if inner
+                    && let Ok(mut message) = decode(&envelope.payload)
+                    && tamper::forge_inner(&mut self.rng, &mut message)
+                    && let Some(transmit) = self.seal(to, &message)
+                {
+                    return transmit;
+                }
+                tamper::flip_bit(&mut self.rng, &mut envelope.mac.0);
+                Transmit::Replica { to, envelope }
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Inbound.
+
+    /// Shows the hook an envelope from replica `from` before the core handles it; returns what
+    /// the hook sends in response (none unless `equivocate` or `nv-equivocate` is on).
+    pub fn inbound(&mut self, now: Time, from: ReplicaId, envelope: &Envelope) -> Vec<Transmit> {
+        let equivocate = self.is_on(Behaviour::Equivocate);
+        let nv_equivocate = self.is_on(Behaviour::NvEquivocate);
+        if !(equivocate || nv_equivocate) || self.is_on(Behaviour::Silent) || from == self.id {
+            return Vec::new();
+        }
+        let Some(key) = self.secrets.replica_macs.get(from.index()) else { return Vec::new() };
+        let Ok(message) = envelope.open(key, from, self.id) else { return Vec::new() };
+        match message {
+            Message::Propose(propose) if equivocate => self.seen_proposal(from, &propose),
+            Message::Support(support) if equivocate && support.replica == from => {
+                self.seen_support(&support)
+            }
+            Message::ViewChange(request) if nv_equivocate && request.replica == from => {
+                let bytes = ViewChange::signing_bytes(
+                    request.target,
+                    request.replica,
+                    request.checkpoint.as_ref(),
+                    &request.evidence,
+                );
+                let valid = self
+                    .public
+                    .replicas
+                    .get(from.index())
+                    .is_some_and(|key| key.verify(&bytes, &request.signature).is_ok());
+                if !valid {
+                    return Vec::new();
+                }
+                let target = request.target;
+                self.keep_view_change(request);
+                self.release_new_views(now, Some(target))
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A Byzantine backup supports a second, conflicting proposal for a slot it already
+    /// supported (the core refuses it).
+    fn seen_proposal(&mut self, from: ReplicaId, propose: &Propose) -> Vec<Transmit> {
+        if self.config.primary(propose.view) != from {
+            return Vec::new();
+        }
+        let key = (propose.view, propose.seq);
+        let digest = proposal_digest(propose.view, propose.seq, &batch_digest(&propose.batch));
+        match self.digests.get(&key) {
+            Some(slot) if !slot.supported.is_empty() && !slot.supported.contains(&digest) => {
+                self.support_also(key, digest)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// PoE-MAC backups support every digest they see supported in a slot; an equivocating
+    /// PoE-TS primary gathers the shares of its other side and certifies it.
+    fn seen_support(&mut self, support: &Support) -> Vec<Transmit> {
+        let key = (support.view, support.seq);
+        if let SupportProof::Share(share) = &support.proof
+            && self.equivocations.contains_key(&key)
+        {
+            return self.gather_share(key, support, *share);
+        }
+        if self.config.protocol != Protocol::PoeMac {
+            return Vec::new();
+        }
+        let slot = slot_entry(&mut self.digests, key);
+        if slot.supported.is_empty() {
+            if !slot.seen.contains(&support.digest) && slot.seen.len() < DIGESTS_PER_SLOT_MAX {
+                slot.seen.push(support.digest);
+            }
+            return Vec::new();
+        }
+        if slot.supported.contains(&support.digest) {
+            return Vec::new();
+        }
+        self.support_also(key, support.digest)
+    }
+
+    fn gather_share(
+        &mut self,
+        key: (View, Seq),
+        support: &Support,
+        share: BlsSignature,
+    ) -> Vec<Transmit> {
+        let nf = self.config.nf();
+        let Some(equivocation) = self.equivocations.get_mut(&key) else { return Vec::new() };
+        let Some(alternative) = equivocation.alternative.as_mut() else { return Vec::new() };
+        if alternative.certified || support.digest != alternative.digest {
+            return Vec::new();
+        }
+        let Some(prepared) = alternative.prepared else { return Vec::new() };
+        alternative.shares.insert(u32::from(support.replica.0), share);
+        if alternative.shares.len() < nf {
+            return Vec::new();
+        }
+        let shares: Vec<(u32, BlsSignature)> =
+            alternative.shares.iter().map(|(signer, share)| (*signer, *share)).collect();
+        let Some(signature) =
+            self.public.threshold.combine_optimistic(&prepared, &shares).signature
+        else {
+            return Vec::new();
+        };
+        alternative.certified = true;
+        let certify = Message::Certify(Certify {
+            view: key.0,
+            seq: key.1,
+            digest: alternative.digest,
+            signature,
+        });
+        let receivers: Vec<ReplicaId> = equivocation.others.iter().copied().collect();
+        self.count("equivocate.certified");
+        receivers.into_iter().filter_map(|to| self.seal(to, &certify)).collect()
+    }
+
+    /// Signs a SUPPORT for `digest` in slot `key` and sends it: to the primary (PoE-TS) or to
+    /// all (PoE-MAC).
+    fn support_also(&mut self, key: (View, Seq), digest: Digest) -> Vec<Transmit> {
+        let slot = slot_entry(&mut self.digests, key);
+        if slot.supported.contains(&digest) || slot.supported.len() >= DIGESTS_PER_SLOT_MAX {
+            return Vec::new();
+        }
+        slot.supported.push(digest);
+        self.count(Behaviour::Equivocate.name());
+        self.count("equivocate.supported");
+        let message = Message::Support(self.sign_support(key.0, key.1, digest));
+        match self.config.protocol {
+            Protocol::PoeTs => {
+                let primary = self.config.primary(key.0);
+                if primary == self.id {
+                    Vec::new()
+                } else {
+                    self.seal(primary, &message).into_iter().collect()
+                }
+            }
+            Protocol::PoeMac => {
+                let receivers: Vec<ReplicaId> = self.others().collect();
+                receivers.into_iter().filter_map(|to| self.seal(to, &message)).collect()
+            }
+        }
+    }
+
+    fn keep_view_change(&mut self, request: Arc<ViewChange>) {
+        if request.replica.0 >= self.config.replica_count || request.target < self.view {
+            return;
+        }
+        let target = request.target;
+        if !self.view_changes.contains_key(&target)
+            && self.view_changes.len() >= VIEW_CHANGE_VIEWS_MAX
+        {
+            let lowest = self.view_changes.keys().next().copied();
+            match lowest {
+                Some(lowest) if lowest < target => {
+                    self.view_changes.remove(&lowest);
+                }
+                _ => return,
+            }
+        }
+        self.view_changes.entry(target).or_default().insert(request.replica, request);
+        // Views below the current one are of no use any more (the current one is: its
+        // NV-PROPOSE may still be held).
+        let view = self.view;
+        self.view_changes.retain(|target, _| *target >= view);
+    }
+
+    /// Releases held NV-PROPOSEs that are due (deadline passed, `nv-equivocate` off) or, for
+    /// `ready`, that can now equivocate.
+    fn release_new_views(&mut self, now: Time, ready: Option<View>) -> Vec<Transmit> {
+        let nf = self.config.nf();
+        let on = self.is_on(Behaviour::NvEquivocate);
+        let mut transmits = Vec::new();
+        let mut index = 0;
+        while index < self.held.len() {
+            let view = self.held[index].original.view;
+            let collected = self.view_changes.get(&view).map_or(0, BTreeMap::len);
+            let can = on && collected > nf;
+            let due = now >= self.held[index].deadline || !on;
+            if !(due || (can && ready == Some(view))) {
+                index += 1;
+                continue;
+            }
+            let held = self.held.remove(index);
+            transmits.extend(self.send_new_views(held, can));
+        }
+        transmits
+    }
+
+    /// Sends a held NV-PROPOSE: the original to some receivers and, if `equivocate`, one built
+    /// from another nf subset of the VC-REQUESTs to the others.
+    fn send_new_views(&mut self, held: HeldNewView, equivocate: bool) -> Vec<Transmit> {
+        let original = Message::NewView(held.original.clone());
+        let alternative = if equivocate { self.other_new_view(&held.original) } else { None };
+        let Some(alternative) = alternative else {
+            if self.is_on(Behaviour::NvEquivocate) {
+                self.count("nv-equivocate.unable");
+            }
+            return held.receivers.iter().filter_map(|&to| self.seal(to, &original)).collect();
+        };
+        self.count(Behaviour::NvEquivocate.name());
+        let mut receivers = held.receivers.clone();
+        shuffle(&mut self.rng, &mut receivers);
+        let split = if receivers.len() < 2 { 1 } else { self.rng.random_range(1..receivers.len()) };
+        let alternative = Message::NewView(Arc::new(alternative));
+        receivers
+            .iter()
+            .enumerate()
+            .filter_map(|(position, &to)| {
+                let message = if position < split { &alternative } else { &original };
+                self.seal(to, message)
+            })
+            .collect()
+    }
+
+    /// An NV-PROPOSE for the same view from another nf subset of the collected VC-REQUESTs:
+    /// one of the original's requests swapped for one it left out.
+    fn other_new_view(&mut self, original: &NewView) -> Option<NewView> {
+        let collected = self.view_changes.get(&original.view)?;
+        let used: BTreeSet<ReplicaId> =
+            original.requests.iter().map(|request| request.replica).collect();
+        let unused: Vec<Arc<ViewChange>> = collected
+            .iter()
+            .filter(|(replica, _)| !used.contains(replica))
+            .map(|(_, request)| request.clone())
+            .collect();
+        if unused.is_empty() || original.requests.is_empty() {
+            return None;
+        }
+        let mut requests = original.requests.clone();
+        let out = self.rng.random_range(0..requests.len());
+        let new = self.rng.random_range(0..unused.len());
+        requests[out] = unused[new].clone();
+        Some(NewView { view: original.view, requests })
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Spontaneous sends.
+
+    /// Sends what is due at `now`: a false VC-REQUEST for `view` + 1, replays of old envelopes,
+    /// held NV-PROPOSEs. `view` is the replica's current view.
+    pub fn poll(&mut self, now: Time, view: View) -> Vec<Transmit> {
+        self.view = view;
+        let mut transmits = self.release_new_views(now, None);
+        if let Some(at) = self.next_false_failure
+            && now >= at
+        {
+            self.next_false_failure = Some(now + FALSE_FAILURE_INTERVAL);
+            transmits.extend(self.false_failure(view));
+        }
+        if let Some(at) = self.next_replay
+            && now >= at
+        {
+            self.next_replay = Some(now + REPLAY_INTERVAL);
+            transmits.extend(self.replay());
+        }
+        if self.is_on(Behaviour::Silent) {
+            return Vec::new();
+        }
+        transmits
+    }
+
+    /// A validly signed VC-REQUEST for `view` + 1 with no evidence, to every other replica.
+    fn false_failure(&mut self, view: View) -> Vec<Transmit> {
+        if !self.is_on(Behaviour::FalseFailure) {
+            return Vec::new();
+        }
+        let mut request = ViewChange {
+            target: view.next(),
+            replica: self.id,
+            checkpoint: None,
+            evidence: Vec::new(),
+            signature: crate::crypto::ed25519::Signature([0; 64]),
+        };
+        self.sign_view_change(&mut request);
+        self.count(Behaviour::FalseFailure.name());
+        let message = Message::ViewChange(Arc::new(request));
+        let receivers: Vec<ReplicaId> = self.others().collect();
+        receivers.into_iter().filter_map(|to| self.seal(to, &message)).collect()
+    }
+
+    /// One old envelope, drawn at random, to every replica that was sent any.
+    fn replay(&mut self) -> Vec<Transmit> {
+        if !self.is_on(Behaviour::Replay) {
+            return Vec::new();
+        }
+        let mut transmits = Vec::new();
+        for index in 0..self.sent.len() {
+            let ring = &self.sent[index];
+            if ring.is_empty() {
+                continue;
+            }
+            // The older half of the ring: messages the receiver has long moved past.
+            let position = self.rng.random_range(0..ring.len().div_ceil(2));
+            let envelope = ring[position].clone();
+            transmits.push(Transmit::Replica { to: ReplicaId(index as u8), envelope });
+        }
+        for _ in &transmits {
+            self.count(Behaviour::Replay.name());
+        }
+        transmits
+    }
+
+    fn remember_sent(&mut self, transmit: &Transmit) {
+        if let Transmit::Replica { to, envelope } = transmit
+            && let Some(ring) = self.sent.get_mut(to.index())
+        {
+            if ring.len() >= REPLAY_RING_MAX {
+                ring.pop_front();
+            }
+            ring.push_back(envelope.clone());
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Signing with this replica's own keys.
+
+    /// Encodes and MACs `message` for `to` with this replica's key for the pair.
+    /// None for a receiver outside the cluster (never asked for by the core).
+    fn seal(&self, to: ReplicaId, message: &Message) -> Option<Transmit> {
+        let key = self.secrets.replica_macs.get(to.index())?;
+        Some(Transmit::Replica { to, envelope: Envelope::new(message, key, self.id, to) })
+    }
+
+    fn sign_support(&self, view: View, seq: Seq, digest: Digest) -> Support {
+        let bytes = support_signing_bytes(&digest);
+        let proof = match self.config.protocol {
+            Protocol::PoeTs => SupportProof::Share(
+                self.secrets.threshold_share.sign(&PreparedMessage::new(&bytes)),
+            ),
+            Protocol::PoeMac => SupportProof::Signature(self.secrets.signing_key.sign(&bytes)),
+        };
+        Support { view, seq, digest, replica: self.id, proof }
+    }
+
+    fn sign_checkpoint(&self, checkpoint: &mut Checkpoint) {
+        let bytes = checkpoint_signing_bytes(
+            checkpoint.seq,
+            &checkpoint.state_digest,
+            &checkpoint.block_hash,
+        );
+        checkpoint.signature = self.secrets.signing_key.sign(&bytes);
+    }
+
+    fn sign_view_change(&self, request: &mut ViewChange) {
+        let bytes = ViewChange::signing_bytes(
+            request.target,
+            request.replica,
+            request.checkpoint.as_ref(),
+            &request.evidence,
+        );
+        request.signature = self.secrets.signing_key.sign(&bytes);
+    }
+}
+
+/// The digests of slot `key`, created if missing; the oldest slot is forgotten beyond
+/// [`SLOTS_TRACKED_MAX`].
+fn slot_entry(
+    digests: &mut BTreeMap<(View, Seq), SlotDigests>,
+    key: (View, Seq),
+) -> &mut SlotDigests {
+    if !digests.contains_key(&key) {
+        insert_bounded(digests, key, SlotDigests::default());
+    }
+    digests.entry(key).or_default()
+}
+
+/// Inserts into a map of at most [`SLOTS_TRACKED_MAX`] slots, forgetting the oldest.
+fn insert_bounded<T>(map: &mut BTreeMap<(View, Seq), T>, key: (View, Seq), value: T) {
+    while map.len() >= SLOTS_TRACKED_MAX {
+        map.pop_first();
+    }
+    map.insert(key, value);
+}
+
+/// Fisher–Yates with the hook's generator.
+fn shuffle<T>(rng: &mut ChaCha20Rng, items: &mut [T]) {
+    for index in (1..items.len()).rev() {
+        let other = rng.random_range(0..=index);
+        items.swap(index, other);
+    }
+}

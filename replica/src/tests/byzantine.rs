@@ -1,0 +1,531 @@
+//! Byzantine behaviours (`crate::byzantine`) run inside the deterministic cluster.
+//!
+//! Each behaviour gets a test showing that it acted and had the effect it aims for (the
+//! rejections it causes at honest replicas, the view change it forces), and that within the
+//! budget (one Byzantine replica of n = 4, f = 1) the honest replicas stay safe (their ledgers
+//! agree, every client proof holds in them) and every request completes. One test goes beyond
+//! the budget and shows the harm: two colluding equivocators make honest ledgers diverge.
+
+use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use history::LedgerEvent;
+
+use super::recovery::{
+    assert_common_slots_agree, assert_every_request_completed, assert_histories_agree,
+    assert_proofs_hold,
+};
+use crate::byzantine::{Behaviour, ByzantineConfig, Hook};
+use crate::core::message::decode;
+use crate::core::{Config, Message, Protocol, ReplicaId, Transmit, View};
+use crate::sim::{Cluster, STEPS_MAX_DEFAULT, SimOptions};
+
+/// A cluster whose replicas in `byzantine` run a hook with those behaviours switched on.
+fn cluster_with(
+    config: Config,
+    seed: u64,
+    requests: u64,
+    byzantine: &[(u8, &[Behaviour])],
+) -> Cluster {
+    let mut cluster = Cluster::new(SimOptions::new(config.clone(), seed, requests));
+    let public = Arc::new(cluster.keys().public.clone());
+    for &(id, behaviours) in byzantine {
+        let secrets = cluster.keys().replicas[usize::from(id)].clone();
+        let hook = Hook::new(
+            config.clone(),
+            secrets,
+            public.clone(),
+            ByzantineConfig { seed: seed * 16 + u64::from(id) },
+        );
+        cluster.set_byzantine(ReplicaId(id), hook);
+        assert!(cluster.behave(ReplicaId(id), behaviours), "replica {id} has a hook");
+    }
+    cluster
+}
+
+/// n = 4 with replica `id` Byzantine.
+fn one_byzantine(
+    protocol: Protocol,
+    seed: u64,
+    requests: u64,
+    id: u8,
+    behaviours: &[Behaviour],
+) -> Cluster {
+    cluster_with(Config::new(protocol, 4, 16), seed, requests, &[(id, behaviours)])
+}
+
+fn honest_except(n: u8, byzantine: &[u8]) -> Vec<ReplicaId> {
+    (0..n).filter(|id| !byzantine.contains(id)).map(ReplicaId).collect()
+}
+
+/// Runs the workload to the end and asserts that the honest replicas are safe: every request
+/// completed once, their ledgers agree (after a short quiet period for stragglers), and every
+/// client proof holds in them.
+fn assert_safe_and_live(cluster: &mut Cluster, requests: u64, honest: &[ReplicaId]) {
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_every_request_completed(cluster, requests as usize);
+    assert_common_slots_agree(cluster, honest);
+    assert_proofs_hold(cluster, honest);
+}
+
+/// Like [`assert_safe_and_live`], and every honest replica ends at the same head.
+fn assert_safe_live_and_caught_up(cluster: &mut Cluster, requests: u64, honest: &[ReplicaId]) {
+    assert_safe_and_live(cluster, requests, honest);
+    assert_histories_agree(cluster, honest);
+}
+
+/// The sum over `replicas` of rejections of `kind`.
+fn rejected(cluster: &Cluster, replicas: &[ReplicaId], kind: &str) -> u64 {
+    replicas.iter().map(|&id| cluster.replica(id).counters().rejected(kind)).sum()
+}
+
+fn acted(cluster: &Cluster, id: u8, behaviour: Behaviour) -> u64 {
+    cluster.byzantine(ReplicaId(id)).expect("a Byzantine replica").acted(behaviour)
+}
+
+fn views_entered(cluster: &Cluster, replicas: &[ReplicaId]) -> Vec<u64> {
+    replicas.iter().map(|&id| cluster.replica(id).counters().views_entered).collect()
+}
+
+fn debug_rejections(cluster: &Cluster, replicas: &[ReplicaId]) -> String {
+    replicas
+        .iter()
+        .map(|&id| format!("{id}: {:?}", cluster.replica(id).counters().rejected))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+// --------------------------------------------------------------------------------------------
+// equivocate
+
+/// Equivocating primary within budget (PROTOCOL §3.1 step 3, §9.4).
+///
+/// Setup: n = 4, replica 0 (primary of view 0) sends a reversed batch for every slot to a
+/// seeded subset of the backups (and, PoE-MAC, its SUPPORT for that batch; PoE-TS, a CERTIFY
+/// combined from the shares of that side).
+/// Test: it equivocated; the honest replicas refused the other side's votes or replaced the
+/// primary; their ledgers agree and every request completes.
+#[test]
+fn byzantine_equivocating_primary_poe_ts() {
+    assert_equivocating_primary_safe(Protocol::PoeTs, 201);
+}
+
+/// The same in PoE-MAC, where every honest replica sees both sides' SUPPORTs.
+#[test]
+fn byzantine_equivocating_primary_poe_mac() {
+    assert_equivocating_primary_safe(Protocol::PoeMac, 202);
+}
+
+fn assert_equivocating_primary_safe(protocol: Protocol, seed: u64) {
+    let requests = 300;
+    let mut cluster = one_byzantine(protocol, seed, requests, 0, &[Behaviour::Equivocate]);
+    let honest = honest_except(4, &[0]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 0, Behaviour::Equivocate) > 0, "the primary equivocated");
+    let mismatches = rejected(&cluster, &honest, "digest_mismatch");
+    let views = views_entered(&cluster, &honest);
+    assert!(views.iter().all(|&entered| entered >= 1), "the primary was replaced: {views:?}");
+    let hook = cluster.byzantine(ReplicaId(0)).expect("hook");
+    match protocol {
+        Protocol::PoeMac => {
+            assert!(mismatches > 0, "honest replicas refused the other side's supports");
+        }
+        Protocol::PoeTs => {
+            // Where two honest replicas got the other batch, their shares and the primary's
+            // certified it: both sides certified somewhere, never at two honest replicas.
+            assert!(hook.counter("equivocate.certified") > 0, "the other side was certified");
+        }
+    }
+}
+
+/// Beyond budget: two colluding Byzantine replicas break agreement (why n > 3f matters).
+///
+/// Setup: n = 4 PoE-MAC; replica 0 (primary) equivocates and replica 3 (a backup) supports
+/// every digest it sees supported for a slot, so each side of an equivocation can reach nf = 3
+/// supports: the primary's, one honest replica's and replica 3's.
+/// Test: honest replicas 1 and 2 execute different batches at the same slot.
+#[test]
+fn byzantine_colluding_equivocators_diverge_poe_mac() {
+    let config = Config::new(Protocol::PoeMac, 4, 16);
+    let both: &[Behaviour] = &[Behaviour::Equivocate];
+    let mut cluster = cluster_with(config, 203, 400, &[(0, both), (3, both)]);
+    let diverged = |cluster: &Cluster| divergence(cluster, ReplicaId(1), ReplicaId(2)).is_some();
+    cluster.run_until(2_000_000, diverged).expect("the honest ledgers diverge");
+    let (seq, ours, theirs) = divergence(&cluster, ReplicaId(1), ReplicaId(2)).expect("diverged");
+    assert_ne!(ours, theirs, "different batches at seq {seq}");
+    assert!(cluster.byzantine(ReplicaId(3)).expect("hook").counter("equivocate.supported") > 0);
+}
+
+/// The first slot at which `a` and `b` executed different batches (digests of each).
+fn divergence(
+    cluster: &Cluster,
+    a: ReplicaId,
+    b: ReplicaId,
+) -> Option<(u64, history::Digest, history::Digest)> {
+    let executed = |id: ReplicaId| {
+        cluster.events[id.index()]
+            .iter()
+            .filter_map(|event| match event {
+                LedgerEvent::Execute(execute) => Some((execute.seq, execute.batch_digest)),
+                _ => None,
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let theirs = executed(b);
+    executed(a).into_iter().find_map(|(seq, digest)| {
+        theirs.get(&seq).filter(|other| **other != digest).map(|other| (seq, digest, *other))
+    })
+}
+
+// --------------------------------------------------------------------------------------------
+// in-the-dark, withhold-slot, silent: primaries that starve replicas
+
+/// A primary keeps f replicas in the dark (PROTOCOL §3, §6): no PROPOSE, no CERTIFY.
+///
+/// Setup: n = 4 PoE-TS, replica 0 primary with `in-the-dark` (one replica left out).
+/// Test: the dark replica was left out; the others still certify with nf = 3; the dark replica
+/// catches up by state transfer or a view change; everybody agrees and every request completes.
+#[test]
+fn byzantine_primary_keeps_replica_in_the_dark() {
+    let requests = 300;
+    let mut config = Config::new(Protocol::PoeTs, 4, 16);
+    // Checkpoints often, so that the dark replica learns it fell behind.
+    config.checkpoint_interval = 4;
+    let mut cluster = cluster_with(config, 211, requests, &[(0, &[Behaviour::InTheDark])]);
+    let dark: Vec<ReplicaId> =
+        cluster.byzantine(ReplicaId(0)).expect("hook").dark().iter().copied().collect();
+    assert_eq!(dark.len(), 1, "f = 1 replica in the dark");
+    let honest = honest_except(4, &[0]);
+    let lit: Vec<ReplicaId> = honest.iter().copied().filter(|id| *id != dark[0]).collect();
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_every_request_completed(&cluster, requests as usize);
+    assert_common_slots_agree(&cluster, &honest);
+    assert_proofs_hold(&cluster, &lit);
+    assert!(acted(&cluster, 0, Behaviour::InTheDark) > 0);
+    let dark = cluster.replica(dark[0]).counters();
+    assert_eq!(dark.proposals_accepted, 0, "the dark replica saw no proposal");
+    assert!(dark.state_requests_sent > 0, "the dark replica asked for state: {dark:?}");
+    assert_eq!(dark.slots_committed, 0, "nothing certified reached it");
+}
+
+/// A primary that withholds slots is replaced (PROTOCOL §4: a hole).
+///
+/// Setup: n = 4 PoE-TS, replica 0 primary with `withhold-slot`.
+/// Test: it withheld a slot; every honest replica entered a later view; they agree and every
+/// request completes.
+#[test]
+fn byzantine_primary_withholds_slots() {
+    let requests = 300;
+    let mut cluster = one_byzantine(Protocol::PoeTs, 221, requests, 0, &[Behaviour::WithholdSlot]);
+    let honest = honest_except(4, &[0]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 0, Behaviour::WithholdSlot) > 0);
+    let views = views_entered(&cluster, &honest);
+    assert!(views.iter().all(|&entered| entered >= 1), "the primary was replaced: {views:?}");
+}
+
+/// A silent primary is replaced (PROTOCOL §4).
+#[test]
+fn byzantine_silent_primary_is_replaced() {
+    let requests = 200;
+    let mut cluster = one_byzantine(Protocol::PoeMac, 231, requests, 0, &[Behaviour::Silent]);
+    let honest = honest_except(4, &[0]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 0, Behaviour::Silent) > 0);
+    let views = views_entered(&cluster, &honest);
+    assert!(views.iter().all(|&entered| entered >= 1), "the primary was replaced: {views:?}");
+    assert!(
+        cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(0)))
+    );
+}
+
+// --------------------------------------------------------------------------------------------
+// forge, corrupt-digest, wrong-result: bad votes and answers
+
+/// Forged authentication is refused (PROTOCOL §2: MACs, shares, signatures).
+///
+/// Setup: n = 4, replica 3 (a backup) with `forge`: each message carries a broken MAC or a
+/// broken signature, share or certificate under a valid MAC.
+/// Test: honest replicas counted invalid MACs and invalid signatures or shares; they agree and
+/// every request completes.
+#[test]
+fn byzantine_forged_authentication_poe_ts() {
+    assert_forgeries_refused(Protocol::PoeTs, 241, "invalid_share");
+}
+
+/// The same in PoE-MAC, where signed SUPPORTs reach everyone.
+#[test]
+fn byzantine_forged_authentication_poe_mac() {
+    assert_forgeries_refused(Protocol::PoeMac, 242, "invalid_support_signature");
+}
+
+fn assert_forgeries_refused(protocol: Protocol, seed: u64, inner: &str) {
+    let requests = 300;
+    let mut cluster = one_byzantine(protocol, seed, requests, 3, &[Behaviour::Forge]);
+    // Replica 2 is slow, so replica 3's votes are needed and checked, not late.
+    cluster.slow_down(ReplicaId(2), Duration::from_millis(2));
+    let honest = honest_except(4, &[3]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 3, Behaviour::Forge) > 0);
+    assert!(rejected(&cluster, &honest, "invalid_mac") > 0);
+    assert!(rejected(&cluster, &honest, inner) > 0, "{inner}");
+    assert!(
+        cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(3)))
+    );
+}
+
+/// Votes for another digest, correctly signed, never count (PROTOCOL §3.2).
+#[test]
+fn byzantine_corrupt_digest_votes() {
+    let requests = 300;
+    let mut cluster =
+        one_byzantine(Protocol::PoeMac, 251, requests, 3, &[Behaviour::CorruptDigest]);
+    cluster.slow_down(ReplicaId(2), Duration::from_millis(2));
+    let honest = honest_except(4, &[3]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 3, Behaviour::CorruptDigest) > 0);
+    assert!(rejected(&cluster, &honest, "digest_mismatch") > 0);
+}
+
+/// Wrong results never complete a request (PROTOCOL §3.1 step 7).
+#[test]
+fn byzantine_wrong_results_never_prove() {
+    let requests = 300;
+    let mut cluster = one_byzantine(Protocol::PoeTs, 261, requests, 3, &[Behaviour::WrongResult]);
+    let honest = honest_except(4, &[3]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 3, Behaviour::WrongResult) >= requests);
+    assert!(
+        cluster.completions.iter().all(|(_, done)| !done.proof.replicas.contains(&ReplicaId(3)))
+    );
+}
+
+// --------------------------------------------------------------------------------------------
+// stale-view, future-view, false-failure, nv-equivocate: views
+
+/// Messages tagged with an older view are refused.
+#[test]
+fn byzantine_stale_view_messages() {
+    let requests = 300;
+    let config = Config::new(Protocol::PoeMac, 4, 16);
+    let mut cluster = cluster_with(config, 271, requests, &[(3, &[])]);
+    let honest = honest_except(4, &[3]);
+    // Nothing is older than view 0: move to view 1 first, by cutting the primary off (a
+    // partition, not a fault) until the others entered view 1.
+    cluster.isolate(ReplicaId(0), true);
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(ReplicaId(1)).view() >= View(1))
+        .expect("view 1");
+    cluster.isolate(ReplicaId(0), false);
+    assert!(cluster.behave(ReplicaId(3), &[Behaviour::StaleView]));
+    cluster.slow_down(ReplicaId(2), Duration::from_millis(2));
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 3, Behaviour::StaleView) > 0);
+    assert!(rejected(&cluster, &honest, "wrong_view") > 0);
+}
+
+/// Messages tagged with a later view make replicas ask for state and hold them, never act.
+#[test]
+fn byzantine_future_view_messages() {
+    let requests = 300;
+    let mut cluster = one_byzantine(Protocol::PoeMac, 281, requests, 3, &[Behaviour::FutureView]);
+    let honest = honest_except(4, &[3]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 3, Behaviour::FutureView) > 0);
+    for &id in &honest {
+        let replica = cluster.replica(id);
+        assert_eq!(replica.view(), View(0), "nobody moved to the tagged view");
+        // A message of a later view means this replica may have fallen behind: it asks.
+        assert!(replica.counters().state_requests_sent > 0, "replica {id} asked for state");
+    }
+}
+
+/// False VC-REQUESTs: one Byzantine replica cannot force a view change (f + 1 are needed to
+/// join, PROTOCOL §4); two can.
+#[test]
+fn byzantine_false_failure() {
+    let requests = 300;
+    let mut cluster = one_byzantine(Protocol::PoeTs, 291, requests, 3, &[Behaviour::FalseFailure]);
+    let honest = honest_except(4, &[3]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    assert!(acted(&cluster, 3, Behaviour::FalseFailure) > 0);
+    for &id in &honest {
+        let counters = cluster.replica(id).counters();
+        assert_eq!(counters.view_changes_started, 0, "replica {id} did not join");
+        assert_eq!(counters.rejected("invalid_view_change"), 0, "the requests are valid");
+    }
+
+    let config = Config::new(Protocol::PoeTs, 4, 16);
+    let two: &[Behaviour] = &[Behaviour::FalseFailure];
+    let mut beyond = cluster_with(config, 292, requests, &[(2, two), (3, two)]);
+    beyond.run_for(Duration::from_secs(2));
+    for id in [0, 1].map(ReplicaId) {
+        let counters = beyond.replica(id).counters();
+        assert!(counters.view_changes_started > 0, "replica {id} joined f + 1 requests");
+    }
+}
+
+/// A new primary sends different valid NV-PROPOSEs (PROTOCOL §5.4); re-certification keeps
+/// the honest replicas safe.
+///
+/// Setup: n = 7 (f = 2) PoE-MAC. Replica 0 (primary of view 0) proposes nothing (a crash-like
+/// fault), replica 1 (primary of view 1) has `nv-equivocate`: two faulty replicas, within f.
+/// All seven ask for view 1, so replica 1 holds more than nf = 5 VC-REQUESTs.
+/// Test: replica 1 sent two different NV-PROPOSEs for view 1; honest replicas agree and every
+/// request completes.
+#[test]
+fn byzantine_new_view_equivocation() {
+    let requests = 200;
+    let config = Config::new(Protocol::PoeMac, 7, 16);
+    let mut cluster = cluster_with(config, 301, requests, &[(1, &[Behaviour::NvEquivocate])]);
+    cluster.set_outbound_hook(
+        ReplicaId(0),
+        Box::new(|transmit| match &transmit {
+            Transmit::Replica { envelope, .. }
+                if matches!(decode(&envelope.payload), Ok(Message::Propose(_))) =>
+            {
+                Vec::new()
+            }
+            _ => vec![transmit],
+        }),
+    );
+    let sent: Rc<RefCell<BTreeSet<Vec<u8>>>> = Rc::default();
+    let seen = sent.clone();
+    cluster.set_outbound_hook(
+        ReplicaId(1),
+        Box::new(move |transmit| {
+            if let Transmit::Replica { envelope, .. } = &transmit
+                && let Ok(Message::NewView(new_view)) = decode(&envelope.payload)
+                && new_view.view == View(1)
+            {
+                let replicas = new_view.requests.iter().map(|request| request.replica.0).collect();
+                seen.borrow_mut().insert(replicas);
+            }
+            vec![transmit]
+        }),
+    );
+    let honest = honest_except(7, &[0, 1]);
+    assert_safe_and_live(&mut cluster, requests, &honest);
+    let hook = cluster.byzantine(ReplicaId(1)).expect("hook");
+    assert!(
+        hook.acted(Behaviour::NvEquivocate) > 0,
+        "unable: {}",
+        hook.counter("nv-equivocate.unable")
+    );
+    assert!(sent.borrow().len() >= 2, "two different NV-PROPOSEs for view 1: {:?}", sent.borrow());
+}
+
+// --------------------------------------------------------------------------------------------
+// replay, mutate
+
+/// Old messages sent again are refused as duplicates, late or stale.
+#[test]
+fn byzantine_replayed_messages() {
+    let requests = 300;
+    let mut cluster = one_byzantine(Protocol::PoeMac, 311, requests, 3, &[Behaviour::Replay]);
+    let honest = honest_except(4, &[3]);
+    assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+    cluster.run_for(Duration::from_millis(200));
+    assert_histories_agree(&cluster, &honest);
+    assert!(acted(&cluster, 3, Behaviour::Replay) > 0);
+    // The same run without replays: replayed votes for executed slots are ignored as late.
+    let mut baseline = one_byzantine(Protocol::PoeMac, 311, requests, 3, &[]);
+    baseline.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    baseline.run_for(Duration::from_millis(200));
+    let late = |cluster: &Cluster| -> u64 {
+        honest.iter().map(|&id| cluster.replica(id).counters().votes_late).sum()
+    };
+    assert!(late(&cluster) > late(&baseline), "{} > {}", late(&cluster), late(&baseline));
+}
+
+/// Seeded one-field mutations (ByzzFuzz), correctly re-sealed, exercise the semantic checks.
+#[test]
+fn byzantine_mutated_messages() {
+    for (protocol, id, seed) in [(Protocol::PoeMac, 3, 321), (Protocol::PoeTs, 0, 322)] {
+        let requests = 200;
+        let mut cluster = one_byzantine(protocol, seed, requests, id, &[Behaviour::Mutate]);
+        cluster.slow_down(ReplicaId(2), Duration::from_millis(2));
+        let honest = honest_except(4, &[id]);
+        assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
+        assert!(acted(&cluster, id, Behaviour::Mutate) > 0);
+        let refused: u64 = honest
+            .iter()
+            .flat_map(|&id| {
+                cluster.replica(id).counters().rejected.values().copied().collect::<Vec<_>>()
+            })
+            .sum();
+        assert!(
+            refused > 0,
+            "{protocol:?}: the mutations were refused: {}",
+            debug_rejections(&cluster, &honest)
+        );
+    }
+}
+
+// --------------------------------------------------------------------------------------------
+// switching
+
+/// A replica without a hook refuses to behave; with one, an empty set means correct.
+#[test]
+fn byzantine_switching_behaviours() {
+    let requests = 600;
+    let mut cluster = one_byzantine(Protocol::PoeTs, 331, requests, 3, &[Behaviour::Silent]);
+    assert!(!cluster.behave(ReplicaId(1), &[Behaviour::Silent]), "replica 1 is not Byzantine");
+    let sent = Rc::new(RefCell::new(0u64));
+    let counted = sent.clone();
+    cluster.set_outbound_hook(
+        ReplicaId(3),
+        Box::new(move |transmit| {
+            *counted.borrow_mut() += 1;
+            vec![transmit]
+        }),
+    );
+    cluster.run_for(Duration::from_millis(10));
+    assert!(!cluster.workload_done(), "switch mid-run");
+    let silent = acted(&cluster, 3, Behaviour::Silent);
+    assert!(silent > 0);
+    assert_eq!(*sent.borrow(), 0, "nothing left replica 3");
+    assert!(cluster.behave(ReplicaId(3), &[]));
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_eq!(acted(&cluster, 3, Behaviour::Silent), silent, "correct again");
+    assert!(*sent.borrow() > 0, "replica 3 sends again");
+    assert_common_slots_agree(&cluster, &honest_except(4, &[]));
+}
+
+/// The hook is a no-op with no behaviour on, and its replay buffer is bounded.
+#[test]
+fn byzantine_hook_passes_through_when_off_and_stays_bounded() {
+    let config = Config::new(Protocol::PoeTs, 4, 4);
+    let cluster = Cluster::new(SimOptions::new(config.clone(), 341, 0));
+    let secrets = cluster.keys().replicas[2].clone();
+    let public = Arc::new(cluster.keys().public.clone());
+    let mut hook = Hook::new(config, secrets.clone(), public, ByzantineConfig { seed: 7 });
+    let request =
+        super::signed_request(&cluster, 0, 1, history::Operation::Read { key: "k".into() });
+    let message = Message::Forward(request);
+    let envelope =
+        crate::core::Envelope::new(&message, &secrets.replica_macs[0], ReplicaId(2), ReplicaId(0));
+    let transmit = Transmit::Replica { to: ReplicaId(0), envelope };
+    let now = crate::core::Time::ZERO;
+    assert_eq!(hook.outbound(now, View(0), transmit.clone()), vec![transmit.clone()]);
+    assert_eq!(hook.poll_timeout(), None);
+    hook.set_behaviours(now, [Behaviour::Replay]);
+    for _ in 0..3 * crate::byzantine::hook::REPLAY_RING_MAX {
+        assert_eq!(hook.outbound(now, View(0), transmit.clone()), vec![transmit.clone()]);
+    }
+    let due = hook.poll_timeout().expect("the replay timer is armed");
+    let replayed = hook.poll(due, View(0));
+    assert_eq!(replayed, vec![transmit.clone()], "one old envelope to the one receiver");
+    assert_eq!(hook.acted(Behaviour::Replay), 1);
+    assert_eq!(hook.counters().get("byzantine.replay"), Some(&1));
+    // Garbage from an unknown sender or with a bad MAC is ignored.
+    hook.set_behaviours(now, [Behaviour::Equivocate, Behaviour::NvEquivocate]);
+    let Transmit::Replica { envelope, .. } = transmit else { unreachable!() };
+    assert!(hook.inbound(now, ReplicaId(200), &envelope).is_empty());
+    assert!(hook.inbound(now, ReplicaId(1), &envelope).is_empty());
+    hook.set_behaviours(now, []);
+    assert!(!hook.is_active());
+}
