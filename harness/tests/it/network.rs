@@ -175,7 +175,7 @@ fn runs_through_the_relay_stay_valid() {
         let store = temp_dir(if relay { "relay" } else { "no-relay" });
         let output = Command::new(ordeal())
             .args(["test", "--no-progress", "--concurrency", "8", "--seed", "3", "--time-limit"])
-            .args(["3", "--store"])
+            .args(["3", "--nemesis", "none", "--store"])
             .arg(&store)
             .args(extra)
             .output()
