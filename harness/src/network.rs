@@ -24,6 +24,11 @@
 //! relay sockets T(j→i) ([`Network::twin_peer_addresses`]) whose packets reach replica i only
 //! when i is in the group. Twin links share the original's link faults.
 //!
+//! Switching R(i→j) redirects i's established QUIC connection to a process that does not know
+//! it (its stateless resets carry the wrong token): i's link to j recovers, now reaching the
+//! twin, only once that connection idles out (`replica::net::tls::IDLE_TIMEOUT`, 10 s) and
+//! reconnects. The same holds when the twin ends. The twin's own links connect at once.
+//!
 //! # Cost
 //!
 //! The relay runs on a thread of its own with a current-thread tokio runtime: one task per
