@@ -244,6 +244,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Tells replica `index` to reconnect its link to `peer` (the relay routes it elsewhere
+    /// now: to a twin, or back).
+    ///
+    /// # Errors
+    ///
+    /// When it is not connected or refuses.
+    pub async fn reconnect_link(&self, index: usize, peer: ReplicaId) -> anyhow::Result<()> {
+        let control = self.controls[index]
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("replica {index} is not connected"))?;
+        control.reconnect(peer).await?;
+        Ok(())
+    }
+
     /// The process ids, in replica order.
     pub fn pids(&self) -> Vec<u32> {
         self.children.iter().map(Child::id).collect()

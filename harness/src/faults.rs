@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use history::OpKind;
 use nemesis::{
-    Budget, Fault, FaultAction, FaultKind, LinkFault, NetworkFaults, Node, PartitionShape,
-    Schedule, Step, TargetPicker, TargetSpec,
+    Budget, Fault, FaultAction, FaultKind, LinkFault, NetworkFaults, PartitionShape, Schedule,
+    Step, TargetPicker, TargetSpec,
 };
 use replica::byzantine::Behaviour;
 use replica::core::ReplicaId;
@@ -133,6 +133,8 @@ struct Executor<'a> {
     links: BTreeMap<usize, NetworkFaults>,
     /// The behaviours of each active Byzantine fault, and its replicas.
     behaviours: BTreeMap<usize, (Vec<ReplicaId>, Vec<Behaviour>)>,
+    /// The replicas routed to each running twin.
+    twin_groups: BTreeMap<ReplicaId, Vec<ReplicaId>>,
     report: FaultReport,
 }
 
@@ -160,6 +162,7 @@ pub async fn execute(
         active: BTreeMap::new(),
         links: BTreeMap::new(),
         behaviours: BTreeMap::new(),
+        twin_groups: BTreeMap::new(),
         report,
     };
     // Bounded: one iteration per action of the schedule.
@@ -245,7 +248,15 @@ impl Executor<'_> {
                 }
                 value["shape"] = json!(shape.name());
                 value["order"] = json!(numbers(&order));
-                self.links.insert(index, partition_faults(*shape, &order));
+                match nemesis::network::partition(*shape, &order) {
+                    Ok(faults) => {
+                        self.links.insert(index, faults);
+                    }
+                    Err(error) => {
+                        self.error(format!("partition not started: {error}"));
+                        return;
+                    }
+                }
                 order
             }
             FaultAction::Delay { .. }
@@ -261,7 +272,7 @@ impl Executor<'_> {
                     "duplicate": link.duplicate,
                     "reorder": link.reorder,
                 });
-                self.links.insert(index, faults_around(&replicas, n, link));
+                self.links.insert(index, NetworkFaults::touching(n, &replicas, link));
                 replicas
             }
             FaultAction::Byzantine(behaviours) => {
@@ -337,10 +348,12 @@ impl Executor<'_> {
             }
             FaultAction::Twins => {
                 let replica = replicas[0];
-                match self.start_twin(replica, twin_group) {
+                match self.start_twin(replica, twin_group.clone()) {
                     Ok(()) => {
                         hit.push(replica);
                         self.report.twins += 1;
+                        self.twin_groups.insert(replica, twin_group.clone());
+                        self.reroute(replica, &twin_group).await;
                     }
                     Err(error) => self.error(format!("twin of replica {}: {error:#}", replica.0)),
                 }
@@ -399,7 +412,10 @@ impl Executor<'_> {
 
     /// Hands the merged link faults of every active network fault to the relay.
     fn apply_links(&mut self) {
-        let merged = merge(self.links.values());
+        let mut merged = NetworkFaults::healthy();
+        for faults in self.links.values() {
+            merged.merge(faults);
+        }
         if let Some(network) = self.context.network {
             network.set_faults(merged);
         } else if !merged.is_healthy() {
@@ -420,6 +436,16 @@ impl Executor<'_> {
         self.context.cluster.spawn_twin(replica.index())?;
         network.set_twin(replica, Some(Twin { address, group }))?;
         Ok(())
+    }
+
+    /// Tells every replica of `group` to reconnect its link to `replica`, which the relay now
+    /// routes to the twin (or back to the original): without it the old connection would
+    /// linger until QUIC's idle timeout. A replica that does not answer (paused, down)
+    /// reconnects on its own later.
+    async fn reroute(&mut self, replica: ReplicaId, group: &[ReplicaId]) {
+        for member in group {
+            let _ = self.context.cluster.reconnect_link(member.index(), replica).await;
+        }
     }
 
     /// Ends active fault `index`, if it is active: undoes what it did and records the info.
@@ -475,6 +501,8 @@ impl Executor<'_> {
                         Ok(()) => ended.push(*replica),
                         Err(error) => errors.push(format!("twin {}: {error:#}", replica.0)),
                     }
+                    let group = self.twin_groups.remove(replica).unwrap_or_default();
+                    self.reroute(*replica, &group).await;
                 }
             }
             _ => {
@@ -579,6 +607,9 @@ impl Executor<'_> {
             if let Err(error) = self.context.cluster.kill_twin(index).await {
                 errors.push(format!("twin {index}: {error:#}"));
             }
+            let replica = ReplicaId(index as u8);
+            let group = self.twin_groups.remove(&replica).unwrap_or_default();
+            self.reroute(replica, &group).await;
         }
         let mut value = json!({"resumed": resumed, "restarted": restarted, "correct": correct});
         if !errors.is_empty() {
@@ -607,85 +638,6 @@ fn link_fault(action: &FaultAction) -> LinkFault {
         _ => {}
     }
     link
-}
-
-/// `link` on every link to and from `replicas` (client links included).
-fn faults_around(replicas: &[ReplicaId], n: u8, link: LinkFault) -> NetworkFaults {
-    let mut faults = NetworkFaults::healthy();
-    let others = (0..n).map(|other| Node::Replica(ReplicaId(other))).chain([Node::Clients]);
-    for other in others {
-        for replica in replicas {
-            let node = Node::Replica(*replica);
-            if node != other {
-                faults.set(node, other, link);
-                faults.set(other, node, link);
-            }
-        }
-    }
-    faults
-}
-
-/// The blocked links of a partition of `shape` laid over `order`.
-fn partition_faults(shape: PartitionShape, order: &[ReplicaId]) -> NetworkFaults {
-    let n = order.len();
-    let node = |position: usize| Node::Replica(order[position]);
-    let mut faults = NetworkFaults::healthy();
-    let mut cut = |a: usize, b: usize| {
-        faults.block(node(a), node(b));
-        faults.block(node(b), node(a));
-    };
-    match shape {
-        PartitionShape::IsolateOne | PartitionShape::IsolatePrimary => {
-            (1..n).for_each(|other| cut(0, other));
-        }
-        PartitionShape::Halves => {
-            let half = n / 2;
-            for a in 0..half {
-                (half..n).for_each(|b| cut(a, b));
-            }
-        }
-        PartitionShape::MajorityRing => {
-            let reach = n.div_ceil(4);
-            for a in 0..n {
-                for b in (a + 1)..n {
-                    let distance = (b - a).min(n - (b - a));
-                    if distance > reach {
-                        cut(a, b);
-                    }
-                }
-            }
-        }
-        PartitionShape::Bridge => {
-            let half = 1 + (n - 1) / 2;
-            for a in 1..half {
-                (half..n).for_each(|b| cut(a, b));
-            }
-        }
-        PartitionShape::OneWay => {
-            for other in 1..n {
-                faults.block(node(0), node(other));
-            }
-        }
-    }
-    faults
-}
-
-/// The faults of several network faults at once: on each link, the worst of each.
-fn merge<'a>(all: impl Iterator<Item = &'a NetworkFaults>) -> NetworkFaults {
-    let mut merged = NetworkFaults::healthy();
-    for faults in all {
-        for (from, to, fault) in faults.links() {
-            let mut link = merged.link(from, to);
-            link.blocked |= fault.blocked;
-            link.loss = link.loss.max(fault.loss);
-            link.delay = link.delay.max(fault.delay);
-            link.jitter = link.jitter.max(fault.jitter);
-            link.duplicate = link.duplicate.max(fault.duplicate);
-            link.reorder = link.reorder.max(fault.reorder);
-            merged.set(from, to, link);
-        }
-    }
-    merged
 }
 
 /// Replica ids as plain numbers, for the history.

@@ -28,6 +28,12 @@ pub enum ControlRequest {
     Status,
     /// Stop gracefully (flush the ledger, close connections, exit 0).
     Stop,
+    /// Close the outgoing link to replica `peer` and connect again at once (the relay now
+    /// routes it to another process).
+    Reconnect {
+        /// The peer.
+        peer: u8,
+    },
     /// Behave maliciously in these ways from now on (none: behave correctly). Refused by a
     /// replica the run did not declare Byzantine.
     Behave {
@@ -46,6 +52,8 @@ pub enum ControlResponse {
     Stopping,
     /// The behaviours asked for are on.
     Behaving,
+    /// The link reconnects.
+    Reconnecting,
     /// The request was refused.
     Refused {
         /// Why.
@@ -164,6 +172,19 @@ impl ControlClient {
     ) -> Result<(), ControlError> {
         match self.exchange(&ControlRequest::Behave { behaviours }).await? {
             ControlResponse::Behaving => Ok(()),
+            ControlResponse::Refused { reason } => Err(self.exchange_error(reason)),
+            other => Err(self.exchange_error(format!("unexpected answer {other:?}"))),
+        }
+    }
+
+    /// Tells the replica to reconnect its link to `peer`.
+    ///
+    /// # Errors
+    ///
+    /// [`ControlError::Exchange`].
+    pub async fn reconnect(&self, peer: ReplicaId) -> Result<(), ControlError> {
+        match self.exchange(&ControlRequest::Reconnect { peer: peer.0 }).await? {
+            ControlResponse::Reconnecting => Ok(()),
             ControlResponse::Refused { reason } => Err(self.exchange_error(reason)),
             other => Err(self.exchange_error(format!("unexpected answer {other:?}"))),
         }

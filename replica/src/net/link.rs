@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tracing::debug;
 
 use super::frame::{FRAME_SIZE_MAX, FrameReader, framed, write_framed};
@@ -82,9 +82,16 @@ pub struct LinkHandle {
     queued_bytes: Arc<AtomicUsize>,
     connected: Arc<AtomicBool>,
     ever_connected: Arc<AtomicBool>,
+    reset: Arc<Notify>,
 }
 
 impl LinkHandle {
+    /// Closes the link's connection, if it has one, and connects again at once (the harness
+    /// asks for it when the relay routes the link to another process: a twin, or back).
+    pub fn reconnect(&self) {
+        self.reset.notify_waiters();
+    }
+
     /// Queues a frame (already length-prefixed: `frame::framed`, `frame::encode_framed`); false
     /// (and the frame is dropped) when the queue is full or the link is gone.
     pub fn try_send(&self, frame: Vec<u8>) -> bool {
@@ -123,9 +130,11 @@ pub fn spawn(target: LinkTarget, index: usize, inbound: Option<Inbound>) -> Link
         queued_bytes: Arc::new(AtomicUsize::new(0)),
         connected: Arc::new(AtomicBool::new(false)),
         ever_connected: Arc::new(AtomicBool::new(false)),
+        reset: Arc::new(Notify::new()),
     };
     let flags = (handle.connected.clone(), handle.ever_connected.clone());
-    tokio::spawn(run(target, index, receiver, handle.queued_bytes.clone(), inbound, flags));
+    let reset = handle.reset.clone();
+    tokio::spawn(run(target, index, receiver, handle.queued_bytes.clone(), inbound, flags, reset));
     handle
 }
 
@@ -136,6 +145,7 @@ async fn run(
     queued_bytes: Arc<AtomicUsize>,
     inbound: Option<Inbound>,
     (connected, ever_connected): (Arc<AtomicBool>, Arc<AtomicBool>),
+    reset: Arc<Notify>,
 ) {
     let mut backoff = BACKOFF_MIN;
     // Bounded by the link's lifetime: it ends when its handles are dropped.
@@ -157,6 +167,7 @@ async fn run(
         }
         connected.store(true, Ordering::Relaxed);
         ever_connected.store(true, Ordering::Relaxed);
+        let mut asked = false;
         loop {
             tokio::select! {
                 frame = frames.recv() => match frame {
@@ -175,10 +186,15 @@ async fn run(
                     }
                 },
                 _ = connection.closed() => break,
+                _ = reset.notified() => {
+                    connection.close(0u32.into(), b"reconnecting");
+                    asked = true;
+                    break;
+                }
             }
         }
         connected.store(false, Ordering::Relaxed);
-        if connected_at.elapsed() >= HEALTHY_CONNECTION {
+        if asked || connected_at.elapsed() >= HEALTHY_CONNECTION {
             backoff = BACKOFF_MIN;
         } else {
             tokio::time::sleep(backoff).await;

@@ -430,6 +430,18 @@ impl Shell {
                             reason: "this replica is not declared Byzantine".into(),
                         },
                     },
+                    ControlRequest::Reconnect { peer } => {
+                        match self.links.get(usize::from(peer)).and_then(Option::as_ref) {
+                            Some(link) => {
+                                info!(peer, "reconnecting the link as asked");
+                                link.reconnect();
+                                ControlResponse::Reconnecting
+                            }
+                            None => ControlResponse::Refused {
+                                reason: format!("no link to replica {peer}"),
+                            },
+                        }
+                    }
                 };
                 // The controller may have given up waiting; nothing to do then.
                 let _ = reply.send(response);
