@@ -77,7 +77,8 @@ pub enum Write {
 pub struct Durable {
     /// The view the replica is in (or leaving, with `view_change`).
     pub view: View,
-    /// The VC-REQUEST it sent, while the view change is not complete.
+    /// The VC-REQUEST it sent, until it enters that view or a later one (entering a lower
+    /// view keeps it: the replica is passive there, see `Replica`'s vote floor).
     pub view_change: Option<Arc<ViewChange>>,
     /// Its votes for slots above the checkpoint.
     pub votes: BTreeMap<(View, Seq), Support>,
@@ -94,7 +95,9 @@ impl Durable {
             match write {
                 Write::View(view) => {
                     self.view = view;
-                    self.view_change = None;
+                    if self.view_change.as_ref().is_some_and(|request| request.target <= view) {
+                        self.view_change = None;
+                    }
                 }
                 Write::ViewChange(request) => self.view_change = Some(request),
                 Write::Vote(support) => {

@@ -214,6 +214,12 @@ pub struct Replica {
     failed_view_changes: u32,
     /// The NV-PROPOSE that started the current view (for replicas that missed it).
     new_view: Option<Arc<NewView>>,
+    /// The highest view this replica signed a VC-REQUEST for. Below it the replica is passive:
+    /// it may enter a lower view from a valid NV-PROPOSE (the others moved on there while it
+    /// asked for a later one) and execute what that view certifies, but it neither supports
+    /// nor proposes there. Its VC-REQUEST, which a later new primary may still count, then
+    /// never misses a certificate it helped form, so quorum intersection holds.
+    vote_floor: View,
     /// The slots the current view carried over (k_s, k_max] that are not certified in it yet,
     /// with the decided (highest-view) evidence.
     carried: BTreeMap<Seq, SlotEvidence>,
@@ -303,6 +309,7 @@ impl Replica {
             vc_requests: BTreeMap::new(),
             failed_view_changes: 0,
             new_view: None,
+            vote_floor: View(0),
             carried: BTreeMap::new(),
             progress_deadline: None,
             hole_state_requested: false,
@@ -620,6 +627,15 @@ impl Replica {
         }
         let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
         debug_assert_eq!(proposal.digest, digest);
+        if view < self.vote_floor {
+            // Passive below the vote floor: learn the batch, execute it once others certify it,
+            // never support it.
+            self.counters.proposals_accepted += 1;
+            self.install_proposal(seq, proposal);
+            self.expect_progress(now);
+            self.try_commit(now, seq);
+            return Ok(());
+        }
         // The safety rules have the last word (a slot whose proposal was dropped could have been
         // supported before).
         let support = self
@@ -1169,7 +1185,7 @@ impl Replica {
     /// handles every input it already has before it fires due timers, so a primary that fell
     /// behind proposes full batches from its backlog instead of one partial batch per request.
     fn try_propose(&mut self, now: Time, cut: BatchCut) {
-        if !self.is_primary() || !self.mode.is_normal() {
+        if !self.is_primary() || !self.mode.is_normal() || self.view < self.vote_floor {
             return;
         }
         // Bounded: every iteration takes at least one request off the queue.
@@ -1241,8 +1257,12 @@ impl Replica {
     }
 
     /// Proposes `batch` at `seq` in the current view: a fresh slot, or one the view carried.
+    /// Never below the vote floor (the slot then waits for the next view).
     fn propose_at(&mut self, now: Time, seq: Seq, batch: Arc<[SignedRequest]>) {
         let view = self.view;
+        if view < self.vote_floor {
+            return;
+        }
         let batch_digest = batch_digest(&batch);
         let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
         let Ok(support) = self.vote(view, seq, proposal.digest, proposal.prepared.as_ref()) else {

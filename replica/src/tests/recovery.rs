@@ -369,6 +369,66 @@ fn cluster_isolated_replica_rejoins_by_state_transfer() {
     assert_proofs_hold(&cluster, &alive);
 }
 
+/// A replica that asked for a later view than the others entered rejoins theirs, passively
+/// (found by the `lying-new-primary` scenario on real processes).
+///
+/// Setup: n = 7 (f = 2) PoE-TS, 16 clients, 1500 requests. Once 300 completed, primary 0
+/// crashes; replica 1, the primary of view 1, withholds its NV-PROPOSE and state transfers
+/// from replica 6 (as a lying new primary may), so replica 6's new-view timer expires and it asks for view 2 while
+/// replicas 1–5 (nf) work on in view 1 (a lone request for view 2 makes nobody join). Then
+/// replica 1 stops withholding.
+/// Test: replica 6 learns view 1's NV-PROPOSE (state transfer), enters view 1 below its vote
+/// floor, catches up and executes with the others; it sends no SUPPORT in view 1 (its
+/// VC-REQUEST for view 2 must never miss a certificate it helped form); every request
+/// completes and the six agree.
+#[test]
+fn cluster_replica_that_asked_for_a_later_view_rejoins_passively() {
+    let config = Config::new(Protocol::PoeTs, 7, 16);
+    let mut cluster = Cluster::new(SimOptions::new(config, 161, 1500));
+    run_until_completions(&mut cluster, 300);
+    let (new_primary, late) = (ReplicaId(1), ReplicaId(6));
+    let withhold = Rc::new(RefCell::new(true));
+    let withholding = withhold.clone();
+    let hook = capturing_hook(&cluster, new_primary, Captured::default(), move |to, message| {
+        let withheld = *withholding.borrow() && to == late;
+        let view_news = matches!(message, Message::NewView(_) | Message::StateTransfer(_));
+        (!(withheld && view_news)).then_some(message)
+    });
+    cluster.set_outbound_hook(new_primary, hook);
+    let supports = Rc::new(RefCell::new(Vec::new()));
+    let seen = supports.clone();
+    let watch = capturing_hook(&cluster, late, Captured::default(), move |_, message| {
+        if let Message::Support(support) = &message {
+            seen.borrow_mut().push(support.view);
+        }
+        Some(message)
+    });
+    cluster.set_outbound_hook(late, watch);
+    cluster.crash(ReplicaId(0));
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| {
+            cluster.replica(late).counters().view_changes_started >= 2
+                && cluster.replica(new_primary).view() == View(1)
+        })
+        .expect("replica 6 asks for view 2 while the others are in view 1");
+    assert_eq!(cluster.replica(late).view(), View(0));
+    *withhold.borrow_mut() = false;
+
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_every_request_completed(&cluster, 1500);
+    let rejoined = cluster.replica(late);
+    assert_eq!(rejoined.view(), View(1), "it entered the others' view");
+    assert_eq!(rejoined.last_executed(), cluster.replica(new_primary).last_executed());
+    assert!(
+        supports.borrow().iter().all(|view| *view != View(1)),
+        "no SUPPORT below the vote floor: {:?}",
+        supports.borrow()
+    );
+    let alive = ids(1..7);
+    assert_histories_agree(&cluster, &alive);
+    assert_proofs_hold(&cluster, &alive);
+}
+
 /// A constructed rollback (PROTOCOL §5.3 steps 5–6, §10.6).
 ///
 /// Setup: n = 7 (f = 2) PoE-MAC, 16 clients, 400 requests. At time 0 replica 3 receives a

@@ -319,8 +319,8 @@ impl Replica {
     ) -> Result<(), Rejection> {
         let invalid = |reason: String| Rejection::InvalidStateTransfer { from, reason };
         if let Some(new_view) = &transfer.new_view {
-            let asked_later = self.mode.target().is_some_and(|target| target > new_view.view);
-            if new_view.view > self.view && !asked_later {
+            // Below the view this replica asked for too: it is passive there (`vote_floor`).
+            if new_view.view > self.view {
                 self.validate_new_view(new_view).map_err(|error| invalid(error.to_string()))?;
                 self.install_new_view(now, new_view.clone());
             }

@@ -119,6 +119,7 @@ impl Replica {
         self.next_seq = voted_max.max(self.last_executed()).next();
         if let Some(request) = durable.view_change {
             self.mode = Mode::ViewChange { target: request.target, deadline: None, resend_at: now };
+            self.vote_floor = self.vote_floor.max(request.target);
             self.vc_requests.insert(self.id, request);
         }
         self.reconcile(&recorded, &chain, replayed, now);

@@ -229,6 +229,7 @@ impl Replica {
         let request =
             Arc::new(ViewChange { target, replica: self.id, checkpoint, evidence, signature });
         self.counters.view_changes_started += 1;
+        self.vote_floor = self.vote_floor.max(target);
         let resend_at = now + self.new_view_timeout();
         self.mode = Mode::ViewChange { target, deadline: None, resend_at };
         self.progress_deadline = None;
@@ -560,11 +561,12 @@ impl Replica {
         if from != primary {
             return Err(Rejection::NotFromPrimary { message: "new-view", from, primary, view });
         }
-        let asked_later = self.mode.target().is_some_and(|target| target > view);
-        if view <= self.view || asked_later {
+        if view <= self.view {
             let current = self.mode.target().unwrap_or(self.view);
             return Err(Rejection::StaleView { message: "new-view", view, current });
         }
+        // A view below the one this replica asked for is entered too: the others moved on
+        // there. The replica is passive in it (`vote_floor`).
         self.validate_new_view(&new_view)?;
         self.install_new_view(now, new_view);
         Ok(())
