@@ -117,45 +117,8 @@ pub enum NetworkError {
     },
 }
 
-/// One link's counters, as `results.json` shows them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counters {
-    /// Packets sent on (duplicates included).
-    pub forwarded: u64,
-    /// Dropped by a partition.
-    pub dropped_blocked: u64,
-    /// Dropped by the loss draw.
-    pub dropped_loss: u64,
-    /// Dropped because the link's queue was full.
-    pub dropped_overflow: u64,
-    /// Second copies sent.
-    pub duplicated: u64,
-    /// Packets held for later (delay, jitter, reordering).
-    pub delayed: u64,
-    /// Packets held back so that later ones overtook them.
-    pub reordered: u64,
-}
-
-impl Counters {
-    /// Every drop.
-    pub fn dropped(&self) -> u64 {
-        self.dropped_blocked + self.dropped_loss + self.dropped_overflow
-    }
-}
-
-impl From<LinkCounters> for Counters {
-    fn from(counters: LinkCounters) -> Counters {
-        Counters {
-            forwarded: counters.forwarded,
-            dropped_blocked: counters.dropped_blocked,
-            dropped_loss: counters.dropped_loss,
-            dropped_overflow: counters.dropped_overflow,
-            duplicated: counters.duplicated,
-            delayed: counters.delayed,
-            reordered: counters.reordered,
-        }
-    }
-}
+/// One link's counters, as `results.json` shows them (the relay model's own).
+pub type Counters = LinkCounters;
 
 /// One directed link's counters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -618,12 +581,12 @@ impl Engine {
                     stats.links.push(LinkStats {
                         from: self.node(from).to_string(),
                         to: self.node(to).to_string(),
-                        counters: counters.into(),
+                        counters,
                     });
                 }
             }
         }
-        stats.total = total.into();
+        stats.total = total;
         *lock(&self.control.stats) = stats;
     }
 

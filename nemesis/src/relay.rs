@@ -80,7 +80,7 @@ pub enum Decision {
 }
 
 /// What one link did, in packets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub struct LinkCounters {
     /// Copies handed on for sending (duplicates included).
     pub forwarded: u64,
