@@ -374,9 +374,9 @@ fn cluster_isolated_replica_rejoins_by_state_transfer() {
 ///
 /// Setup: n = 7 (f = 2) PoE-TS, 16 clients, 1500 requests. Once 300 completed, primary 0
 /// crashes; replica 1, the primary of view 1, withholds its NV-PROPOSE and state transfers
-/// from replica 6 (as a lying new primary may), so replica 6's new-view timer expires and it asks for view 2 while
-/// replicas 1–5 (nf) work on in view 1 (a lone request for view 2 makes nobody join). Then
-/// replica 1 stops withholding.
+/// from replica 6 (as a lying new primary may), so replica 6's new-view timer expires and it
+/// asks for view 2 while replicas 1–5 (nf) work on in view 1 (a lone request for view 2 makes
+/// nobody join). Then replica 1 stops withholding.
 /// Test: replica 6 learns view 1's NV-PROPOSE (state transfer), enters view 1 below its vote
 /// floor, catches up and executes with the others; it sends no SUPPORT in view 1 (its
 /// VC-REQUEST for view 2 must never miss a certificate it helped form); every request
