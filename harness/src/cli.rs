@@ -225,13 +225,15 @@ pub struct TestOptions {
     /// expected one (0) or not (1).
     #[arg(long)]
     pub scenario: Option<PathBuf>,
-    /// Seconds between fault starts; each fault lasts a quarter to three quarters of it.
-    #[arg(long, default_value_t = 5.0)]
-    pub nemesis_interval: f64,
+    /// Seconds between fault starts; each fault lasts a quarter to three quarters of it
+    /// (default: 5, or a quarter of the time before the final heal when that is shorter).
+    #[arg(long)]
+    pub nemesis_interval: Option<f64>,
     /// Seconds the run goes on after the nemesis's final heal (at time-limit minus this),
-    /// within which the cluster must make progress.
-    #[arg(long, default_value_t = 10.0)]
-    pub liveness_window: f64,
+    /// within which the cluster must make progress (default: 10, or a third of the time limit
+    /// when that is shorter).
+    #[arg(long)]
+    pub liveness_window: Option<f64>,
     /// The most requests per proposal.
     #[arg(long, default_value_t = 100)]
     pub batch_size: u32,
@@ -318,14 +320,9 @@ impl TestOptions {
                 format!("{} is not in (0, 1000]", self.batch_timeout_ms),
             );
         }
-        if !(self.liveness_window.is_finite()
-            && self.liveness_window > 0.0
-            && self.liveness_window <= 86_400.0)
-        {
-            return fail(
-                "liveness-window",
-                format!("{} is not in (0, 86400] seconds", self.liveness_window),
-            );
+        let window = self.liveness_window();
+        if !(window.is_finite() && window > 0.0 && window <= 86_400.0) {
+            return fail("liveness-window", format!("{window} is not in (0, 86400] seconds"));
         }
         let byzantine_clients = self.byzantine_client_count();
         if byzantine_clients > 64 {
@@ -364,6 +361,10 @@ impl TestOptions {
     pub fn fault_kinds(&self) -> Vec<FaultKind> {
         let mut kinds: Vec<FaultKind> =
             self.nemesis.iter().flat_map(|nemesis| nemesis.fault_kinds()).collect();
+        if self.byzantine == Some(0) && !self.twins {
+            // `mixed` with no Byzantine replica: every kind the budget can hold.
+            kinds.retain(|kind| !kind.needs_byzantine() || !self.mixed_only(*kind));
+        }
         kinds.sort();
         kinds.dedup();
         kinds
@@ -390,10 +391,11 @@ impl TestOptions {
                 reason: "none cannot be combined with faults".into(),
             });
         }
-        if !(self.nemesis_interval.is_finite() && self.nemesis_interval > 0.0) {
+        let interval = self.nemesis_interval();
+        if !(interval.is_finite() && interval > 0.0) {
             return Err(OptionError {
                 option: "nemesis-interval",
-                reason: format!("{} is not a positive number of seconds", self.nemesis_interval),
+                reason: format!("{interval} is not a positive number of seconds"),
             });
         }
         let options = ScheduleOptions {
@@ -401,9 +403,9 @@ impl TestOptions {
             f: config.f(),
             kinds,
             byzantine: (0..self.byzantine_count(config)).map(ReplicaId).collect(),
-            interval: Duration::from_secs_f64(self.nemesis_interval.min(86_400.0)),
+            interval: Duration::from_secs_f64(interval.min(86_400.0)),
             time_limit: Duration::from_secs_f64(self.time_limit),
-            liveness_window: Duration::from_secs_f64(self.liveness_window),
+            liveness_window: Duration::from_secs_f64(self.liveness_window()),
         };
         options.validate().map_err(|error| {
             let option = match error {
@@ -420,6 +422,28 @@ impl TestOptions {
             OptionError { option, reason: error.to_string() }
         })?;
         Ok(Some(options))
+    }
+
+    /// Whether `kind` is enabled only through `mixed`.
+    fn mixed_only(&self, kind: FaultKind) -> bool {
+        self.nemesis
+            .iter()
+            .all(|nemesis| *nemesis == NemesisArg::Mixed || !nemesis.fault_kinds().contains(&kind))
+    }
+
+    /// `--liveness-window`, or its default: 10 s, or a third of the time limit when shorter
+    /// (so that a short run still has faults before its final heal).
+    pub fn liveness_window(&self) -> f64 {
+        self.liveness_window.unwrap_or((self.time_limit / 3.0).min(10.0))
+    }
+
+    /// `--nemesis-interval`, or its default: 5 s, or a quarter of the time before the final
+    /// heal when shorter (never below the shortest interval).
+    pub fn nemesis_interval(&self) -> f64 {
+        self.nemesis_interval.unwrap_or_else(|| {
+            let heal = self.time_limit - self.liveness_window();
+            (heal / 4.0).clamp(nemesis::schedule::INTERVAL_MIN.as_secs_f64(), 5.0)
+        })
     }
 
     /// How many replicas the run declares Byzantine (`--byzantine`, or its default).

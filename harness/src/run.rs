@@ -107,7 +107,7 @@ impl Plan {
     ) -> anyhow::Result<Plan> {
         let n = config.replica_count;
         let time_limit = Duration::from_secs_f64(options.time_limit);
-        let window = Duration::from_secs_f64(options.liveness_window);
+        let window = Duration::from_secs_f64(options.liveness_window());
         let byzantine = match scenario {
             Some(scenario) => scenario.byzantine(),
             None => nemesis::draw_byzantine(seed, n, options.byzantine_count(config)),
@@ -185,6 +185,9 @@ pub async fn run_once(
     let mut replay = options.clone();
     replay.seed = Some(seed);
     replay.test_count = 1;
+    // The values the defaults resolved to, so that re-checking and replaying need no rule.
+    replay.liveness_window = Some(options.liveness_window());
+    replay.nemesis_interval = Some(options.nemesis_interval());
     let record = TestRecord {
         name: name.clone(),
         seed,
@@ -278,7 +281,7 @@ pub async fn run_once(
         history_error: drive.history_error,
         stopped,
         faults: drive.faults.unwrap_or_default(),
-        liveness_window: Duration::from_secs_f64(options.liveness_window),
+        liveness_window: Duration::from_secs_f64(options.liveness_window()),
         network: network.and_then(|stats| serde_json::to_value(stats).ok()),
         byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
         beyond_budget: options.beyond_budget,
@@ -522,10 +525,10 @@ async fn drive(
     if let Some((schedule, kinds)) = &plan.schedule {
         let kinds: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
         eprintln!(
-            "ordeal: nemesis {}, {} faults, final heal at {:?}, Byzantine replicas {:?}",
+            "ordeal: nemesis {}, {} faults, final heal at {:.1} s, Byzantine replicas {:?}",
             kinds.join("+"),
             schedule.faults.len(),
-            schedule.heal,
+            schedule.heal.as_secs_f64(),
             plan.byzantine.iter().map(|replica| replica.0).collect::<Vec<_>>()
         );
     }

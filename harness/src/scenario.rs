@@ -188,7 +188,7 @@ impl Scenario {
         options.rate = workload.rate.or(options.rate);
         options.time_limit = workload.time_limit.unwrap_or(options.time_limit);
         options.op_timeout = workload.op_timeout.unwrap_or(options.op_timeout);
-        options.liveness_window = workload.liveness_window.unwrap_or(options.liveness_window);
+        options.liveness_window = workload.liveness_window.or(options.liveness_window);
         // The timeline replaces the drawn schedule.
         options.nemesis = vec![NemesisArg::None];
         options.twins = false;
