@@ -222,7 +222,19 @@ fn nemesis_options_that_make_no_schedule_are_refused() {
         (&["--nemesis", "byzantine", "--byzantine", "0"], "--byzantine"),
         (&["--nemesis", "kill", "--byzantine", "2"], "--byzantine"),
         (&["--nemesis", "kill", "--nemesis-interval", "0"], "--nemesis-interval"),
-        (&["--nemesis", "kill", "--time-limit", "12", "--nemesis-interval", "3"], "heal"),
+        (
+            &[
+                "--nemesis",
+                "kill",
+                "--time-limit",
+                "12",
+                "--nemesis-interval",
+                "3",
+                "--liveness-window",
+                "10",
+            ],
+            "heal",
+        ),
     ];
     for (arguments, expected) in cases {
         let output = Command::new(ordeal())
