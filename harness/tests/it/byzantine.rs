@@ -163,3 +163,82 @@ fn bad_scenarios_are_refused() {
     assert!(!store.join("latest").exists(), "no run was made");
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// A twin for the whole run (`--twins`): a second process with the Byzantine replica's
+/// identity runs from its own directory, catches up with the cluster and executes (its ledger
+/// is there, not judged), half the other replicas talk to it, it is gone after the run, and the
+/// honest replicas stay valid.
+#[test]
+fn a_twin_runs_beside_its_replica_and_the_run_stays_valid() {
+    let _cluster = cluster_lock();
+    let store = temp_dir("twins");
+    let output = Command::new(ordeal())
+        .args(["test", "--no-progress", "--nemesis", "none", "--twins", "--byzantine", "1"])
+        .args(["--time-limit", "8", "--liveness-window", "3", "--concurrency", "4"])
+        .args(["--seed", "5", "--store"])
+        .arg(&store)
+        .output()
+        .expect("ordeal runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    let run = store.join("latest");
+    let results = results(&run);
+    assert_eq!(results["verdict"], "valid", "{results:#}");
+    assert_eq!(results["faults"]["twins"], 1, "{results:#}");
+    let twin = results["faults"]["byzantine"][0].as_u64().expect("one Byzantine replica");
+    let directory = run.join(format!("replicas/r{twin}/twin"));
+    let ledger =
+        std::fs::read_to_string(directory.join("ledger.jsonl")).expect("the twin's ledger");
+    assert!(ledger.lines().count() > 1, "the twin caught up and executed:\n{ledger}");
+    assert!(!directory.join("node.key").exists(), "the twin's key is deleted too");
+    let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
+    let invoke = history
+        .lines()
+        .find(|line| line.contains(r#""type":"invoke","f":"twins""#))
+        .expect("the twin is a nemesis event");
+    assert!(invoke.contains(r#""group":["#), "{invoke}");
+    assert!(processes_mentioning(store.to_str().unwrap()).is_empty(), "no twin outlives the run");
+    let _ = std::fs::remove_dir_all(&store);
+}
+
+/// Link faults really happen on real traffic: a short scenario with overlapping loss,
+/// duplication, reordering and delay makes the relay drop, duplicate, reorder and delay
+/// packets (its counters in `results.json`), and the run stays valid.
+#[test]
+fn link_faults_are_applied_by_the_relay() {
+    let _cluster = cluster_lock();
+    let store = temp_dir("link-faults");
+    let scenario = store.join("links.toml");
+    let mut text = String::from(
+        "name = \"links\"\n[workload]\nconcurrency = 4\ntime_limit = 6.0\nliveness_window = 2.0\n",
+    );
+    for (fault, parameter) in [
+        ("loss", "probability = 0.1"),
+        ("duplicate", "probability = 0.3"),
+        ("reorder", "probability = 0.3"),
+        ("delay", "delay_ms = 5\njitter_ms = 5"),
+    ] {
+        text.push_str(&format!(
+            "[[timeline]]\nat = 0.5\nuntil = 3.5\nfault = \"{fault}\"\n\
+             target = \"all\"\n{parameter}\n"
+        ));
+    }
+    text.push_str("[expect]\nverdict = \"valid\"\n");
+    std::fs::write(&scenario, text).unwrap();
+    let output = Command::new(ordeal())
+        .args(["test", "--no-progress", "--seed", "6", "--store"])
+        .arg(&store)
+        .arg("--scenario")
+        .arg(&scenario)
+        .output()
+        .expect("ordeal runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "as expected: {stderr}");
+    let results = results(&store.join("latest"));
+    let total = &results["network"]["total"];
+    for counter in ["dropped_loss", "duplicated", "reordered", "delayed", "forwarded"] {
+        assert!(total[counter].as_u64().unwrap_or(0) > 0, "{counter}: {total}");
+    }
+    assert_eq!(results["verdict"], "valid");
+    let _ = std::fs::remove_dir_all(&store);
+}
