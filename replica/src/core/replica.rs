@@ -1294,6 +1294,7 @@ impl Replica {
         digest: Digest,
         prepared: Option<&PreparedMessage>,
     ) -> Result<Support, Refusal> {
+        debug_assert!(view >= self.vote_floor, "a vote in {view} below the vote floor");
         let fresh = !self.safety.has_voted(view, seq);
         let support = self.safety.support(view, seq, digest, prepared)?;
         if fresh {
