@@ -77,9 +77,12 @@ pub enum Write {
 pub struct Durable {
     /// The view the replica is in (or leaving, with `view_change`).
     pub view: View,
-    /// The VC-REQUEST it sent, until it enters that view or a later one (entering a lower
-    /// view keeps it: the replica is passive there, see `Replica`'s vote floor).
+    /// The VC-REQUEST it sent, while the view change is not complete.
     pub view_change: Option<Arc<ViewChange>>,
+    /// The highest view it ever signed a VC-REQUEST for: never lowered (below it the replica
+    /// is passive, see `Replica`'s vote floor).
+    #[serde(default)]
+    pub vote_floor: View,
     /// Its votes for slots above the checkpoint.
     pub votes: BTreeMap<(View, Seq), Support>,
     /// Its stable checkpoint with the snapshot.
@@ -95,11 +98,12 @@ impl Durable {
             match write {
                 Write::View(view) => {
                     self.view = view;
-                    if self.view_change.as_ref().is_some_and(|request| request.target <= view) {
-                        self.view_change = None;
-                    }
+                    self.view_change = None;
                 }
-                Write::ViewChange(request) => self.view_change = Some(request),
+                Write::ViewChange(request) => {
+                    self.vote_floor = self.vote_floor.max(request.target);
+                    self.view_change = Some(request);
+                }
                 Write::Vote(support) => {
                     self.votes.insert((support.view, support.seq), support);
                 }

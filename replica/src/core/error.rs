@@ -421,6 +421,8 @@ pub struct Counters {
     pub requests_skipped: u64,
     /// INFORMs sent on execution.
     pub informs_sent: u64,
+    /// INFORMs and CHECKPOINT votes not sent because the replica was below its vote floor.
+    pub withheld_below_vote_floor: u64,
     /// Cached INFORMs re-sent for a retransmitted request.
     pub informs_resent: u64,
     /// Votes that arrived for a slot already executed (benign, ignored).

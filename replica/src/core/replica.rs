@@ -214,11 +214,12 @@ pub struct Replica {
     failed_view_changes: u32,
     /// The NV-PROPOSE that started the current view (for replicas that missed it).
     new_view: Option<Arc<NewView>>,
-    /// The highest view this replica signed a VC-REQUEST for. Below it the replica is passive:
-    /// it may enter a lower view from a valid NV-PROPOSE (the others moved on there while it
-    /// asked for a later one) and execute what that view certifies, but it neither supports
-    /// nor proposes there. Its VC-REQUEST, which a later new primary may still count, then
-    /// never misses a certificate it helped form, so quorum intersection holds.
+    /// The highest view this replica signed a VC-REQUEST for (persisted, never lowered). Below
+    /// it the replica is passive: it may enter a lower view from a valid NV-PROPOSE (the others
+    /// moved on there while it asked for a later one) and execute what that view certifies,
+    /// but it neither supports, proposes, informs clients nor signs checkpoints there. Its
+    /// VC-REQUEST, which a later new primary may still count, then never misses a certificate
+    /// or a promise it helped form, so quorum intersection holds.
     vote_floor: View,
     /// The slots the current view carried over (k_s, k_max] that are not certified in it yet,
     /// with the decided (highest-view) evidence.
@@ -627,7 +628,7 @@ impl Replica {
         }
         let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
         debug_assert_eq!(proposal.digest, digest);
-        if view < self.vote_floor {
+        if self.is_passive() {
             // Passive below the vote floor: learn the batch, execute it once others certify it,
             // never support it.
             self.counters.proposals_accepted += 1;
@@ -1066,9 +1067,21 @@ impl Replica {
         request: RequestId,
         result: OpResult,
     ) {
+        if self.is_passive() {
+            // A promise rests on nf informers whose VC-REQUESTs hold the slot; this replica's
+            // VC-REQUEST for its vote floor may not.
+            self.counters.withheld_below_vote_floor += 1;
+            return;
+        }
         let inform = Inform { replica: self.id, view, seq, client, request, result };
         let inform = AuthenticatedInform::seal(inform, &self.client_macs[client.index()]);
         self.transmits.push_back(Transmit::Client { to: client, inform });
+    }
+
+    /// Below the vote floor: the replica follows its view without voting, proposing,
+    /// informing clients or signing checkpoints.
+    fn is_passive(&self) -> bool {
+        self.view < self.vote_floor
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1185,7 +1198,7 @@ impl Replica {
     /// handles every input it already has before it fires due timers, so a primary that fell
     /// behind proposes full batches from its backlog instead of one partial batch per request.
     fn try_propose(&mut self, now: Time, cut: BatchCut) {
-        if !self.is_primary() || !self.mode.is_normal() || self.view < self.vote_floor {
+        if !self.is_primary() || !self.mode.is_normal() || self.is_passive() {
             return;
         }
         // Bounded: every iteration takes at least one request off the queue.
@@ -1260,7 +1273,7 @@ impl Replica {
     /// Never below the vote floor (the slot then waits for the next view).
     fn propose_at(&mut self, now: Time, seq: Seq, batch: Arc<[SignedRequest]>) {
         let view = self.view;
-        if view < self.vote_floor {
+        if self.is_passive() {
             return;
         }
         let batch_digest = batch_digest(&batch);

@@ -29,6 +29,7 @@ const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
 
 const VIEW: &str = "view";
 const VIEW_CHANGE: &str = "view_change";
+const VOTE_FLOOR: &str = "vote_floor";
 const CHECKPOINT: &str = "checkpoint";
 
 /// A replica's redb database.
@@ -82,6 +83,9 @@ impl Store {
         if let Some(value) = meta.get(VIEW_CHANGE)? {
             durable.view_change = Some(decode::<ViewChange>(value.value(), "view change")?.into());
         }
+        if let Some(value) = meta.get(VOTE_FLOOR)? {
+            durable.vote_floor = decode::<View>(value.value(), "vote floor")?;
+        }
         if let Some(value) = meta.get(CHECKPOINT)? {
             durable.checkpoint =
                 Some(decode::<(CheckpointCertificate, Snapshot)>(value.value(), "checkpoint")?);
@@ -119,6 +123,12 @@ impl Store {
                     }
                     Write::ViewChange(request) => {
                         meta.insert(VIEW_CHANGE, encode(request.as_ref()).as_slice())?;
+                        let held = match meta.get(VOTE_FLOOR)? {
+                            Some(value) => decode::<View>(value.value(), "vote floor")?,
+                            None => View(0),
+                        };
+                        let floor = held.max(request.target);
+                        meta.insert(VOTE_FLOOR, encode(&floor).as_slice())?;
                     }
                     Write::Vote(support) => {
                         let key = (support.view.0, support.seq.0);

@@ -8,6 +8,7 @@ mod config;
 mod crypto;
 mod recovery;
 mod state_machine;
+mod store;
 
 use std::collections::BTreeMap;
 

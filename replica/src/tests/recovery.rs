@@ -378,9 +378,9 @@ fn cluster_isolated_replica_rejoins_by_state_transfer() {
 /// asks for view 2 while replicas 1–5 (nf) work on in view 1 (a lone request for view 2 makes
 /// nobody join). Then replica 1 stops withholding.
 /// Test: replica 6 learns view 1's NV-PROPOSE (state transfer), enters view 1 below its vote
-/// floor, catches up and executes with the others; it sends no SUPPORT in view 1 (its
-/// VC-REQUEST for view 2 must never miss a certificate it helped form); every request
-/// completes and the six agree.
+/// floor, catches up and executes with the others; it sends no SUPPORT, INFORM or CHECKPOINT
+/// in view 1 (its VC-REQUEST for view 2 must never miss a certificate or a promise it helped
+/// form); every request completes and the six agree.
 #[test]
 fn cluster_replica_that_asked_for_a_later_view_rejoins_passively() {
     let config = Config::new(Protocol::PoeTs, 7, 16);
@@ -424,6 +424,13 @@ fn cluster_replica_that_asked_for_a_later_view_rejoins_passively() {
         "no SUPPORT below the vote floor: {:?}",
         supports.borrow()
     );
+    // Nor a promise or a checkpoint vote: no view-1 proof names it, and it withheld some.
+    assert!(rejoined.counters().withheld_below_vote_floor > 0);
+    for (_, done) in &cluster.completions {
+        if done.proof.view == View(1) {
+            assert!(!done.proof.replicas.contains(&late), "{:?}", done.proof);
+        }
+    }
     let alive = ids(1..7);
     assert_histories_agree(&cluster, &alive);
     assert_proofs_hold(&cluster, &alive);

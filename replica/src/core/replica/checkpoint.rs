@@ -89,10 +89,16 @@ impl Replica {
             stable: false,
         }));
         let snapshot = self.state.snapshot();
+        let passive = self.is_passive();
         let pending = self.checkpoints.entry(seq).or_default();
         pending.own = Some((state_digest, block_hash, snapshot));
-        pending.votes.insert(self.id, message.clone());
-        self.broadcast(&Message::Checkpoint(message));
+        if passive {
+            // No checkpoint vote below the vote floor: the others' nf make it stable.
+            self.counters.withheld_below_vote_floor += 1;
+        } else {
+            pending.votes.insert(self.id, message.clone());
+            self.broadcast(&Message::Checkpoint(message));
+        }
         self.try_stabilize(now, seq);
     }
 

@@ -218,8 +218,21 @@ impl Replica {
 
     /// Leaves the current view for `target` (unless already asking for it or a later one):
     /// stops the normal case and broadcasts a signed VC-REQUEST, persisted first.
+    /// Never for a view below the vote floor: it asks for the floor's view again instead, with
+    /// the VC-REQUEST it signed for it when it still holds it.
     pub(super) fn start_view_change(&mut self, now: Time, target: View) {
+        let target = target.max(self.vote_floor);
         if target <= self.view || self.mode.target().is_some_and(|asked| asked >= target) {
+            return;
+        }
+        let held = self.vc_requests.get(&self.id).filter(|own| own.target == target).cloned();
+        if let Some(own) = held {
+            // Signed already (the replica was passive below it): the same request again.
+            let resend_at = now + self.new_view_timeout();
+            self.mode = Mode::ViewChange { target, deadline: None, resend_at };
+            self.progress_deadline = None;
+            self.broadcast(&Message::ViewChange(own));
+            self.view_change_quorum(now);
             return;
         }
         let checkpoint = self.stable.as_ref().map(|(certificate, _)| certificate.clone());

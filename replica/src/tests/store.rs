@@ -1,0 +1,48 @@
+//! The redb store and `Durable::apply` agree on what a sequence of writes leaves, the vote
+//! floor included: it is never lowered, and entering a lower view keeps it while the pending
+//! VC-REQUEST goes.
+
+use std::sync::Arc;
+
+use crate::core::durable::{Durable, Write};
+use crate::core::message::ViewChange;
+use crate::core::{ReplicaId, View};
+use crate::crypto::ed25519::Signature;
+use crate::net::store::Store;
+
+fn view_change(target: u64) -> Write {
+    Write::ViewChange(Arc::new(ViewChange {
+        target: View(target),
+        replica: ReplicaId(3),
+        checkpoint: None,
+        evidence: Vec::new(),
+        signature: Signature([7; 64]),
+    }))
+}
+
+#[test]
+fn the_vote_floor_survives_and_is_never_lowered() {
+    let directory =
+        std::env::temp_dir().join(format!("ordeal-store-floor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).unwrap();
+    let store = Store::open(&directory.join("store.redb"), false).unwrap();
+    // Asks for view 3, enters view 1 passively, asks for view 2 (a lower target).
+    let batches = [vec![view_change(3)], vec![Write::View(View(1))], vec![view_change(2)]];
+    let mut durable = Durable::default();
+    for batch in &batches {
+        store.apply(batch).unwrap();
+        durable.apply(batch.iter().cloned());
+    }
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded, durable, "the store and Durable::apply agree");
+    assert_eq!(loaded.vote_floor, View(3), "never lowered");
+    assert_eq!(loaded.view, View(1));
+    assert_eq!(loaded.view_change.map(|request| request.target), Some(View(2)));
+    store.apply(&[Write::View(View(3))]).unwrap();
+    let entered = store.load().unwrap();
+    assert_eq!((entered.view, entered.vote_floor), (View(3), View(3)));
+    assert!(entered.view_change.is_none(), "the view change completed");
+    drop(store);
+    let _ = std::fs::remove_dir_all(&directory);
+}
