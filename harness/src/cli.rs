@@ -361,10 +361,15 @@ impl TestOptions {
     pub fn fault_kinds(&self) -> Vec<FaultKind> {
         let mut kinds: Vec<FaultKind> =
             self.nemesis.iter().flat_map(|nemesis| nemesis.fault_kinds()).collect();
-        if self.byzantine == Some(0) && !self.twins {
-            // `mixed` with no Byzantine replica: every kind the budget can hold.
-            kinds.retain(|kind| !kind.needs_byzantine() || !self.mixed_only(*kind));
-        }
+        let f = (usize::from(self.replicas.max(1)) - 1) / 3;
+        // `mixed` is every kind the run can hold: no Byzantine kinds without a Byzantine
+        // replica, no process faults without a budget, no drawn twins beside `--twins`.
+        kinds.retain(|kind| {
+            let impossible = (kind.needs_byzantine() && self.byzantine == Some(0) && !self.twins)
+                || (f == 0 && (kind.is_process() || kind.needs_byzantine()))
+                || (*kind == FaultKind::Twins && self.twins);
+            !(impossible && self.mixed_only(*kind))
+        });
         kinds.sort();
         kinds.dedup();
         kinds
@@ -444,6 +449,26 @@ impl TestOptions {
             let heal = self.time_limit - self.liveness_window();
             (heal / 4.0).clamp(nemesis::schedule::INTERVAL_MIN.as_secs_f64(), 5.0)
         })
+    }
+
+    /// The options with the defaults that follow from the seed resolved: with `mixed` and no
+    /// `--byzantine`, the number of Byzantine replicas is drawn from 0..=f, so that some seeds
+    /// exercise Byzantine replicas and others crash and pause honest ones.
+    pub fn resolved(&self, seed: u64) -> TestOptions {
+        let mut options = self.clone();
+        let mixed_decides = self.nemesis.contains(&NemesisArg::Mixed)
+            && !self
+                .nemesis
+                .iter()
+                .any(|nemesis| matches!(nemesis, NemesisArg::Byzantine | NemesisArg::Twins))
+            && !self.twins
+            && !self.beyond_budget;
+        if self.byzantine.is_none() && mixed_decides {
+            let f = (u64::from(self.replicas.max(1)) - 1) / 3;
+            let draw = (seed ^ 0x6279_7a61_6e74_696e).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            options.byzantine = Some(((draw >> 33) % (f + 1)) as u8);
+        }
+        options
     }
 
     /// How many replicas the run declares Byzantine (`--byzantine`, or its default).

@@ -484,8 +484,14 @@ impl Executor<'_> {
             }
             FaultKind::Byzantine => {
                 self.behaviours.remove(&index);
-                for replica in &active.hit {
-                    if self.apply_behaviours(*replica).await {
+                for replica in &active.replicas {
+                    if active.hit.contains(replica) {
+                        if self.apply_behaviours(*replica).await {
+                            ended.push(*replica);
+                        }
+                    } else if self.context.cluster.behave(replica.index(), Vec::new()).await.is_ok()
+                    {
+                        // Down when the fault started, restarted with its behaviours since.
                         ended.push(*replica);
                     }
                 }

@@ -169,8 +169,11 @@ pub async fn run_once(
     interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<RunOutcome> {
     let scenario = options.scenario.as_deref().map(Scenario::load).transpose()?;
-    let applied = scenario.as_ref().map(|scenario| scenario.apply(options));
-    let options = applied.as_ref().unwrap_or(options);
+    let applied = match &scenario {
+        Some(scenario) => scenario.apply(options),
+        None => options.resolved(seed),
+    };
+    let options = &applied;
     let config = options.cluster_config()?;
     let plan = Plan::new(options, scenario.as_ref(), &config, seed)?;
     let started = SystemTime::now();

@@ -162,6 +162,21 @@ impl Scenario {
             .with_context(|| format!("reading scenario {}", path.display()))?;
         let scenario: Scenario =
             toml::from_str(&text).with_context(|| format!("scenario {}", path.display()))?;
+        let replicas = scenario.cluster.replicas.unwrap_or(4);
+        let mut declared = scenario.cluster.byzantine.clone();
+        declared.sort_unstable();
+        declared.dedup();
+        anyhow::ensure!(
+            declared.len() == scenario.cluster.byzantine.len(),
+            "scenario {}: a Byzantine replica is listed twice",
+            path.display()
+        );
+        if let Some(replica) = declared.iter().find(|replica| **replica >= replicas) {
+            anyhow::bail!(
+                "scenario {}: Byzantine replica {replica} is not one of the {replicas} replicas",
+                path.display()
+            );
+        }
         for (index, entry) in scenario.timeline.iter().enumerate() {
             entry.to_fault().map_err(|reason| {
                 anyhow::anyhow!("scenario {}: timeline entry {index}: {reason}", path.display())

@@ -354,6 +354,11 @@ fn timelines_are_checked() {
         Schedule::from_timeline(starts_after_end, heal, 1, 4),
         Err(ScheduleError::InvalidFault { index: 0, .. })
     ));
+    // A fault read back from test.toml a hair after the heal is cut at it.
+    let mut rounded = fault(5.0, 20.0, TargetSpec::All);
+    rounded.end += Duration::from_nanos(10);
+    let cut = Schedule::from_timeline(vec![rounded], heal, 1, 4).unwrap();
+    assert_eq!(cut.faults[0].end, heal);
     let past_heal = vec![fault(5.0, 25.0, TargetSpec::All)];
     assert!(Schedule::from_timeline(past_heal, heal, 1, 4).is_err());
     let unknown = vec![fault(1.0, 2.0, TargetSpec::Replicas(vec![ReplicaId(4)]))];

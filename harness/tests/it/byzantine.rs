@@ -145,6 +145,8 @@ fn bad_scenarios_are_refused() {
         (format!("name = \"x\"\n{entry}fault = \"byzantine\"\n{lie}{expect}"), "lie"),
         (format!("name = \"x\"\n{short}{entry}fault = \"kill\"\n{expect}"), "heal"),
         (format!("name = \"x\"\nspeed = 3\n{expect}"), "speed"),
+        (format!("name = \"x\"\n[cluster]\nbyzantine = [7]\n{expect}"), "replica 7"),
+        (format!("name = \"x\"\n[cluster]\nbyzantine = [1, 1]\n{expect}"), "twice"),
     ];
     for (index, (text, expected)) in cases.iter().enumerate() {
         let path = store.join(format!("bad-{index}.toml"));

@@ -22,8 +22,7 @@ fn view_change(target: u64) -> Write {
 
 #[test]
 fn the_vote_floor_survives_and_is_never_lowered() {
-    let directory =
-        std::env::temp_dir().join(format!("ordeal-store-floor-{}", std::process::id()));
+    let directory = std::env::temp_dir().join(format!("ordeal-store-floor-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&directory);
     std::fs::create_dir_all(&directory).unwrap();
     let store = Store::open(&directory.join("store.redb"), false).unwrap();
