@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use replica::core::{ClientId, SignedRequest};
+use replica::core::{ClientId, RequestId, SignedRequest};
 use replica::net::frame::{FRAME_SIZE_MAX, encode_framed};
 
 /// One kind of junk.
@@ -16,11 +16,12 @@ use replica::net::frame::{FRAME_SIZE_MAX, encode_framed};
 pub enum Junk {
     /// Bytes that decode as no request (the replica closes the connection).
     Malformed,
-    /// The current request with one signature byte flipped.
+    /// The current request under an id it will never use, with one signature byte flipped.
     BadSignature,
     /// The previous request again, after it completed.
     Replay,
-    /// The current request naming another client (its signature no longer matches either).
+    /// The current request naming another client and an unused id (its signature no longer
+    /// matches).
     Misaddressed,
     /// A frame header announcing more than the frame limit (the replica closes the
     /// connection).
@@ -61,6 +62,7 @@ pub fn frame(
         }
         Junk::BadSignature => {
             let mut forged = current.clone();
+            forged.body.request = unused(current);
             forged.signature.0[0] ^= 0x01;
             Some(encode_framed(&forged))
         }
@@ -68,6 +70,7 @@ pub fn frame(
         Junk::Misaddressed => {
             let mut other = current.clone();
             other.body.client = ClientId((current.body.client.0 + 1) % client_count.max(1));
+            other.body.request = unused(current);
             Some(encode_framed(&other))
         }
         Junk::Oversized => {
@@ -77,6 +80,12 @@ pub fn frame(
             Some(frame)
         }
     }
+}
+
+/// A request id no client ever uses (ids count up from 1), so that junk never takes the place
+/// of a correct request that is pending at a replica.
+fn unused(current: &SignedRequest) -> RequestId {
+    RequestId(u64::MAX - current.body.request.0)
 }
 
 /// What a Byzantine client sent, by kind name.
