@@ -11,6 +11,22 @@ fn scenario(name: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"))
 }
 
+/// Plays scenario file `path` with `seed` into `store`; asserts the verdict was the expected
+/// one (exit 0) and returns stdout.
+fn play(store: &Path, path: &Path, seed: u64) -> String {
+    let output = Command::new(ordeal())
+        .args(["test", "--no-progress", "--seed", &seed.to_string(), "--store"])
+        .arg(store)
+        .arg("--scenario")
+        .arg(path)
+        .output()
+        .expect("ordeal runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "as expected:\n{stdout}\n{stderr}");
+    stdout
+}
+
 fn results(run_dir: &Path) -> serde_json::Value {
     let text = std::fs::read_to_string(run_dir.join("results.json")).expect("results.json");
     serde_json::from_str(&text).expect("results.json is JSON")
@@ -32,16 +48,7 @@ fn counter(status: &serde_json::Value, name: &str) -> u64 {
 fn beyond_budget_collusion_is_found_invalid() {
     let _cluster = cluster_lock();
     let store = temp_dir("beyond-budget");
-    let output = Command::new(ordeal())
-        .args(["test", "--no-progress", "--seed", "1", "--store"])
-        .arg(&store)
-        .arg("--scenario")
-        .arg(scenario("beyond-budget-colluding-equivocation"))
-        .output()
-        .expect("ordeal runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "as expected:\n{stdout}\n{stderr}");
+    let stdout = play(&store, &scenario("beyond-budget-colluding-equivocation"), 1);
     assert!(stdout.contains("BEYOND BUDGET"), "{stdout}");
     let run = store.join("latest");
     let results = results(&run);
@@ -66,15 +73,7 @@ fn beyond_budget_collusion_is_found_invalid() {
 fn equivocating_primary_within_budget_stays_valid() {
     let _cluster = cluster_lock();
     let store = temp_dir("equivocate");
-    let output = Command::new(ordeal())
-        .args(["test", "--no-progress", "--seed", "2", "--store"])
-        .arg(&store)
-        .arg("--scenario")
-        .arg(scenario("equivocating-primary"))
-        .output()
-        .expect("ordeal runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "{stderr}");
+    play(&store, &scenario("equivocating-primary"), 2);
     let run = store.join("latest");
     let results = results(&run);
     assert_eq!(results["verdict"], "valid", "{results:#}");
@@ -227,15 +226,7 @@ fn link_faults_are_applied_by_the_relay() {
     }
     text.push_str("[expect]\nverdict = \"valid\"\n");
     std::fs::write(&scenario, text).unwrap();
-    let output = Command::new(ordeal())
-        .args(["test", "--no-progress", "--seed", "6", "--store"])
-        .arg(&store)
-        .arg("--scenario")
-        .arg(&scenario)
-        .output()
-        .expect("ordeal runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(0), "as expected: {stderr}");
+    play(&store, &scenario, 6);
     let results = results(&store.join("latest"));
     let total = &results["network"]["total"];
     for counter in ["dropped_loss", "duplicated", "reordered", "delayed", "forwarded"] {
