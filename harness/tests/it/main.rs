@@ -68,6 +68,38 @@ fn processes_mentioning(marker: &str) -> Vec<u32> {
     found
 }
 
+/// One write by a fresh client with `secrets` through `addresses`, within `timeout`; returns
+/// its completion.
+async fn write_once(
+    endpoint: &quinn::Endpoint,
+    tls: &replica::net::tls::TlsMaterial,
+    addresses: &[std::net::SocketAddr],
+    config: &replica::core::Config,
+    secrets: replica::crypto::dealer::ClientSecrets,
+    timeout: Duration,
+) -> replica::core::client::Completion {
+    use replica::core::{Client, Time};
+    use replica::net::client::ClientTransport;
+    let mut transport = ClientTransport::connect(endpoint, tls, addresses).unwrap();
+    let mut client = Client::new(config.clone(), secrets);
+    let write = history::Operation::Write { key: "k".into(), value: 1 };
+    client.submit(Time::ZERO, write).unwrap();
+    tokio::time::timeout(timeout, async {
+        loop {
+            while let Some(transmit) = client.poll_transmit() {
+                transport.send(transmit.to, &transmit.request);
+            }
+            let (from, inform) = transport.recv().await.expect("links stay up");
+            let _ = client.handle_inform(Time::ZERO, from, &inform);
+            if let Some(done) = client.poll_completion() {
+                return done;
+            }
+        }
+    })
+    .await
+    .expect("the write completes")
+}
+
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
 fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = std::time::Instant::now() + timeout;

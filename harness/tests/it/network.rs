@@ -11,15 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use harness::cluster::{self, Cluster};
 use harness::network::Network;
 use harness::run::{Routes, Setup};
-use history::Operation;
 use nemesis::{Node, PartitionShape, partition};
-use replica::core::{Client, ClientId, Config, Protocol, ReplicaId, Time};
-use replica::net::client::ClientTransport;
+use replica::core::{ClientId, Config, Protocol, ReplicaId};
 use replica::net::control::ControlClient;
 use replica::net::endpoint;
 use replica::net::tls::{Identity, TlsMaterial};
 
-use super::{cluster_lock, ordeal, processes_mentioning, temp_dir};
+use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, write_once};
 
 /// How long links may take to notice a partition (QUIC's idle timeout is 10 s) or a heal.
 const LINK_CHANGE_TIMEOUT: Duration = Duration::from_secs(25);
@@ -65,23 +63,9 @@ async fn client_write(
     config: &Config,
     setup: &Setup,
 ) {
-    let mut transport = ClientTransport::connect(endpoint, tls, addresses).unwrap();
-    let mut client = Client::new(config.clone(), setup.keys.clients[0].clone());
-    client.submit(Time::ZERO, Operation::Write { key: "k".into(), value: 1 }).unwrap();
-    let done = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            while let Some(transmit) = client.poll_transmit() {
-                transport.send(transmit.to, &transmit.request);
-            }
-            let (from, inform) = transport.recv().await.expect("links stay up");
-            let _ = client.handle_inform(Time::ZERO, from, &inform);
-            if let Some(done) = client.poll_completion() {
-                return done;
-            }
-        }
-    })
-    .await
-    .expect("the write completes through the relay");
+    let secrets = setup.keys.clients[0].clone();
+    let timeout = Duration::from_secs(15);
+    let done = write_once(endpoint, tls, addresses, config, secrets, timeout).await;
     assert_eq!(done.proof.replicas.len(), 3);
 }
 

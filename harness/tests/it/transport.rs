@@ -7,15 +7,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use harness::certs::RunCa;
 use harness::cluster::Cluster;
 use harness::run::Setup;
-use history::Operation;
-use replica::core::{Client, ClientId, Config, Protocol, ReplicaId, Time};
-use replica::net::client::ClientTransport;
+use replica::core::{ClientId, Config, Protocol, ReplicaId};
 use replica::net::control::ControlClient;
 use replica::net::endpoint;
 use replica::net::shell::close_code;
 use replica::net::tls::{Identity, TlsMaterial};
 
-use super::{cluster_lock, ordeal, processes_mentioning, temp_dir};
+use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, write_once};
 
 /// How a connection attempt with `tls` to `address` ended: `Ok` with the application close
 /// code the replica chose, or `Err` when the handshake itself failed.
@@ -105,24 +103,10 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
 
         // Everyone else is still served: a real client completes a request.
         let client2 = setup.ca.issue(Identity::Client(ClientId(2))).unwrap().tls(&setup.ca);
-        let mut transport =
-            ClientTransport::connect(&endpoint, &client2, &setup.addresses).unwrap();
-        let mut client = Client::new(config.clone(), setup.keys.clients[2].clone());
-        client.submit(Time::ZERO, Operation::Write { key: "k".into(), value: 1 }).unwrap();
-        let done = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                while let Some(transmit) = client.poll_transmit() {
-                    transport.send(transmit.to, &transmit.request);
-                }
-                let (from, inform) = transport.recv().await.expect("links stay up");
-                let _ = client.handle_inform(Time::ZERO, from, &inform);
-                if let Some(done) = client.poll_completion() {
-                    return done;
-                }
-            }
-        })
-        .await
-        .expect("the request completes");
+        let secrets = setup.keys.clients[2].clone();
+        let addresses = &setup.addresses;
+        let timeout = Duration::from_secs(10);
+        let done = write_once(&endpoint, &client2, addresses, &config, secrets, timeout).await;
         assert_eq!(done.proof.replicas.len(), 3);
         assert!(counter(&control, "requests_executed").await >= 1);
         cluster.stop(Duration::from_secs(2)).await;
