@@ -72,14 +72,12 @@ impl Replica {
         self.stable.as_ref().map_or(Seq(0), |(certificate, _)| certificate.seq)
     }
 
-    /// Signs and broadcasts a checkpoint of the state after the last executed slot.
+    /// Records a checkpoint of the state after the last executed slot, and signs and
+    /// broadcasts it unless the replica is below its vote floor.
     pub(super) fn take_checkpoint(&mut self, now: Time) {
         let seq = self.last_executed();
         let state_digest = self.state.digest();
         let block_hash = self.ledger.head_hash();
-        let signature =
-            self.safety.sign(&checkpoint_signing_bytes(seq, &state_digest, &block_hash));
-        let message = Checkpoint { seq, state_digest, block_hash, replica: self.id, signature };
         self.counters.checkpoints_taken += 1;
         self.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
             time: now.as_nanos(),
@@ -89,13 +87,15 @@ impl Replica {
             stable: false,
         }));
         let snapshot = self.state.snapshot();
-        let passive = self.is_passive();
-        let pending = self.checkpoints.entry(seq).or_default();
-        pending.own = Some((state_digest, block_hash, snapshot));
-        if passive {
+        self.checkpoints.entry(seq).or_default().own = Some((state_digest, block_hash, snapshot));
+        if self.is_passive() {
             // No checkpoint vote below the vote floor: the others' nf make it stable.
             self.counters.withheld_below_vote_floor += 1;
         } else {
+            let signature =
+                self.safety.sign(&checkpoint_signing_bytes(seq, &state_digest, &block_hash));
+            let message = Checkpoint { seq, state_digest, block_hash, replica: self.id, signature };
+            let pending = self.checkpoints.entry(seq).or_default();
             pending.votes.insert(self.id, message.clone());
             self.broadcast(&Message::Checkpoint(message));
         }
