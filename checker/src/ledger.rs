@@ -30,7 +30,9 @@ pub fn final_ledger(events: &[LedgerEvent]) -> BTreeMap<u64, &ExecuteEvent> {
             // A snapshot replaces the whole history: the slots up to it are no longer this
             // replica's own executions (the checkpoint oracles compare the snapshot itself).
             LedgerEvent::StateTransfer(_) => slots.clear(),
-            LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
+            LedgerEvent::Checkpoint(_)
+            | LedgerEvent::ViewEntered(_)
+            | LedgerEvent::Recertified(_) => {}
         }
     }
     slots

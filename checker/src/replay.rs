@@ -306,7 +306,7 @@ fn replay_one(
                     store.forget_undo_through(stable);
                 }
             }
-            LedgerEvent::ViewEntered(_) => {}
+            LedgerEvent::ViewEntered(_) | LedgerEvent::Recertified(_) => {}
             LedgerEvent::StateTransfer(transfer) => {
                 let installed =
                     Store::from_snapshot(transfer.seq, &transfer.store, &transfer.clients);

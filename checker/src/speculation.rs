@@ -116,7 +116,9 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
                     report_undone(*replica, undone, &promises, &why, &mut report);
                     current.clear();
                 }
-                LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
+                LedgerEvent::Checkpoint(_)
+                | LedgerEvent::ViewEntered(_)
+                | LedgerEvent::Recertified(_) => {}
             }
         }
     }

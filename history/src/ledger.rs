@@ -35,6 +35,8 @@ pub enum LedgerEvent {
     ViewEntered(ViewEvent),
     /// The replica replaced its state with a certified snapshot (state transfer).
     StateTransfer(StateTransferEvent),
+    /// A slot the replica had executed and kept was certified again in a later view.
+    Recertified(RecertifiedEvent),
 }
 
 impl LedgerEvent {
@@ -46,6 +48,7 @@ impl LedgerEvent {
             LedgerEvent::Checkpoint(event) => event.time,
             LedgerEvent::ViewEntered(event) => event.time,
             LedgerEvent::StateTransfer(event) => event.time,
+            LedgerEvent::Recertified(event) => event.time,
         }
     }
 }
@@ -148,4 +151,23 @@ pub struct StateTransferEvent {
     pub store: BTreeMap<String, i64>,
     /// Each client's last executed request id, as (client, request) pairs by client.
     pub clients: Vec<(u32, u64)>,
+}
+
+/// A slot the replica had executed (under `old_view`'s certificate) and kept across a view
+/// change was certified again in `new_view` (PROTOCOL §5.4): its block stays, and from now on
+/// the slot's proofs carry `new_view`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecertifiedEvent {
+    /// Nanoseconds (replica clock).
+    pub time: u64,
+    /// The replica.
+    pub replica: u32,
+    /// The sequence number.
+    pub seq: u64,
+    /// The view of the certificate the slot had.
+    pub old_view: u64,
+    /// The view of the new certificate.
+    pub new_view: u64,
+    /// The digest of the batch, which the new certificate names too.
+    pub batch_digest: Digest,
 }

@@ -29,8 +29,8 @@ pub mod verdict;
 pub use digest::Digest;
 pub use kv::{OpResult, Operation};
 pub use ledger::{
-    CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent, RollbackEvent, StateTransferEvent,
-    ViewEvent,
+    CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent, RecertifiedEvent, RollbackEvent,
+    StateTransferEvent, ViewEvent,
 };
 pub use op::{Op, OpKind, Process, Proof};
 pub use verdict::Verdict;

@@ -188,6 +188,8 @@ impl Recorded {
                 LedgerEvent::ViewEntered(entered) => {
                     recorded.view = recorded.view.max(View(entered.view));
                 }
+                // The block stays; recovery re-tags it from the stored certificate.
+                LedgerEvent::Recertified(_) => {}
             }
         }
         recorded

@@ -88,7 +88,9 @@ pub(super) fn history(cluster: &Cluster, replica: ReplicaId) -> History {
                 history.base_chain = (transfer.block_hash, transfer.state_digest);
                 history.slots.clear();
             }
-            LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
+            LedgerEvent::Checkpoint(_)
+            | LedgerEvent::ViewEntered(_)
+            | LedgerEvent::Recertified(_) => {}
         }
     }
     history

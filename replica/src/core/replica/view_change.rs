@@ -19,7 +19,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use history::{LedgerEvent, RollbackEvent, ViewEvent};
+use history::{LedgerEvent, RecertifiedEvent, RollbackEvent, ViewEvent};
 
 use super::{Certificate, Replica};
 use crate::core::durable::Write;
@@ -720,6 +720,16 @@ impl Replica {
         self.carried.remove(&seq);
         self.counters.slots_recertified += 1;
         let view = proposal.view;
+        if let Some(block) = self.ledger.get(seq) {
+            self.events.push_back(LedgerEvent::Recertified(RecertifiedEvent {
+                time: now.as_nanos(),
+                replica: u32::from(self.id.0),
+                seq: seq.0,
+                old_view: block.view.0,
+                new_view: view.0,
+                batch_digest: block.batch_digest,
+            }));
+        }
         self.ledger.recertify(seq, view, certificate.clone());
         self.writes.push(Write::Certificate { seq, view, certificate });
         for request in proposal.batch.iter() {
