@@ -59,11 +59,15 @@ pub enum Behaviour {
     Silent,
     /// Seeded small-scope random mutation of one field of outgoing messages (ByzzFuzz).
     Mutate,
+    /// VC-REQUESTs that hide evidence: each slot's certificate is omitted, or downgraded to an
+    /// older view's certificate for the slot that this replica sent before (a stale
+    /// certificate reused), correctly re-signed.
+    HideEvidence,
 }
 
 impl Behaviour {
     /// Every behaviour, in a fixed order.
-    pub const ALL: [Behaviour; 13] = [
+    pub const ALL: [Behaviour; 14] = [
         Behaviour::Equivocate,
         Behaviour::InTheDark,
         Behaviour::WithholdSlot,
@@ -77,6 +81,7 @@ impl Behaviour {
         Behaviour::Replay,
         Behaviour::Silent,
         Behaviour::Mutate,
+        Behaviour::HideEvidence,
     ];
 
     /// The name on the command line, in scenarios, the history and counters.
@@ -95,7 +100,21 @@ impl Behaviour {
             Behaviour::Replay => "replay",
             Behaviour::Silent => "silent",
             Behaviour::Mutate => "mutate",
+            Behaviour::HideEvidence => "hide-evidence",
         }
+    }
+
+    /// Whether the behaviour acts only while its replica is the primary of its view (or the
+    /// new view's primary): the nemesis moves the primary role onto a Byzantine replica before
+    /// switching it on.
+    pub fn needs_primary(self) -> bool {
+        matches!(
+            self,
+            Behaviour::Equivocate
+                | Behaviour::InTheDark
+                | Behaviour::WithholdSlot
+                | Behaviour::NvEquivocate
+        )
     }
 }
 
@@ -126,8 +145,13 @@ impl FromStr for Behaviour {
 }
 
 /// How a replica the run declares Byzantine is set up (`NodeConfig::byzantine`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct ByzantineConfig {
     /// The seed of the hook's random choices (which replicas, which fields).
     pub seed: u64,
+    /// The other replicas the run declares Byzantine: the adversary's accomplices. An
+    /// equivocating primary sends them both sides and splits only the honest replicas; they
+    /// support and share-sign both sides.
+    #[serde(default)]
+    pub colluders: Vec<u8>,
 }

@@ -26,8 +26,8 @@ use super::tamper;
 use super::{Behaviour, ByzantineConfig};
 use crate::core::config::{Config, Protocol};
 use crate::core::message::{
-    Certify, Checkpoint, Inform, NewView, Propose, SignedRequest, Support, SupportProof,
-    ViewChange, batch_digest, checkpoint_signing_bytes, decode, proposal_digest,
+    Certify, Checkpoint, Inform, NewView, Propose, SignedRequest, SlotEvidence, Support,
+    SupportProof, ViewChange, batch_digest, checkpoint_signing_bytes, decode, proposal_digest,
     support_signing_bytes,
 };
 use crate::core::{AuthenticatedInform, Digest, Envelope, Message, ReplicaId, Seq, Time, Transmit};
@@ -63,12 +63,21 @@ pub const NEW_VIEW_HOLD: Duration = Duration::from_millis(200);
 /// NV-PROPOSEs held at once (one per view; more are released at once).
 const NEW_VIEWS_HELD_MAX: usize = 4;
 
+/// Requests of earlier proposals an equivocating primary keeps, to give one side of a
+/// single-request slot a batch with another request set.
+pub const RESERVE_MAX: usize = 64;
+
+/// Slots whose evidence `hide-evidence` remembers from earlier VC-REQUESTs (to downgrade).
+pub const EVIDENCE_REMEMBERED_MAX: usize = 1024;
+
 /// What an equivocating primary does with one slot.
 #[derive(Debug)]
 struct Equivocation {
-    /// The receivers that get the other batch (a non-empty, proper subset of the others).
+    /// The honest receivers that get the other batch: a seeded half of the honest replicas
+    /// (colluders get both sides).
     others: BTreeSet<ReplicaId>,
-    /// The other proposal; none when the batch has one request (the others get nothing).
+    /// The other proposal; none when no other request set could be made (a single request
+    /// and nothing in reserve).
     alternative: Option<Alternative>,
 }
 
@@ -108,6 +117,8 @@ pub struct Hook {
     secrets: ReplicaSecrets,
     public: Arc<PublicKeys>,
     rng: ChaCha20Rng,
+    /// The other Byzantine replicas of the run (accomplices).
+    colluders: BTreeSet<ReplicaId>,
     behaviours: BTreeSet<Behaviour>,
     counters: BTreeMap<&'static str, u64>,
     /// The replica's view, as last reported.
@@ -126,6 +137,10 @@ pub struct Hook {
     held: Vec<HeldNewView>,
     /// `replay`: envelopes sent to each replica, newest last.
     sent: Vec<VecDeque<Envelope>>,
+    /// `equivocate`: requests of this replica's earlier proposals, newest last.
+    reserve: VecDeque<SignedRequest>,
+    /// `hide-evidence`: the oldest-view evidence this replica's VC-REQUESTs carried per slot.
+    remembered: BTreeMap<Seq, SlotEvidence>,
     next_false_failure: Option<Time>,
     next_replay: Option<Time>,
 }
@@ -148,7 +163,15 @@ impl Hook {
         let n = config.replica_count;
         let id = ReplicaId(u8::try_from(secrets.id).unwrap_or(u8::MAX));
         let mut rng = ChaCha20Rng::seed_from_u64(byzantine.seed);
-        let mut others: Vec<ReplicaId> = (0..n).map(ReplicaId).filter(|&r| r != id).collect();
+        let colluders: BTreeSet<ReplicaId> = byzantine
+            .colluders
+            .iter()
+            .filter(|&&replica| replica < n && replica != id.0)
+            .map(|&replica| ReplicaId(replica))
+            .collect();
+        // The dark are honest replicas: leaving an accomplice out would help nobody.
+        let mut others: Vec<ReplicaId> =
+            (0..n).map(ReplicaId).filter(|r| *r != id && !colluders.contains(r)).collect();
         shuffle(&mut rng, &mut others);
         let dark = others.into_iter().take(config.f()).collect();
         Hook {
@@ -156,6 +179,7 @@ impl Hook {
             secrets,
             public,
             rng,
+            colluders,
             behaviours: BTreeSet::new(),
             counters: BTreeMap::new(),
             view: View(0),
@@ -167,6 +191,8 @@ impl Hook {
             view_changes: BTreeMap::new(),
             held: Vec::new(),
             sent: vec![VecDeque::new(); usize::from(n)],
+            reserve: VecDeque::new(),
+            remembered: BTreeMap::new(),
             next_false_failure: None,
             next_replay: None,
             config,
@@ -238,6 +264,16 @@ impl Hook {
         (0..self.config.replica_count).map(ReplicaId).filter(move |&r| r != id)
     }
 
+    /// The replicas of the run that are neither this one nor an accomplice.
+    fn honest(&self) -> Vec<ReplicaId> {
+        self.others().filter(|replica| !self.colluders.contains(replica)).collect()
+    }
+
+    /// The other Byzantine replicas of the run.
+    pub fn colluders(&self) -> &BTreeSet<ReplicaId> {
+        &self.colluders
+    }
+
     // ----------------------------------------------------------------------------------------
     // Outbound.
 
@@ -289,12 +325,15 @@ impl Hook {
     fn rewrite(&mut self, now: Time, item: Outgoing) -> Vec<Outgoing> {
         let Some(item) = self.withhold(item) else { return Vec::new() };
         let Some(item) = self.in_the_dark(item) else { return Vec::new() };
-        let Some(item) = self.equivocate(item) else { return Vec::new() };
-        let Some(item) = self.hold_new_view(now, item) else { return Vec::new() };
-        let item = self.corrupt_digest(item);
-        let item = self.retag_view(item);
-        let item = self.mutate(item);
-        vec![item]
+        let mut items = Vec::new();
+        for item in self.equivocate(item) {
+            let Some(item) = self.hold_new_view(now, item) else { continue };
+            let item = self.hide_evidence(item);
+            let item = self.corrupt_digest(item);
+            let item = self.retag_view(item);
+            items.push(self.mutate(item));
+        }
+        items
     }
 
     /// Records the core's own votes and VC-REQUESTs; returns supports owed to digests other
@@ -349,41 +388,57 @@ impl Hook {
         Some(item)
     }
 
-    /// `equivocate` as primary: the receivers of the slot's other side get the other batch,
-    /// the primary's SUPPORT for it (PoE-MAC) and no CERTIFY of the first.
-    fn equivocate(&mut self, mut item: Outgoing) -> Option<Outgoing> {
+    /// `equivocate` as primary: the honest receivers of the slot's other side get the other
+    /// batch, the primary's SUPPORT for it (PoE-MAC) and no CERTIFY of the first; accomplices
+    /// get both proposals, so that they can support and share-sign both sides.
+    fn equivocate(&mut self, mut item: Outgoing) -> Vec<Outgoing> {
         if !self.is_on(Behaviour::Equivocate) {
-            return Some(item);
+            return vec![item];
         }
         match &mut item.message {
             Message::Propose(propose) => {
                 if self.config.primary(propose.view) != self.id {
-                    return Some(item);
+                    return vec![item];
                 }
                 let key = (propose.view, propose.seq);
                 if !self.equivocations.contains_key(&key) {
                     let equivocation = self.new_equivocation(propose);
                     insert_bounded(&mut self.equivocations, key, equivocation);
                 }
-                let equivocation = self.equivocations.get(&key)?;
-                if !equivocation.others.contains(&item.to) {
-                    return Some(item);
+                let Some(equivocation) = self.equivocations.get(&key) else { return vec![item] };
+                let Some(alternative) = equivocation.alternative.as_ref() else {
+                    return vec![item];
+                };
+                let batch = alternative.batch.clone();
+                if self.colluders.contains(&item.to) {
+                    let mut other = propose.clone();
+                    other.batch = batch;
+                    let to = item.to;
+                    return vec![
+                        item,
+                        Outgoing { to, message: Message::Propose(other), changed: true },
+                    ];
                 }
-                let batch = equivocation.alternative.as_ref()?.batch.clone();
+                if !equivocation.others.contains(&item.to) {
+                    return vec![item];
+                }
                 propose.batch = batch;
                 item.changed = true;
-                Some(item)
+                vec![item]
             }
             Message::Support(support) if support.replica == self.id => {
                 let key = (support.view, support.seq);
-                let Some(equivocation) = self.equivocations.get(&key) else { return Some(item) };
+                let Some(equivocation) = self.equivocations.get(&key) else { return vec![item] };
                 if !equivocation.others.contains(&item.to) {
-                    return Some(item);
+                    return vec![item];
                 }
-                let digest = equivocation.alternative.as_ref()?.digest;
+                let Some(alternative) = equivocation.alternative.as_ref() else {
+                    return Vec::new();
+                };
+                let digest = alternative.digest;
                 *support = self.sign_support(support.view, support.seq, digest);
                 item.changed = true;
-                Some(item)
+                vec![item]
             }
             Message::Certify(certify) => {
                 let key = (certify.view, certify.seq);
@@ -391,25 +446,29 @@ impl Hook {
                     .equivocations
                     .get(&key)
                     .is_some_and(|equivocation| equivocation.others.contains(&item.to));
-                (!theirs).then_some(item)
+                if theirs { Vec::new() } else { vec![item] }
             }
-            _ => Some(item),
+            _ => vec![item],
         }
     }
 
-    /// Draws the other side of a slot: a seeded non-empty proper subset of the receivers, and
-    /// the batch reversed (none with one request).
+    /// Draws the other side of a slot: a seeded half of the honest replicas (at least one,
+    /// never all while two or more are honest), and a batch with another request set: one
+    /// request held back from it, or, for a single-request batch, a request of an earlier
+    /// proposal added (so the two sides execute different requests and see different results).
     fn new_equivocation(&mut self, propose: &Propose) -> Equivocation {
-        let mut receivers: Vec<ReplicaId> = self.others().collect();
+        let mut receivers: Vec<ReplicaId> = self.honest();
         shuffle(&mut self.rng, &mut receivers);
-        let size = if receivers.len() < 2 {
-            receivers.len()
-        } else {
-            self.rng.random_range(1..receivers.len())
-        };
+        let size = (receivers.len() / 2).max(receivers.len().min(1));
         let others: BTreeSet<ReplicaId> = receivers.into_iter().take(size).collect();
-        let alternative = (propose.batch.len() >= 2).then(|| {
-            let batch: Arc<[SignedRequest]> = propose.batch.iter().rev().cloned().collect();
+        let alternative = self.other_request_set(&propose.batch);
+        for request in propose.batch.iter() {
+            if self.reserve.len() >= RESERVE_MAX {
+                self.reserve.pop_front();
+            }
+            self.reserve.push_back(request.clone());
+        }
+        let alternative = alternative.map(|batch| {
             let digest = proposal_digest(propose.view, propose.seq, &batch_digest(&batch));
             let mut alternative = Alternative {
                 batch,
@@ -431,6 +490,62 @@ impl Hook {
             None => "equivocate.skipped",
         });
         Equivocation { others, alternative }
+    }
+
+    /// Another request set for `batch`: without one seeded request when it has two or more,
+    /// else with an older request of the reserve added; `None` when neither is possible.
+    fn other_request_set(&mut self, batch: &Arc<[SignedRequest]>) -> Option<Arc<[SignedRequest]>> {
+        if batch.len() >= 2 {
+            let mut requests = batch.to_vec();
+            let held_back = self.rng.random_range(0..requests.len());
+            requests.remove(held_back);
+            return Some(requests.into());
+        }
+        let candidates: Vec<&SignedRequest> =
+            self.reserve.iter().filter(|request| !batch.contains(request)).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        let extra = candidates[self.rng.random_range(0..candidates.len())].clone();
+        let mut requests = batch.to_vec();
+        requests.push(extra);
+        Some(requests.into())
+    }
+
+    /// `hide-evidence`: the VC-REQUEST's evidence goes, slot by slot, either (when this
+    /// replica sent an older view's certificate for the slot before) downgraded to that stale
+    /// certificate, or omitted; re-signed with this replica's key, so the request is valid.
+    fn hide_evidence(&mut self, mut item: Outgoing) -> Outgoing {
+        let Message::ViewChange(request) = &mut item.message else { return item };
+        if request.replica != self.id {
+            return item;
+        }
+        for evidence in &request.evidence {
+            let older =
+                self.remembered.get(&evidence.seq).is_some_and(|kept| kept.view <= evidence.view);
+            if !older {
+                if self.remembered.len() >= EVIDENCE_REMEMBERED_MAX {
+                    self.remembered.pop_first();
+                }
+                self.remembered.insert(evidence.seq, evidence.clone());
+            }
+        }
+        if !self.is_on(Behaviour::HideEvidence) || request.evidence.is_empty() {
+            return item;
+        }
+        let mut inner = (**request).clone();
+        inner.evidence = inner
+            .evidence
+            .iter()
+            .filter_map(|evidence| {
+                self.remembered.get(&evidence.seq).filter(|kept| kept.view < evidence.view).cloned()
+            })
+            .collect();
+        self.sign_view_change(&mut inner);
+        *request = Arc::new(inner);
+        self.count(Behaviour::HideEvidence.name());
+        item.changed = true;
+        item
     }
 
     /// `nv-equivocate`: holds the core's NV-PROPOSE back until more than nf VC-REQUESTs are in
@@ -461,14 +576,15 @@ impl Hook {
         if !self.is_on(Behaviour::CorruptDigest) {
             return item;
         }
+        // The wrong digest is a fixed function of the right one, so accomplices that corrupt
+        // the same vote agree on it: f + 1 matching wrong checkpoints or supports.
         match &mut item.message {
             Message::Support(support) => {
-                let mut digest = support.digest;
-                tamper::flip_bit(&mut self.rng, &mut digest.0);
+                let digest = tamper::collusive(&support.digest);
                 *support = self.sign_support(support.view, support.seq, digest);
             }
             Message::Checkpoint(checkpoint) => {
-                tamper::flip_bit(&mut self.rng, &mut checkpoint.state_digest.0);
+                checkpoint.state_digest = tamper::collusive(&checkpoint.state_digest);
                 self.sign_checkpoint(checkpoint);
             }
             _ => return item,

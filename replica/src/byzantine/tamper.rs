@@ -7,8 +7,8 @@ use history::OpResult;
 use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 
-use crate::core::ReplicaId;
 use crate::core::message::{Message, SignedRequest, SupportProof};
+use crate::core::{Digest, ReplicaId};
 
 /// Flips one seeded bit of `bytes` (nothing if empty).
 pub(super) fn flip_bit(rng: &mut ChaCha20Rng, bytes: &mut [u8]) {
@@ -17,6 +17,14 @@ pub(super) fn flip_bit(rng: &mut ChaCha20Rng, bytes: &mut [u8]) {
     }
     let index = rng.random_range(0..bytes.len());
     bytes[index] ^= 1 << rng.random_range(0..8u32);
+}
+
+/// The wrong digest that every accomplice puts in place of `digest`: a fixed, documented
+/// function of it (every bit of the first byte inverted), so colluders' corrupt votes match.
+pub(super) fn collusive(digest: &Digest) -> Digest {
+    let mut wrong = *digest;
+    wrong.0[0] ^= 0xff;
+    wrong
 }
 
 /// Moves a number by one up or down (always up from 0, down from the maximum).

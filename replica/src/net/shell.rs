@@ -150,7 +150,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         config.id
     );
     let public = Arc::new(public);
-    let hook = config.byzantine.map(|byzantine| {
+    let hook = config.byzantine.clone().map(|byzantine| {
         info!(seed = byzantine.seed, "declared Byzantine: behaviours switch over control");
         Hook::new(config.cluster.clone(), secrets.clone(), public.clone(), byzantine)
     });
