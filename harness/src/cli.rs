@@ -128,6 +128,8 @@ pub enum NemesisArg {
     Byzantine,
     /// Declared Byzantine replicas get a twin process with the same identity and keys.
     Twins,
+    /// The honest primary is cut off until a declared Byzantine replica holds the role.
+    ForceViewChange,
     /// Every kind above, within the fault budget.
     Mixed,
 }
@@ -155,6 +157,7 @@ impl NemesisArg {
             NemesisArg::Reorder => vec![FaultKind::Reorder],
             NemesisArg::Byzantine => vec![FaultKind::Byzantine],
             NemesisArg::Twins => vec![FaultKind::Twins],
+            NemesisArg::ForceViewChange => vec![FaultKind::ForceViewChange],
             NemesisArg::Mixed => FaultKind::ALL.to_vec(),
         }
     }

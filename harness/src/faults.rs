@@ -57,6 +57,20 @@ use crate::network::{NetworkHandle, Twin};
 /// How long a restarted replica may take to answer on its control endpoint.
 const RESTART_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The key of the links a forced view change blocks, beside the faults' own (by index).
+const FORCE_LINKS: usize = usize::MAX;
+
+/// How long one step of a forced view change waits for the view to move.
+const FORCE_STEP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a forced view change looks at the replicas' views.
+const FORCE_POLL: Duration = Duration::from_millis(100);
+
+/// Counters of an honest replica that show it received and processed what an attack altered,
+/// withheld or forged (besides `rejected_from.<attacker>`): a view change it had to start, a
+/// rollback, state it had to ask for.
+const HONEST_EFFECTS: [&str; 3] = ["view_changes_started", "rollbacks", "state_requests_sent"];
+
 /// What the nemesis did, for `results.json`'s `faults`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -89,6 +103,14 @@ pub struct FaultReport {
     pub paused_max: usize,
     /// The time of the final heal's completion (seconds on the history's clock).
     pub final_heal_s: Option<f64>,
+    /// Byzantine faults that acted: an honest replica processed what they altered, withheld or
+    /// forged (counted at the honest receivers), and the hooks did what the behaviours say.
+    pub acted: u64,
+    /// Byzantine faults that never acted, with the reason: a run whose Byzantine faults all
+    /// stayed vacuous proves nothing about them.
+    pub vacuous: Vec<Value>,
+    /// Views forced onto a Byzantine primary, and forcings that did not get there in time.
+    pub forced_view_changes: u64,
     /// Faults refused or actions that failed.
     pub errors: Vec<String>,
 }
@@ -122,6 +144,10 @@ struct Active {
     replicas: Vec<ReplicaId>,
     /// The replicas the action reached (a kill of a replica that already exited does not).
     hit: Vec<ReplicaId>,
+    /// Byzantine faults: every replica's counters once the attack was under way.
+    before: Option<Vec<Option<BTreeMap<String, u64>>>>,
+    /// Byzantine faults: the behaviours switched on.
+    behaviours: Vec<Behaviour>,
 }
 
 struct Executor<'a> {
@@ -286,6 +312,13 @@ impl Executor<'_> {
                 self.behaviours.insert(index, (replicas.clone(), behaviours.clone()));
                 replicas
             }
+            FaultAction::ForceViewChange => {
+                let Some(replicas) = self.pick_byzantine(&TargetSpec::All, n, primary, &byzantine)
+                else {
+                    return;
+                };
+                replicas
+            }
             FaultAction::Twins => {
                 let free: Vec<ReplicaId> = byzantine
                     .iter()
@@ -322,6 +355,8 @@ impl Executor<'_> {
             numbers(&replicas)
         );
         let mut hit = Vec::new();
+        let mut before = None;
+        let mut behaviours = Vec::new();
         match &fault.action {
             FaultAction::Kill | FaultAction::Pause => {
                 for replica in &replicas {
@@ -339,11 +374,25 @@ impl Executor<'_> {
                     }
                 }
             }
-            FaultAction::Byzantine(_) => {
+            FaultAction::Byzantine(switched) => {
                 for replica in &replicas {
                     if self.apply_behaviours(*replica).await {
                         hit.push(*replica);
                     }
+                }
+                // Behaviours that need the primary role act once a Byzantine replica has it
+                // (switched on first, so a new primary's lies act in the view change itself).
+                if switched.iter().any(|behaviour| behaviour.needs_primary()) {
+                    let until = self.context.start + fault.end - (fault.end - fault.start) / 4;
+                    self.force_byzantine_primary(until).await;
+                }
+                before = Some(self.counters().await);
+                behaviours = switched.clone();
+            }
+            FaultAction::ForceViewChange => {
+                let until = self.context.start + fault.end;
+                if self.force_byzantine_primary(until).await {
+                    hit = replicas.clone();
                 }
             }
             FaultAction::Twins => {
@@ -363,7 +412,127 @@ impl Executor<'_> {
                 hit = replicas.clone();
             }
         }
-        self.active.insert(index, Active { kind, target, replicas, hit });
+        self.active.insert(index, Active { kind, target, replicas, hit, before, behaviours });
+    }
+
+    /// Every replica's counters (`None` for one that does not answer).
+    async fn counters(&self) -> Vec<Option<BTreeMap<String, u64>>> {
+        self.context
+            .cluster
+            .statuses()
+            .await
+            .into_iter()
+            .map(|status| status.map(|status| status.counters))
+            .collect()
+    }
+
+    /// The highest view any reachable replica reports, and its primary.
+    async fn highest_view(&self) -> Option<(u64, ReplicaId)> {
+        let statuses = self.context.cluster.statuses().await;
+        let view = statuses.into_iter().flatten().map(|status| status.view).max()?;
+        Some((view, replica::core::View(view).primary(self.replica_count())))
+    }
+
+    /// Moves the primary role onto a declared Byzantine replica before `until`: while the
+    /// primary of the highest view is honest, its links are blocked until the view moves on
+    /// (at most n steps, each at most [`FORCE_STEP_TIMEOUT`]). Returns whether a Byzantine
+    /// replica is primary at the end; records a `force-view-change` info either way.
+    #[allow(clippy::disallowed_methods, reason = "the forcing waits on the wall clock")]
+    async fn force_byzantine_primary(&mut self, until: Instant) -> bool {
+        let n = self.replica_count();
+        let byzantine = self.context.byzantine.to_vec();
+        let mut cut: Vec<u8> = Vec::new();
+        let mut reached = None;
+        // Bounded: n steps, each bounded by its timeout.
+        for _ in 0..n {
+            let Some((view, primary)) = self.highest_view().await else { break };
+            if byzantine.contains(&primary) {
+                reached = Some((view, primary));
+                break;
+            }
+            if Instant::now() >= until || self.context.network.is_none() {
+                break;
+            }
+            cut.push(primary.0);
+            let mut order: Vec<ReplicaId> = (0..n).map(ReplicaId).collect();
+            order.retain(|replica| *replica != primary);
+            order.insert(0, primary);
+            match nemesis::network::partition(PartitionShape::IsolateOne, &order) {
+                Ok(faults) => {
+                    self.links.insert(FORCE_LINKS, faults);
+                }
+                Err(error) => {
+                    self.error(format!("force-view-change: {error}"));
+                    break;
+                }
+            }
+            self.apply_links();
+            let step_end = (Instant::now() + FORCE_STEP_TIMEOUT).min(until);
+            // Bounded by `step_end`.
+            while Instant::now() < step_end {
+                tokio::time::sleep(FORCE_POLL).await;
+                if self.highest_view().await.is_some_and(|(now, _)| now > view) {
+                    break;
+                }
+            }
+            self.links.remove(&FORCE_LINKS);
+            self.apply_links();
+        }
+        let value = match reached {
+            Some((view, primary)) => {
+                self.report.forced_view_changes += 1;
+                json!({"primary": primary.0, "view": view, "cut": cut})
+            }
+            None => json!({"primary": null, "cut": cut, "reason": "no Byzantine primary in time"}),
+        };
+        eprintln!("ordeal: nemesis at {:.1} s: force-view-change {value}", self.elapsed_s());
+        self.context.recorder.nemesis(OpKind::Info, FaultKind::ForceViewChange.name(), value);
+        reached.is_some()
+    }
+
+    /// Whether Byzantine fault `active` acted: the targeted hooks counted their behaviours
+    /// since `active.before`, and an honest replica shows it processed the result (refused a
+    /// message from an attacker, started a view change, rolled back, asked for state).
+    /// `None` when it acted, else why not.
+    async fn vacuity(&self, active: &Active) -> Option<String> {
+        let before = active.before.as_ref()?;
+        let after = self.counters().await;
+        let delta = |replica: usize, name: &str| -> u64 {
+            let get = |snapshot: &Vec<Option<BTreeMap<String, u64>>>| {
+                snapshot.get(replica).cloned().flatten().and_then(|c| c.get(name).copied())
+            };
+            get(&after).unwrap_or(0).saturating_sub(get(before).unwrap_or(0))
+        };
+        let hooks: u64 = active
+            .hit
+            .iter()
+            .flat_map(|replica| {
+                active
+                    .behaviours
+                    .iter()
+                    .map(move |behaviour| (replica, format!("byzantine.{}", behaviour.name())))
+            })
+            .map(|(replica, name)| delta(replica.index(), &name))
+            .sum();
+        if hooks == 0 {
+            return Some("no behaviour acted in the Byzantine replicas' hooks".into());
+        }
+        let byzantine = self.context.byzantine;
+        let honest = (0..self.replica_count()).map(ReplicaId).filter(|r| !byzantine.contains(r));
+        let mut effects = 0;
+        for replica in honest {
+            for attacker in &active.hit {
+                effects += delta(replica.index(), &format!("rejected_from.{}", attacker.0));
+            }
+            for name in HONEST_EFFECTS {
+                effects += delta(replica.index(), name);
+            }
+        }
+        (effects == 0).then(|| {
+            "no honest replica refused an attacker's message, changed view, rolled back or \
+             asked for state while it lasted"
+                .into()
+        })
     }
 
     /// The declared Byzantine replicas `spec` names among `candidates`, or `None` (reported)
@@ -378,6 +547,10 @@ impl Executor<'_> {
         if candidates.is_empty() {
             self.error("a Byzantine fault not started: no declared Byzantine replica free".into());
             return None;
+        }
+        // A joint attack: every free Byzantine replica in its role.
+        if *spec == TargetSpec::All {
+            return Some(candidates.to_vec());
         }
         let replicas = self.picker.pick(spec, n, primary, candidates);
         if let Some(honest) = replicas.iter().find(|replica| !candidates.contains(replica)) {
@@ -483,6 +656,17 @@ impl Executor<'_> {
                 self.budget.end(active.kind, &ended).expect("ending replicas of an active fault");
             }
             FaultKind::Byzantine => {
+                if active.before.is_some() {
+                    match self.vacuity(&active).await {
+                        None => self.report.acted += 1,
+                        Some(why) => self.report.vacuous.push(json!({
+                            "fault": index,
+                            "behaviours": active.behaviours.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                            "replicas": numbers(&active.hit),
+                            "why": why,
+                        })),
+                    }
+                }
                 self.behaviours.remove(&index);
                 for replica in &active.replicas {
                     if active.hit.contains(replica) {

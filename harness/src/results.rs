@@ -79,6 +79,9 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         "replica-processes".to_string(),
         CheckResult::new(processes, json!(summary.stopped)),
     );
+    if let Some(adversary) = adversary(&summary.faults) {
+        harness_checks.insert("adversary".to_string(), adversary);
+    }
     let run = StoredRun {
         name: summary.name.clone(),
         seed: summary.seed,
@@ -99,6 +102,24 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
     let (verdict, report) = check_run(&run)?;
     print_summary(&run, &report);
     Ok(verdict)
+}
+
+/// Whether the run's Byzantine faults acted (none when it had none): a run in which every
+/// Byzantine fault stayed vacuous proves nothing about the attacks, so it is `unknown`, never
+/// a pass.
+fn adversary(faults: &FaultReport) -> Option<CheckResult> {
+    let byzantine = faults.by_kind.get("byzantine").copied().unwrap_or(0);
+    if byzantine == 0 {
+        return None;
+    }
+    let evidence = json!({
+        "byzantine_faults": byzantine,
+        "acted": faults.acted,
+        "vacuous": faults.vacuous,
+        "forced_view_changes": faults.forced_view_changes,
+    });
+    let verdict = if faults.acted == 0 { Verdict::Unknown } else { Verdict::Valid };
+    Some(CheckResult::new(verdict, evidence))
 }
 
 /// What a stored run is re-checked from: its files, plus what only the harness saw (kept from
@@ -188,10 +209,12 @@ impl StoredRun {
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
         let mut harness_checks = BTreeMap::new();
-        if let Some(result) = previous["checkers"].get("replica-processes")
-            && let Ok(result) = serde_json::from_value::<CheckResult>(result.clone())
-        {
-            harness_checks.insert("replica-processes".to_string(), result);
+        for name in ["replica-processes", "adversary"] {
+            if let Some(result) = previous["checkers"].get(name)
+                && let Ok(result) = serde_json::from_value::<CheckResult>(result.clone())
+            {
+                harness_checks.insert(name.to_string(), result);
+            }
         }
         Ok(StoredRun {
             name: test.name,

@@ -434,7 +434,9 @@ impl Setup {
         for (replica, &address) in twins {
             let path = &self.configs[replica.index()];
             let mut node = NodeConfig::load(path)?;
-            node.byzantine = Some(ByzantineConfig { seed: seed ^ u64::from(replica.0) });
+            // Every declared Byzantine replica is an accomplice of the others: one adversary.
+            let colluders = twins.keys().filter(|other| *other != replica).map(|r| r.0).collect();
+            node.byzantine = Some(ByzantineConfig { seed: seed ^ u64::from(replica.0), colluders });
             write(path, &node.to_toml())?;
             let directory = path.with_file_name("twin");
             std::fs::create_dir_all(&directory)

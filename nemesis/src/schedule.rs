@@ -9,8 +9,11 @@
 //!    waits one interval, so the workload is under way before anything breaks.
 //! 3. At each tick one fault starts. Its kind is drawn uniformly from the enabled kinds, its
 //!    target spec uniformly from random replica / current primary / minority (a minority's size
-//!    uniformly from 1..=f), its duration uniformly from `[interval / 4, 3 · interval / 4]`, cut
-//!    at the heal.
+//!    uniformly from 1..=f), its duration uniformly from `[interval / 4, 3 · interval / 4]`
+//!    (`[interval / 2, 3 · interval / 4]` for Byzantine faults, which may first have to move
+//!    the primary role onto a Byzantine replica), cut at the heal. A Byzantine fault is, three
+//!    times in four, one of the [`JOINT_ATTACKS`] played by every declared Byzantine replica
+//!    in its role, else a combination of behaviours.
 //! 4. So every fault ends at least `interval / 4` before the next tick: faults never overlap, the
 //!    cluster has a quiet stretch to recover in before the next one (a restarted replica catches
 //!    up), and crashed plus paused replicas are never more than the largest target, at most f.
@@ -52,8 +55,11 @@ const SCHEDULE_SALT: u64 = 0x6e65_6d65_7369_7331;
 /// Salt of the stream that picks the Byzantine replicas.
 const BYZANTINE_SALT: u64 = 0x6e65_6d65_7369_7333;
 
-/// The replicas a run with `seed` declares Byzantine: `count` of `replica_count`, drawn
-/// uniformly, ascending.
+/// The replicas a run with `seed` declares Byzantine: `count` of `replica_count`, ascending.
+///
+/// The adversary goes where it matters: with probability 1/2 the set holds replica 0 (the
+/// primary of view 0), with 1/4 replica 1 (the primary of the first view change), and the rest
+/// of the set is drawn uniformly.
 ///
 /// # Panics
 ///
@@ -62,7 +68,19 @@ pub fn draw_byzantine(seed: u64, replica_count: u8, count: u8) -> Vec<ReplicaId>
     assert!(count <= replica_count, "{count} Byzantine replicas of {replica_count}");
     let mut replicas: Vec<u8> = (0..replica_count).collect();
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ BYZANTINE_SALT);
-    for index in 0..usize::from(count) {
+    let lead: Option<usize> = match rng.random_range(0..4u32) {
+        0 | 1 => Some(0),
+        2 if replica_count > 1 => Some(1),
+        _ => None,
+    };
+    let mut first = 0;
+    if let Some(lead) = lead
+        && count > 0
+    {
+        replicas.swap(0, lead);
+        first = 1;
+    }
+    for index in first..usize::from(count) {
         let other = rng.random_range(index..replicas.len());
         replicas.swap(index, other);
     }
@@ -97,11 +115,15 @@ pub enum FaultKind {
     /// A second process with a declared Byzantine replica's identity and keys joins, reaching
     /// part of the cluster.
     Twins,
+    /// The honest primary is cut off (its links blocked) until the view moves onto a declared
+    /// Byzantine replica: within the budget the only way, since f Byzantine VC-REQUESTs cannot
+    /// force a view change.
+    ForceViewChange,
 }
 
 impl FaultKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [FaultKind; 9] = [
+    pub const ALL: [FaultKind; 10] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -111,6 +133,7 @@ impl FaultKind {
         FaultKind::Reorder,
         FaultKind::Byzantine,
         FaultKind::Twins,
+        FaultKind::ForceViewChange,
     ];
 
     /// The name on the command line and in the history's `f`.
@@ -125,6 +148,7 @@ impl FaultKind {
             FaultKind::Reorder => "reorder",
             FaultKind::Byzantine => "byzantine",
             FaultKind::Twins => "twins",
+            FaultKind::ForceViewChange => "force-view-change",
         }
     }
 
@@ -135,7 +159,7 @@ impl FaultKind {
 
     /// Whether the fault is played by the declared Byzantine replicas only.
     pub fn needs_byzantine(self) -> bool {
-        matches!(self, FaultKind::Byzantine | FaultKind::Twins)
+        matches!(self, FaultKind::Byzantine | FaultKind::Twins | FaultKind::ForceViewChange)
     }
 }
 
@@ -176,6 +200,8 @@ pub enum FaultAction {
     Byzantine(Vec<Behaviour>),
     /// The target (declared Byzantine) gets a twin.
     Twins,
+    /// The view moves until a declared Byzantine replica is primary.
+    ForceViewChange,
 }
 
 impl FaultAction {
@@ -191,6 +217,7 @@ impl FaultAction {
             FaultAction::Reorder(_) => FaultKind::Reorder,
             FaultAction::Byzantine(_) => FaultKind::Byzantine,
             FaultAction::Twins => FaultKind::Twins,
+            FaultAction::ForceViewChange => FaultKind::ForceViewChange,
         }
     }
 }
@@ -461,6 +488,8 @@ impl Schedule {
             assert!(start < heal, "tick {tick} at {start:?} is not before the heal {heal:?}");
             let kind = kinds[rng.random_range(0..kinds.len())];
             let (action, target) = draw(kind, options, &mut rng);
+            // A Byzantine fault may first have to move the primary role (rule 3).
+            let duration_min = if kind == FaultKind::Byzantine { interval / 2 } else { duration_min };
             let duration = Duration::from_nanos(
                 rng.random_range(duration_min.as_nanos() as u64..=duration_max.as_nanos() as u64),
             );
@@ -609,12 +638,54 @@ fn draw(
             (FaultAction::Duplicate(probability(rng, 0.1, 0.5)), link_target(rng))
         }
         FaultKind::Reorder => (FaultAction::Reorder(probability(rng, 0.1, 0.5)), link_target(rng)),
-        FaultKind::Byzantine => {
-            let behaviour = Behaviour::ALL[rng.random_range(0..Behaviour::ALL.len())];
-            (FaultAction::Byzantine(vec![behaviour]), TargetSpec::Random)
-        }
+        FaultKind::Byzantine => draw_attack(rng),
         FaultKind::Twins => (FaultAction::Twins, TargetSpec::Random),
+        FaultKind::ForceViewChange => (FaultAction::ForceViewChange, TargetSpec::Random),
     }
+}
+
+/// The joint attacks of the adversary (one plan, every Byzantine replica in its role): the
+/// behaviours that need the primary act in whichever Byzantine replica holds the role, the
+/// others in the accomplices.
+pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
+    // Split brain: the primary equivocates to two halves of the honest replicas with different
+    // request sets; accomplices support and share-sign both sides.
+    &[Behaviour::Equivocate],
+    // The same, and the accomplices hide the evidence of it in the view change that follows.
+    &[Behaviour::Equivocate, Behaviour::HideEvidence],
+    // The same, and a Byzantine new primary lies in that view change: NV-PROPOSEs from
+    // different VC-REQUEST subsets, so that groups of honest replicas decide differently.
+    &[Behaviour::Equivocate, Behaviour::HideEvidence, Behaviour::NvEquivocate],
+    // A lying view change: the primary keeps honest replicas in the dark, accomplices ask for
+    // a view change and hide or downgrade their evidence, and the new primary sends the honest
+    // replicas that hold certificates a decision without them (PROTOCOL §5.4).
+    &[
+        Behaviour::InTheDark,
+        Behaviour::HideEvidence,
+        Behaviour::NvEquivocate,
+        Behaviour::FalseFailure,
+    ],
+];
+
+/// A Byzantine fault: three times in four a joint attack of every declared Byzantine replica,
+/// else a combination of one to three behaviours of the catalogue (colluding corrupt votes,
+/// withheld slots, forgeries, replays, mutations...) for one of them or for all.
+fn draw_attack(rng: &mut ChaCha20Rng) -> (FaultAction, TargetSpec) {
+    if rng.random_range(0..4u32) < 3 {
+        let plan = JOINT_ATTACKS[rng.random_range(0..JOINT_ATTACKS.len())];
+        return (FaultAction::Byzantine(plan.to_vec()), TargetSpec::All);
+    }
+    let count = rng.random_range(1..=3usize);
+    let mut behaviours: Vec<Behaviour> =
+        (0..count).map(|_| Behaviour::ALL[rng.random_range(0..Behaviour::ALL.len())]).collect();
+    behaviours.sort();
+    behaviours.dedup();
+    // `silent` would hide every other behaviour of the combination.
+    if behaviours.len() > 1 {
+        behaviours.retain(|behaviour| *behaviour != Behaviour::Silent);
+    }
+    let target = if rng.random_bool(0.5) { TargetSpec::All } else { TargetSpec::Random };
+    (FaultAction::Byzantine(behaviours), target)
 }
 
 /// The range of a drawn delay fault's fixed delay, in milliseconds.

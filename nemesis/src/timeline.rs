@@ -135,6 +135,7 @@ impl TimelineEntry {
                 FaultAction::Byzantine(behaviours)
             }
             FaultKind::Twins => FaultAction::Twins,
+            FaultKind::ForceViewChange => FaultAction::ForceViewChange,
         };
         let target = match &self.target {
             None => match kind {
@@ -182,7 +183,10 @@ impl TimelineEntry {
             probability: None,
         };
         match &fault.action {
-            FaultAction::Kill | FaultAction::Pause | FaultAction::Twins => {}
+            FaultAction::Kill
+            | FaultAction::Pause
+            | FaultAction::Twins
+            | FaultAction::ForceViewChange => {}
             FaultAction::Partition(shape) => entry.shape = Some(shape.name().to_string()),
             FaultAction::Delay { delay, jitter } => {
                 entry.delay_ms = Some(delay.as_millis() as u64);

@@ -30,12 +30,14 @@ use crate::core::message::{
     SupportProof, ViewChange, batch_digest, checkpoint_signing_bytes, decode, proposal_digest,
     support_signing_bytes,
 };
+use crate::core::replica::{Decision, decide};
 use crate::core::{AuthenticatedInform, Digest, Envelope, Message, ReplicaId, Seq, Time, Transmit};
 use crate::core::{ClientId, View};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
 use crate::crypto::threshold::{BlsSignature, PreparedMessage};
 
-/// How often `false-failure` broadcasts a VC-REQUEST (the first at once).
+/// How often `false-failure` broadcasts a VC-REQUEST (the first one interval after it is
+/// switched on, so that behaviours switched on with it act in the view first).
 pub const FALSE_FAILURE_INTERVAL: Duration = Duration::from_millis(500);
 
 /// How often `replay` re-sends one old envelope to each replica.
@@ -52,6 +54,9 @@ pub const SLOTS_TRACKED_MAX: usize = 1024;
 
 /// Different digests a Byzantine backup supports for one slot at most.
 pub const DIGESTS_PER_SLOT_MAX: usize = 4;
+
+/// Subsets of VC-REQUESTs `nv-equivocate` tries for a different decision.
+pub const SUBSETS_MAX: usize = 256;
 
 /// Target views whose VC-REQUESTs `nv-equivocate` keeps.
 pub const VIEW_CHANGE_VIEWS_MAX: usize = 4;
@@ -97,7 +102,8 @@ struct Alternative {
 struct SlotDigests {
     /// Digests this replica supported (the core's vote, then the hook's).
     supported: Vec<Digest>,
-    /// Digests other replicas supported before this replica supported anything (PoE-MAC).
+    /// Digests proposed to, or supported by others before, this replica supported anything:
+    /// owed a support once the core has voted.
     seen: Vec<Digest>,
 }
 
@@ -204,7 +210,8 @@ impl Hook {
         self.behaviours = behaviours.into_iter().collect();
         self.withhold_first = None;
         self.withheld_last = None;
-        self.next_false_failure = self.is_on(Behaviour::FalseFailure).then_some(now);
+        self.next_false_failure =
+            self.is_on(Behaviour::FalseFailure).then(|| now + FALSE_FAILURE_INTERVAL);
         self.next_replay = self.is_on(Behaviour::Replay).then(|| now + REPLAY_INTERVAL);
         if !self.is_on(Behaviour::NvEquivocate) {
             for held in &mut self.held {
@@ -543,6 +550,8 @@ impl Hook {
             .collect();
         self.sign_view_change(&mut inner);
         *request = Arc::new(inner);
+        // A lying new primary builds its NV-PROPOSEs from what it really sent.
+        self.keep_view_change(request.clone());
         self.count(Behaviour::HideEvidence.name());
         item.changed = true;
         item
@@ -557,7 +566,16 @@ impl Hook {
         }
         let new_view = new_view.clone();
         for request in &new_view.requests {
-            self.keep_view_change(request.clone());
+            // This replica's own request stays as it sent it (`hide-evidence` may have
+            // rewritten it), not as its core keeps it.
+            let own = request.replica == self.id
+                && self
+                    .view_changes
+                    .get(&request.target)
+                    .is_some_and(|kept| kept.contains_key(&self.id));
+            if !own {
+                self.keep_view_change(request.clone());
+            }
         }
         if let Some(held) = self.held.iter_mut().find(|held| held.original == new_view) {
             held.receivers.push(item.to);
@@ -850,12 +868,19 @@ impl Hook {
         }
         let key = (propose.view, propose.seq);
         let digest = proposal_digest(propose.view, propose.seq, &batch_digest(&propose.batch));
-        match self.digests.get(&key) {
-            Some(slot) if !slot.supported.is_empty() && !slot.supported.contains(&digest) => {
-                self.support_also(key, digest)
+        let slot = slot_entry(&mut self.digests, key);
+        if slot.supported.is_empty() {
+            // The core has not voted yet (its vote may wait for the store): the digest is
+            // owed a support once it has (`observe_own`).
+            if !slot.seen.contains(&digest) && slot.seen.len() < DIGESTS_PER_SLOT_MAX {
+                slot.seen.push(digest);
             }
-            _ => Vec::new(),
+            return Vec::new();
         }
+        if slot.supported.contains(&digest) {
+            return Vec::new();
+        }
+        self.support_also(key, digest)
     }
 
     /// PoE-MAC backups support every digest they see supported in a slot; an equivocating
@@ -1003,38 +1028,58 @@ impl Hook {
             return held.receivers.iter().filter_map(|&to| self.seal(to, &original)).collect();
         };
         self.count(Behaviour::NvEquivocate.name());
-        let mut receivers = held.receivers.clone();
-        shuffle(&mut self.rng, &mut receivers);
-        let split = if receivers.len() < 2 { 1 } else { self.rng.random_range(1..receivers.len()) };
+        // Half of the honest receivers (at least one) get the other decision: those whose own
+        // VC-REQUESTs reached furthest, who lose the most by it; accomplices and the rest
+        // follow the primary's own.
+        let mut honest: Vec<ReplicaId> =
+            held.receivers.iter().copied().filter(|to| !self.colluders.contains(to)).collect();
+        shuffle(&mut self.rng, &mut honest);
+        let reach = |replica: &ReplicaId| {
+            self.view_changes
+                .get(&held.original.view)
+                .and_then(|requests| requests.get(replica))
+                .and_then(|request| request.evidence.last().map(|evidence| evidence.seq))
+                .unwrap_or(Seq(0))
+        };
+        honest.sort_by_key(|replica| std::cmp::Reverse(reach(replica)));
+        let split: BTreeSet<ReplicaId> =
+            honest.iter().copied().take((honest.len() / 2).max(1)).collect();
         let alternative = Message::NewView(Arc::new(alternative));
-        receivers
+        held.receivers
             .iter()
-            .enumerate()
-            .filter_map(|(position, &to)| {
-                let message = if position < split { &alternative } else { &original };
+            .filter_map(|&to| {
+                let message = if split.contains(&to) { &alternative } else { &original };
                 self.seal(to, message)
             })
             .collect()
     }
 
-    /// An NV-PROPOSE for the same view from another nf subset of the collected VC-REQUESTs:
-    /// one of the original's requests swapped for one it left out.
+    /// An NV-PROPOSE for the same view from another nf subset of the collected VC-REQUESTs,
+    /// chosen so that it decides differently from `original` (PROTOCOL §5.4's counterexample):
+    /// the subset whose decision has the lowest k_max, else one that names another batch for
+    /// some slot; `None` when every subset decides the same.
     fn other_new_view(&mut self, original: &NewView) -> Option<NewView> {
-        let collected = self.view_changes.get(&original.view)?;
-        let used: BTreeSet<ReplicaId> =
-            original.requests.iter().map(|request| request.replica).collect();
-        let unused: Vec<Arc<ViewChange>> = collected
-            .iter()
-            .filter(|(replica, _)| !used.contains(replica))
-            .map(|(_, request)| request.clone())
-            .collect();
-        if unused.is_empty() || original.requests.is_empty() {
+        let collected: Vec<Arc<ViewChange>> =
+            self.view_changes.get(&original.view)?.values().cloned().collect();
+        let nf = self.config.nf();
+        if collected.len() <= nf || original.requests.len() != nf {
             return None;
         }
-        let mut requests = original.requests.clone();
-        let out = self.rng.random_range(0..requests.len());
-        let new = self.rng.random_range(0..unused.len());
-        requests[out] = unused[new].clone();
+        let ours = decision_key(&decide(&original.requests));
+        let mut best: Option<(SubsetRank, Vec<Arc<ViewChange>>)> = None;
+        for subset in subsets(&collected, nf) {
+            let theirs = decision_key(&decide(&subset));
+            if theirs == ours {
+                continue;
+            }
+            // Lower k_max first (slots the original keeps are rolled back), then any other
+            // batch for a slot.
+            let rank = (theirs.0, theirs.1 == ours.1);
+            if best.as_ref().is_none_or(|(held, _)| rank < *held) {
+                best = Some((rank, subset));
+            }
+        }
+        let (_, requests) = best?;
         Some(NewView { view: original.view, requests })
     }
 
@@ -1183,4 +1228,44 @@ fn shuffle<T>(rng: &mut ChaCha20Rng, items: &mut [T]) {
         let other = rng.random_range(0..=index);
         items.swap(index, other);
     }
+}
+
+/// How far an alternative decision is from the original: its k_max, then whether it names the
+/// same batches (lower is further).
+type SubsetRank = (u64, bool);
+
+/// What a decision fixes: k_max and, per slot, the view and batch of the chosen certificate.
+fn decision_key(decision: &Decision) -> (u64, Vec<(Seq, View, Digest)>) {
+    let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
+    let slots = decision
+        .slots
+        .iter()
+        .map(|(seq, evidence)| (*seq, evidence.view, batch_digest(&evidence.batch)))
+        .collect();
+    (k_max.0, slots)
+}
+
+/// The subsets of `items` of `size` elements, in a fixed order: every one while there are at
+/// most [`SUBSETS_MAX`], else the first ones.
+fn subsets<T: Clone>(items: &[T], size: usize) -> Vec<Vec<T>> {
+    let mut subsets = Vec::new();
+    let mut chosen: Vec<usize> = (0..size).collect();
+    if size == 0 || size > items.len() {
+        return subsets;
+    }
+    // Bounded by SUBSETS_MAX.
+    while subsets.len() < SUBSETS_MAX {
+        subsets.push(chosen.iter().map(|&index| items[index].clone()).collect());
+        // The next combination in lexicographic order.
+        let Some(position) =
+            (0..size).rev().find(|&position| chosen[position] < items.len() - size + position)
+        else {
+            break;
+        };
+        chosen[position] += 1;
+        for next in position + 1..size {
+            chosen[next] = chosen[next - 1] + 1;
+        }
+    }
+    subsets
 }

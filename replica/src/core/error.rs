@@ -451,6 +451,9 @@ pub struct Counters {
     pub tail_slots_executed: u64,
     /// Rejected inputs by [`Rejection::kind`].
     pub rejected: BTreeMap<&'static str, u64>,
+    /// Rejected replica messages by sender (the transport's identity): how an adversary's
+    /// altered or forged traffic shows at an honest receiver.
+    pub rejected_from: BTreeMap<u8, u64>,
 }
 
 impl Counters {

@@ -48,6 +48,7 @@ use history::{ExecuteEvent, ExecutedRequest, LedgerEvent, OpResult};
 
 use self::checkpoint::PendingCheckpoint;
 use self::view_change::Mode;
+pub(crate) use self::view_change::{Decision, decide};
 
 use super::config::{Config, ConfigError, Protocol};
 use super::durable::{StoredBlock, Write};
@@ -345,7 +346,10 @@ impl Replica {
     ) -> Result<(), Rejection> {
         self.counters.messages_received += 1;
         let result = self.dispatch_message(now, from, envelope);
-        result.map_err(|rejection| self.counters.reject(rejection))
+        result.map_err(|rejection| {
+            *self.counters.rejected_from.entry(from.0).or_default() += 1;
+            self.counters.reject(rejection)
+        })
     }
 
     /// Handles a request sent by client `from` (as identified by the transport: mutual TLS

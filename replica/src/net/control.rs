@@ -78,7 +78,8 @@ pub struct StatusReport {
     pub ready: bool,
     /// The replicas its outgoing links are connected to now.
     pub peers_connected: Vec<u8>,
-    /// Core and network counters, rejections as `rejected.<kind>`.
+    /// Core and network counters, rejections as `rejected.<kind>` and by sender as
+    /// `rejected_from.<replica>`.
     pub counters: BTreeMap<String, u64>,
 }
 

@@ -521,10 +521,9 @@ impl Shell {
                     serde_json::Value::Number(number) => {
                         counters.insert(name, number.as_u64().unwrap_or(0));
                     }
-                    serde_json::Value::Object(rejected) => {
-                        for (kind, count) in rejected {
-                            counters
-                                .insert(format!("rejected.{kind}"), count.as_u64().unwrap_or(0));
+                    serde_json::Value::Object(counts) => {
+                        for (kind, count) in counts {
+                            counters.insert(format!("{name}.{kind}"), count.as_u64().unwrap_or(0));
                         }
                     }
                     _ => {}

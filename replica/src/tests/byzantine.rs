@@ -443,6 +443,8 @@ fn byzantine_false_failure() {
     let requests = 300;
     let mut cluster = one_byzantine(Protocol::PoeTs, 291, requests, 3, &[Behaviour::FalseFailure]);
     let honest = honest_except(4, &[3]);
+    // Past the first false VC-REQUEST (FALSE_FAILURE_INTERVAL) and a few more.
+    cluster.run_for(Duration::from_secs(2));
     assert_safe_live_and_caught_up(&mut cluster, requests, &honest);
     assert!(acted(&cluster, 3, Behaviour::FalseFailure) > 0);
     for &id in &honest {
@@ -461,31 +463,41 @@ fn byzantine_false_failure() {
     }
 }
 
-/// A new primary sends different valid NV-PROPOSEs (PROTOCOL §5.4); re-certification keeps
-/// the honest replicas safe.
+/// A new primary sends NV-PROPOSEs that decide differently (PROTOCOL §5.4's counterexample);
+/// re-certification of carried slots keeps the honest replicas safe.
 ///
-/// Setup: n = 7 (f = 2) PoE-MAC. Replica 0 (primary of view 0) proposes nothing (a crash-like
-/// fault), replica 1 (primary of view 1) has `nv-equivocate`: two faulty replicas, within f.
-/// All seven ask for view 1, so replica 1 holds more than nf = 5 VC-REQUESTs.
-/// Test: replica 1 sent two different NV-PROPOSEs for view 1; honest replicas agree and every
-/// request completes.
+/// Setup: n = 7 (f = 2) PoE-TS. Replica 0 (primary of view 0) certifies slots to replicas 1
+/// and 2 only (its other CERTIFYs are lost), then stops proposing; replica 1 (primary of
+/// view 1) has `hide-evidence` and `nv-equivocate`: two faulty replicas, within f. Only
+/// honest replica 2 holds the certificates, so an nf = 5 subset of the seven VC-REQUESTs
+/// without it decides a lower k_max.
+/// Test: replica 1 sent two NV-PROPOSEs for view 1 whose decisions differ (k_max or a batch);
+/// honest ledgers agree, proofs hold and every request completes.
 #[test]
 fn byzantine_new_view_equivocation() {
-    let requests = 200;
-    let config = Config::new(Protocol::PoeMac, 7, 16);
-    let mut cluster = cluster_with(config, 301, requests, &[(1, &[Behaviour::NvEquivocate])]);
+    let requests = 300;
+    let config = Config::new(Protocol::PoeTs, 7, 16);
+    let lying: &[Behaviour] = &[Behaviour::HideEvidence, Behaviour::NvEquivocate];
+    let mut cluster = cluster_with(config, 301, requests, &[(1, lying)]);
+    let proposed = Rc::new(RefCell::new(0u32));
+    let count = proposed.clone();
     cluster.set_outbound_hook(
         ReplicaId(0),
-        Box::new(|transmit| match &transmit {
-            Transmit::Replica { envelope, .. }
-                if matches!(decode(&envelope.payload), Ok(Message::Propose(_))) =>
-            {
-                Vec::new()
-            }
+        Box::new(move |transmit| match &transmit {
+            Transmit::Replica { to, envelope } => match decode(&envelope.payload) {
+                Ok(Message::Propose(_)) => {
+                    *count.borrow_mut() += 1;
+                    if *count.borrow() > 6 * 20 { Vec::new() } else { vec![transmit] }
+                }
+                Ok(Message::Certify(_)) if to.0 > 2 => Vec::new(),
+                _ => vec![transmit],
+            },
             _ => vec![transmit],
         }),
     );
-    let sent: Rc<RefCell<BTreeSet<Vec<u8>>>> = Rc::default();
+    // (k_max, the chosen certificates) of each NV-PROPOSE.
+    type Decided = (u64, Vec<(Seq, View, Digest)>);
+    let sent: Rc<RefCell<BTreeSet<Decided>>> = Rc::default();
     let seen = sent.clone();
     cluster.set_outbound_hook(
         ReplicaId(1),
@@ -494,8 +506,16 @@ fn byzantine_new_view_equivocation() {
                 && let Ok(Message::NewView(new_view)) = decode(&envelope.payload)
                 && new_view.view == View(1)
             {
-                let replicas = new_view.requests.iter().map(|request| request.replica.0).collect();
-                seen.borrow_mut().insert(replicas);
+                let decision = crate::core::replica::decide(&new_view.requests);
+                let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
+                let slots = decision
+                    .slots
+                    .iter()
+                    .map(|(seq, evidence)| {
+                        (*seq, evidence.view, crate::core::message::batch_digest(&evidence.batch))
+                    })
+                    .collect();
+                seen.borrow_mut().insert((k_max.0, slots));
             }
             vec![transmit]
         }),
@@ -503,18 +523,79 @@ fn byzantine_new_view_equivocation() {
     let honest = honest_except(7, &[0, 1]);
     assert_safe_and_live(&mut cluster, requests, &honest);
     let hook = cluster.byzantine(ReplicaId(1)).expect("hook");
+    assert!(hook.acted(Behaviour::HideEvidence) > 0, "evidence hidden");
     assert!(
         hook.acted(Behaviour::NvEquivocate) > 0,
         "unable: {}",
         hook.counter("nv-equivocate.unable")
     );
-    assert!(sent.borrow().len() >= 2, "two different NV-PROPOSEs for view 1: {:?}", sent.borrow());
+    let decisions = sent.borrow();
+    let k_maxes: BTreeSet<u64> = decisions.iter().map(|(k_max, _)| *k_max).collect();
+    assert!(decisions.len() >= 2, "two NV-PROPOSEs for view 1 decided differently");
+    assert!(k_maxes.len() >= 2, "with different k_max: {k_maxes:?}");
 }
 
-// --------------------------------------------------------------------------------------------
-// replay, mutate
+/// Beyond budget: a lying view change loses a promised result (PROTOCOL §5.3 step 4 needs
+/// n > 3f for its quorum intersection).
+///
+/// Setup: n = 4 PoE-TS, replicas 0 and 1 Byzantine with one plan: the primary keeps one honest
+/// replica in the dark, both hide their evidence and ask for a view change, and replica 1, the
+/// new primary, sends the honest replica that holds the certificates an NV-PROPOSE from the
+/// VC-REQUESTs without its evidence.
+/// Test: an honest replica rolled back a slot whose result a client had been promised.
+#[test]
+fn byzantine_lying_view_change_beyond_budget_loses_a_promise() {
+    let config = Config::new(Protocol::PoeTs, 4, 16);
+    let plan: &[Behaviour] = &[
+        Behaviour::InTheDark,
+        Behaviour::HideEvidence,
+        Behaviour::NvEquivocate,
+        Behaviour::FalseFailure,
+    ];
+    let mut cluster = cluster_with(config, 307, 3000, &[(0, plan), (1, plan)]);
+    let honest = honest_except(4, &[0, 1]);
+    let lost = |cluster: &Cluster| promise_rolled_back(cluster, &honest).is_some();
+    cluster.run_until(2_000_000, lost).expect("a promised slot is rolled back");
+    let (replica, seq) = promise_rolled_back(&cluster, &honest).expect("rolled back");
+    assert!(honest.contains(&replica), "replica {replica} is honest; seq {seq}");
+    assert!(cluster.byzantine(ReplicaId(1)).expect("hook").acted(Behaviour::NvEquivocate) > 0);
+}
 
-/// Old messages sent again are refused as duplicates, late or stale.
+/// An honest replica of `honest` that rolled back the execution a client's proof names (the
+/// same request, slot and view), and the slot.
+fn promise_rolled_back(cluster: &Cluster, honest: &[ReplicaId]) -> Option<(ReplicaId, u64)> {
+    // (client, request, seq, view) of every proof.
+    type Promise = (u32, u64, u64, u64);
+    let promised: BTreeSet<Promise> = cluster
+        .completions
+        .iter()
+        .map(|(client, done)| (client.0, done.request.0, done.proof.seq.0, done.proof.view.0))
+        .collect();
+    honest.iter().find_map(|&id| {
+        let mut standing: BTreeMap<u64, &history::ExecuteEvent> = BTreeMap::new();
+        for event in &cluster.events[id.index()] {
+            match event {
+                LedgerEvent::Execute(execute) => {
+                    standing.insert(execute.seq, execute);
+                }
+                LedgerEvent::Rollback(rollback) => {
+                    let undone = standing.split_off(&(rollback.to_seq + 1));
+                    for (seq, execute) in undone {
+                        let kept_promise = execute.requests.iter().any(|request| {
+                            promised.contains(&(request.client, request.request, seq, execute.view))
+                        });
+                        if kept_promise {
+                            return Some((id, seq));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    })
+}
+
 #[test]
 fn byzantine_replayed_messages() {
     let requests = 300;
