@@ -18,7 +18,7 @@ use crate::kv::Store;
 use crate::liveness::LivenessOptions;
 use crate::replay::{self, Audit, Context};
 use crate::validate::{self, HistoryError};
-use crate::{CheckResult, bank, digest, ledger, liveness, speculation};
+use crate::{CheckResult, audit, bank, certificate, digest, ledger, liveness, speculation};
 
 // ---------------------------------------------------------------------------------------------
 // Ledgers with real digests and signatures.
@@ -862,6 +862,127 @@ fn speculation_without_a_proof_is_unknown() {
     ];
     let result = speculation::check(&paired(&ops), &honest());
     assert_eq!((result.verdict, &result.evidence["promises"]), (Verdict::Unknown, &json!(0)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One batch per (view, seq).
+
+/// Seqs 1 and 2 of the honest script, in view 0.
+fn first_two(replica: u32) -> Ledger {
+    Ledger::new(replica).execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))]).execute(&[(
+        0,
+        2,
+        read("x"),
+    )])
+}
+
+/// The honest script replaces seq 3 in view 1 (another certificate, another view): no
+/// conflict. A re-certification of the same batch agrees with the executions.
+#[test]
+fn one_batch_per_slot_holds_when_a_new_view_replaces_a_slot() {
+    let result = certificate::one_batch_per_slot(&honest());
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    // (0, 1), (0, 2), (0, 3), (1, 3), (1, 4), each claimed by both replicas.
+    assert_eq!((&result.evidence["pairs"], &result.evidence["compared"]), (&json!(5), &json!(5)));
+    let recertified = BTreeMap::from([
+        (0, honest_script(0).enter_view(2).recertify(4).events),
+        (1, honest_script(1).enter_view(2).recertify(4).events),
+    ]);
+    let result = certificate::one_batch_per_slot(&recertified);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!((&result.evidence["pairs"], &result.evidence["claims"]), (&json!(6), &json!(12)));
+}
+
+/// Replica 1 executed another batch at (1, 3), then rolled it back in view 2 and executed the
+/// batch replica 0 holds: the final ledgers agree, but two batches were certified at (1, 3).
+#[test]
+fn two_batches_executed_at_one_view_and_seq_are_invalid_even_when_rolled_back() {
+    let replica_1 = first_two(1)
+        .checkpoint(true)
+        .enter_view(1)
+        .execute(&[(2, 1, write("y", 5))])
+        .enter_view(2)
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))]);
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, replica_1.events)]);
+    assert_eq!(ledger::agreement(&ledgers).verdict, Verdict::Valid);
+    let result = certificate::one_batch_per_slot(&ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["view"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(3)));
+    let executed = |replica: u32, index: usize| {
+        let LedgerEvent::Execute(execute) = &ledgers[&replica][index] else { panic!() };
+        json!({
+            "replica": replica,
+            "time": execute.time,
+            "event": "execute",
+            "batch_digest": execute.batch_digest,
+        })
+    };
+    assert_eq!(violation["first"], executed(0, 6));
+    assert_eq!(violation["second"], executed(1, 4));
+    assert_ne!(violation["first"]["batch_digest"], violation["second"]["batch_digest"]);
+}
+
+/// One replica re-executing another batch at seq 3 without changing view contradicts itself.
+#[test]
+fn a_replica_executing_two_batches_at_one_view_and_seq_is_invalid() {
+    let events = first_two(0)
+        .execute(&[(2, 1, write("y", 5))])
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .events;
+    let result = certificate::one_batch_per_slot(&BTreeMap::from([(0, events)]));
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["view"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(
+        (&violation["first"]["replica"], &violation["second"]["replica"]),
+        (&json!(0), &json!(0))
+    );
+    assert_eq!((&violation["first"]["time"], &violation["second"]["time"]), (&json!(2), &json!(4)));
+}
+
+/// Replica 0 kept seq 3 into view 2, where it was certified again; replica 1 executed another
+/// batch at (2, 3).
+#[test]
+fn a_recertification_conflicting_with_an_execution_is_invalid() {
+    let replica_1 = first_two(1).enter_view(2).execute(&[(2, 1, write("y", 5))]);
+    let ledgers = BTreeMap::from([
+        (0, honest_script(0).enter_view(2).recertify(3).events),
+        (1, replica_1.events),
+    ]);
+    let result = certificate::one_batch_per_slot(&ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["view"].as_u64(), violation["seq"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(
+        (&violation["first"]["event"], &violation["first"]["replica"]),
+        (&json!("recertified"), &json!(0))
+    );
+    assert_eq!(
+        (&violation["second"]["event"], &violation["second"]["replica"]),
+        (&json!("execute"), &json!(1))
+    );
+}
+
+/// The audit runs the oracle whenever ledgers are given.
+#[test]
+fn the_audit_judges_one_batch_per_slot_whenever_ledgers_are_given() {
+    let inputs =
+        |ledgers| audit::Inputs { ledgers, context: context(), ..audit::Inputs::default() };
+    let report = audit::check(inputs(honest()));
+    assert_eq!(report.checkers["one-batch-per-slot"].verdict, Verdict::Valid);
+    let conflicting = BTreeMap::from([
+        (0, honest_script(0).events),
+        (1, first_two(1).enter_view(1).execute(&[(2, 1, write("y", 5))]).events),
+    ]);
+    let report = audit::check(inputs(conflicting));
+    assert_eq!(report.checkers["one-batch-per-slot"].verdict, Verdict::Invalid);
+    assert_eq!(report.verdict, Verdict::Invalid);
+    let report = audit::check(audit::Inputs::default());
+    assert!(!report.checkers.contains_key("one-batch-per-slot"));
 }
 
 // ---------------------------------------------------------------------------------------------
