@@ -986,6 +986,117 @@ fn the_audit_judges_one_batch_per_slot_whenever_ledgers_are_given() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Ledger agreement over everything committed.
+
+/// Seqs 1 to 4 of the honest script without its speculation or checkpoints: a replica whose
+/// points are all of its final ledger.
+fn plain(replica: u32) -> Ledger {
+    first_two(replica)
+        .enter_view(1)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))])
+}
+
+/// Replica 2 executed seq 3 speculatively (a view replica 0 never saw), above its stable
+/// checkpoint at 2, then installed replica 0's state at seq 4 and went on: its speculation was
+/// never committed. What it committed (seqs 1 and 2 by its stable checkpoint, seq 4 by the
+/// transfer) agrees with replica 0.
+#[test]
+fn a_state_transfer_superseding_unstable_speculation_is_no_divergence() {
+    let replica_2 = first_two(2)
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 6))])
+        .transfer_from(&plain(0))
+        .execute(&[(0, 4, read("x"))]);
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2.events)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(result.evidence["compared"], 3);
+    assert_eq!(result.evidence["heads"], json!({"0": 4, "2": 5}));
+    assert_eq!(result.evidence["committed"], json!({"final": 5, "stable": 3, "state-transfer": 1}));
+}
+
+/// Replica 2 executed another read at seq 2 and made it stable, then a state transfer
+/// replaced its history: its final ledger shares no slot with replica 0's, but what its stable
+/// checkpoint committed differs from replica 0's final ledger at seq 2.
+#[test]
+fn a_divergence_erased_by_a_state_transfer_is_still_invalid() {
+    let replica_2 = Ledger::new(2)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("y"))])
+        .checkpoint(true)
+        .transfer_from(&plain(0))
+        .execute(&[(0, 4, read("x"))]);
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2.events)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 2);
+    assert_eq!(divergence["kinds"], json!({"0": "final", "2": "stable"}));
+    let block = |replica: u32| {
+        let LedgerEvent::Execute(execute) = &ledgers[&replica][1] else { panic!() };
+        (execute.block_hash.to_hex(), execute.state_digest.to_hex())
+    };
+    let hashes = json!({"0": block(0).0, "2": block(2).0});
+    assert_eq!(divergence["block_hashes"], hashes);
+    assert_eq!(divergence["state_digests"], json!({"0": block(0).1, "2": block(2).1}));
+    // Replica 2's point was committed by its checkpoint (event 3).
+    assert_eq!(divergence["points"][1]["time"], 2);
+}
+
+/// Replica 2 diverged at seq 1 and made seq 2 stable before a state transfer: every standing
+/// execution at or below its stable checkpoint was committed, so the divergence is named at
+/// seq 1.
+#[test]
+fn executions_below_the_stable_checkpoint_stay_committed_after_a_state_transfer() {
+    let replica_2 = Ledger::new(2)
+        .execute(&[(0, 1, write("x", 9))])
+        .execute(&[(0, 2, read("x"))])
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 6))])
+        .transfer_from(&plain(0));
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2.events)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 1);
+    assert_eq!(divergence["kinds"], json!({"0": "final", "2": "stable"}));
+}
+
+/// A snapshot whose certified block hash differs from an honest replica's final ledger.
+#[test]
+fn a_state_transfer_disagreeing_with_a_final_ledger_is_invalid() {
+    let mut replica_2 = Ledger::new(2).transfer_from(&plain(0)).events;
+    let LedgerEvent::StateTransfer(transfer) = &mut replica_2[0] else { panic!() };
+    transfer.block_hash = Digest([9; 32]);
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 4);
+    assert_eq!(divergence["kinds"], json!({"0": "final", "2": "state-transfer"}));
+    assert_eq!(divergence["block_hashes"]["2"], Digest([9; 32]).to_hex());
+}
+
+/// One replica committed seq 2 by a stable checkpoint, then installed a snapshot at seq 2 with
+/// another block hash: it disagrees with itself, and the evidence tells its points apart.
+#[test]
+fn a_replica_contradicting_its_own_stable_checkpoint_is_invalid() {
+    let mut events = first_two(2).checkpoint(true).transfer_from(&first_two(0)).events;
+    let LedgerEvent::StateTransfer(transfer) = events.last_mut().unwrap() else { panic!() };
+    transfer.block_hash = Digest([9; 32]);
+    let result = ledger::agreement(&BTreeMap::from([(2, events)]));
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 2);
+    assert_eq!(
+        divergence["kinds"],
+        json!({"2/stable": "stable", "2/state-transfer": "state-transfer"})
+    );
+    assert_eq!(divergence["block_hashes"]["2/state-transfer"], Digest([9; 32]).to_hex());
+}
+
+// ---------------------------------------------------------------------------------------------
 // Bank.
 
 fn bank_transfer(process: u64, time: u64, from: &str, to: &str, amount: i64) -> [Op; 2] {
