@@ -498,6 +498,32 @@ fn a_rollback_below_a_stable_checkpoint_is_refused() {
     assert!(problem(second).starts_with("cannot undo to seq 1"), "{second}");
 }
 
+/// PROTOCOL §10.6: replica 1 kept seq 3 (executed in view 0) into view 1, whose certificate
+/// for seq 3 names another batch; it rolls back from its head to seq 2 right after entering
+/// the view and executes view 1's batch. Every audit accepts that, and so do the agreement,
+/// one-batch-per-slot and speculation oracles with a promise of view 1's batch.
+#[test]
+fn a_kept_slot_replaced_by_the_new_views_certificate_is_a_clean_rollback() {
+    let replica_1 = first_two(1)
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 5))])
+        .enter_view(1)
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))])
+        .checkpoint(true);
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, replica_1.events)]);
+    let audit = replay::audit(&ledgers, &context());
+    for (oracle, result) in &audit.results {
+        assert_eq!(result.verdict, Verdict::Valid, "{oracle}: {:?}", result.evidence);
+    }
+    assert_eq!(audit.results["rollback"].evidence["rollbacks"], 2);
+    assert_eq!(ledger::agreement(&ledgers).verdict, Verdict::Valid);
+    assert_eq!(certificate::one_batch_per_slot(&ledgers).verdict, Verdict::Valid);
+    let result = speculation::check(&transfer_promised_at_3(1), &ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+}
+
 #[test]
 fn a_rollback_with_a_wrong_state_digest_is_named() {
     let mut ledgers = honest();
