@@ -3,7 +3,8 @@
 //!
 //! Which oracles run follows from what is there: linearizability when the history holds
 //! single-key operations, the bank oracle when it holds transfers or reads of all balances,
-//! the ledger and speculation oracles when ledgers are given, liveness when asked for.
+//! the ledger oracles (agreement, checkpoints, one batch per slot, the replay audits) and
+//! speculation when ledgers are given, liveness when asked for.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -16,7 +17,9 @@ use crate::load::HistoryFile;
 use crate::perf::{Stats, Throughput};
 use crate::replay::{Context, Issued};
 use crate::validate::Operation;
-use crate::{CheckResult, bank, ledger, linear, liveness, perf, replay, speculation, validate};
+use crate::{
+    CheckResult, bank, certificate, ledger, linear, liveness, perf, replay, speculation, validate,
+};
 
 /// What a check is given.
 #[derive(Debug, Clone, Default)]
@@ -118,6 +121,8 @@ pub fn check(mut inputs: Inputs) -> Report {
         }
         checkers.insert("ledger-agreement".into(), agreement);
         checkers.insert("checkpoint-agreement".into(), ledger::checkpoints(&inputs.ledgers));
+        checkers
+            .insert("one-batch-per-slot".into(), certificate::one_batch_per_slot(&inputs.ledgers));
         let audit = replay::audit(&inputs.ledgers, &inputs.context);
         for (name, result) in audit.results {
             checkers.insert(name.into(), result);

@@ -1,8 +1,11 @@
 //! The checker's own implementation of the digests and signatures that ledgers record
-//! (`history::ledger` documents them), so that a replica bug in computing one cannot hide.
+//! (`history::ledger` documents their byte layout), so that a replica bug in computing one
+//! cannot hide. `history/vectors/digests.json` holds known answers derived from that
+//! documentation alone; the tests check these functions against it.
 //!
 //! - A hashed field list: SHA-256 over a domain tag, then fields; byte strings carry a u64 LE
-//!   length prefix, integers are u64 LE, digests are 32 raw bytes.
+//!   length prefix, and so does the domain tag (it is added as a byte string), integers are
+//!   u64 LE, digests are 32 raw bytes.
 //! - A request body is encoded with postcard (`client` u32, `request` u64, the operation); its
 //!   digest is `H("ordeal/request/v1", body)`; the client signs `"ordeal/request/v1" ‖ body`.
 //! - Signatures are checked with the ZIP-215 rule (canonical s, any decompressible R and A,

@@ -75,6 +75,13 @@ impl Store {
         store
     }
 
+    /// The store and the at-most-once table (each client's last executed request, by client),
+    /// as a state transfer carries them.
+    pub fn snapshot(&self) -> (BTreeMap<String, i64>, Vec<(u32, u64)>) {
+        let clients = self.clients.iter().map(|(client, request)| (*client, *request)).collect();
+        (self.values.clone(), clients)
+    }
+
     /// The last executed slot.
     pub fn seq(&self) -> u64 {
         self.seq

@@ -12,9 +12,11 @@
 //! - [`linear`]: linearizability of the key-value model (witness, unique values, search).
 //! - [`bank`]: conservation of money and no negative balance.
 //! - [`liveness`]: progress after the final heal, and the longest stall.
-//! - [`ledger`]: honest ledgers and stable checkpoints agree.
+//! - [`ledger`]: everything honest replicas committed agrees, and so do stable checkpoints.
+//! - [`certificate`]: one batch per (view, seq) across every execution and re-certification.
 //! - [`replay`]: hash chains, validity, at-most-once, result replay, rollbacks, checkpoints.
-//! - [`speculation`]: every promised result stands in every honest final ledger.
+//! - [`speculation`]: every promised result stands in every honest final ledger and no honest
+//!   replica removed an execution a proof named.
 //! - [`kv`], [`digest`]: the checker's own store model, digests and signature check.
 //! - [`perf`]: throughput and latency of a history.
 //! - [`CheckResult`]: a checker's verdict and evidence.
@@ -23,6 +25,7 @@
 
 pub mod audit;
 pub mod bank;
+pub mod certificate;
 pub mod digest;
 pub mod kv;
 pub mod ledger;

@@ -1,5 +1,6 @@
-//! Ledger audits by replay (PROTOCOL §10): each honest replica's ledger events are replayed in
-//! order through the checker's own store model ([`crate::kv`]) and digests ([`crate::digest`]).
+//! Ledger audits by replay (PROTOCOL §10.4 to §10.6): each honest replica's ledger events are
+//! replayed in order through the checker's own store model ([`crate::kv`]) and digests
+//! ([`crate::digest`]).
 //!
 //! - **hash chain**: every execution is at the slot after the current head, its batch digest is
 //!   that of its requests, and its block hash chains to the previous block (genesis at slot 1);
@@ -7,8 +8,12 @@
 //!   signature, and was invoked in the history with that operation;
 //! - **at-most-once**: no (client, request) has a result twice in a final ledger;
 //! - **replay**: the model reproduces every recorded result and state digest;
-//! - **rollback**: a rollback starts at the head (undo in reverse order), ends at or above the
-//!   last stable checkpoint, and leaves the digest of the kept prefix;
+//! - **rollback** (PROTOCOL §10.6): a rollback starts at the head (undo in reverse order), ends
+//!   at or above the last stable checkpoint, and leaves the digest of the kept prefix. Why it
+//!   happened is not judged here: installing an NV-PROPOSE, or a certificate of the current
+//!   view for another batch at a kept carried slot (then the rollback goes to just before that
+//!   slot), are both allowed; what a rollback must not remove is judged by the speculation
+//!   oracle (client-accepted) and the rollback's floor (stable checkpoints);
 //! - **checkpoints**: a checkpoint's digest is the model's at its slot;
 //! - **state transfer**: an installed snapshot hashes to the state digest it claims (the model
 //!   then continues from it; the checkpoint oracles compare that digest with the other replicas').

@@ -1,15 +1,31 @@
-//! Speculative non-divergence (PROTOCOL §10): a client's proof of execution is a promise. For
-//! every `ok` operation with a proof (view, seq), every honest replica whose final ledger
-//! reaches seq holds the operation's request there with the result the client recorded, and no
-//! honest replica ever rolled back (or dropped by a state transfer) a block of the proof's view
-//! that held it with that result (PROTOCOL §10.2's internal check: executions under the same
-//! view tag are never rolled back).
+//! Speculative non-divergence (PROTOCOL §10.2): a client's proof of execution (view, seq) is a
+//! promise that the operation's request stands at seq with the result the client recorded.
+//!
+//! - **Final ledgers.** Every honest replica whose final ledger holds seq holds the request
+//!   there with the promised result; one that holds another request or result lost it:
+//!   `invalid`. A promise is never skipped silently: when no honest final ledger holds seq
+//!   (every replica stopped short of it, or passed it only through a state transfer, whose
+//!   snapshot names no requests) the promise is *unverifiable*, listed with each replica's
+//!   reason, and the verdict is `unknown` unless something is `invalid`. The evidence counts
+//!   the promises `verified` (held by at least one honest final ledger, and checked against
+//!   each) and `unverifiable`.
+//! - **Removals** (§10.2's internal check: executions under the proof's view tag are never
+//!   rolled back). A proof names an execution by view and seq, whichever view tagged it: a
+//!   standing execution holds the view of its `execute` event and, after each `recertified`
+//!   event for its seq and batch at that replica, the re-certification's view too (its
+//!   effective view is the latest). A rollback, or a state transfer that drops executions above
+//!   its snapshot, that removes an execution which held the promise's view and holds the
+//!   promised request with the promised result is `invalid`. A `recertified` event for a seq
+//!   with no standing execution of that batch is ignored here (the `one-batch-per-slot` oracle
+//!   still counts its claim).
 //!
 //! In the final ledgers the view is not required to match: a slot carried into a new view is
 //! re-certified there while the block (and so the promise) stays the same. A rollback of an
-//! execution from another view is no violation: a replica may have executed the request at that
-//! slot speculatively in an older view (say a primary whose certificate nobody else saw) and
-//! execute it there again in the proof's view.
+//! execution that never held the proof's view is no violation: a replica may have executed the
+//! request at that slot speculatively in an older view (say a primary whose certificate nobody
+//! else saw) and execute it there again in the proof's view. Executions below a state
+//! transfer's snapshot are superseded, not reported: where the chains first differ is unknown
+//! (the `ledger-agreement` oracle compares what was committed).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -20,7 +36,7 @@ use crate::CheckResult;
 use crate::ledger::final_ledger;
 use crate::validate::{Operation, Outcome};
 
-/// The most violations listed.
+/// The most violations (and unverifiable promises) listed.
 const LISTED_MAX: usize = 10;
 
 /// A promise a client accepted.
@@ -31,6 +47,30 @@ struct Promise<'a> {
     request: u64,
     view: u64,
     seq: u64,
+}
+
+/// An execution standing in a replica's ledger, with every view whose certificate it held.
+#[derive(Debug, Clone)]
+struct Standing<'a> {
+    execute: &'a ExecuteEvent,
+    /// The execution's view, then each re-certification's, in order.
+    views: Vec<u64>,
+}
+
+/// A list capped at [`LISTED_MAX`] entries, with the total count.
+#[derive(Debug, Default)]
+struct Listed {
+    total: u64,
+    first: Vec<Value>,
+}
+
+impl Listed {
+    fn push(&mut self, evidence: Value) {
+        self.total += 1;
+        if self.first.len() < LISTED_MAX {
+            self.first.push(evidence);
+        }
+    }
 }
 
 /// Checks every `ok` operation's proof against the honest ledgers.
@@ -53,82 +93,105 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
             seq: proof.seq,
         });
     }
-    let mut violations: Vec<Value> = Vec::new();
-    let mut total = 0u64;
-    let mut report = |evidence: Value| {
-        total += 1;
-        if violations.len() < LISTED_MAX {
-            violations.push(evidence);
-        }
-    };
+    let mut violations = Listed::default();
+    let mut unverifiable = Listed::default();
+    let mut verified = 0u64;
     let finals: BTreeMap<u32, BTreeMap<u64, &ExecuteEvent>> =
         ledgers.iter().map(|(replica, events)| (*replica, final_ledger(events))).collect();
+    let bases: BTreeMap<u32, Option<u64>> =
+        ledgers.iter().map(|(replica, events)| (*replica, last_transfer(events))).collect();
     let mut slots: Vec<&u64> = promises.keys().collect();
     slots.sort();
     for seq in slots {
-        let mut held = false;
         for promise in &promises[seq] {
+            let mut held = false;
             for (replica, slots) in &finals {
                 let Some(execute) = slots.get(seq) else { continue };
                 held = true;
                 if let Err(problem) = keeps(execute, promise) {
-                    report(json!({
+                    violations.push(json!({
                         "replica": replica,
                         "op": describe(promise),
                         "problem": problem,
                     }));
                 }
             }
-        }
-        let reached =
-            finals.values().any(|slots| slots.keys().last().is_some_and(|head| head >= seq));
-        if !held && !finals.is_empty() && !reached {
-            for promise in &promises[seq] {
-                report(json!({
+            if held {
+                verified += 1;
+            } else if !finals.is_empty() {
+                let reasons: BTreeMap<String, String> = finals
+                    .iter()
+                    .map(|(replica, slots)| {
+                        let base = bases.get(replica).copied().flatten();
+                        (replica.to_string(), missing(*seq, slots, base))
+                    })
+                    .collect();
+                unverifiable.push(json!({
                     "op": describe(promise),
-                    "problem": "no honest replica's final ledger reaches the promised slot",
+                    "reason": "no honest replica's final ledger holds the promised slot",
+                    "replicas": reasons,
                 }));
             }
         }
     }
-    // Rollbacks of a promised block.
+    // Removals of a promised execution.
     for (replica, events) in ledgers {
-        let mut current: BTreeMap<u64, &ExecuteEvent> = BTreeMap::new();
+        let mut current: BTreeMap<u64, Standing<'_>> = BTreeMap::new();
         for event in events {
             match event {
                 LedgerEvent::Execute(execute) => {
-                    current.insert(execute.seq, execute);
+                    current.insert(execute.seq, Standing { execute, views: vec![execute.view] });
+                }
+                LedgerEvent::Recertified(recertified) => {
+                    if let Some(standing) = current.get_mut(&recertified.seq)
+                        && standing.execute.batch_digest == recertified.batch_digest
+                        && !standing.views.contains(&recertified.new_view)
+                    {
+                        standing.views.push(recertified.new_view);
+                    }
                 }
                 LedgerEvent::Rollback(rollback) => {
-                    let undone = current.split_off(&(rollback.to_seq + 1));
+                    let undone = current.split_off(&rollback.to_seq.saturating_add(1));
                     let why = format!(
                         "rolled back (to seq {}) a block holding the promised result",
                         rollback.to_seq
                     );
-                    report_undone(*replica, undone, &promises, &why, &mut report);
+                    report_undone(*replica, undone, &promises, &why, &mut violations);
                 }
                 LedgerEvent::StateTransfer(transfer) => {
                     // Executions above the snapshot are gone (as by a rollback); those below it
                     // are superseded, and removed only if the chain differs at the snapshot
                     // (where it first differs is unknown, so nothing there is reported).
-                    let undone = current.split_off(&(transfer.seq + 1));
+                    let undone = current.split_off(&transfer.seq.saturating_add(1));
                     let why = format!("dropped by a state transfer to seq {}", transfer.seq);
-                    report_undone(*replica, undone, &promises, &why, &mut report);
+                    report_undone(*replica, undone, &promises, &why, &mut violations);
                     current.clear();
                 }
-                LedgerEvent::Checkpoint(_)
-                | LedgerEvent::ViewEntered(_)
-                | LedgerEvent::Recertified(_) => {}
+                LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
             }
         }
     }
-    let mut evidence = json!({"promises": count, "replicas": ledgers.keys().collect::<Vec<_>>()});
-    let verdict = if total > 0 {
-        evidence["violations"] = json!(total);
-        evidence["first"] = json!(violations);
+    let mut evidence = json!({
+        "promises": count,
+        "verified": verified,
+        "unverifiable": unverifiable.total,
+        "replicas": ledgers.keys().collect::<Vec<_>>(),
+    });
+    if unverifiable.total > 0 {
+        evidence["unverified"] = json!(unverifiable.first);
+    }
+    let verdict = if violations.total > 0 {
+        evidence["violations"] = json!(violations.total);
+        evidence["first"] = json!(violations.first);
         Verdict::Invalid
     } else if ledgers.is_empty() || count == 0 {
         evidence["not_checked"] = json!("no honest ledger or no operation with a proof");
+        Verdict::Unknown
+    } else if unverifiable.total > 0 {
+        evidence["not_checked"] = json!(format!(
+            "{} of {count} promises: no honest replica's final ledger holds the promised slot",
+            unverifiable.total
+        ));
         Verdict::Unknown
     } else {
         Verdict::Valid
@@ -136,18 +199,44 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
     CheckResult::new(verdict, evidence)
 }
 
-/// Reports every promise of `promises` held, under the proof's view, by an `undone` execution.
+/// The seq of the last state transfer in `events`: the final ledger holds nothing at or below.
+fn last_transfer(events: &[LedgerEvent]) -> Option<u64> {
+    events.iter().rev().find_map(|event| match event {
+        LedgerEvent::StateTransfer(transfer) => Some(transfer.seq),
+        _ => None,
+    })
+}
+
+/// Why a final ledger (`slots`, after a state transfer to `base` if any) does not hold `seq`.
+fn missing(seq: u64, slots: &BTreeMap<u64, &ExecuteEvent>, base: Option<u64>) -> String {
+    let head = slots.keys().last().copied().or(base).unwrap_or(0);
+    match base {
+        Some(base) if base >= seq => {
+            format!("passed the slot only through a state transfer to seq {base}")
+        }
+        _ if head < seq => format!("stopped short at seq {head}"),
+        _ => "holds no execution at the slot".to_string(),
+    }
+}
+
+/// Reports every promise of `promises` held by an `undone` execution that held the proof's
+/// view.
 fn report_undone(
     replica: u32,
-    undone: BTreeMap<u64, &ExecuteEvent>,
+    undone: BTreeMap<u64, Standing<'_>>,
     promises: &HashMap<u64, Vec<Promise<'_>>>,
     why: &str,
-    report: &mut impl FnMut(Value),
+    violations: &mut Listed,
 ) {
-    for (seq, execute) in undone {
+    for (seq, standing) in undone {
         for promise in promises.get(&seq).into_iter().flatten() {
-            if keeps(execute, promise).is_ok() && execute.view == promise.view {
-                report(json!({"replica": replica, "op": describe(promise), "problem": why}));
+            if standing.views.contains(&promise.view) && keeps(standing.execute, promise).is_ok() {
+                violations.push(json!({
+                    "replica": replica,
+                    "op": describe(promise),
+                    "problem": why,
+                    "views": standing.views,
+                }));
             }
         }
     }

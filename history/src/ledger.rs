@@ -5,14 +5,53 @@
 //!
 //! # Digests
 //!
-//! - `batch_digest` = SHA-256 over `"ordeal/batch/v1"`, the request count (u64 LE) and, per
-//!   request, the SHA-256 of its signed body.
-//! - `block_hash` chains the ledger: SHA-256 over `"ordeal/block/v1"`, seq (u64 LE),
-//!   `batch_digest` and the previous block's hash (genesis: see the replica's `Ledger`).
-//!   It deliberately leaves out the view and the certificate, which honest replicas may hold in
+//! - `batch_digest` identifies a batch: the digest of its requests' digests, in order.
+//! - `block_hash` chains the ledger over (seq, batch digest, previous block hash). It
+//!   deliberately leaves out the view and the certificate, which honest replicas may hold in
 //!   different but equally valid forms, so equal block hashes at k mean equal batches at 1..=k.
-//! - `state_digest` is the replica's digest of its whole store and at-most-once table after the
-//!   slot, as documented on the replica's state machine; the checker recomputes it.
+//! - `state_digest` is the digest of the replica's whole store and at-most-once table after the
+//!   slot; the checker recomputes it.
+//!
+//! The replica and the checker each compute these independently, from the byte layout below;
+//! `history/vectors/digests.json` holds known-answer vectors for it, derived by
+//! `history/vectors/derive.py` (Python, `hashlib` only) from this section alone.
+//!
+//! # Byte layout
+//!
+//! `H(tag, f1, f2, ...)` is SHA-256 over the concatenation of the tag and the fields, each
+//! encoded as follows; nothing else is hashed:
+//!
+//! - a **byte string** (the domain tag itself, a key, a request body, a public key): its length
+//!   as a u64 little-endian, then its bytes. The tag is length-prefixed like any byte string:
+//!   `H("ordeal/batch/v1", ...)` starts with the 8 bytes `0f 00 00 00 00 00 00 00` and then
+//!   `ordeal/batch/v1`;
+//! - an **integer** (seq, count, client id, request id, replica count, replica id): a u64
+//!   little-endian (narrower ids widened); an `i64` value: the u64 with the same two's-complement
+//!   bits;
+//! - a **digest**: its 32 bytes, no length.
+//!
+//! The digests:
+//!
+//! - **request body**: the postcard encoding of (`client`: u32, `request`: u64, `op`), i.e.
+//!   unsigned integers as LEB128 varints, the operation as its variant index (a varint, in
+//!   declaration order of [`crate::Operation`]: read 0, write 1, cas 2, transfer 3, read-all 4)
+//!   followed by its fields in declaration order: a string as a varint byte length and its UTF-8
+//!   bytes, an `i64` as a zigzag varint (`(v << 1) ^ (v >> 63)`), the key list of read-all as a
+//!   varint count and the strings;
+//! - **request digest** = `H("ordeal/request/v1", body)`, the body as a byte string. (The client
+//!   signs the raw bytes `"ordeal/request/v1" ‖ body`, with no length prefixes: the digest is
+//!   not the hash of the signed bytes, and it does not cover the signature.)
+//! - **`batch_digest`** = `H("ordeal/batch/v1", count, request digest 1, ..., request digest n)`;
+//! - **`block_hash`** at k = `H("ordeal/block/v1", k, batch_digest, previous)`, `previous` being
+//!   the block hash at k - 1 and, for block 1, the genesis hash;
+//! - **genesis hash** = `H("ordeal/genesis/v1", n, p, key)`: the replica count n, the view-0
+//!   primary's id p and its ed25519 public key (32 bytes, as a byte string: length-prefixed);
+//! - **`state_digest`** after slot k = `H("ordeal/state/v1", k, S_kv, S_clients)`, where `S_kv`
+//!   is the sum over the present keys of `H("ordeal/kv/v1", key, value)` and `S_clients` the sum
+//!   over the clients with an executed request of `H("ordeal/client/v1", client, its last
+//!   executed request id)`; each sum is taken modulo 2^256 with every digest read as a
+//!   little-endian integer, and written back as 32 little-endian bytes (an empty sum is 32 zero
+//!   bytes). The genesis store's digest is that at k = 0 (no client has executed anything).
 
 use std::collections::BTreeMap;
 

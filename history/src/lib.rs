@@ -11,12 +11,14 @@
 //! - [`kv`]: the key-value store's operations and results, as clients issue them and as replica
 //!   ledgers record them.
 //! - [`ledger`]: replica ledger events (`ledger.jsonl`): execute, rollback, checkpoint, view
-//!   entered.
+//!   entered, state transfer, re-certified; and the byte layout of every digest they carry
+//!   (known answers in `history/vectors/digests.json`).
 //! - [`digest`]: the 32-byte digest type used for batch digests, block hashes and state digests.
 //! - [`verdict`]: `valid` / `invalid` / `unknown` and how verdicts merge.
 //!
 //! What this crate is not: it does not validate histories (the checker does), and it does not
-//! know how replicas compute digests (the formats are documented on the fields).
+//! compute digests (their byte layout is documented in [`ledger`]; the replica and the checker
+//! each implement it).
 
 #![warn(missing_docs, unreachable_pub)]
 

@@ -8,6 +8,7 @@ use crate::{ledger, load, perf};
 
 mod linear;
 mod oracles;
+mod vectors;
 
 fn execute(replica: u32, seq: u64, block: u8) -> LedgerEvent {
     LedgerEvent::Execute(ExecuteEvent {

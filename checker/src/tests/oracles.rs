@@ -18,7 +18,7 @@ use crate::kv::Store;
 use crate::liveness::LivenessOptions;
 use crate::replay::{self, Audit, Context};
 use crate::validate::{self, HistoryError};
-use crate::{CheckResult, bank, digest, ledger, liveness, speculation};
+use crate::{CheckResult, audit, bank, certificate, digest, ledger, liveness, speculation};
 
 // ---------------------------------------------------------------------------------------------
 // Ledgers with real digests and signatures.
@@ -68,8 +68,12 @@ fn read_all(keys: &[&str]) -> Operation {
 /// come from the checker's model, every request is signed by its client.
 struct Ledger {
     replica: u32,
+    /// The view executions are certified in.
+    view: u64,
     store: Store,
-    /// Block hash per slot of the current chain; index 0 is genesis.
+    /// The slot of `hashes[0]`: 0 (genesis) or the last installed snapshot's.
+    base: u64,
+    /// Block hash per slot of the current chain from `base` on.
     hashes: Vec<Digest>,
     events: Vec<LedgerEvent>,
 }
@@ -78,10 +82,61 @@ impl Ledger {
     fn new(replica: u32) -> Ledger {
         Ledger {
             replica,
+            view: 0,
             store: Store::with_genesis(&genesis_store()),
+            base: 0,
             hashes: vec![genesis_hash()],
             events: Vec::new(),
         }
+    }
+
+    fn time(&self) -> u64 {
+        self.events.len() as u64
+    }
+
+    /// Enters `view`: later executions are certified in it.
+    fn enter_view(mut self, view: u64) -> Ledger {
+        self.view = view;
+        self.events.push(LedgerEvent::ViewEntered(history::ViewEvent {
+            time: self.time(),
+            replica: self.replica,
+            view,
+        }));
+        self
+    }
+
+    /// The standing slot `seq` is certified again in the current view.
+    fn recertify(mut self, seq: u64) -> Ledger {
+        let executed = execution(&mut self.events, seq).clone();
+        self.events.push(LedgerEvent::Recertified(history::RecertifiedEvent {
+            time: self.time(),
+            replica: self.replica,
+            seq,
+            old_view: executed.view,
+            new_view: self.view,
+            batch_digest: executed.batch_digest,
+        }));
+        self
+    }
+
+    /// Installs `donor`'s state at its head (a state transfer).
+    fn transfer_from(mut self, donor: &Ledger) -> Ledger {
+        let seq = donor.store.seq();
+        let (store, clients) = donor.store.snapshot();
+        let block_hash = *donor.hashes.last().unwrap();
+        self.store = Store::from_snapshot(seq, &store, &clients);
+        self.base = seq;
+        self.hashes = vec![block_hash];
+        self.events.push(LedgerEvent::StateTransfer(history::StateTransferEvent {
+            time: self.time(),
+            replica: self.replica,
+            seq,
+            block_hash,
+            state_digest: self.store.digest(),
+            store,
+            clients,
+        }));
+        self
     }
 
     /// Executes a batch of (client, request, operation) at the next slot.
@@ -107,9 +162,9 @@ impl Ledger {
             })
             .collect();
         self.events.push(LedgerEvent::Execute(ExecuteEvent {
-            time: self.events.len() as u64,
+            time: self.time(),
             replica: self.replica,
-            view: 0,
+            view: self.view,
             seq,
             batch_digest,
             block_hash,
@@ -122,7 +177,7 @@ impl Ledger {
     /// A checkpoint at the head.
     fn checkpoint(mut self, stable: bool) -> Ledger {
         self.events.push(LedgerEvent::Checkpoint(history::CheckpointEvent {
-            time: self.events.len() as u64,
+            time: self.time(),
             replica: self.replica,
             seq: self.store.seq(),
             state_digest: self.store.digest(),
@@ -136,9 +191,9 @@ impl Ledger {
     fn rollback(mut self, to_seq: u64) -> Ledger {
         let from_seq = self.store.seq();
         self.store.undo_to(to_seq).unwrap();
-        self.hashes.truncate(to_seq as usize + 1);
+        self.hashes.truncate((to_seq - self.base) as usize + 1);
         self.events.push(LedgerEvent::Rollback(history::RollbackEvent {
-            time: self.events.len() as u64,
+            time: self.time(),
             replica: self.replica,
             from_seq,
             to_seq,
@@ -149,9 +204,10 @@ impl Ledger {
 }
 
 /// The honest ledger every test starts from. Its events, 1-based:
-/// 1 seq 1, 2 seq 2, 3 stable checkpoint 2, 4 seq 3 (client 2's write, speculative),
-/// 5 rollback to 2 (exactly the stable checkpoint: allowed), 6 seq 3 (client 1's transfer),
-/// 7 seq 4 (client 2's write again, client 0's read of all keys), 8 stable checkpoint 4.
+/// 1 seq 1, 2 seq 2, 3 stable checkpoint 2, 4 seq 3 (client 2's write, speculative, view 0),
+/// 5 rollback to 2 (exactly the stable checkpoint: allowed), 6 view 1 entered, 7 seq 3
+/// (client 1's transfer, view 1), 8 seq 4 (client 2's write again, client 0's read of all
+/// keys), 9 stable checkpoint 4.
 fn honest_script(replica: u32) -> Ledger {
     Ledger::new(replica)
         .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
@@ -159,6 +215,7 @@ fn honest_script(replica: u32) -> Ledger {
         .checkpoint(true)
         .execute(&[(2, 1, write("y", 5))])
         .rollback(2)
+        .enter_view(1)
         .execute(&[(1, 2, transfer("z", "y", 3))])
         .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))])
         .checkpoint(true)
@@ -272,11 +329,11 @@ fn a_wrong_state_digest_fails_replay_at_its_slot() {
     assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-replay"]);
     let violation = first(&audit, "ledger-replay");
     assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
-    // The second execution at seq 3, after the rollback.
-    assert_eq!(violation["event"], 6);
+    // The second execution at seq 3, after the rollback and the view change.
+    assert_eq!(violation["event"], 7);
     assert_eq!(violation["recorded_state_digest"], Digest([7; 32]).to_hex());
     let model = &honest()[&0];
-    let LedgerEvent::Execute(honest) = &model[5] else { panic!() };
+    let LedgerEvent::Execute(honest) = &model[6] else { panic!() };
     assert_eq!(violation["model_state_digest"], honest.state_digest.to_hex());
 }
 
@@ -305,7 +362,7 @@ fn a_block_linked_to_the_wrong_predecessor_breaks_the_hash_chain() {
     assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain"]);
     let violation = first(&audit, "ledger-hash-chain");
     assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
-    assert_eq!(violation["event"], 6);
+    assert_eq!(violation["event"], 7);
 }
 
 #[test]
@@ -325,7 +382,7 @@ fn a_skipped_slot_breaks_the_hash_chain() {
     let audit = replay::audit(&ledgers, &context());
     assert_eq!(oracles_with(&audit, Verdict::Invalid), ["ledger-hash-chain"]);
     let violation = first(&audit, "ledger-hash-chain");
-    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(5), Some(7)));
+    assert_eq!((violation["seq"].as_u64(), violation["event"].as_u64()), (Some(5), Some(8)));
     assert_eq!(problem(violation), "executed seq 5 after seq 3");
 }
 
@@ -380,7 +437,7 @@ fn a_request_never_invoked_fails_validity() {
     assert_eq!(audit.results["ledger-validity"].evidence["violations"], 2);
     let violation = first(&audit, "ledger-validity");
     assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
-    assert_eq!(violation["event"], 6);
+    assert_eq!(violation["event"], 7);
     assert_eq!(problem(violation), "client 1 request 2 was never invoked in the history");
 }
 
@@ -441,6 +498,32 @@ fn a_rollback_below_a_stable_checkpoint_is_refused() {
     assert!(problem(second).starts_with("cannot undo to seq 1"), "{second}");
 }
 
+/// PROTOCOL §10.6: replica 1 kept seq 3 (executed in view 0) into view 1, whose certificate
+/// for seq 3 names another batch; it rolls back from its head to seq 2 right after entering
+/// the view and executes view 1's batch. Every audit accepts that, and so do the agreement,
+/// one-batch-per-slot and speculation oracles with a promise of view 1's batch.
+#[test]
+fn a_kept_slot_replaced_by_the_new_views_certificate_is_a_clean_rollback() {
+    let replica_1 = first_two(1)
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 5))])
+        .enter_view(1)
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))])
+        .checkpoint(true);
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, replica_1.events)]);
+    let audit = replay::audit(&ledgers, &context());
+    for (oracle, result) in &audit.results {
+        assert_eq!(result.verdict, Verdict::Valid, "{oracle}: {:?}", result.evidence);
+    }
+    assert_eq!(audit.results["rollback"].evidence["rollbacks"], 2);
+    assert_eq!(ledger::agreement(&ledgers).verdict, Verdict::Valid);
+    assert_eq!(certificate::one_batch_per_slot(&ledgers).verdict, Verdict::Valid);
+    let result = speculation::check(&transfer_promised_at_3(1), &ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+}
+
 #[test]
 fn a_rollback_with_a_wrong_state_digest_is_named() {
     let mut ledgers = honest();
@@ -469,7 +552,7 @@ fn a_rollback_that_does_not_start_at_the_head_is_named() {
 #[test]
 fn a_stable_checkpoint_with_a_wrong_digest_is_named() {
     let mut ledgers = honest();
-    let LedgerEvent::Checkpoint(checkpoint) = &mut ledgers.get_mut(&1).unwrap()[7] else {
+    let LedgerEvent::Checkpoint(checkpoint) = &mut ledgers.get_mut(&1).unwrap()[8] else {
         panic!()
     };
     checkpoint.state_digest = Digest([6; 32]);
@@ -477,9 +560,9 @@ fn a_stable_checkpoint_with_a_wrong_digest_is_named() {
     assert_eq!(oracles_with(&audit, Verdict::Invalid), ["checkpoint-digests"]);
     let violation = first(&audit, "checkpoint-digests");
     assert_eq!((violation["replica"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(4)));
-    assert_eq!(violation["event"], 8);
+    assert_eq!(violation["event"], 9);
     assert_eq!(violation["checkpoint_digest"], Digest([6; 32]).to_hex());
-    let LedgerEvent::Execute(block_4) = &honest()[&1][6] else { panic!() };
+    let LedgerEvent::Execute(block_4) = &honest()[&1][7] else { panic!() };
     assert_eq!(violation["model_state_digest"], block_4.state_digest.to_hex());
 }
 
@@ -563,6 +646,10 @@ fn promises_kept_by_every_honest_ledger_are_valid() {
     let result = speculation::check(&paired(&ops), &honest());
     assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
     assert_eq!(result.evidence["promises"], 4);
+    assert_eq!(
+        (&result.evidence["verified"], &result.evidence["unverifiable"]),
+        (&json!(4), &json!(0))
+    );
 }
 
 #[test]
@@ -665,13 +752,132 @@ fn a_rolled_back_execution_of_an_older_view_breaks_no_promise() {
     assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
 }
 
+/// Client 1's transfer promised at seq 3 by a proof of `view`.
+fn transfer_promised_at_3(view: u64) -> Vec<validate::Operation> {
+    let value = json!({"from": "z", "to": "y", "amount": 3});
+    let mut ops = promised(1, 10, (1, 2), ("transfer", None, value), 3);
+    ops[1].proof.as_mut().unwrap().view = view;
+    paired(&ops)
+}
+
+/// Replica 1 executed the transfer at seq 3 in view 0 and kept it into view 1, where the slot
+/// was certified again (the client's proof names view 1); later, in view 2, it rolled the
+/// block back. Its execution event says view 0, but the proof's view is the one the block held
+/// when it was rolled back: invalid. Without the rollback the same ledger keeps the promise.
 #[test]
-fn a_promise_beyond_every_honest_ledger_is_invalid() {
-    let result = speculation::check(&read_x_promised_at(9), &honest());
+fn a_recertified_block_rolled_back_breaks_the_proof_of_its_new_view() {
+    let transfer_op = (1, 2, transfer("z", "y", 3));
+    let kept = Ledger::new(1)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("x"))])
+        .execute(std::slice::from_ref(&transfer_op))
+        .enter_view(1)
+        .recertify(3);
+    let clean = BTreeMap::from([(0, honest_script(0).events), (1, kept.events.clone())]);
+    let result = speculation::check(&transfer_promised_at_3(1), &clean);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(
+        (&result.evidence["verified"], &result.evidence["unverifiable"]),
+        (&json!(1), &json!(0))
+    );
+
+    let rolled_back =
+        kept.enter_view(2).rollback(2).execute(std::slice::from_ref(&transfer_op)).events;
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, rolled_back)]);
+    let result = speculation::check(&transfer_promised_at_3(1), &ledgers);
     assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
     let violation = &result.evidence["first"][0];
-    assert_eq!(violation["op"]["proof"]["seq"], 9);
-    assert_eq!(problem(violation), "no honest replica's final ledger reaches the promised slot");
+    assert_eq!(violation["replica"], 1);
+    assert_eq!(violation["op"]["proof"], json!({"view": 1, "seq": 3}));
+    assert_eq!(violation["views"], json!([0, 1]));
+    assert_eq!(problem(violation), "rolled back (to seq 2) a block holding the promised result");
+    // A proof from view 2 named no execution that was removed.
+    let result = speculation::check(&transfer_promised_at_3(2), &ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+}
+
+/// A `recertified` event for a seq the replica never executed (or for another batch) is
+/// ignored by the speculation oracle, not a panic and not a view the block held.
+#[test]
+fn a_recertification_of_nothing_standing_is_ignored() {
+    let mut events = honest_script(1).events;
+    for (seq, digest) in [(9, Digest([4; 32])), (3, Digest([5; 32]))] {
+        events.push(LedgerEvent::Recertified(history::RecertifiedEvent {
+            time: 50 + seq,
+            replica: 1,
+            seq,
+            old_view: 1,
+            new_view: 2,
+            batch_digest: digest,
+        }));
+    }
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, events)]);
+    let result = speculation::check(&transfer_promised_at_3(1), &ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(ledger::agreement(&ledgers).verdict, Verdict::Valid);
+}
+
+/// Every honest replica stopped short of the promised slot: nothing to check the promise
+/// against, so unknown with the reason, not invalid.
+#[test]
+fn a_promise_beyond_every_honest_ledger_is_unverifiable() {
+    let result = speculation::check(&read_x_promised_at(9), &honest());
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Unknown, 0));
+    assert_eq!(
+        (&result.evidence["verified"], &result.evidence["unverifiable"]),
+        (&json!(0), &json!(1))
+    );
+    let unverified = &result.evidence["unverified"][0];
+    assert_eq!(unverified["op"]["proof"]["seq"], 9);
+    assert_eq!(unverified["reason"], "no honest replica's final ledger holds the promised slot");
+    let reasons = json!({"0": "stopped short at seq 4", "1": "stopped short at seq 4"});
+    assert_eq!(unverified["replicas"], reasons);
+    assert!(result.evidence["not_checked"].as_str().unwrap().starts_with("1 of 1 promises"));
+}
+
+/// Replica 1 reached seq 4 only through a state transfer, replica 2 stopped at seq 2: the
+/// read at seq 2 is verified (replica 2 holds it), the transfer at seq 3 is not. Unknown, with
+/// each replica's reason; a broken promise makes it invalid all the same.
+#[test]
+fn a_promise_passed_only_through_a_state_transfer_is_unverifiable() {
+    let donor = honest_script(3);
+    let ledgers = BTreeMap::from([
+        (1, Ledger::new(1).transfer_from(&donor).events),
+        (
+            2,
+            Ledger::new(2)
+                .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+                .execute(&[(0, 2, read("x"))])
+                .events,
+        ),
+    ]);
+    let transfer = json!({"from": "z", "to": "y", "amount": 3});
+    let kept_and_unverifiable: Vec<Op> = [
+        promised(0, 10, (0, 2), ("read", Some("x"), json!(2)), 2),
+        promised(1, 20, (1, 2), ("transfer", None, transfer), 3),
+    ]
+    .concat();
+    let result = speculation::check(&paired(&kept_and_unverifiable), &ledgers);
+    assert_eq!(result.verdict, Verdict::Unknown, "{:?}", result.evidence);
+    assert_eq!(
+        (&result.evidence["verified"], &result.evidence["unverifiable"]),
+        (&json!(1), &json!(1))
+    );
+    let unverified = &result.evidence["unverified"][0];
+    assert_eq!(unverified["op"]["proof"]["seq"], 3);
+    let reasons = json!({
+        "1": "passed the slot only through a state transfer to seq 4",
+        "2": "stopped short at seq 2",
+    });
+    assert_eq!(unverified["replicas"], reasons);
+
+    // Replica 2 lost the read's promised result: invalid wins over unknown.
+    let mut broken = kept_and_unverifiable;
+    broken[1].value = json!(7);
+    let result = speculation::check(&paired(&broken), &ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    assert_eq!(result.evidence["first"][0]["replica"], 2);
+    assert_eq!(result.evidence["unverifiable"], 1);
 }
 
 #[test]
@@ -682,6 +888,238 @@ fn speculation_without_a_proof_is_unknown() {
     ];
     let result = speculation::check(&paired(&ops), &honest());
     assert_eq!((result.verdict, &result.evidence["promises"]), (Verdict::Unknown, &json!(0)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// One batch per (view, seq).
+
+/// Seqs 1 and 2 of the honest script, in view 0.
+fn first_two(replica: u32) -> Ledger {
+    Ledger::new(replica).execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))]).execute(&[(
+        0,
+        2,
+        read("x"),
+    )])
+}
+
+/// The honest script replaces seq 3 in view 1 (another certificate, another view): no
+/// conflict. A re-certification of the same batch agrees with the executions.
+#[test]
+fn one_batch_per_slot_holds_when_a_new_view_replaces_a_slot() {
+    let result = certificate::one_batch_per_slot(&honest());
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    // (0, 1), (0, 2), (0, 3), (1, 3), (1, 4), each claimed by both replicas.
+    assert_eq!((&result.evidence["pairs"], &result.evidence["compared"]), (&json!(5), &json!(5)));
+    let recertified = BTreeMap::from([
+        (0, honest_script(0).enter_view(2).recertify(4).events),
+        (1, honest_script(1).enter_view(2).recertify(4).events),
+    ]);
+    let result = certificate::one_batch_per_slot(&recertified);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!((&result.evidence["pairs"], &result.evidence["claims"]), (&json!(6), &json!(12)));
+}
+
+/// Replica 1 executed another batch at (1, 3), then rolled it back in view 2 and executed the
+/// batch replica 0 holds: the final ledgers agree, but two batches were certified at (1, 3).
+#[test]
+fn two_batches_executed_at_one_view_and_seq_are_invalid_even_when_rolled_back() {
+    let replica_1 = first_two(1)
+        .checkpoint(true)
+        .enter_view(1)
+        .execute(&[(2, 1, write("y", 5))])
+        .enter_view(2)
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))]);
+    let ledgers = BTreeMap::from([(0, honest_script(0).events), (1, replica_1.events)]);
+    assert_eq!(ledger::agreement(&ledgers).verdict, Verdict::Valid);
+    let result = certificate::one_batch_per_slot(&ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["view"].as_u64(), violation["seq"].as_u64()), (Some(1), Some(3)));
+    let executed = |replica: u32, index: usize| {
+        let LedgerEvent::Execute(execute) = &ledgers[&replica][index] else { panic!() };
+        json!({
+            "replica": replica,
+            "time": execute.time,
+            "event": "execute",
+            "batch_digest": execute.batch_digest,
+        })
+    };
+    assert_eq!(violation["first"], executed(0, 6));
+    assert_eq!(violation["second"], executed(1, 4));
+    assert_ne!(violation["first"]["batch_digest"], violation["second"]["batch_digest"]);
+}
+
+/// One replica re-executing another batch at seq 3 without changing view contradicts itself.
+#[test]
+fn a_replica_executing_two_batches_at_one_view_and_seq_is_invalid() {
+    let events = first_two(0)
+        .execute(&[(2, 1, write("y", 5))])
+        .rollback(2)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .events;
+    let result = certificate::one_batch_per_slot(&BTreeMap::from([(0, events)]));
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["view"].as_u64(), violation["seq"].as_u64()), (Some(0), Some(3)));
+    assert_eq!(
+        (&violation["first"]["replica"], &violation["second"]["replica"]),
+        (&json!(0), &json!(0))
+    );
+    assert_eq!((&violation["first"]["time"], &violation["second"]["time"]), (&json!(2), &json!(4)));
+}
+
+/// Replica 0 kept seq 3 into view 2, where it was certified again; replica 1 executed another
+/// batch at (2, 3).
+#[test]
+fn a_recertification_conflicting_with_an_execution_is_invalid() {
+    let replica_1 = first_two(1).enter_view(2).execute(&[(2, 1, write("y", 5))]);
+    let ledgers = BTreeMap::from([
+        (0, honest_script(0).enter_view(2).recertify(3).events),
+        (1, replica_1.events),
+    ]);
+    let result = certificate::one_batch_per_slot(&ledgers);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 1));
+    let violation = &result.evidence["first"][0];
+    assert_eq!((violation["view"].as_u64(), violation["seq"].as_u64()), (Some(2), Some(3)));
+    assert_eq!(
+        (&violation["first"]["event"], &violation["first"]["replica"]),
+        (&json!("recertified"), &json!(0))
+    );
+    assert_eq!(
+        (&violation["second"]["event"], &violation["second"]["replica"]),
+        (&json!("execute"), &json!(1))
+    );
+}
+
+/// The audit runs the oracle whenever ledgers are given.
+#[test]
+fn the_audit_judges_one_batch_per_slot_whenever_ledgers_are_given() {
+    let inputs =
+        |ledgers| audit::Inputs { ledgers, context: context(), ..audit::Inputs::default() };
+    let report = audit::check(inputs(honest()));
+    assert_eq!(report.checkers["one-batch-per-slot"].verdict, Verdict::Valid);
+    let conflicting = BTreeMap::from([
+        (0, honest_script(0).events),
+        (1, first_two(1).enter_view(1).execute(&[(2, 1, write("y", 5))]).events),
+    ]);
+    let report = audit::check(inputs(conflicting));
+    assert_eq!(report.checkers["one-batch-per-slot"].verdict, Verdict::Invalid);
+    assert_eq!(report.verdict, Verdict::Invalid);
+    let report = audit::check(audit::Inputs::default());
+    assert!(!report.checkers.contains_key("one-batch-per-slot"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger agreement over everything committed.
+
+/// Seqs 1 to 4 of the honest script without its speculation or checkpoints: a replica whose
+/// points are all of its final ledger.
+fn plain(replica: u32) -> Ledger {
+    first_two(replica)
+        .enter_view(1)
+        .execute(&[(1, 2, transfer("z", "y", 3))])
+        .execute(&[(2, 1, write("y", 5)), (0, 3, read_all(&["x", "y", "z"]))])
+}
+
+/// Replica 2 executed seq 3 speculatively (a view replica 0 never saw), above its stable
+/// checkpoint at 2, then installed replica 0's state at seq 4 and went on: its speculation was
+/// never committed. What it committed (seqs 1 and 2 by its stable checkpoint, seq 4 by the
+/// transfer) agrees with replica 0.
+#[test]
+fn a_state_transfer_superseding_unstable_speculation_is_no_divergence() {
+    let replica_2 = first_two(2)
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 6))])
+        .transfer_from(&plain(0))
+        .execute(&[(0, 4, read("x"))]);
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2.events)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(result.evidence["compared"], 3);
+    assert_eq!(result.evidence["heads"], json!({"0": 4, "2": 5}));
+    assert_eq!(result.evidence["committed"], json!({"final": 5, "stable": 3, "state-transfer": 1}));
+}
+
+/// Replica 2 executed another read at seq 2 and made it stable, then a state transfer
+/// replaced its history: its final ledger shares no slot with replica 0's, but what its stable
+/// checkpoint committed differs from replica 0's final ledger at seq 2.
+#[test]
+fn a_divergence_erased_by_a_state_transfer_is_still_invalid() {
+    let replica_2 = Ledger::new(2)
+        .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+        .execute(&[(0, 2, read("y"))])
+        .checkpoint(true)
+        .transfer_from(&plain(0))
+        .execute(&[(0, 4, read("x"))]);
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2.events)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 2);
+    assert_eq!(divergence["kinds"], json!({"0": "final", "2": "stable"}));
+    let block = |replica: u32| {
+        let LedgerEvent::Execute(execute) = &ledgers[&replica][1] else { panic!() };
+        (execute.block_hash.to_hex(), execute.state_digest.to_hex())
+    };
+    let hashes = json!({"0": block(0).0, "2": block(2).0});
+    assert_eq!(divergence["block_hashes"], hashes);
+    assert_eq!(divergence["state_digests"], json!({"0": block(0).1, "2": block(2).1}));
+    // Replica 2's point was committed by its checkpoint (event 3).
+    assert_eq!(divergence["points"][1]["time"], 2);
+}
+
+/// Replica 2 diverged at seq 1 and made seq 2 stable before a state transfer: every standing
+/// execution at or below its stable checkpoint was committed, so the divergence is named at
+/// seq 1.
+#[test]
+fn executions_below_the_stable_checkpoint_stay_committed_after_a_state_transfer() {
+    let replica_2 = Ledger::new(2)
+        .execute(&[(0, 1, write("x", 9))])
+        .execute(&[(0, 2, read("x"))])
+        .checkpoint(true)
+        .execute(&[(2, 1, write("y", 6))])
+        .transfer_from(&plain(0));
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2.events)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 1);
+    assert_eq!(divergence["kinds"], json!({"0": "final", "2": "stable"}));
+}
+
+/// A snapshot whose certified block hash differs from an honest replica's final ledger.
+#[test]
+fn a_state_transfer_disagreeing_with_a_final_ledger_is_invalid() {
+    let mut replica_2 = Ledger::new(2).transfer_from(&plain(0)).events;
+    let LedgerEvent::StateTransfer(transfer) = &mut replica_2[0] else { panic!() };
+    transfer.block_hash = Digest([9; 32]);
+    let ledgers = BTreeMap::from([(0, plain(0).events), (2, replica_2)]);
+    let result = ledger::agreement(&ledgers);
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 4);
+    assert_eq!(divergence["kinds"], json!({"0": "final", "2": "state-transfer"}));
+    assert_eq!(divergence["block_hashes"]["2"], Digest([9; 32]).to_hex());
+}
+
+/// One replica committed seq 2 by a stable checkpoint, then installed a snapshot at seq 2 with
+/// another block hash: it disagrees with itself, and the evidence tells its points apart.
+#[test]
+fn a_replica_contradicting_its_own_stable_checkpoint_is_invalid() {
+    let mut events = first_two(2).checkpoint(true).transfer_from(&first_two(0)).events;
+    let LedgerEvent::StateTransfer(transfer) = events.last_mut().unwrap() else { panic!() };
+    transfer.block_hash = Digest([9; 32]);
+    let result = ledger::agreement(&BTreeMap::from([(2, events)]));
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
+    let divergence = &result.evidence["divergence"];
+    assert_eq!(divergence["seq"], 2);
+    assert_eq!(
+        divergence["kinds"],
+        json!({"2/stable": "stable", "2/state-transfer": "state-transfer"})
+    );
+    assert_eq!(divergence["block_hashes"]["2/state-transfer"], Digest([9; 32]).to_hex());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -88,12 +88,13 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
 }
 
 /// The checker's oracles every run ends with.
-const ORACLES: [&str; 12] = [
+const ORACLES: [&str; 13] = [
     "history",
     "linearizable",
     "liveness",
     "ledger-agreement",
     "checkpoint-agreement",
+    "one-batch-per-slot",
     "ledger-hash-chain",
     "ledger-validity",
     "ledger-at-most-once",

@@ -2,10 +2,11 @@
 //!
 //! Block k holds (k, view, batch digest, certificate, previous hash) and the batch itself. Its
 //! hash is `H("ordeal/block/v1", k, batch digest, previous hash)`; the genesis hash is
-//! `H("ordeal/genesis/v1", n, initial primary, its public key)`. The view and the certificate are
-//! kept but not chained: honest replicas may hold different valid certificates for one batch (in
-//! PoE-MAC, different sets of nf supports), and equal hashes at k must mean equal batches at
-//! 1..=k on every honest replica.
+//! `H("ordeal/genesis/v1", n, initial primary, its public key)`, n and the primary's id as
+//! u64s, the key as a length-prefixed byte string (the byte layout is `history::ledger`'s). The
+//! view and the certificate are kept but not chained: honest replicas may hold different valid
+//! certificates for one batch (in PoE-MAC, different sets of nf supports), and equal hashes at k
+//! must mean equal batches at 1..=k on every honest replica.
 //!
 //! The ledger keeps the blocks above the last stable checkpoint in memory (older ones are
 //! garbage-collected: the checkpoint's snapshot stands for them); the shell persists them.

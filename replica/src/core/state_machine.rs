@@ -17,8 +17,9 @@
 //!   request)`,
 //!
 //! sums taken modulo 2^256 with each digest read as a little-endian integer, `H` being SHA-256
-//! over the fields as [`Hasher`] encodes them (byte strings length-prefixed with a u64 LE,
-//! integers as u64 LE, an i64 value as its two's complement). The sums are updated incrementally,
+//! over the domain tag and the fields as [`Hasher`] encodes them (byte strings, the tag
+//! included, length-prefixed with a u64 LE, integers as u64 LE, an i64 value as its two's
+//! complement; `history::ledger` documents the whole layout). The sums are updated incrementally,
 //! so computing the digest after every slot costs O(keys touched), not O(store).
 
 use std::collections::{BTreeMap, VecDeque};

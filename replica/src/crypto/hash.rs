@@ -8,7 +8,8 @@ use sha2::{Digest as _, Sha256};
 pub struct Hasher(Sha256);
 
 impl Hasher {
-    /// Starts a digest in `domain` (for example `b"ordeal/block/v1"`).
+    /// Starts a digest in `domain` (for example `b"ordeal/block/v1"`), added as a byte string:
+    /// length-prefixed like any other (the layout is documented in `history::ledger`).
     pub fn new(domain: &[u8]) -> Hasher {
         Hasher(Sha256::new()).bytes(domain)
     }

@@ -9,6 +9,7 @@ mod crypto;
 mod recovery;
 mod state_machine;
 mod store;
+mod vectors;
 
 use std::collections::BTreeMap;
 
