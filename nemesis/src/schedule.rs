@@ -489,7 +489,8 @@ impl Schedule {
             let kind = kinds[rng.random_range(0..kinds.len())];
             let (action, target) = draw(kind, options, &mut rng);
             // A Byzantine fault may first have to move the primary role (rule 3).
-            let duration_min = if kind == FaultKind::Byzantine { interval / 2 } else { duration_min };
+            let duration_min =
+                if kind == FaultKind::Byzantine { interval / 2 } else { duration_min };
             let duration = Duration::from_nanos(
                 rng.random_range(duration_min.as_nanos() as u64..=duration_max.as_nanos() as u64),
             );
@@ -656,11 +657,13 @@ pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
     // The same, and a Byzantine new primary lies in that view change: NV-PROPOSEs from
     // different VC-REQUEST subsets, so that groups of honest replicas decide differently.
     &[Behaviour::Equivocate, Behaviour::HideEvidence, Behaviour::NvEquivocate],
-    // A lying view change: the primary keeps honest replicas in the dark, accomplices ask for
-    // a view change and hide or downgrade their evidence, and the new primary sends the honest
-    // replicas that hold certificates a decision without them (PROTOCOL §5.4).
+    // A lying view change: the primary keeps honest replicas in the dark and (PoE-TS) sends
+    // its certificates to one honest replica only, accomplices ask for a view change and hide
+    // or downgrade their evidence, and the new primary sends the honest replicas that hold
+    // certificates a decision without them (PROTOCOL §5.4).
     &[
         Behaviour::InTheDark,
+        Behaviour::WithholdCertificate,
         Behaviour::HideEvidence,
         Behaviour::NvEquivocate,
         Behaviour::FalseFailure,

@@ -12,9 +12,9 @@
 //!   and observing of what it receives, shared by the shell and the simulator;
 //! - `tamper`: the field edits (mutations, forged authentication) the hook applies.
 //!
-//! Which behaviours act only while the replica is primary: `equivocate` (its primary half),
-//! `in-the-dark`, `withhold-slot` and `nv-equivocate` (as the new view's primary). The others act
-//! in any role.
+//! Which behaviours act only while the replica is primary ([`Behaviour::needs_primary`]):
+//! `equivocate` (its primary half), `in-the-dark`, `withhold-slot`, `withhold-certificate` and
+//! `nv-equivocate` (as the new view's primary). The others act in any role.
 
 mod tamper;
 
@@ -63,11 +63,15 @@ pub enum Behaviour {
     /// older view's certificate for the slot that this replica sent before (a stale
     /// certificate reused), correctly re-signed.
     HideEvidence,
+    /// As primary (PoE-TS): certify each slot, but send the CERTIFY to one honest replica
+    /// only (and to accomplices); the other honest replicas supported the batch and never see
+    /// it certified, so the evidence of the slot lives at one honest replica.
+    WithholdCertificate,
 }
 
 impl Behaviour {
     /// Every behaviour, in a fixed order.
-    pub const ALL: [Behaviour; 14] = [
+    pub const ALL: [Behaviour; 15] = [
         Behaviour::Equivocate,
         Behaviour::InTheDark,
         Behaviour::WithholdSlot,
@@ -82,6 +86,7 @@ impl Behaviour {
         Behaviour::Silent,
         Behaviour::Mutate,
         Behaviour::HideEvidence,
+        Behaviour::WithholdCertificate,
     ];
 
     /// The name on the command line, in scenarios, the history and counters.
@@ -101,6 +106,7 @@ impl Behaviour {
             Behaviour::Silent => "silent",
             Behaviour::Mutate => "mutate",
             Behaviour::HideEvidence => "hide-evidence",
+            Behaviour::WithholdCertificate => "withhold-certificate",
         }
     }
 
@@ -114,6 +120,7 @@ impl Behaviour {
                 | Behaviour::InTheDark
                 | Behaviour::WithholdSlot
                 | Behaviour::NvEquivocate
+                | Behaviour::WithholdCertificate
         )
     }
 }

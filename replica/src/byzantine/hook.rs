@@ -131,6 +131,8 @@ pub struct Hook {
     view: View,
     /// `in-the-dark`: the replicas left out (at most f, never this one).
     dark: BTreeSet<ReplicaId>,
+    /// `withhold-certificate`: the one honest replica that gets the certificates.
+    lit: Option<ReplicaId>,
     /// `withhold-slot`: the first slot proposed after activation, and the last slot counted.
     withhold_first: Option<Seq>,
     withheld_last: Option<(View, Seq)>,
@@ -179,6 +181,7 @@ impl Hook {
         let mut others: Vec<ReplicaId> =
             (0..n).map(ReplicaId).filter(|r| *r != id && !colluders.contains(r)).collect();
         shuffle(&mut rng, &mut others);
+        let lit = others.last().copied();
         let dark = others.into_iter().take(config.f()).collect();
         Hook {
             id,
@@ -190,6 +193,7 @@ impl Hook {
             counters: BTreeMap::new(),
             view: View(0),
             dark,
+            lit,
             withhold_first: None,
             withheld_last: None,
             equivocations: BTreeMap::new(),
@@ -390,6 +394,14 @@ impl Hook {
             && self.dark.contains(&item.to);
         if kept_out {
             self.count(Behaviour::InTheDark.name());
+            return None;
+        }
+        let certificate_withheld = matches!(item.message, Message::Certify(_))
+            && self.is_on(Behaviour::WithholdCertificate)
+            && !self.colluders.contains(&item.to)
+            && Some(item.to) != self.lit;
+        if certificate_withheld {
+            self.count(Behaviour::WithholdCertificate.name());
             return None;
         }
         Some(item)
@@ -1230,18 +1242,16 @@ fn shuffle<T>(rng: &mut ChaCha20Rng, items: &mut [T]) {
     }
 }
 
-/// How far an alternative decision is from the original: its k_max, then whether it names the
-/// same batches (lower is further).
+/// How far an alternative decision is from the original: its k_max, then whether it picks the
+/// same certificate views (lower is further).
 type SubsetRank = (u64, bool);
 
-/// What a decision fixes: k_max and, per slot, the view and batch of the chosen certificate.
-fn decision_key(decision: &Decision) -> (u64, Vec<(Seq, View, Digest)>) {
+/// What a decision fixes: k_max and, per slot, the view of the chosen certificate (within a
+/// view, certificates of one slot name one batch; hashing every batch of every subset's
+/// decision would cost more than the view change).
+fn decision_key(decision: &Decision) -> (u64, Vec<(Seq, View)>) {
     let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
-    let slots = decision
-        .slots
-        .iter()
-        .map(|(seq, evidence)| (*seq, evidence.view, batch_digest(&evidence.batch)))
-        .collect();
+    let slots = decision.slots.iter().map(|(seq, evidence)| (*seq, evidence.view)).collect();
     (k_max.0, slots)
 }
 
