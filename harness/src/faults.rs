@@ -426,31 +426,48 @@ impl Executor<'_> {
             .collect()
     }
 
-    /// The highest view any reachable replica reports, and its primary.
-    async fn highest_view(&self) -> Option<(u64, ReplicaId)> {
-        let statuses = self.context.cluster.statuses().await;
-        let view = statuses.into_iter().flatten().map(|status| status.view).max()?;
-        Some((view, replica::core::View(view).primary(self.replica_count())))
+    /// The view that at least nf reachable replicas are in, and its primary; `None` while the
+    /// replicas are between views (a view change under way) or none answers.
+    async fn settled_view(&self) -> Option<(u64, ReplicaId)> {
+        let n = self.replica_count();
+        let nf = usize::from(n) - (usize::from(n) - 1) / 3;
+        let views: Vec<u64> =
+            self.context.cluster.statuses().await.into_iter().flatten().map(|s| s.view).collect();
+        let view = views.iter().copied().max()?;
+        let holding = views.iter().filter(|&&other| other == view).count();
+        (holding >= nf).then(|| (view, replica::core::View(view).primary(n)))
     }
 
-    /// Moves the primary role onto a declared Byzantine replica before `until`: while the
-    /// primary of the highest view is honest, its links are blocked until the view moves on
-    /// (at most n steps, each at most [`FORCE_STEP_TIMEOUT`]). Returns whether a Byzantine
-    /// replica is primary at the end; records a `force-view-change` info either way.
+    /// Moves the primary role onto a declared Byzantine replica before `until`: once the view
+    /// has settled (nf replicas in it), while its primary is honest, that primary's links are
+    /// blocked until the view moves on (at most n cuts, each at most [`FORCE_STEP_TIMEOUT`]).
+    /// Done when a Byzantine primary's view has settled twice in a row. Returns whether it got
+    /// there; records a `force-view-change` info either way.
     #[allow(clippy::disallowed_methods, reason = "the forcing waits on the wall clock")]
     async fn force_byzantine_primary(&mut self, until: Instant) -> bool {
         let n = self.replica_count();
         let byzantine = self.context.byzantine.to_vec();
         let mut cut: Vec<u8> = Vec::new();
         let mut reached = None;
-        // Bounded: n steps, each bounded by its timeout.
-        for _ in 0..n {
-            let Some((view, primary)) = self.highest_view().await else { break };
+        let mut confirmed: Option<(u64, ReplicaId)> = None;
+        // Bounded by `until`, and by n cuts.
+        while Instant::now() < until && cut.len() <= usize::from(n) {
+            let Some((view, primary)) = self.settled_view().await else {
+                confirmed = None;
+                tokio::time::sleep(FORCE_POLL).await;
+                continue;
+            };
             if byzantine.contains(&primary) {
-                reached = Some((view, primary));
-                break;
+                if confirmed == Some((view, primary)) {
+                    reached = Some((view, primary));
+                    break;
+                }
+                confirmed = Some((view, primary));
+                tokio::time::sleep(FORCE_POLL * 3).await;
+                continue;
             }
-            if Instant::now() >= until || self.context.network.is_none() {
+            confirmed = None;
+            if self.context.network.is_none() || cut.len() == usize::from(n) {
                 break;
             }
             cut.push(primary.0);
@@ -471,7 +488,7 @@ impl Executor<'_> {
             // Bounded by `step_end`.
             while Instant::now() < step_end {
                 tokio::time::sleep(FORCE_POLL).await;
-                if self.highest_view().await.is_some_and(|(now, _)| now > view) {
+                if self.settled_view().await.is_some_and(|(now, _)| now > view) {
                     break;
                 }
             }
