@@ -25,6 +25,9 @@ pub const READ_ALL_KEYS_MAX: usize = 16;
 pub const GENESIS_KEYS_MAX: usize = 4096;
 /// The largest encoded request body, in bytes.
 pub const REQUEST_SIZE_MAX: usize = 1024;
+/// Times a replica that is catching up asks for state again before it waits for a new sign of
+/// being behind (each one `2 · state_request_interval` after the last).
+pub const STATE_REQUEST_RETRIES_MAX: u32 = 8;
 /// The largest encoded normal-case message: a full batch plus framing.
 pub const NORMAL_MESSAGE_SIZE_MAX: usize = BATCH_SIZE_MAX as usize * (REQUEST_SIZE_MAX + 64) + 4096;
 /// The largest encoded replica-to-replica message of any kind: view-change messages and state

@@ -338,6 +338,8 @@ pub struct StateTransfer {
     /// Slots certified in the sender's view, contiguous from the requester's next slot (or the
     /// checkpoint's).
     pub tail: Vec<SlotEvidence>,
+    /// The sender's last executed slot: a requester still below it asks again later.
+    pub head: Seq,
 }
 
 /// An encoded [`Message`] and its MAC for one receiver.

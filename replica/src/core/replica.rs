@@ -46,7 +46,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use history::{ExecuteEvent, ExecutedRequest, LedgerEvent, OpResult};
 
-use self::checkpoint::PendingCheckpoint;
+use self::checkpoint::{CatchUp, PendingCheckpoint};
 use self::view_change::Mode;
 pub(crate) use self::view_change::{Decision, decide};
 
@@ -238,6 +238,10 @@ pub struct Replica {
     checkpoints: BTreeMap<Seq, PendingCheckpoint>,
     /// When this replica last asked for state.
     last_state_request: Option<Time>,
+    /// A catch-up under way: until an answer brings this replica to its sender's head, it asks
+    /// again (at most `STATE_REQUEST_RETRIES_MAX` times), since a request can be lost (the
+    /// answers to a replica killed just after asking) or refused by a rate limit.
+    catch_up: Option<CatchUp>,
     /// When this replica last answered each replica's state request.
     state_requests_served: BTreeMap<ReplicaId, Time>,
     /// Normal-case messages of the next view (the one asked for, or the one after the current
@@ -319,6 +323,7 @@ impl Replica {
             stable: None,
             checkpoints: BTreeMap::new(),
             last_state_request: None,
+            catch_up: None,
             state_requests_served: BTreeMap::new(),
             early: BTreeMap::new(),
             writes: Vec::new(),
@@ -378,6 +383,7 @@ impl Replica {
     /// Fires every timer due at `now`.
     pub fn handle_timeout(&mut self, now: Time) {
         self.view_change_timers(now);
+        self.catch_up_timer(now);
         self.try_propose(now, BatchCut::FullOrDue);
     }
 
@@ -433,7 +439,8 @@ impl Replica {
             .batch_deadline()
             .filter(|_| self.mode.is_normal())
             .filter(|_| self.window_has_room() && self.partial_batch_allowed());
-        [batch, self.progress_deadline, self.mode.deadline()].into_iter().flatten().min()
+        let catch_up = self.catch_up.as_ref().map(|catch_up| catch_up.at);
+        [batch, self.progress_deadline, self.mode.deadline(), catch_up].into_iter().flatten().min()
     }
 
     // ----------------------------------------------------------------------------------------

@@ -375,8 +375,9 @@ fn cluster_isolated_replica_rejoins_by_state_transfer() {
 /// (found by the `lying-new-primary` scenario on real processes).
 ///
 /// Setup: n = 7 (f = 2) PoE-TS, 16 clients, 1500 requests. Once 300 completed, primary 0
-/// crashes; replica 1, the primary of view 1, withholds its NV-PROPOSE and state transfers
-/// from replica 6 (as a lying new primary may), so replica 6's new-view timer expires and it
+/// crashes; replica 1, the primary of view 1, withholds its NV-PROPOSE from replica 6 (as a
+/// lying new primary may) and every state transfer to it is lost, so replica 6's new-view
+/// timer expires and it
 /// asks for view 2 while replicas 1–5 (nf) work on in view 1 (a lone request for view 2 makes
 /// nobody join). Then replica 1 stops withholding.
 /// Test: replica 6 learns view 1's NV-PROPOSE (state transfer), enters view 1 below its vote
@@ -390,13 +391,17 @@ fn cluster_replica_that_asked_for_a_later_view_rejoins_passively() {
     run_until_completions(&mut cluster, 300);
     let (new_primary, late) = (ReplicaId(1), ReplicaId(6));
     let withhold = Rc::new(RefCell::new(true));
-    let withholding = withhold.clone();
-    let hook = capturing_hook(&cluster, new_primary, Captured::default(), move |to, message| {
-        let withheld = *withholding.borrow() && to == late;
-        let view_news = matches!(message, Message::NewView(_) | Message::StateTransfer(_));
-        (!(withheld && view_news)).then_some(message)
-    });
-    cluster.set_outbound_hook(new_primary, hook);
+    // The others' state transfers would bring view 1's NV-PROPOSE too (replica 6 keeps asking
+    // until it catches up): they are lost on the way to it while replica 1 withholds.
+    for sender in ids(1..6) {
+        let withholding = withhold.clone();
+        let hook = capturing_hook(&cluster, sender, Captured::default(), move |to, message| {
+            let withheld = *withholding.borrow() && to == late;
+            let view_news = matches!(message, Message::NewView(_) | Message::StateTransfer(_));
+            (!(withheld && view_news)).then_some(message)
+        });
+        cluster.set_outbound_hook(sender, hook);
+    }
     let supports = Rc::new(RefCell::new(Vec::new()));
     let seen = supports.clone();
     let watch = capturing_hook(&cluster, late, Captured::default(), move |_, message| {
@@ -815,6 +820,17 @@ fn cluster_restart_after_kill_regressions() {
             16_504_078_072_297_722_423,
             mac,
             vec![Kill::new(0, 35, 300, 62), Kill::new(3, 20, 445, 1259)],
+        ),
+        // The primary killed three times: replica 0 once stayed at slot 10 while the others
+        // reached 42 (a catch-up failure, issue 6's note).
+        (
+            11_978_024_005_439_814_257,
+            mac,
+            vec![
+                Kill::new(0, 10, 329, 1130),
+                Kill::new(0, 10, 438, 1460),
+                Kill::new(0, 36, 406, 106),
+            ],
         ),
     ];
     for (seed, protocol, kills) in cases {

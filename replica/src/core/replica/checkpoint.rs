@@ -18,7 +18,16 @@ use std::sync::Arc;
 use history::{CheckpointEvent, LedgerEvent, StateTransferEvent};
 
 use super::{Proposal, Replica};
-use crate::core::config::KEY_LENGTH_MAX;
+
+/// A catch-up under way (`Replica::catch_up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct CatchUp {
+    /// Requests still allowed after the next one.
+    pub(super) retries_left: u32,
+    /// When to ask again.
+    pub(super) at: Time,
+}
+use crate::core::config::{KEY_LENGTH_MAX, STATE_REQUEST_RETRIES_MAX};
 use crate::core::durable::Write;
 use crate::core::error::Rejection;
 use crate::core::message::{
@@ -243,11 +252,18 @@ impl Replica {
     // State transfer.
 
     /// Asks `to` (or everyone) for state, unless a request went out less than
-    /// `state_request_interval` ago.
+    /// `state_request_interval` ago; starts a catch-up that asks again until an answer brings
+    /// this replica to its sender's head.
     pub(super) fn request_state(&mut self, now: Time, to: Option<ReplicaId>) {
         let interval = self.config.state_request_interval;
         if self.last_state_request.is_some_and(|at| now < at + interval) {
             return;
+        }
+        if self.catch_up.is_none() {
+            self.catch_up = Some(CatchUp { retries_left: STATE_REQUEST_RETRIES_MAX, at: now });
+        }
+        if let Some(catch_up) = self.catch_up.as_mut() {
+            catch_up.at = now + interval * 2;
         }
         self.last_state_request = Some(now);
         self.counters.state_requests_sent += 1;
@@ -261,6 +277,27 @@ impl Replica {
         match to {
             Some(to) if to != self.id => self.send(to, &request),
             _ => self.broadcast(&request),
+        }
+    }
+
+    /// Asks everyone for state again when a catch-up's retry is due; gives up after
+    /// [`STATE_REQUEST_RETRIES_MAX`] retries (a new sign of being behind starts another).
+    pub(super) fn catch_up_timer(&mut self, now: Time) {
+        let Some(catch_up) = self.catch_up.as_mut() else { return };
+        if now < catch_up.at {
+            return;
+        }
+        if catch_up.retries_left == 0 {
+            self.catch_up = None;
+            return;
+        }
+        catch_up.retries_left -= 1;
+        self.request_state(now, None);
+        if let Some(catch_up) = self.catch_up.as_mut()
+            && catch_up.at <= now
+        {
+            // Refused by the rate limit: try again once it allows.
+            catch_up.at = now + self.config.state_request_interval;
         }
     }
 
@@ -287,12 +324,17 @@ impl Replica {
         } else {
             Vec::new()
         };
-        if checkpoint.is_none() && new_view.is_none() && tail.is_empty() {
+        let head = self.last_executed();
+        if checkpoint.is_none()
+            && new_view.is_none()
+            && tail.is_empty()
+            && head <= request.last_executed
+        {
             return Ok(());
         }
         self.state_requests_served.insert(from, now);
         self.counters.state_transfers_served += 1;
-        let transfer = StateTransfer { checkpoint, new_view, tail };
+        let transfer = StateTransfer { checkpoint, new_view, tail, head };
         self.send(from, &Message::StateTransfer(Arc::new(transfer)));
         Ok(())
     }
@@ -356,6 +398,11 @@ impl Replica {
             self.verify_evidence(evidence, &mut verified)
                 .map_err(|reason| invalid(format!("seq {}: {reason}", evidence.seq)))?;
             self.commit_evidence(now, evidence);
+        }
+        if self.last_executed() >= transfer.head {
+            // Caught up with (a Byzantine sender may have claimed too little: later signs of
+            // being behind start another catch-up).
+            self.catch_up = None;
         }
         Ok(())
     }
