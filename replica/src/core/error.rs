@@ -437,6 +437,9 @@ pub struct Counters {
     pub slots_rolled_back: u64,
     /// Carried slots re-certified in a new view after this replica had executed them.
     pub slots_recertified: u64,
+    /// Carried slots whose decided batch the new view certified another batch for: this
+    /// replica rolled back to before them and adopted the certified one (PROTOCOL §10.6).
+    pub carried_replaced: u64,
     /// Checkpoints taken.
     pub checkpoints_taken: u64,
     /// Checkpoints that became stable here.

@@ -225,6 +225,10 @@ pub struct Replica {
     /// The slots the current view carried over (k_s, k_max] that are not certified in it yet,
     /// with the decided (highest-view) evidence.
     carried: BTreeMap<Seq, SlotEvidence>,
+    /// Proposals of the current view for carried slots that name another batch than this
+    /// replica's decision (a lying new primary can give groups different decisions): never
+    /// supported, but adopted once a valid certificate of the view names them.
+    contested: BTreeMap<Seq, Proposal>,
     /// When expected progress is overdue (progress timer).
     progress_deadline: Option<Time>,
     /// Whether the progress timer already asked for state once for the current hole.
@@ -317,6 +321,7 @@ impl Replica {
             new_view: None,
             vote_floor: View(0),
             carried: BTreeMap::new(),
+            contested: BTreeMap::new(),
             progress_deadline: None,
             hole_state_requested: false,
             forwarded: BTreeMap::new(),
@@ -632,6 +637,12 @@ impl Replica {
             // A carried slot is proposed again with the batch the new view decided, and nothing
             // else. Its client signatures were checked when it was first certified.
             if batch_digest_of(carried) != batch_digest {
+                // Not supported; kept in case the view certifies it anyway (then this
+                // replica's decision was not the view's, and the certificate wins).
+                self.validate_batch(&batch)?;
+                let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
+                self.contested.insert(seq, proposal);
+                self.try_adopt_contested(now, seq);
                 return Err(Rejection::CarriedMismatch { seq });
             }
         } else {
@@ -816,7 +827,10 @@ impl Replica {
         self.slots.entry(seq).or_default().votes.insert(from, support);
         match protocol {
             Protocol::PoeTs => self.try_certify(now, seq),
-            Protocol::PoeMac => self.try_commit(now, seq),
+            Protocol::PoeMac => {
+                self.try_commit(now, seq);
+                self.try_adopt_contested(now, seq);
+            }
         }
         Ok(())
     }
@@ -936,7 +950,77 @@ impl Replica {
             .map_err(|_| Rejection::InvalidCertificate { seq })?;
         self.slots.entry(seq).or_default().certify = Some(certify);
         self.try_commit(now, seq);
+        self.try_adopt_contested(now, seq);
         Ok(())
+    }
+
+    /// A carried slot whose contested proposal (another batch than this replica's decision)
+    /// has a valid certificate of the current view: the view decided it, not this replica's
+    /// NV-PROPOSE. Rolls back to before the slot if it was executed (PROTOCOL §10.6), adopts
+    /// the certified batch and executes on from there; slots above it that the view had
+    /// certified again go back to be executed after it.
+    fn try_adopt_contested(&mut self, now: Time, seq: Seq) {
+        let nf = self.config.nf();
+        let Some(contested) = self.contested.get(&seq) else { return };
+        let Some(slot) = self.slots.get(&seq) else { return };
+        if slot.proposal.is_some() || slot.certificate.is_some() {
+            return;
+        }
+        let certificate = match self.config.protocol {
+            Protocol::PoeTs => slot
+                .certify
+                .as_ref()
+                .filter(|certify| certify.digest == contested.digest)
+                .map(|certify| Certificate::Threshold(certify.signature)),
+            Protocol::PoeMac => {
+                let matching: Vec<Support> = slot
+                    .votes
+                    .values()
+                    .filter(|vote| vote.digest == contested.digest)
+                    .take(nf)
+                    .cloned()
+                    .collect();
+                (matching.len() == nf).then_some(Certificate::Supports(matching))
+            }
+        };
+        let Some(certificate) = certificate else { return };
+        let Some(proposal) = self.contested.remove(&seq) else { return };
+        assert!(seq > self.stable_seq(), "a contested slot is above the stable checkpoint");
+        self.counters.carried_replaced += 1;
+        if self.last_executed() >= seq {
+            // Blocks above it certified in this view are executed again after it.
+            let again: Vec<(Seq, Proposal, Certificate)> = self
+                .ledger
+                .blocks()
+                .filter(|block| block.seq > seq && block.view == self.view)
+                .map(|block| {
+                    let protocol = self.config.protocol;
+                    let batch = block.batch.clone();
+                    let proposal =
+                        Proposal::new(protocol, block.view, block.seq, batch, block.batch_digest);
+                    (block.seq, proposal, block.certificate.clone())
+                })
+                .collect();
+            self.roll_back_to(now, Seq(seq.0 - 1));
+            for (later, proposal, certificate) in again {
+                let slot = self.slots.entry(later).or_default();
+                slot.proposal = Some(proposal);
+                slot.certificate = Some(certificate);
+            }
+        }
+        self.carried.insert(
+            seq,
+            SlotEvidence {
+                view: proposal.view,
+                seq,
+                batch: proposal.batch.clone(),
+                certificate: certificate.clone(),
+            },
+        );
+        let slot = self.slots.entry(seq).or_default();
+        slot.proposal = Some(proposal);
+        slot.certificate = Some(certificate);
+        self.after_commit(now, seq);
     }
 
     // ----------------------------------------------------------------------------------------

@@ -694,3 +694,89 @@ fn byzantine_hook_passes_through_when_off_and_stays_bounded() {
     hook.set_behaviours(now, []);
     assert!(!hook.is_active());
 }
+
+/// A carried slot the new view certifies with another batch than the replica's decision
+/// (issue 12 item 5; PROTOCOL §5.4, §10.6).
+///
+/// Setup: n = 4 PoE-TS, no faults until replica 3 executed some slots in view 0. Then, as a
+/// lying new primary and its accomplices beyond the budget could, replica 3 alone is handed an
+/// NV-PROPOSE for view 1 (three validly signed VC-REQUESTs carrying its own evidence, so its
+/// decision keeps every slot, k included, with the batch X it executed), then a PROPOSE of
+/// view 1 for slot k with another batch Y and a valid view-1 certificate for Y (shares of three
+/// replicas combined).
+/// Test: replica 3 refuses the proposal (it is not its decision) but, on the certificate, rolls
+/// back to k − 1 and executes Y at k under view 1: it never keeps executing on a prefix the
+/// view did not certify.
+#[test]
+fn byzantine_conflicting_certificate_replaces_a_carried_slot() {
+    use crate::core::message::{
+        Certify, NewView, Propose, SlotEvidence, ViewChange, batch_digest, proposal_digest,
+        support_signing_bytes,
+    };
+    use crate::crypto::threshold::PreparedMessage;
+
+    let config = Config::new(Protocol::PoeTs, 4, 16);
+    let mut cluster = Cluster::new(SimOptions::new(config, 311, 400));
+    let target = ReplicaId(3);
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(target).last_executed() >= Seq(6))
+        .expect("replica 3 executes six slots");
+    let replica = cluster.replica(target);
+    let k = replica.last_executed();
+    let evidence: Vec<SlotEvidence> = replica
+        .ledger()
+        .blocks()
+        .map(|block| SlotEvidence {
+            view: block.view,
+            seq: block.seq,
+            batch: block.batch.clone(),
+            certificate: block.certificate.clone(),
+        })
+        .collect();
+    let other_batch = replica.ledger().get(Seq(k.0 - 1)).expect("block k - 1").batch.clone();
+    let keys = cluster.keys().clone();
+    let requests: Vec<Arc<ViewChange>> = [0u8, 1, 2]
+        .into_iter()
+        .map(|id| {
+            let bytes = ViewChange::signing_bytes(View(1), ReplicaId(id), None, &evidence);
+            Arc::new(ViewChange {
+                target: View(1),
+                replica: ReplicaId(id),
+                checkpoint: None,
+                evidence: evidence.clone(),
+                signature: keys.replicas[usize::from(id)].signing_key.sign(&bytes),
+            })
+        })
+        .collect();
+    let new_view = Message::NewView(Arc::new(NewView { view: View(1), requests }));
+    cluster.inject(ReplicaId(1), target, &new_view).expect("a valid NV-PROPOSE");
+    assert_eq!(cluster.replica(target).view(), View(1));
+    assert_eq!(cluster.replica(target).last_executed(), k, "its decision kept every slot");
+
+    let digest = proposal_digest(View(1), k, &batch_digest(&other_batch));
+    let propose = Message::Propose(Propose { view: View(1), seq: k, batch: other_batch });
+    let refused = cluster.inject(ReplicaId(1), target, &propose);
+    assert!(matches!(refused, Err(crate::core::Rejection::CarriedMismatch { .. })), "{refused:?}");
+    let prepared = PreparedMessage::new(&support_signing_bytes(&digest));
+    let shares: Vec<_> = [0usize, 1, 2]
+        .into_iter()
+        .map(|id| {
+            let share = &keys.replicas[id].threshold_share;
+            (share.signer(), share.sign(&prepared))
+        })
+        .collect();
+    let signature = keys.public.threshold.combine_optimistic(&prepared, &shares).signature;
+    let certify =
+        Certify { view: View(1), seq: k, digest, signature: signature.expect("nf shares") };
+    cluster.inject(ReplicaId(1), target, &Message::Certify(certify)).expect("a valid CERTIFY");
+
+    let replica = cluster.replica(target);
+    assert_eq!(replica.counters().carried_replaced, 1);
+    assert_eq!(replica.last_executed(), k, "executed again up to k");
+    assert_eq!(replica.ledger().get(k).expect("block k").digest, digest, "the certified batch");
+    let events = &cluster.events[target.index()];
+    let rolled_back = events.iter().any(
+        |event| matches!(event, LedgerEvent::Rollback(rollback) if rollback.to_seq == k.0 - 1),
+    );
+    assert!(rolled_back, "rolled back to before slot {k}");
+}

@@ -599,6 +599,7 @@ impl Replica {
         self.pending_per_client.clear();
         self.forwarded.clear();
         self.carried.clear();
+        self.contested.clear();
         self.view = new_view.view;
         self.mode = Mode::Normal;
         self.new_view = Some(new_view.clone());
