@@ -95,7 +95,8 @@ pub fn check(mut inputs: Inputs) -> Report {
                 CheckResult::new(verdict, json!({"events": file.ops.len(), "errors": problems})),
             );
             if let Some(options) = inputs.liveness {
-                checkers.insert("liveness".into(), liveness::check(&file.ops, options));
+                let backoff = liveness::backoff(&inputs.ledgers);
+                checkers.insert("liveness".into(), liveness::check(&file.ops, options, backoff));
             }
             if inputs.context.issued.is_none() {
                 inputs.context.issued = issued(&file.ops);

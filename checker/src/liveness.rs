@@ -2,10 +2,18 @@
 //! progress again: at least `ok_min` operations complete `ok` within the liveness window. The
 //! longest stall (the longest stretch without an `ok` completion while some operation was in
 //! flight) is reported either way.
+//!
+//! PROTOCOL §10.9 bounds recovery by the view-change timers the replicas reached: a replica
+//! that failed k view changes in a row waits its new-view timeout doubled k times before it
+//! moves on. When the honest replicas' ledgers show a backoff (`view-entered` events'
+//! `backoff_ms`) at least as long as the window, no progress in the window proves nothing:
+//! the verdict is `unknown` with that reason, never `invalid`.
 
 use std::time::Duration;
 
-use history::{Op, OpKind, Process, Verdict};
+use std::collections::BTreeMap;
+
+use history::{LedgerEvent, Op, OpKind, Process, Verdict};
 use serde_json::json;
 
 use crate::CheckResult;
@@ -25,8 +33,23 @@ impl Default for LivenessOptions {
     }
 }
 
-/// Checks `history` (in time order) for progress after the final heal.
-pub fn check(history: &[Op], options: LivenessOptions) -> CheckResult {
+/// The longest view-change backoff any of `ledgers` (honest replicas) recorded on entering a
+/// view: the timeout it would wait for its next view change.
+pub fn backoff(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> Option<Duration> {
+    ledgers
+        .values()
+        .flatten()
+        .filter_map(|event| match event {
+            LedgerEvent::ViewEntered(entered) => entered.backoff_ms,
+            _ => None,
+        })
+        .max()
+        .map(Duration::from_millis)
+}
+
+/// Checks `history` (in time order) for progress after the final heal; `backoff` is the
+/// longest view-change backoff the honest replicas reached (module docs).
+pub fn check(history: &[Op], options: LivenessOptions, backoff: Option<Duration>) -> CheckResult {
     let heal = history
         .iter()
         .filter(|op| op.process == Process::Nemesis)
@@ -76,10 +99,21 @@ pub fn check(history: &[Op], options: LivenessOptions) -> CheckResult {
             "to_s": stall.2 as f64 / 1e9,
         },
     });
+    let mut evidence = evidence;
+    if let Some(backoff) = backoff {
+        evidence["backoff_s"] = json!(backoff.as_secs_f64());
+    }
     let verdict = if ok_after_heal >= options.ok_min {
         Verdict::Valid
     } else if end < deadline {
         // The history ends inside the window: progress may still have come.
+        evidence["reason"] = json!("the history ends inside the liveness window");
+        Verdict::Unknown
+    } else if backoff.is_some_and(|backoff| backoff >= options.window) {
+        evidence["reason"] = json!(
+            "the replicas' view-change backoff is at least the liveness window: no progress \
+             within it proves no bug"
+        );
         Verdict::Unknown
     } else {
         Verdict::Invalid

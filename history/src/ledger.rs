@@ -168,6 +168,12 @@ pub struct ViewEvent {
     pub replica: u32,
     /// The view entered.
     pub view: u64,
+    /// The replica's new-view timeout when it entered the view, in milliseconds: the base
+    /// doubled per view change that failed in a row since it last executed (its backoff). The
+    /// liveness oracle cannot tell a stuck cluster from one still backing off for longer than
+    /// its window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backoff_ms: Option<u64>,
 }
 
 /// The replica installed the snapshot of a stable checkpoint at `seq` (state transfer from

@@ -101,6 +101,7 @@ impl Ledger {
             time: self.time(),
             replica: self.replica,
             view,
+            backoff_ms: None,
         }));
         self
     }
@@ -1216,7 +1217,7 @@ fn partitioned_then(tail: &[Op]) -> Vec<Op> {
 #[test]
 fn progress_within_the_window_after_the_final_heal_is_valid() {
     let history = partitioned_then(&[op(0, OpKind::Ok, 3 * S), op(0, OpKind::Invoke, 20 * S)]);
-    let result = liveness::check(&history, options());
+    let result = liveness::check(&history, options(), None);
     assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
     assert_eq!(result.evidence["final_heal_s"], 2.0);
     assert_eq!(result.evidence["ok_in_window"], 1);
@@ -1227,7 +1228,7 @@ fn progress_within_the_window_after_the_final_heal_is_valid() {
 #[test]
 fn no_progress_within_the_window_is_invalid_and_the_stall_is_reported() {
     let history = partitioned_then(&[op(0, OpKind::Ok, 13 * S)]);
-    let result = liveness::check(&history, options());
+    let result = liveness::check(&history, options(), None);
     assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
     assert_eq!(result.evidence["ok_in_window"], 0);
     assert_eq!(result.evidence["first_ok_after_heal_s"], Value::Null);
@@ -1237,10 +1238,35 @@ fn no_progress_within_the_window_is_invalid_and_the_stall_is_reported() {
     );
 }
 
+/// The same stall, but the honest replicas' ledgers show a view-change backoff of 16 s: no
+/// progress within a 10 s window proves nothing then (`unknown` with the reason); a backoff
+/// shorter than the window leaves the verdict `invalid`.
+#[test]
+fn no_progress_while_the_replicas_back_off_longer_than_the_window_is_unknown() {
+    let history = partitioned_then(&[op(0, OpKind::Ok, 13 * S)]);
+    let entered = |backoff_ms| {
+        let event = LedgerEvent::ViewEntered(history::ViewEvent {
+            time: 2 * S,
+            replica: 1,
+            view: 5,
+            backoff_ms: Some(backoff_ms),
+        });
+        BTreeMap::from([(1u32, vec![event])])
+    };
+    let long = liveness::backoff(&entered(16_000));
+    assert_eq!(long, Some(std::time::Duration::from_secs(16)));
+    let result = liveness::check(&history, options(), long);
+    assert_eq!(result.verdict, Verdict::Unknown, "{:?}", result.evidence);
+    assert_eq!(result.evidence["backoff_s"], 16.0);
+    assert!(result.evidence["reason"].as_str().is_some_and(|reason| reason.contains("backoff")));
+    let short = liveness::backoff(&entered(2_000));
+    assert_eq!(liveness::check(&history, options(), short).verdict, Verdict::Invalid);
+}
+
 #[test]
 fn a_history_ending_inside_the_window_is_unknown() {
     let history = partitioned_then(&[op(0, OpKind::Info, 5 * S)]);
-    let result = liveness::check(&history, options());
+    let result = liveness::check(&history, options(), None);
     assert_eq!(result.verdict, Verdict::Unknown, "{:?}", result.evidence);
     assert_eq!(result.evidence["ok_in_window"], 0);
 }

@@ -129,6 +129,7 @@ impl Replica {
                 time: now.as_nanos(),
                 replica: u32::from(self.id.0),
                 view: self.view.0,
+                backoff_ms: None,
             }));
         }
         self.request_state(now, None);

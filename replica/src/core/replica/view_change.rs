@@ -613,6 +613,7 @@ impl Replica {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
             view: view.0,
+            backoff_ms: Some(self.new_view_timeout().as_millis() as u64),
         }));
         if !self.adopt_base(now, &decision) {
             // Behind the decided checkpoint: the snapshot comes first. Ask a replica that
