@@ -9,6 +9,8 @@
 //! - [`byzantine`]: the Byzantine hook on the send and receive paths, only in replicas the run
 //!   declares Byzantine.
 //! - [`crypto`]: ed25519, HMAC-SHA256, BLS threshold signatures and the trusted dealer.
+//! - [`planted`]: the catalogue of planted bugs, compiled in only with the `planted-bugs`
+//!   feature (tests of the harness's checkers; never a product build).
 //! - [`sim`]: an in-memory deterministic cluster on virtual time that drives the core, for
 //!   tests and benchmarks.
 //!
@@ -21,6 +23,7 @@ pub mod byzantine;
 pub mod core;
 pub mod crypto;
 pub mod net;
+pub mod planted;
 pub mod sim;
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::types::{ReplicaId, View};
+use crate::planted::PlantedBug;
 
 /// The most replicas a cluster may have (ids are `u8`).
 pub const REPLICA_COUNT_MAX: u8 = 128;
@@ -106,6 +107,11 @@ pub struct Config {
     /// The least time between two state requests of a replica that fell behind.
     #[serde(default = "defaults::state_request_interval")]
     pub state_request_interval: Duration,
+    /// The planted bug this node runs ([`crate::planted`]), if any. Not part of the shared
+    /// cluster file: a replica takes it from `NodeConfig::planted_bug`, a client from the
+    /// harness. Refused by [`Config::validate`] in a build without the `planted-bugs` feature.
+    #[serde(skip)]
+    pub planted_bug: Option<PlantedBug>,
 }
 
 /// Defaults of the fields older config files may lack.
@@ -126,16 +132,39 @@ mod defaults {
     }
 }
 
-/// A configuration value is out of range.
+/// A configuration is unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid config: {field} = {value} ({rule})")]
-pub struct ConfigError {
-    /// The field.
-    pub field: &'static str,
-    /// Its value.
-    pub value: u64,
-    /// The rule it breaks.
-    pub rule: &'static str,
+pub enum ConfigError {
+    /// A value is out of range.
+    #[error("invalid config: {field} = {value} ({rule})")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: u64,
+        /// The rule it breaks.
+        rule: &'static str,
+    },
+    /// The configuration names a planted bug, and this build has none (it lacks the
+    /// `planted-bugs` feature, as every product build does).
+    #[error(
+        "invalid config: planted_bug = \"{bug}\": this build has no planted bugs (build the \
+         replica with the `planted-bugs` feature)"
+    )]
+    PlantedBugsNotBuilt {
+        /// The bug named.
+        bug: PlantedBug,
+    },
+}
+
+impl ConfigError {
+    /// The field at fault.
+    pub fn field(&self) -> &'static str {
+        match self {
+            ConfigError::OutOfRange { field, .. } => field,
+            ConfigError::PlantedBugsNotBuilt { .. } => "planted_bug",
+        }
+    }
 }
 
 impl Config {
@@ -159,6 +188,22 @@ impl Config {
             progress_timeout: defaults::progress_timeout(),
             new_view_timeout: defaults::new_view_timeout(),
             state_request_interval: defaults::state_request_interval(),
+            planted_bug: None,
+        }
+    }
+
+    /// Whether this node runs planted bug `bug` ([`crate::planted`]). A constant `false` in a
+    /// build without the `planted-bugs` feature.
+    #[inline(always)]
+    pub fn planted(&self, bug: PlantedBug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        {
+            self.planted_bug == Some(bug)
+        }
+        #[cfg(not(feature = "planted-bugs"))]
+        {
+            let _ = bug;
+            false
         }
     }
 
@@ -176,6 +221,10 @@ impl Config {
     /// nf = n − f: the size of every quorum (certificates, client proofs). Not 2f + 1: the two
     /// differ when n ≠ 3f + 1, and only nf keeps two quorums intersecting in f + 1 replicas.
     pub fn nf(&self) -> usize {
+        #[cfg(feature = "planted-bugs")]
+        if self.planted(PlantedBug::Quorum2fPlus1) {
+            return 2 * self.f() + 1;
+        }
         usize::from(self.replica_count) - self.f()
     }
 
@@ -191,7 +240,7 @@ impl Config {
     /// The first field out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let check = |field, value: u64, ok: bool, rule| {
-            if ok { Ok(()) } else { Err(ConfigError { field, value, rule }) }
+            if ok { Ok(()) } else { Err(ConfigError::OutOfRange { field, value, rule }) }
         };
         let n = self.replica_count;
         check("replica_count", n.into(), (1..=REPLICA_COUNT_MAX).contains(&n), "1 ..= 128")?;
@@ -229,6 +278,11 @@ impl Config {
             ("state_request_interval", self.state_request_interval),
         ] {
             check(field, timeout.as_millis() as u64, !timeout.is_zero(), "> 0")?;
+        }
+        if let Some(bug) = self.planted_bug
+            && !crate::planted::ENABLED
+        {
+            return Err(ConfigError::PlantedBugsNotBuilt { bug });
         }
         Ok(())
     }

@@ -67,6 +67,8 @@ use crate::crypto::ed25519::{self, SignedMessage};
 use crate::crypto::hash::sha256;
 use crate::crypto::mac::MacKey;
 use crate::crypto::threshold::{BlsSignature, PreparedMessage};
+#[cfg(feature = "planted-bugs")]
+use crate::planted::PlantedBug;
 
 /// A message for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -274,7 +276,8 @@ impl Replica {
         public: Arc<PublicKeys>,
     ) -> Result<Replica, ConfigError> {
         config.validate()?;
-        let mismatch = |field, value: usize, rule| ConfigError { field, value: value as u64, rule };
+        let mismatch =
+            |field, value: usize, rule| ConfigError::OutOfRange { field, value: value as u64, rule };
         let n = usize::from(config.replica_count);
         if public.replicas.len() != n || secrets.replica_macs.len() != n {
             return Err(mismatch("replica_count", n, "must match the key files"));
@@ -284,8 +287,15 @@ impl Replica {
         {
             return Err(mismatch("client_count", public.clients.len(), "must match the key files"));
         }
-        if public.threshold.threshold() as usize != config.nf() {
-            let threshold = public.threshold.threshold() as usize;
+        let threshold = public.threshold.threshold() as usize;
+        // A planted-bugs build also takes keys dealt with threshold 2f + 1, for a cluster whose
+        // honest replicas run `quorum-2f-plus-1`: a declared Byzantine replica among them runs
+        // no planted bug.
+        #[cfg(feature = "planted-bugs")]
+        let dealt_for_planted_quorum = threshold == 2 * config.f() + 1;
+        #[cfg(not(feature = "planted-bugs"))]
+        let dealt_for_planted_quorum = false;
+        if threshold != config.nf() && !dealt_for_planted_quorum {
             return Err(mismatch("threshold", threshold, "the threshold key must need nf shares"));
         }
         if secrets.id as usize >= n {
@@ -685,6 +695,11 @@ impl Replica {
         let slot = self.slots.entry(seq).or_default();
         debug_assert!(slot.proposal.is_none(), "one accepted proposal per slot");
         slot.proposal = Some(proposal);
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted(PlantedBug::VoteDigestUnchecked) {
+            // Planted: earlier votes and CERTIFY stay, whatever digest they name.
+            return;
+        }
         let mismatched: Vec<Support> = slot
             .votes
             .extract_if(.., |_, vote| vote.digest != digest)
@@ -808,8 +823,13 @@ impl Replica {
                 Rejection::ConflictingVote { from, seq }
             });
         }
+        #[cfg(feature = "planted-bugs")]
+        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
+        #[cfg(not(feature = "planted-bugs"))]
+        let digest_checked = true;
         if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
             && proposal.digest != support.digest
+            && digest_checked
         {
             return Err(Rejection::DigestMismatch {
                 from,
@@ -930,6 +950,8 @@ impl Replica {
             });
         }
         let proposal = slot.and_then(|slot| slot.proposal.as_ref());
+        #[cfg(feature = "planted-bugs")]
+        let proposal = proposal.filter(|_| !self.config.planted(PlantedBug::VoteDigestUnchecked));
         if let Some(proposal) = proposal
             && proposal.digest != certify.digest
         {
@@ -1035,17 +1057,21 @@ impl Replica {
         if slot.certificate.is_some() {
             return;
         }
+        #[cfg(feature = "planted-bugs")]
+        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
+        #[cfg(not(feature = "planted-bugs"))]
+        let digest_checked = true;
         let certificate = match self.config.protocol {
             Protocol::PoeTs => slot
                 .certify
                 .as_ref()
-                .filter(|certify| certify.digest == proposal.digest)
+                .filter(|certify| certify.digest == proposal.digest || !digest_checked)
                 .map(|certify| Certificate::Threshold(certify.signature)),
             Protocol::PoeMac => {
                 let matching: Vec<Support> = slot
                     .votes
                     .values()
-                    .filter(|vote| vote.digest == proposal.digest)
+                    .filter(|vote| vote.digest == proposal.digest || !digest_checked)
                     .take(nf)
                     .cloned()
                     .collect();
@@ -1405,6 +1431,9 @@ impl Replica {
         debug_assert!(view >= self.vote_floor, "a vote in {view} below the vote floor");
         let fresh = !self.safety.has_voted(view, seq);
         let support = self.safety.support(view, seq, digest, prepared)?;
+        // Planted: the vote leaves without being persisted first.
+        #[cfg(feature = "planted-bugs")]
+        let fresh = fresh && !self.config.planted(PlantedBug::VoteNotPersisted);
         if fresh {
             self.writes.push(Write::Vote(support.clone()));
         }

@@ -264,6 +264,47 @@ impl StateMachine {
         Ok(())
     }
 
+    /// A planted rollback bug ([`crate::planted`]): undoes every slot above `target` as
+    /// `mode` gets it wrong, without the exactness assertions of [`StateMachine::undo_to`]
+    /// (the state it leaves is not the kept prefix's; the digest is computed from it).
+    ///
+    /// # Errors
+    ///
+    /// As [`StateMachine::undo_to`].
+    #[cfg(feature = "planted-bugs")]
+    pub(crate) fn planted_undo_to(
+        &mut self,
+        target: Seq,
+        mode: PlantedUndo,
+    ) -> Result<(), UndoError> {
+        if target > self.last_seq || target < self.undo_floor() {
+            return Err(UndoError { target, oldest: self.undo_floor(), last: self.last_seq });
+        }
+        let kept = self.undo.len() - (self.last_seq.0 - target.0) as usize;
+        let mut undone: Vec<SlotUndo> = self.undo.drain(kept..).collect();
+        if mode == PlantedUndo::KeepClients {
+            // Newest first, as it should be; only the table is left alone.
+            undone.reverse();
+        }
+        for slot in undone {
+            for record in slot.records.into_iter().rev() {
+                match record {
+                    UndoRecord::Key { key, previous } => {
+                        self.set_key(key, previous);
+                    }
+                    UndoRecord::Client { client, previous } => {
+                        if mode != PlantedUndo::KeepClients {
+                            self.restore_client(client, previous);
+                        }
+                    }
+                }
+            }
+        }
+        self.last_seq = target;
+        self.digest = state_digest(self.last_seq, &self.store_sum, &self.clients_sum);
+        Ok(())
+    }
+
     /// Forgets the undo information of slots up to `seq` (they can never be rolled back, for
     /// example because a stable checkpoint covers them).
     pub fn discard_undo_through(&mut self, seq: Seq) {
@@ -347,6 +388,17 @@ impl StateMachine {
             self.clients_sum.sub(&client_element(client, current.request));
         }
     }
+}
+
+/// How a planted rollback bug undoes slots ([`StateMachine::planted_undo_to`]).
+#[cfg(feature = "planted-bugs")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PlantedUndo {
+    /// `dedup-not-restored`: newest first, the store only; the at-most-once table keeps the
+    /// undone requests.
+    KeepClients,
+    /// `undo-forward-order`: store and table, oldest slot first.
+    ForwardOrder,
 }
 
 fn state_digest(seq: Seq, store_sum: &Sum256, clients_sum: &Sum256) -> Digest {

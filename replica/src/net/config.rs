@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tls::TlsFiles;
 use crate::core::Config;
+use crate::planted::PlantedBug;
 
 /// Everything a replica process needs to start.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +39,11 @@ pub struct NodeConfig {
     /// over the control endpoint. Correct replicas have none and run no hook code.
     #[serde(default)]
     pub byzantine: Option<crate::byzantine::ByzantineConfig>,
+    /// The planted bug this replica runs (`planted_bug = "name"`, [`crate::planted`]): set by
+    /// the harness in honest replicas only, and refused unless the build has the
+    /// `planted-bugs` feature. [`NodeConfig::load`] copies it into `cluster`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planted_bug: Option<PlantedBug>,
     /// Exit as soon as this process (the harness) is gone.
     #[serde(default)]
     pub parent_pid: Option<u32>,
@@ -78,9 +84,16 @@ impl NodeConfig {
             .map_err(|source| ConfigFileError::Read { path: path.to_path_buf(), source })?;
         let invalid =
             |reason: String| ConfigFileError::Invalid { path: path.to_path_buf(), reason };
-        let config: NodeConfig =
+        let mut config: NodeConfig =
             toml::from_str(&text).map_err(|error| invalid(error.to_string()))?;
+        config.cluster.planted_bug = config.planted_bug;
         config.cluster.validate().map_err(|error| invalid(error.to_string()))?;
+        if let (Some(bug), Some(_)) = (config.planted_bug, &config.byzantine) {
+            return Err(invalid(format!(
+                "planted bug {bug} in a declared Byzantine replica (planted bugs are for the \
+                 honest replicas under test)"
+            )));
+        }
         if config.peers.len() != usize::from(config.cluster.replica_count) {
             return Err(invalid(format!(
                 "{} peer addresses for {} replicas",

@@ -53,6 +53,10 @@ pub struct SimOptions {
     pub requests_total: u64,
     /// Keys of the register workload.
     pub key_count: u32,
+    /// Replicas built (and restarted) without `config.planted_bug`: the Byzantine replicas
+    /// of a test with a planted bug (`crate::planted`), which is the system under test's, not
+    /// the adversary's. Clients and the other replicas run it.
+    pub unplanted: Vec<ReplicaId>,
 }
 
 impl SimOptions {
@@ -65,6 +69,7 @@ impl SimOptions {
             latency_max: Duration::from_micros(100),
             requests_total,
             key_count: 8,
+            unplanted: Vec::new(),
         }
     }
 }
@@ -223,6 +228,8 @@ pub struct Cluster {
     /// What each replica persisted.
     disks: Vec<Durable>,
     config: Config,
+    /// Replicas that run without the planted bug ([`SimOptions::unplanted`]).
+    unplanted: Vec<ReplicaId>,
     /// Extra latency of everything a replica sends (a slow replica).
     slowness: Vec<Duration>,
     hooks: Vec<Option<OutboundHook>>,
@@ -253,7 +260,13 @@ impl Cluster {
     /// If the configuration is invalid: tests build their options on purpose.
     pub fn new(options: SimOptions) -> Cluster {
         let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-        let (keys, replicas, clients) = build_nodes(&options.config, &mut rng);
+        let (keys, mut replicas, clients) = build_nodes(&options.config, &mut rng);
+        for &id in &options.unplanted {
+            let config = Config { planted_bug: None, ..options.config.clone() };
+            let public = Arc::new(keys.public.clone());
+            replicas[id.index()] = Replica::new(config, keys.replicas[id.index()].clone(), public)
+                .expect("keys match the config");
+        }
         let replica_count = replicas.len();
         let workload = Workload::new(rng.next_u64(), options.key_count, options.requests_total);
         let mut cluster = Cluster {
@@ -266,6 +279,7 @@ impl Cluster {
             isolated: vec![false; replica_count],
             disks: vec![Durable::default(); replica_count],
             config: options.config.clone(),
+            unplanted: options.unplanted.clone(),
             slowness: vec![Duration::ZERO; replica_count],
             hooks: (0..replica_count).map(|_| None).collect(),
             byzantine: (0..replica_count).map(|_| None).collect(),
@@ -347,8 +361,12 @@ impl Cluster {
         let public = Arc::new(self.keys.public.clone());
         let secrets = self.keys.replicas[id.index()].clone();
         let disk = self.disks[id.index()].clone();
+        let mut config = self.config.clone();
+        if self.unplanted.contains(&id) {
+            config.planted_bug = None;
+        }
         let replica = Replica::recover(
-            self.config.clone(),
+            config,
             secrets,
             public,
             disk,

@@ -51,6 +51,6 @@ fn config_limits_are_checked() {
         let mut config = valid.clone();
         break_it(&mut config);
         let error: ConfigError = config.validate().expect_err(field);
-        assert_eq!(error.field, field);
+        assert_eq!(error.field(), field);
     }
 }

@@ -36,6 +36,8 @@ use crate::core::message::{
 };
 use crate::core::state_machine::{Snapshot, StateMachine};
 use crate::core::types::{Digest, ReplicaId, Seq, Time};
+#[cfg(feature = "planted-bugs")]
+use crate::planted::PlantedBug;
 
 /// The ledger event recording that `replica` installed `snapshot`, certified by `certificate`.
 pub(super) fn state_transfer_event(
@@ -159,7 +161,7 @@ impl Replica {
     /// Makes checkpoint `seq` stable if nf replicas signed the same digests and this replica's
     /// own state at `seq` is the same; asks for state if it is behind or differs.
     fn try_stabilize(&mut self, now: Time, seq: Seq) {
-        let nf = self.config.nf();
+        let nf = self.checkpoint_quorum();
         let Some(pending) = self.checkpoints.get(&seq) else { return };
         let mut tally: BTreeMap<(Digest, Digest), Vec<&Checkpoint>> = BTreeMap::new();
         for vote in pending.votes.values() {
@@ -186,6 +188,16 @@ impl Replica {
             None if seq > self.last_executed() => self.request_state(now, signer),
             None => {}
         }
+    }
+
+    /// The matching CHECKPOINTs that make a checkpoint stable: nf (f + 1 would not do, the
+    /// state they cover is speculative).
+    fn checkpoint_quorum(&self) -> usize {
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted(PlantedBug::CheckpointFPlus1) {
+            return self.config.f() + 1;
+        }
+        self.config.nf()
     }
 
     /// Records a stable checkpoint and collects the garbage below it.
@@ -378,7 +390,14 @@ impl Replica {
         {
             self.verify_checkpoint_certificate(certificate)
                 .map_err(|error| invalid(error.to_string()))?;
-            self.check_snapshot(certificate, snapshot).map_err(|reason| invalid(reason.into()))?;
+            #[cfg(feature = "planted-bugs")]
+            let snapshot_checked = !self.config.planted(PlantedBug::SnapshotDigestUnchecked);
+            #[cfg(not(feature = "planted-bugs"))]
+            let snapshot_checked = true;
+            if snapshot_checked {
+                self.check_snapshot(certificate, snapshot)
+                    .map_err(|reason| invalid(reason.into()))?;
+            }
             if self.ledger.hash_at(certificate.seq) == Some(certificate.block_hash) {
                 // Executed that far on the same history: only the checkpoint is new.
                 self.make_stable(now, certificate.clone(), snapshot.clone(), true);

@@ -30,6 +30,8 @@ use crate::core::message::{
 };
 use crate::core::types::{Digest, ReplicaId, Seq, Time, View};
 use crate::crypto::threshold::PreparedMessage;
+#[cfg(feature = "planted-bugs")]
+use crate::{core::state_machine::PlantedUndo, planted::PlantedBug};
 
 /// The largest backoff exponent of the new-view timer.
 const BACKOFF_MAX: u32 = 5;
@@ -120,6 +122,24 @@ pub(crate) fn decide(requests: &[Arc<ViewChange>]) -> Decision {
         next = next.next();
     }
     Decision { checkpoint, slots }
+}
+
+/// The planted `first-seen-wins` decision ([`crate::planted`]): like [`decide`], but each
+/// slot's evidence is the first met in the VC-REQUESTs' order, whatever its view.
+#[cfg(feature = "planted-bugs")]
+fn decide_first_seen(requests: &[Arc<ViewChange>]) -> Decision {
+    let mut decision = decide(requests);
+    let base = decision.base();
+    let mut first: BTreeMap<Seq, &SlotEvidence> = BTreeMap::new();
+    for evidence in requests.iter().flat_map(|request| &request.evidence) {
+        if evidence.seq > base {
+            first.entry(evidence.seq).or_insert(evidence);
+        }
+    }
+    for (seq, evidence) in &mut decision.slots {
+        *evidence = (*first[seq]).clone();
+    }
+    decision
 }
 
 impl Replica {
@@ -508,6 +528,11 @@ impl Replica {
             if !replicas.insert(request.replica) {
                 return Err(invalid(format!("two requests from replica {}", request.replica)));
             }
+            #[cfg(feature = "planted-bugs")]
+            if self.config.planted(PlantedBug::NewViewUnvalidated) {
+                // Planted: the primary's MAC vouches for the contents; nothing inside is checked.
+                continue;
+            }
             self.validate_view_change(request, &mut verified)
                 .map_err(|rejection| invalid(rejection.to_string()))?;
         }
@@ -590,6 +615,12 @@ impl Replica {
     /// them again from the decided batches.
     pub(super) fn install_new_view(&mut self, now: Time, new_view: Arc<NewView>) {
         let decision = decide(&new_view.requests);
+        #[cfg(feature = "planted-bugs")]
+        let decision = if self.config.planted(PlantedBug::FirstSeenWins) {
+            decide_first_seen(&new_view.requests)
+        } else {
+            decision
+        };
         let k_max = decision.k_max();
         // Every normal-case state of older views is void; clients retransmit what was queued.
         self.slots.clear();
@@ -631,6 +662,10 @@ impl Replica {
         let stable = self.stable_seq();
         self.carried =
             decision.slots.into_iter().filter(|(seq, _)| *seq > stable).collect::<BTreeMap<_, _>>();
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted(PlantedBug::InformBeforeRecertify) {
+            self.planted_inform_carried();
+        }
         if !self.carried.is_empty() {
             self.expect_progress(now);
         }
@@ -694,7 +729,31 @@ impl Replica {
         if from <= target {
             return;
         }
-        self.state.undo_to(target).expect("the undo log reaches back to its floor");
+        #[cfg(feature = "planted-bugs")]
+        if self.config.planted(PlantedBug::RollbackOnlyLogs) {
+            // Planted: the rollback is recorded, and nothing is undone.
+            self.counters.rollbacks += 1;
+            self.counters.slots_rolled_back += from.0 - target.0;
+            self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
+                time: now.as_nanos(),
+                replica: u32::from(self.id.0),
+                from_seq: from.0,
+                to_seq: target.0,
+                state_digest: self.state.digest(),
+            }));
+            return;
+        }
+        #[cfg(feature = "planted-bugs")]
+        let undone = if self.config.planted(PlantedBug::DedupNotRestored) {
+            self.state.planted_undo_to(target, PlantedUndo::KeepClients)
+        } else if self.config.planted(PlantedBug::UndoForwardOrder) {
+            self.state.planted_undo_to(target, PlantedUndo::ForwardOrder)
+        } else {
+            self.state.undo_to(target)
+        };
+        #[cfg(not(feature = "planted-bugs"))]
+        let undone = self.state.undo_to(target);
+        undone.expect("the undo log reaches back to its floor");
         self.ledger.truncate_after(target);
         self.writes.push(Write::Truncate(target));
         self.counters.rollbacks += 1;
@@ -709,6 +768,34 @@ impl Replica {
             to_seq: target.0,
             state_digest: self.state.digest(),
         }));
+    }
+
+    /// The planted `inform-before-recertify` ([`crate::planted`]): the clients of every carried
+    /// slot this replica executed and kept hear of it, tagged with the new view, now, before
+    /// the slot is certified in that view.
+    #[cfg(feature = "planted-bugs")]
+    fn planted_inform_carried(&mut self) {
+        let view = self.view;
+        let kept: Vec<Seq> = self
+            .carried
+            .keys()
+            .copied()
+            .filter(|seq| {
+                self.ledger.get(*seq).is_some_and(|block| {
+                    block.batch_digest == batch_digest(&self.carried[seq].batch)
+                })
+            })
+            .collect();
+        for seq in kept {
+            let batch = self.carried[&seq].batch.clone();
+            for request in batch.iter() {
+                let body = &request.body;
+                if let Some(result) = self.state.retag(body.client, body.request, seq, view) {
+                    self.counters.informs_sent += 1;
+                    self.send_inform(view, seq, body.client, body.request, result);
+                }
+            }
+        }
     }
 
     /// A carried slot this replica had executed (and kept) is certified in the current view:
