@@ -6,6 +6,8 @@ mod client;
 mod cluster;
 mod config;
 mod crypto;
+#[cfg(feature = "planted-bugs")]
+mod planted;
 mod recovery;
 mod state_machine;
 mod store;

@@ -1,0 +1,480 @@
+//! Planted bugs (`crate::planted`) in the deterministic cluster.
+//!
+//! Every bug has a fault-free test (`planted_<bug>_fault_free`): with no fault at all the bug
+//! stays hidden: honest ledgers agree, every client completes and every proof holds. A bug that
+//! broke the normal case would be too shallow to tell whether the checkers see a real one.
+//!
+//! Most bugs also have a harm test: the same adversary within budget (a Byzantine replica,
+//! crashes, partitions, crafted messages) runs once without the bug, where the honest replicas
+//! stay safe, and once with it, where honest ledgers diverge or a client proof is rolled back.
+//! Byzantine replicas never run the bug (`SimOptions::unplanted`): it belongs to the system
+//! under test. `inform-before-recertify` has no harm test (see its fault-free test).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use history::{ExecuteEvent, LedgerEvent, OpResult, Operation};
+
+use super::recovery::{assert_common_slots_agree, assert_every_request_completed, history};
+use super::signed_request;
+use crate::byzantine::{Behaviour, ByzantineConfig, Hook};
+use crate::core::message::{
+    NewView, Propose, SignedRequest, StateTransfer, Support, SupportProof, ViewChange,
+    batch_digest, decode, proposal_digest, support_signing_bytes,
+};
+use crate::core::{
+    Config, Envelope, Message, Protocol, ReplicaId, Seq, Transmit, View,
+};
+use crate::planted::PlantedBug;
+use crate::sim::{Cluster, OutboundHook, STEPS_MAX_DEFAULT, SimOptions};
+
+fn ids(n: u8) -> Vec<ReplicaId> {
+    (0..n).map(ReplicaId).collect()
+}
+
+fn except(n: u8, byzantine: &[u8]) -> Vec<ReplicaId> {
+    (0..n).filter(|id| !byzantine.contains(id)).map(ReplicaId).collect()
+}
+
+/// `config` running `bug` (none: the correct protocol).
+fn with_bug(mut config: Config, bug: Option<PlantedBug>) -> Config {
+    config.planted_bug = bug;
+    config
+}
+
+/// Makes `id` Byzantine with a hook whose `behaviours` are on; the hook counts quorums as
+/// `config` does (it runs no planted code).
+fn make_byzantine(cluster: &mut Cluster, config: &Config, id: u8, behaviours: &[Behaviour]) {
+    let config = config.clone();
+    let secrets = cluster.keys().replicas[usize::from(id)].clone();
+    let public = Arc::new(cluster.keys().public.clone());
+    let byzantine = ByzantineConfig { seed: 0x706c_616e + u64::from(id), colluders: Vec::new() };
+    cluster.set_byzantine(ReplicaId(id), Hook::new(config, secrets, public, byzantine));
+    assert!(cluster.behave(ReplicaId(id), behaviours));
+}
+
+/// A hook on `id` that sends, for each message to a replica, what `rewrite` returns (none:
+/// drop it), re-sealed with `id`'s own keys when it changed.
+fn rewriting_hook(
+    cluster: &Cluster,
+    id: ReplicaId,
+    mut rewrite: impl FnMut(ReplicaId, Message) -> Option<Message> + 'static,
+) -> OutboundHook {
+    let macs = cluster.keys().replicas[id.index()].replica_macs.clone();
+    Box::new(move |transmit| {
+        let Transmit::Replica { to, envelope } = &transmit else { return vec![transmit] };
+        let message = decode(&envelope.payload).expect("the core encodes valid messages");
+        match rewrite(*to, message.clone()) {
+            None => Vec::new(),
+            Some(rewritten) if rewritten == message => vec![transmit],
+            Some(rewritten) => {
+                let envelope = Envelope::new(&rewritten, &macs[to.index()], id, *to);
+                vec![Transmit::Replica { to: *to, envelope }]
+            }
+        }
+    })
+}
+
+// --------------------------------------------------------------------------------------------
+// Judging without panicking: a buggy replica's events need not make sense.
+
+/// One slot as a replica's events leave it: the execution and every view it was certified in.
+struct Held<'a> {
+    execute: &'a ExecuteEvent,
+    views: Vec<u64>,
+}
+
+/// Replays `id`'s ledger events as they come (executions insert, rollbacks truncate, a state
+/// transfer clears), calling `rolled_back` with every slot a rollback removes.
+fn replay<'a>(
+    cluster: &'a Cluster,
+    id: ReplicaId,
+    mut rolled_back: impl FnMut(&Held<'a>),
+) -> BTreeMap<u64, Held<'a>> {
+    let mut slots: BTreeMap<u64, Held<'a>> = BTreeMap::new();
+    for event in &cluster.events[id.index()] {
+        match event {
+            LedgerEvent::Execute(execute) => {
+                slots.insert(execute.seq, Held { execute, views: vec![execute.view] });
+            }
+            LedgerEvent::Rollback(rollback) => {
+                for held in slots.values().filter(|held| held.execute.seq > rollback.to_seq) {
+                    rolled_back(held);
+                }
+                slots.retain(|seq, _| *seq <= rollback.to_seq);
+            }
+            LedgerEvent::StateTransfer(_) => slots.clear(),
+            LedgerEvent::Recertified(recertified) => {
+                if let Some(held) = slots.get_mut(&recertified.seq) {
+                    held.views.push(recertified.new_view);
+                }
+            }
+            LedgerEvent::Checkpoint(_) | LedgerEvent::ViewEntered(_) => {}
+        }
+    }
+    slots
+}
+
+/// Where two of `honest` diverge: a slot both hold with different contents, or a stable
+/// checkpoint at one slot with different state digests.
+fn divergence(cluster: &Cluster, honest: &[ReplicaId]) -> Option<String> {
+    let held: Vec<BTreeMap<u64, Held<'_>>> =
+        honest.iter().map(|&id| replay(cluster, id, |_| {})).collect();
+    let stable = |id: ReplicaId| -> BTreeMap<u64, history::Digest> {
+        cluster.events[id.index()]
+            .iter()
+            .filter_map(|event| match event {
+                LedgerEvent::Checkpoint(checkpoint) if checkpoint.stable => {
+                    Some((checkpoint.seq, checkpoint.state_digest))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    for (i, &a) in honest.iter().enumerate() {
+        for (j, &b) in honest.iter().enumerate().skip(i + 1) {
+            for (seq, mine) in &held[i] {
+                let Some(theirs) = held[j].get(seq) else { continue };
+                let (mine, theirs) = (mine.execute, theirs.execute);
+                if mine.block_hash != theirs.block_hash
+                    || mine.state_digest != theirs.state_digest
+                    || mine.requests != theirs.requests
+                {
+                    return Some(format!("replicas {a} and {b} differ at seq {seq}"));
+                }
+            }
+            let theirs = stable(b);
+            for (seq, digest) in stable(a) {
+                if theirs.get(&seq).is_some_and(|other| *other != digest) {
+                    return Some(format!("replicas {a} and {b}: stable checkpoint {seq} differs"));
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Client proofs an honest replica rolled back after executing the proven request at the proven
+/// slot (PROTOCOL §10.2: once nf − f honest replicas executed it, none ever rolls it back).
+fn rolled_back_proofs(cluster: &Cluster, honest: &[ReplicaId]) -> Vec<String> {
+    let proven: BTreeMap<(u64, u64, u32, u64), &OpResult> = cluster
+        .completions
+        .iter()
+        .map(|(client, done)| {
+            ((done.proof.seq.0, done.proof.view.0, client.0, done.request.0), &done.result)
+        })
+        .collect();
+    let mut found = Vec::new();
+    for &id in honest {
+        replay(cluster, id, |held| {
+            for entry in &held.execute.requests {
+                for view in &held.views {
+                    let key = (held.execute.seq, *view, entry.client, entry.request);
+                    if proven.get(&key).is_some_and(|result| entry.result.as_ref() == Some(result))
+                    {
+                        found.push(format!(
+                            "replica {id} rolled back request {} of client {} proven at ({view}, {})",
+                            entry.request, entry.client, held.execute.seq
+                        ));
+                    }
+                }
+            }
+        });
+    }
+    found
+}
+
+/// Proofs that do not hold in the final histories of `replicas`: fewer than `quorum` distinct
+/// replicas, or a replica that holds the proven slot without the request and its result, or no
+/// replica holding it.
+fn broken_proofs(cluster: &Cluster, replicas: &[ReplicaId], quorum: usize) -> Vec<String> {
+    let held: Vec<BTreeMap<u64, Held<'_>>> =
+        replicas.iter().map(|&id| replay(cluster, id, |_| {})).collect();
+    let mut broken = Vec::new();
+    for (client, done) in &cluster.completions {
+        let proof = &done.proof;
+        let distinct: BTreeSet<_> = proof.replicas.iter().collect();
+        if distinct.len() < quorum {
+            broken.push(format!("a proof of {} replicas", distinct.len()));
+        }
+        let mut listed = 0;
+        for (slots, id) in held.iter().zip(replicas) {
+            let Some(slot) = slots.get(&proof.seq.0) else { continue };
+            listed += 1;
+            let holds = slot.execute.requests.iter().any(|entry| {
+                (entry.client, entry.request) == (client.0, done.request.0)
+                    && entry.result.as_ref() == Some(&done.result)
+            });
+            if !holds {
+                broken.push(format!("replica {id} lacks the proven request at {}", proof.seq));
+            }
+        }
+        if listed == 0 {
+            broken.push(format!("no replica holds proven seq {}", proof.seq));
+        }
+    }
+    broken
+}
+
+// --------------------------------------------------------------------------------------------
+// Fault-free: every bug stays hidden.
+
+/// Runs `bug` on PoE-TS and PoE-MAC without any fault: n = 4 (n = 5 for the quorum bug, where
+/// 2f + 1 ≠ n − f), 16 clients, 300 requests, a checkpoint every 8 slots. Every request
+/// completes; every replica's history is the same (hash chain, state digests, results); every
+/// proof holds in every ledger, with as many INFORMs as the bug's client asks for.
+fn assert_fault_free(bug: PlantedBug) {
+    let n = if bug == PlantedBug::Quorum2fPlus1 { 5 } else { 4 };
+    for (protocol, seed) in [(Protocol::PoeTs, 401), (Protocol::PoeMac, 402)] {
+        let mut config = with_bug(Config::new(protocol, n, 16), Some(bug));
+        config.checkpoint_interval = 8;
+        let mut cluster = Cluster::new(SimOptions::new(config.clone(), seed, 300));
+        cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+        assert_every_request_completed(&cluster, 300);
+        let all = ids(n);
+        super::recovery::assert_histories_agree(&cluster, &all);
+        let quorum = if bug == PlantedBug::ClientFPlus1 { config.f() + 1 } else { config.nf() };
+        let broken = broken_proofs(&cluster, &all, quorum);
+        assert!(broken.is_empty(), "{bug} {protocol:?}: {broken:?}");
+        for &id in &all {
+            let counters = cluster.replica(id).counters();
+            assert_eq!(counters.rollbacks, 0, "{bug}: replica {id} rolled back");
+            assert_eq!(counters.views_entered, 0, "{bug}: replica {id} changed views");
+        }
+        assert_bug_acted(&cluster, bug, &all);
+    }
+}
+
+/// Where a bug shows even without faults, that it did: the smaller quorums, the f + 1
+/// signatures of a stable checkpoint, the votes missing on disk.
+fn assert_bug_acted(cluster: &Cluster, bug: PlantedBug, all: &[ReplicaId]) {
+    let config = cluster.replica(all[0]).config();
+    let f = config.f();
+    match bug {
+        PlantedBug::ClientFPlus1 => {
+            let sizes: BTreeSet<usize> =
+                cluster.completions.iter().map(|(_, done)| done.proof.replicas.len()).collect();
+            assert_eq!(sizes, BTreeSet::from([f + 1]), "proofs of f + 1 INFORMs");
+        }
+        PlantedBug::Quorum2fPlus1 => {
+            assert_eq!((usize::from(config.replica_count), config.nf()), (5, 2 * f + 1));
+            let sizes: BTreeSet<usize> =
+                cluster.completions.iter().map(|(_, done)| done.proof.replicas.len()).collect();
+            assert_eq!(sizes, BTreeSet::from([2 * f + 1]), "proofs of 2f + 1 INFORMs");
+        }
+        PlantedBug::CheckpointFPlus1 => {
+            for &id in all {
+                let (certificate, _) = cluster.disk(id).checkpoint.as_ref().expect("a checkpoint");
+                assert_eq!(certificate.signatures.len(), f + 1, "replica {id}: stable on f + 1");
+            }
+        }
+        PlantedBug::VoteNotPersisted => {
+            for &id in all {
+                assert!(cluster.disk(id).votes.is_empty(), "replica {id} persisted a vote");
+                assert!(cluster.replica(id).counters().slots_committed > 0);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn planted_vote_digest_unchecked_fault_free() {
+    assert_fault_free(PlantedBug::VoteDigestUnchecked);
+}
+
+/// At n = 5 every certificate and proof has 3 replicas instead of 4, and nothing shows it.
+#[test]
+fn planted_quorum_2f_plus_1_fault_free() {
+    assert_fault_free(PlantedBug::Quorum2fPlus1);
+}
+
+/// Proofs of f + 1 INFORMs: each proven result is the one every replica executed.
+#[test]
+fn planted_client_f_plus_1_fault_free() {
+    assert_fault_free(PlantedBug::ClientFPlus1);
+}
+
+#[test]
+fn planted_rollback_only_logs_fault_free() {
+    assert_fault_free(PlantedBug::RollbackOnlyLogs);
+}
+
+#[test]
+fn planted_dedup_not_restored_fault_free() {
+    assert_fault_free(PlantedBug::DedupNotRestored);
+}
+
+#[test]
+fn planted_undo_forward_order_fault_free() {
+    assert_fault_free(PlantedBug::UndoForwardOrder);
+}
+
+#[test]
+fn planted_first_seen_wins_fault_free() {
+    assert_fault_free(PlantedBug::FirstSeenWins);
+}
+
+#[test]
+fn planted_new_view_unvalidated_fault_free() {
+    assert_fault_free(PlantedBug::NewViewUnvalidated);
+}
+
+/// No harm test: its harm needs a new primary that sends different NV-PROPOSEs to two groups
+/// after two certificates from different views exist for one slot (the n = 4 run of PROTOCOL
+/// §5.4), which no adversary of the simulator builds yet.
+#[test]
+fn planted_inform_before_recertify_fault_free() {
+    assert_fault_free(PlantedBug::InformBeforeRecertify);
+}
+
+#[test]
+fn planted_checkpoint_f_plus_1_fault_free() {
+    assert_fault_free(PlantedBug::CheckpointFPlus1);
+}
+
+#[test]
+fn planted_snapshot_digest_unchecked_fault_free() {
+    assert_fault_free(PlantedBug::SnapshotDigestUnchecked);
+}
+
+#[test]
+fn planted_vote_not_persisted_fault_free() {
+    assert_fault_free(PlantedBug::VoteNotPersisted);
+}
+
+/// The fault-free tests cover every bug.
+#[test]
+fn planted_every_bug_has_a_fault_free_test() {
+    let source = include_str!("planted.rs");
+    for bug in PlantedBug::ALL {
+        let test = format!("fn planted_{}_fault_free()", bug.name().replace('-', "_"));
+        assert!(source.contains(&test), "{bug}: no {test}");
+    }
+}
+
+// --------------------------------------------------------------------------------------------
+// Harm under an adversary within budget.
+
+/// Runs `cluster` in steps of 20 ms of virtual time until two of `honest` diverge, at most for
+/// `limit`; returns where.
+fn run_until_diverged(
+    cluster: &mut Cluster,
+    honest: &[ReplicaId],
+    limit: Duration,
+) -> Option<String> {
+    let end = cluster.time() + limit;
+    while cluster.time() < end {
+        cluster.run_for(Duration::from_millis(20));
+        if let Some(found) = divergence(cluster, honest) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// A Byzantine primary that sends replica 1 the first batch of two or more requests in reverse
+/// order, and everything else as its core does (its SUPPORT or CERTIFY for the real batch
+/// included, to replica 1 too).
+fn reorder_once(cluster: &Cluster) -> OutboundHook {
+    let reordered: Rc<RefCell<Option<Seq>>> = Rc::default();
+    rewriting_hook(cluster, ReplicaId(0), move |to, message| match message {
+        Message::Propose(mut propose)
+            if to == ReplicaId(1)
+                && propose.batch.len() >= 2
+                && reordered.borrow().is_none_or(|seq| seq == propose.seq) =>
+        {
+            *reordered.borrow_mut() = Some(propose.seq);
+            let mut batch = propose.batch.to_vec();
+            batch.reverse();
+            propose.batch = batch.into();
+            Some(Message::Propose(propose))
+        }
+        other => Some(other),
+    })
+}
+
+/// `vote-digest-unchecked`: a primary that equivocates toward one honest backup makes it
+/// view-commit the other batch.
+///
+/// Setup: n = 4, replica 0 (primary) Byzantine: replica 1 gets one batch in reverse order; the
+/// primary's vote for the real batch (PoE-MAC: its SUPPORT; PoE-TS: the CERTIFY its core
+/// combines from the shares of 0, 2 and 3) goes to everyone.
+/// Test: without the bug replica 1 refuses the others' votes, catches up, and all three honest
+/// ledgers agree; with it, replica 1 view-commits its reversed batch on votes for the real one
+/// and diverges from replicas 2 and 3 (PoE-TS and PoE-MAC). PoE-MAC also with the `equivocate`
+/// behaviour: the halves it splits the honest replicas into commit different batches. (PoE-TS's
+/// `equivocate` keeps the first side's CERTIFY from the other side, so it cannot show this bug.)
+#[test]
+fn planted_vote_digest_unchecked_harm() {
+    let honest = except(4, &[0]);
+    for protocol in [Protocol::PoeTs, Protocol::PoeMac] {
+        let build = |bug| {
+            let config = with_bug(Config::new(protocol, 4, 16), bug);
+            let mut options = SimOptions::new(config, 411, 300);
+            options.unplanted = vec![ReplicaId(0)];
+            let mut cluster = Cluster::new(options);
+            let hook = reorder_once(&cluster);
+            cluster.set_outbound_hook(ReplicaId(0), hook);
+            cluster
+        };
+        let mut correct = build(None);
+        correct.run(STEPS_MAX_DEFAULT).expect("every request completes");
+        correct.run_for(Duration::from_secs(2));
+        assert_eq!(divergence(&correct, &honest), None, "{protocol:?}");
+        assert!(broken_proofs(&correct, &honest, 3).is_empty());
+        assert!(correct.replica(ReplicaId(1)).counters().rejected("digest_mismatch") > 0);
+
+        let mut buggy = build(Some(PlantedBug::VoteDigestUnchecked));
+        let found = run_until_diverged(&mut buggy, &honest, Duration::from_secs(1));
+        assert!(found.is_some(), "{protocol:?}: the honest ledgers diverge");
+    }
+
+    let build = |bug| {
+        let config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
+        let mut options = SimOptions::new(config.clone(), 412, 300);
+        options.unplanted = vec![ReplicaId(0)];
+        let mut cluster = Cluster::new(options);
+        make_byzantine(&mut cluster, &config, 0, &[Behaviour::Equivocate]);
+        cluster
+    };
+    let mut correct = build(None);
+    correct.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_eq!(divergence(&correct, &honest), None);
+    let mut buggy = build(Some(PlantedBug::VoteDigestUnchecked));
+    let found = run_until_diverged(&mut buggy, &honest, Duration::from_secs(1));
+    assert!(found.is_some(), "equivocate: the honest ledgers diverge");
+}
+
+/// `quorum-2f-plus-1`: one Byzantine primary splits n = 5 (f = 1) replicas into two quorums of
+/// 2f + 1 = 3 that share only itself.
+///
+/// Setup: n = 5, replica 0 (primary) runs `equivocate`: two honest replicas get one request
+/// set, the other two another (PoE-TS: it share-signs both and certifies each side with the
+/// side's shares). The adversary counts as the system does (its hook and core run the bug).
+/// Test: with nf = 4 neither side reaches a quorum alone: every request completes and the honest
+/// ledgers agree; with 2f + 1 both sides view-commit their batch and the halves diverge (PoE-TS
+/// and PoE-MAC).
+#[test]
+fn planted_quorum_2f_plus_1_harm() {
+    let honest = except(5, &[0]);
+    for protocol in [Protocol::PoeTs, Protocol::PoeMac] {
+        let build = |bug| {
+            let config = with_bug(Config::new(protocol, 5, 16), bug);
+            let mut cluster = Cluster::new(SimOptions::new(config.clone(), 421, 200));
+            make_byzantine(&mut cluster, &config, 0, &[Behaviour::Equivocate]);
+            cluster
+        };
+        let mut correct = build(None);
+        correct.run(STEPS_MAX_DEFAULT).expect("every request completes");
+        assert_eq!(divergence(&correct, &honest), None, "{protocol:?}");
+        assert!(broken_proofs(&correct, &honest, 4).is_empty());
+
+        let mut buggy = build(Some(PlantedBug::Quorum2fPlus1));
+        let found = run_until_diverged(&mut buggy, &honest, Duration::from_secs(1));
+        assert!(found.is_some(), "{protocol:?}: the honest ledgers diverge");
+    }
+}
