@@ -110,13 +110,12 @@ pub enum PlantedBug {
     /// different NV-PROPOSEs to different replicas can then gather a proof for a slot another
     /// view change drops. Breaks PROTOCOL §5.4 and §3.3.
     InformBeforeRecertify,
-    /// A replica makes a checkpoint stable (its commit point: undo information, ledger and
-    /// votes below it are discarded, and no rollback goes below it) on f + 1 matching
-    /// CHECKPOINTs instead of nf, as PBFT may copy state on f + 1 (ResilientDB calls such a
-    /// checkpoint "committable"). PoE checkpoints cover speculative state, so a Byzantine
-    /// replica and one honest replica can freeze a state a view change must roll back. (The
-    /// certificate it holds then has f + 1 signatures, which the others refuse.) Breaks
-    /// PROTOCOL §6 ("f+1 matching checkpoints are not enough in PoE").
+    /// A checkpoint is stable (a commit point: undo information, ledger and votes below it
+    /// are discarded, and no rollback goes below it) on f + 1 matching CHECKPOINTs instead of
+    /// nf, and checkpoint certificates of f + 1 signatures are accepted (in VC-REQUESTs and
+    /// state transfers): PBFT's state-copy rule. PoE checkpoints cover speculative state, so a
+    /// Byzantine replica and one honest replica can freeze a state a view change must roll
+    /// back. Breaks PROTOCOL §6 ("f+1 matching checkpoints are not enough in PoE").
     CheckpointFPlus1,
     /// A state transfer's checkpoint certificate is verified, but not that the snapshot it
     /// carries has the certified state digest, so a Byzantine replica can install any state

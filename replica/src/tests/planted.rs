@@ -31,6 +31,9 @@ use crate::core::{
 use crate::planted::PlantedBug;
 use crate::sim::{Cluster, OutboundHook, STEPS_MAX_DEFAULT, SimOptions};
 
+/// The most steps a phase of a harm test takes (a buggy cluster may never reach its goal).
+const STEPS_BOUND: u64 = 2_000_000;
+
 fn ids(n: u8) -> Vec<ReplicaId> {
     (0..n).map(ReplicaId).collect()
 }
@@ -118,11 +121,28 @@ fn replay<'a>(
     slots
 }
 
-/// Where two of `honest` diverge: a slot both hold with different contents, or a stable
-/// checkpoint at one slot with different state digests.
-fn divergence(cluster: &Cluster, honest: &[ReplicaId]) -> Option<String> {
+/// Every way two of `honest` diverge: a slot both hold with different contents ("differ at
+/// seq"), a stable checkpoint at one slot with different state digests ("stable checkpoint"),
+/// or a rollback to a slot that leaves a state digest other than the one the replicas hold
+/// there ("rolled back to") (PROTOCOL §10.1, §10.6).
+fn divergences(cluster: &Cluster, honest: &[ReplicaId]) -> Vec<String> {
+    let mut found = Vec::new();
     let held: Vec<BTreeMap<u64, Held<'_>>> =
         honest.iter().map(|&id| replay(cluster, id, |_| {})).collect();
+    for &id in honest {
+        for event in &cluster.events[id.index()] {
+            let LedgerEvent::Rollback(rollback) = event else { continue };
+            for (slots, &other) in held.iter().zip(honest) {
+                let kept = slots.get(&rollback.to_seq).map(|held| held.execute.state_digest);
+                if kept.is_some_and(|kept| kept != rollback.state_digest) {
+                    found.push(format!(
+                        "replica {id} rolled back to {} with another state than replica {other}",
+                        rollback.to_seq
+                    ));
+                }
+            }
+        }
+    }
     let stable = |id: ReplicaId| -> BTreeMap<u64, history::Digest> {
         cluster.events[id.index()]
             .iter()
@@ -139,22 +159,28 @@ fn divergence(cluster: &Cluster, honest: &[ReplicaId]) -> Option<String> {
             for (seq, mine) in &held[i] {
                 let Some(theirs) = held[j].get(seq) else { continue };
                 let (mine, theirs) = (mine.execute, theirs.execute);
-                if mine.block_hash != theirs.block_hash
+                if mine.requests != theirs.requests {
+                    found.push(format!("replicas {a} and {b} differ at seq {seq}: results"));
+                } else if mine.block_hash != theirs.block_hash
                     || mine.state_digest != theirs.state_digest
-                    || mine.requests != theirs.requests
                 {
-                    return Some(format!("replicas {a} and {b} differ at seq {seq}"));
+                    found.push(format!("replicas {a} and {b} differ at seq {seq}: state"));
                 }
             }
             let theirs = stable(b);
             for (seq, digest) in stable(a) {
                 if theirs.get(&seq).is_some_and(|other| *other != digest) {
-                    return Some(format!("replicas {a} and {b}: stable checkpoint {seq} differs"));
+                    found.push(format!("replicas {a} and {b}: stable checkpoint {seq} differs"));
                 }
             }
         }
     }
-    None
+    found
+}
+
+/// The first way two of `honest` diverge ([`divergences`]).
+fn divergence(cluster: &Cluster, honest: &[ReplicaId]) -> Option<String> {
+    divergences(cluster, honest).into_iter().next()
 }
 
 /// Client proofs an honest replica rolled back after executing the proven request at the proven
@@ -477,4 +503,283 @@ fn planted_quorum_2f_plus_1_harm() {
         let found = run_until_diverged(&mut buggy, &honest, Duration::from_secs(1));
         assert!(found.is_some(), "{protocol:?}: the honest ledgers diverge");
     }
+}
+
+/// The first of the two slots the lone executor holds alone.
+const LONE: Seq = Seq(8);
+
+/// The seed of [`lone_executor`]'s keys, workload and latencies.
+const LONE_SEED: u64 = 431;
+
+/// A lone executor, within budget (n = 4 PoE-MAC, f = 1).
+///
+/// Replica 0, the Byzantine primary of view 0, proposes slots LONE and LONE + 1 only to
+/// replicas 2 and 3 and sends its SUPPORT for them (and its CHECKPOINT for LONE) only to
+/// replica 3, then proposes nothing more; its VC-REQUESTs hide their evidence
+/// (`hide-evidence`). So replica 3 alone among the
+/// honest replicas view-commits and executes both (0's, 2's and its own supports), replicas 0
+/// and 3 inform the clients, and replica 2 waits with two supports. Replica 3 is slow while the
+/// others change views, so view 1's NV-PROPOSE holds the VC-REQUESTs of 0, 1 and 2: it decides
+/// up to LONE − 1, and replica 3 must roll both slots back (PROTOCOL §5.3 step 5); their
+/// requests run again in view 1. Checkpoints every `checkpoint_interval` slots; 16 clients on
+/// 2 keys, batches of 8, 400 requests. Returns once replicas 1 and 3 executed a few slots of view 1 beyond
+/// LONE + 1 (or 10 s of virtual time passed).
+fn lone_executor(bug: Option<PlantedBug>, checkpoint_interval: u64, seed: u64) -> Cluster {
+    let last = LONE.next();
+    let mut config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
+    config.checkpoint_interval = checkpoint_interval;
+    // Two full batches per round of the 16 closed-loop clients, so that LONE + 1 is proposed
+    // while LONE's clients wait.
+    config.batch_size_max = 8;
+    let mut options = SimOptions::new(config.clone(), seed, 400);
+    options.key_count = 2;
+    options.unplanted = vec![ReplicaId(0)];
+    let mut cluster = Cluster::new(options);
+    make_byzantine(&mut cluster, &config, 0, &[Behaviour::HideEvidence]);
+    let hook = rewriting_hook(&cluster, ReplicaId(0), move |to, message| {
+        let (kept, lone) = match &message {
+            Message::Propose(p) if p.view == View(0) => (p.seq <= last, p.seq >= LONE),
+            Message::Support(s) if s.view == View(0) => (true, s.seq >= LONE && s.seq <= last),
+            _ => (true, false),
+        };
+        // Its checkpoint vote for LONE goes to replica 3 only too.
+        let (kept, lone) = match &message {
+            Message::Checkpoint(c) => (true, c.seq == LONE),
+            _ => (kept, lone),
+        };
+        let to_lone = match &message {
+            Message::Propose(_) => to.0 >= 2,
+            _ => to == ReplicaId(3),
+        };
+        (kept && (!lone || to_lone)).then_some(message)
+    });
+    cluster.set_outbound_hook(ReplicaId(0), hook);
+    let lone = ReplicaId(3);
+    cluster
+        .run_until(STEPS_BOUND, |cluster| cluster.replica(lone).last_executed() >= last)
+        .expect("replica 3 executes the lone slots");
+    assert_eq!(cluster.replica(lone).view(), View(0), "in view 0");
+    cluster.slow_down(lone, Duration::from_millis(300));
+    cluster
+        .run_until(STEPS_BOUND, |cluster| cluster.replica(lone).view() >= View(1))
+        .expect("replica 3 enters view 1");
+    cluster.slow_down(lone, Duration::ZERO);
+    let end = cluster.time() + Duration::from_secs(10);
+    let target = Seq(last.0 + 3);
+    let _ = cluster.run_until(STEPS_BOUND, |cluster| {
+        let ran = |id: u8| cluster.replica(ReplicaId(id)).last_executed() >= target;
+        (ran(1) && ran(3)) || cluster.time() >= end
+    });
+    cluster
+}
+
+/// The lone executor without a bug: replica 3 rolls back the two slots and nothing else goes
+/// wrong (PROTOCOL §5.3 steps 5–6).
+///
+/// Setup: [`lone_executor`], with checkpoints every 8 slots (LONE is one) and every 128.
+/// Test: replica 3 rolled back both lone slots; no client completed on them (two INFORMs are
+/// fewer than nf = 3), so no proof was rolled back; the honest ledgers agree, then every request
+/// completes and every proof holds in the honest ledgers.
+#[test]
+fn planted_lone_executor_without_bug_is_safe() {
+    let honest = except(4, &[0]);
+    for interval in [8, 128] {
+        let mut cluster = lone_executor(None, interval, LONE_SEED);
+        assert!(cluster.replica(ReplicaId(3)).counters().slots_rolled_back >= 2);
+        assert_eq!(divergence(&cluster, &honest), None);
+        assert_eq!(rolled_back_proofs(&cluster, &honest), Vec::<String>::new());
+        cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+        cluster.run_for(Duration::from_secs(1));
+        assert_every_request_completed(&cluster, 400);
+        super::recovery::assert_histories_agree(&cluster, &honest);
+        super::recovery::assert_proofs_hold(&cluster, &honest);
+    }
+}
+
+/// `client-f-plus-1`: the lone executor's clients complete on the INFORMs of replicas 0 and 3
+/// (f + 1 = 2), and replica 3 then rolls those results back: a proof of execution disappears.
+#[test]
+fn planted_client_f_plus_1_harm() {
+    let cluster = lone_executor(Some(PlantedBug::ClientFPlus1), 128, LONE_SEED);
+    let rolled_back = rolled_back_proofs(&cluster, &except(4, &[0]));
+    assert!(!rolled_back.is_empty(), "a proven request was rolled back");
+    assert!(rolled_back.iter().all(|found| found.starts_with("replica 3")), "{rolled_back:?}");
+}
+
+/// `rollback-only-logs`: replica 3 records the rollback and keeps the lone slots; view 1 runs
+/// other batches there, and replica 3 executes view 1's later slots on its own history: the
+/// honest ledgers diverge.
+#[test]
+fn planted_rollback_only_logs_harm() {
+    let cluster = lone_executor(Some(PlantedBug::RollbackOnlyLogs), 128, LONE_SEED);
+    assert!(cluster.replica(ReplicaId(3)).counters().rollbacks > 0, "the rollback was recorded");
+    assert!(cluster.replica(ReplicaId(3)).last_executed() > LONE, "and not done");
+    let found = divergences(&cluster, &except(4, &[0]));
+    let results = found.iter().any(|found| found.ends_with("results"));
+    assert!(results, "honest replicas executed one slot with different results: {found:?}");
+}
+
+/// `dedup-not-restored`: after the rollback replica 3's at-most-once table still holds the
+/// lone slots' requests, so when view 1 runs them it skips them while the others execute them:
+/// the honest ledgers diverge.
+#[test]
+fn planted_dedup_not_restored_harm() {
+    let cluster = lone_executor(Some(PlantedBug::DedupNotRestored), 128, LONE_SEED);
+    assert!(cluster.replica(ReplicaId(3)).counters().slots_rolled_back >= 2);
+    let found = divergences(&cluster, &except(4, &[0]));
+    let results = found.iter().any(|found| found.ends_with("results"));
+    assert!(results, "honest replicas executed one slot with different results: {found:?}");
+}
+
+/// `undo-forward-order`: replica 3 undoes the two lone slots oldest first; they wrote a key in
+/// common, so the state it rolls back to is not the kept prefix's (its rollback event says so,
+/// and what it executes on top may differ too).
+#[test]
+fn planted_undo_forward_order_harm() {
+    // A seed where both lone slots write a key in common (with LONE_SEED the second only reads).
+    let cluster = lone_executor(Some(PlantedBug::UndoForwardOrder), 128, 433);
+    assert!(cluster.replica(ReplicaId(3)).counters().slots_rolled_back >= 2);
+    let written = |seq: Seq| -> BTreeSet<String> {
+        let execute = cluster.events[3]
+            .iter()
+            .find_map(|event| match event {
+                LedgerEvent::Execute(execute) if execute.seq == seq.0 && execute.view == 0 => {
+                    Some(execute)
+                }
+                _ => None,
+            })
+            .expect("replica 3 executed the lone slot in view 0");
+        execute
+            .requests
+            .iter()
+            .filter_map(|entry| match (&entry.op, &entry.result) {
+                (Operation::Write { key, .. }, Some(OpResult::Written))
+                | (Operation::Cas { key, .. }, Some(OpResult::Cas { swapped: true })) => {
+                    Some(key.clone())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(!written(LONE).is_disjoint(&written(LONE.next())), "a key written in both");
+    let found = divergences(&cluster, &except(4, &[0]));
+    let results = found.iter().any(|found| found.ends_with("results"));
+    assert!(results, "honest replicas executed one slot with different results: {found:?}");
+}
+
+/// `checkpoint-f-plus-1`: LONE is a checkpoint slot; replica 3's checkpoint vote and the
+/// Byzantine replica 0's make it stable at replica 3 (f + 1 = 2), which discards its undo
+/// information: the view change cannot roll LONE back, and replica 3 keeps a batch the others
+/// replaced. Its stable checkpoint at LONE differs from theirs.
+#[test]
+fn planted_checkpoint_f_plus_1_harm() {
+    let cluster = lone_executor(Some(PlantedBug::CheckpointFPlus1), 8, LONE_SEED);
+    let found = divergences(&cluster, &except(4, &[0]));
+    let checkpoint = format!("stable checkpoint {LONE} differs");
+    assert!(found.iter().any(|found| found.ends_with(&checkpoint)), "{found:?}");
+    let results = found.iter().any(|found| found.ends_with("results"));
+    assert!(results, "honest replicas executed one slot with different results: {found:?}");
+}
+
+/// A stale certificate placed first in an NV-PROPOSE, within budget (n = 4 PoE-MAC, f = 1;
+/// replica 2, the primary of view 2, is Byzantine and runs `hide-evidence`).
+///
+/// View 0: the network loses every SUPPORT for slot LONE except those to replica 2, and replica
+/// 2 sends its own to nobody, so only it view-commits batch A at LONE; it never answers a state
+/// request. The others view-commit later slots, wait at the hole, and change to view 1, whose
+/// decision stops at LONE − 1. View 1 certifies another batch B at LONE and clients hold proofs
+/// for it. Then replica 1, view 1's primary, is cut off; the others change to view 2, whose
+/// primary, replica 2, sends an NV-PROPOSE led by its own VC-REQUEST, which `hide-evidence`
+/// downgraded to the view-0 certificates it sent before (A at LONE), valid and re-signed.
+/// Returns once replicas 0 and 3 entered view 2 (or 10 s of virtual time passed).
+fn stale_certificate_first(bug: Option<PlantedBug>) -> Cluster {
+    let mut config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
+    // Two batches per round of the 16 clients: view 1 batches the waiting requests anew.
+    config.batch_size_max = 8;
+    let mut options = SimOptions::new(config.clone(), 441, 600);
+    // Jitter, so that the retransmitted requests reach view 1's primary in another order.
+    options.latency_min = Duration::from_micros(50);
+    options.latency_max = Duration::from_micros(500);
+    options.unplanted = vec![ReplicaId(2)];
+    let mut cluster = Cluster::new(options);
+    for id in [0, 1, 3].map(ReplicaId) {
+        let hook = rewriting_hook(&cluster, id, |to, message| match &message {
+            Message::Support(s) if s.view == View(0) && s.seq == LONE && to != ReplicaId(2) => {
+                None
+            }
+            _ => Some(message),
+        });
+        cluster.set_outbound_hook(id, hook);
+    }
+    make_byzantine(&mut cluster, &config, 2, &[Behaviour::HideEvidence]);
+    let hidden: Rc<RefCell<Option<Arc<ViewChange>>>> = Rc::default();
+    let held = hidden.clone();
+    let hook = rewriting_hook(&cluster, ReplicaId(2), move |_, message| match message {
+        Message::Support(s) if s.view == View(0) && s.seq == LONE => None,
+        Message::StateTransfer(_) => None,
+        Message::ViewChange(request) => {
+            if request.target == View(2) {
+                *held.borrow_mut() = Some(request.clone());
+            }
+            Some(Message::ViewChange(request))
+        }
+        Message::NewView(new_view) if new_view.view == View(2) => {
+            let own = held.borrow().clone().expect("the VC-REQUEST left first");
+            let mut requests = vec![own];
+            requests.extend(
+                new_view.requests.iter().filter(|request| request.replica != ReplicaId(2)).cloned(),
+            );
+            Some(Message::NewView(Arc::new(NewView { view: View(2), requests })))
+        }
+        other => Some(other),
+    });
+    cluster.set_outbound_hook(ReplicaId(2), hook);
+    let proven_in_view_1 = |cluster: &Cluster| {
+        let proven = |(_, done): &(_, crate::core::Completion)| {
+            done.proof.view == View(1) && done.proof.seq == LONE
+        };
+        cluster.completions.iter().any(proven)
+    };
+    cluster.run_until(STEPS_BOUND, proven_in_view_1).expect("a proof for LONE in view 1");
+    let batch_at_lone = |id: usize, view: u64| {
+        cluster.events[id].iter().find_map(|event| match event {
+            LedgerEvent::Execute(e) if e.seq == LONE.0 && e.view == view => Some(e.batch_digest),
+            _ => None,
+        })
+    };
+    let a = batch_at_lone(2, 0).expect("replica 2 view-committed A at LONE in view 0");
+    assert!([0, 1, 3].into_iter().all(|id| batch_at_lone(id, 0).is_none()), "nobody else did");
+    let b = [0, 1, 3].into_iter().find_map(|id| batch_at_lone(id, 1)).expect("B at LONE");
+    assert_ne!(a, b, "view 1 batched the waiting requests anew");
+    cluster.isolate(ReplicaId(1), true);
+    let end = cluster.time() + Duration::from_secs(10);
+    let _ = cluster.run_until(STEPS_BOUND, |cluster| {
+        let entered = |id: u8| cluster.replica(ReplicaId(id)).view() >= View(2);
+        (entered(0) && entered(3)) || cluster.time() >= end
+    });
+    cluster
+}
+
+/// `first-seen-wins`: the stale certificate for LONE comes first in view 2's NV-PROPOSE.
+///
+/// Setup: [`stale_certificate_first`].
+/// Test: without the bug replicas 0 and 3 keep B (its view-1 certificate is the highest),
+/// reconnected replica 1 catches up, every request completes and every proof holds; with it
+/// they take A and roll back the proven B.
+#[test]
+fn planted_first_seen_wins_harm() {
+    let honest = except(4, &[2]);
+    let mut correct = stale_certificate_first(None);
+    assert!(correct.byzantine(ReplicaId(2)).expect("hook").acted(Behaviour::HideEvidence) > 0);
+    assert!(rolled_back_proofs(&correct, &honest).is_empty());
+    correct.isolate(ReplicaId(1), false);
+    correct.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    correct.run_for(Duration::from_secs(1));
+    assert_every_request_completed(&correct, 600);
+    assert_eq!(divergences(&correct, &honest), Vec::<String>::new());
+    assert!(broken_proofs(&correct, &honest, 3).is_empty());
+
+    let buggy = stale_certificate_first(Some(PlantedBug::FirstSeenWins));
+    let rolled_back = rolled_back_proofs(&buggy, &honest);
+    assert!(!rolled_back.is_empty(), "a proof for LONE in view 1 was rolled back");
 }

@@ -190,8 +190,8 @@ impl Replica {
         }
     }
 
-    /// The matching CHECKPOINTs that make a checkpoint stable: nf (f + 1 would not do, the
-    /// state they cover is speculative).
+    /// The matching CHECKPOINTs that make a checkpoint stable, and the signatures a checkpoint
+    /// certificate needs: nf (f + 1 would not do, the state they cover is speculative).
     fn checkpoint_quorum(&self) -> usize {
         #[cfg(feature = "planted-bugs")]
         if self.config.planted(PlantedBug::CheckpointFPlus1) {
@@ -254,7 +254,7 @@ impl Replica {
                 .verify(&bytes, signature)
                 .map_err(|_| invalid("an invalid signature"))?;
         }
-        if signers.len() < self.config.nf() {
+        if signers.len() < self.checkpoint_quorum() {
             return Err(invalid("fewer than nf signatures"));
         }
         Ok(())
