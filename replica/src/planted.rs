@@ -175,9 +175,7 @@ impl PlantedBug {
             PlantedBug::FirstSeenWins
             | PlantedBug::NewViewUnvalidated
             | PlantedBug::InformBeforeRecertify => Part::ViewChange,
-            PlantedBug::CheckpointFPlus1 | PlantedBug::SnapshotDigestUnchecked => {
-                Part::Checkpoint
-            }
+            PlantedBug::CheckpointFPlus1 | PlantedBug::SnapshotDigestUnchecked => Part::Checkpoint,
             PlantedBug::VoteNotPersisted => Part::Durability,
         }
     }

@@ -276,8 +276,11 @@ impl Replica {
         public: Arc<PublicKeys>,
     ) -> Result<Replica, ConfigError> {
         config.validate()?;
-        let mismatch =
-            |field, value: usize, rule| ConfigError::OutOfRange { field, value: value as u64, rule };
+        let mismatch = |field, value: usize, rule| ConfigError::OutOfRange {
+            field,
+            value: value as u64,
+            rule,
+        };
         let n = usize::from(config.replica_count);
         if public.replicas.len() != n || secrets.replica_macs.len() != n {
             return Err(mismatch("replica_count", n, "must match the key files"));

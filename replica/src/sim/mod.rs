@@ -365,15 +365,9 @@ impl Cluster {
         if self.unplanted.contains(&id) {
             config.planted_bug = None;
         }
-        let replica = Replica::recover(
-            config,
-            secrets,
-            public,
-            disk,
-            &self.events[id.index()],
-            self.time,
-        )
-        .expect("keys match the config");
+        let replica =
+            Replica::recover(config, secrets, public, disk, &self.events[id.index()], self.time)
+                .expect("keys match the config");
         self.replicas[id.index()] = replica;
         self.crashed[id.index()] = false;
         self.after_replica_input(id, &Ok(()));

@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use crate::core::{Config, ConfigError, Protocol};
+use crate::net::config::NodeConfig;
+use crate::planted::PlantedBug;
 
 /// (n, f, nf): f is the largest f with n > 3f and every quorum is nf = n − f. The rows where n
 /// ≠ 3f + 1 are where 2f + 1 would be wrong (PROTOCOL §1: n = 32 gives nf = 22, not 21).
@@ -53,4 +55,94 @@ fn config_limits_are_checked() {
         let error: ConfigError = config.validate().expect_err(field);
         assert_eq!(error.field(), field);
     }
+}
+
+/// Planted bugs (`crate::planted`): names round-trip (command line, TOML, JSON); a
+/// configuration naming one is refused with a typed error by a build without the
+/// `planted-bugs` feature, where `Config::planted` is false whatever the field says, and taken
+/// by a build with it.
+#[test]
+fn planted_bugs_only_with_the_feature() {
+    let names: std::collections::BTreeSet<&str> =
+        PlantedBug::ALL.iter().map(|bug| bug.name()).collect();
+    assert_eq!(names.len(), PlantedBug::ALL.len(), "distinct names");
+    let parts: std::collections::BTreeSet<_> =
+        PlantedBug::ALL.iter().map(|bug| bug.part()).collect();
+    assert_eq!(
+        parts.len(),
+        6,
+        "normal case, view change, rollback, checkpoint, client, durability"
+    );
+    for bug in PlantedBug::ALL {
+        assert_eq!(bug.name().parse::<PlantedBug>(), Ok(bug));
+        assert_eq!(bug.to_string(), bug.name());
+        assert_eq!(serde_json::to_string(&bug).unwrap(), format!("\"{}\"", bug.name()));
+        assert!(bug.rule().starts_with('§'), "{bug}: the rule of PROTOCOL.md it breaks");
+        let mut config = Config::new(Protocol::PoeTs, 4, 1);
+        config.planted_bug = Some(bug);
+        if crate::planted::ENABLED {
+            assert_eq!(config.validate(), Ok(()));
+            assert!(config.planted(bug));
+        } else {
+            let error = config.validate().expect_err("no planted bugs in this build");
+            assert_eq!(error, ConfigError::PlantedBugsNotBuilt { bug });
+            assert_eq!(error.field(), "planted_bug");
+            assert!(error.to_string().contains(bug.name()), "{error}");
+            assert!(!config.planted(bug), "constant false without the feature");
+        }
+    }
+    let unknown = "no-such-bug".parse::<PlantedBug>().expect_err("unknown");
+    assert!(unknown.to_string().contains("vote-digest-unchecked"), "lists the known: {unknown}");
+    assert!(serde_json::from_str::<PlantedBug>("\"no-such-bug\"").is_err());
+}
+
+/// A replica's `config.toml` names its planted bug at the top level (`planted_bug = "name"`);
+/// loading copies it into the cluster configuration, refuses it without the feature, and
+/// refuses it in a declared Byzantine replica.
+#[test]
+fn node_config_planted_bug() {
+    let directory =
+        std::env::temp_dir().join(format!("ordeal-node-config-planted-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).unwrap();
+    let address: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
+    let mut node = NodeConfig {
+        id: 1,
+        listen: address,
+        peers: vec![address; 4],
+        cluster: Config::new(Protocol::PoeMac, 4, 2),
+        public_keys: directory.join("public.json"),
+        secrets: directory.join("secrets.json"),
+        tls: crate::net::tls::TlsFiles {
+            ca: directory.join("ca.crt"),
+            cert: directory.join("node.crt"),
+            key: directory.join("node.key"),
+        },
+        ledger: directory.join("ledger.jsonl"),
+        fsync: false,
+        log: directory.join("replica.log"),
+        byzantine: None,
+        planted_bug: Some(PlantedBug::FirstSeenWins),
+        parent_pid: None,
+        epoch_unix_nanos: 0,
+    };
+    let path = directory.join("config.toml");
+    let text = node.to_toml();
+    assert!(text.contains("planted_bug = \"first-seen-wins\""), "{text}");
+    std::fs::write(&path, &text).unwrap();
+    let loaded = NodeConfig::load(&path);
+    if crate::planted::ENABLED {
+        let loaded = loaded.expect("a planted-bugs build takes it");
+        assert_eq!(loaded.cluster.planted_bug, Some(PlantedBug::FirstSeenWins));
+    } else {
+        let error = loaded.expect_err("refused without the feature").to_string();
+        assert!(error.contains("this build has no planted bugs"), "{error}");
+    }
+    node.byzantine = Some(crate::byzantine::ByzantineConfig::default());
+    std::fs::write(&path, node.to_toml()).unwrap();
+    assert!(NodeConfig::load(&path).is_err(), "no planted bug in a Byzantine replica");
+    node.planted_bug = None;
+    std::fs::write(&path, node.to_toml()).unwrap();
+    assert_eq!(NodeConfig::load(&path).expect("no bug: fine").cluster.planted_bug, None);
+    let _ = std::fs::remove_dir_all(&directory);
 }

@@ -18,16 +18,14 @@ use std::time::Duration;
 
 use history::{ExecuteEvent, LedgerEvent, OpResult, Operation};
 
-use super::recovery::{assert_common_slots_agree, assert_every_request_completed, history};
+use super::recovery::assert_every_request_completed;
 use super::signed_request;
 use crate::byzantine::{Behaviour, ByzantineConfig, Hook};
 use crate::core::message::{
     NewView, Propose, SignedRequest, StateTransfer, Support, SupportProof, ViewChange,
     batch_digest, decode, proposal_digest, support_signing_bytes,
 };
-use crate::core::{
-    Config, Envelope, Message, Protocol, ReplicaId, Seq, Transmit, View,
-};
+use crate::core::{Config, Envelope, Message, Protocol, ReplicaId, Seq, Transmit, View};
 use crate::planted::PlantedBug;
 use crate::sim::{Cluster, OutboundHook, STEPS_MAX_DEFAULT, SimOptions};
 
@@ -704,9 +702,7 @@ fn stale_certificate_first(bug: Option<PlantedBug>) -> Cluster {
     let mut cluster = Cluster::new(options);
     for id in [0, 1, 3].map(ReplicaId) {
         let hook = rewriting_hook(&cluster, id, |to, message| match &message {
-            Message::Support(s) if s.view == View(0) && s.seq == LONE && to != ReplicaId(2) => {
-                None
-            }
+            Message::Support(s) if s.view == View(0) && s.seq == LONE && to != ReplicaId(2) => None,
             _ => Some(message),
         });
         cluster.set_outbound_hook(id, hook);
@@ -782,4 +778,216 @@ fn planted_first_seen_wins_harm() {
     let buggy = stale_certificate_first(Some(PlantedBug::FirstSeenWins));
     let rolled_back = rolled_back_proofs(&buggy, &honest);
     assert!(!rolled_back.is_empty(), "a proof for LONE in view 1 was rolled back");
+}
+
+/// `new-view-unvalidated`: a Byzantine new primary empties the VC-REQUESTs of its NV-PROPOSE.
+///
+/// Setup: n = 4 PoE-MAC, 16 clients, 400 requests; replica 1, the primary of view 1, is
+/// Byzantine: in every NV-PROPOSE it sends, each VC-REQUEST loses its checkpoint and evidence
+/// and keeps its (now invalid) signature. Once 100 requests completed, replica 0 (view 0's
+/// primary) is cut off, so the others change to view 1.
+/// Test: without the bug replicas 2 and 3 refuse the NV-PROPOSE, move on to view 2, and every
+/// request completes with the honest ledgers in agreement; with it they accept a decision of
+/// nothing (k_max = 0) and roll back every slot, proven ones included.
+#[test]
+fn planted_new_view_unvalidated_harm() {
+    let build = |bug| {
+        let config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
+        let mut options = SimOptions::new(config, 451, 400);
+        options.unplanted = vec![ReplicaId(1)];
+        let mut cluster = Cluster::new(options);
+        let hook = rewriting_hook(&cluster, ReplicaId(1), |_, message| match message {
+            Message::NewView(new_view) => {
+                let requests = new_view
+                    .requests
+                    .iter()
+                    .map(|request| {
+                        let mut emptied = (**request).clone();
+                        emptied.checkpoint = None;
+                        emptied.evidence.clear();
+                        Arc::new(emptied)
+                    })
+                    .collect();
+                Some(Message::NewView(Arc::new(NewView { view: new_view.view, requests })))
+            }
+            other => Some(other),
+        });
+        cluster.set_outbound_hook(ReplicaId(1), hook);
+        cluster
+            .run_until(STEPS_BOUND, |cluster| cluster.completions.len() >= 100)
+            .expect("100 requests complete");
+        cluster.isolate(ReplicaId(0), true);
+        let end = cluster.time() + Duration::from_secs(5);
+        let _ = cluster.run_until(STEPS_BOUND, |cluster| {
+            let entered = |id: u8| cluster.replica(ReplicaId(id)).view() >= View(1);
+            (entered(2) && entered(3)) || cluster.time() >= end
+        });
+        cluster
+    };
+    let honest = except(4, &[1]);
+    let mut correct = build(None);
+    assert!(correct.replica(ReplicaId(2)).counters().rejected("invalid_new_view") > 0);
+    assert!(rolled_back_proofs(&correct, &honest).is_empty());
+    correct.isolate(ReplicaId(0), false);
+    correct.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    correct.run_for(Duration::from_secs(1));
+    assert_every_request_completed(&correct, 400);
+    assert_eq!(divergences(&correct, &honest), Vec::<String>::new());
+    assert!(broken_proofs(&correct, &honest, 3).is_empty());
+
+    let buggy = build(Some(PlantedBug::NewViewUnvalidated));
+    assert_eq!(buggy.replica(ReplicaId(2)).view(), View(1), "the emptied NV-PROPOSE installed");
+    let rolled_back = rolled_back_proofs(&buggy, &except(4, &[1]));
+    assert!(!rolled_back.is_empty(), "proven slots were rolled back");
+}
+
+/// `snapshot-digest-unchecked`: a Byzantine replica sends a real checkpoint certificate with a
+/// forged snapshot.
+///
+/// Setup: n = 4 PoE-MAC, checkpoints every 8 slots, 16 clients, 400 requests; replica 0 is
+/// Byzantine. Replica 3 is cut off after 20 requests completed; once replica 0 holds a stable
+/// checkpoint above replica 3's last executed slot, it sends replica 3 a STATE-TRANSFER with
+/// that checkpoint's certificate and its snapshot with one register changed.
+/// Test: without the bug replica 3 refuses it (the snapshot's digest is not the certified one),
+/// reconnects and ends with the others' ledger; with it replica 3 installs the forged state:
+/// its state at the checkpoint's slot differs from what replicas 1 and 2 executed there.
+#[test]
+fn planted_snapshot_digest_unchecked_harm() {
+    let honest = except(4, &[0]);
+    for bug in [None, Some(PlantedBug::SnapshotDigestUnchecked)] {
+        let mut config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
+        config.checkpoint_interval = 8;
+        let mut options = SimOptions::new(config, 461, 400);
+        options.unplanted = vec![ReplicaId(0)];
+        let mut cluster = Cluster::new(options);
+        let cut_off = ReplicaId(3);
+        cluster
+            .run_until(STEPS_BOUND, |cluster| cluster.completions.len() >= 20)
+            .expect("20 requests complete");
+        cluster.isolate(cut_off, true);
+        let behind = cluster.replica(cut_off).last_executed();
+        cluster
+            .run_until(STEPS_BOUND, |cluster| cluster.disk(ReplicaId(0)).checkpoint_seq() > behind)
+            .expect("replica 0 makes a checkpoint above replica 3 stable");
+        let (certificate, snapshot) =
+            cluster.disk(ReplicaId(0)).checkpoint.clone().expect("a stable checkpoint");
+        let mut forged = snapshot.clone();
+        let (key, value) = forged.store.iter().next().expect("a register");
+        let (key, value) = (key.clone(), *value);
+        forged.store.insert(key, value + 1_000_000);
+        let seq = certificate.seq;
+        let transfer = StateTransfer {
+            checkpoint: Some((certificate, forged)),
+            new_view: None,
+            tail: Vec::new(),
+        };
+        let sent =
+            cluster.inject(ReplicaId(0), cut_off, &Message::StateTransfer(Arc::new(transfer)));
+        let executed_at = |id: u8| {
+            cluster.events[usize::from(id)].iter().find_map(|event| match event {
+                LedgerEvent::Execute(e) if e.seq == seq.0 => Some(e.state_digest),
+                _ => None,
+            })
+        };
+        let theirs = executed_at(1).expect("replica 1 executed the checkpoint's slot");
+        assert_eq!(executed_at(2), Some(theirs));
+        if bug.is_none() {
+            assert!(sent.is_err(), "the forged snapshot is refused: {sent:?}");
+            assert_ne!(cluster.replica(cut_off).last_executed(), seq);
+            cluster.isolate(cut_off, false);
+            cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+            cluster.run_for(Duration::from_secs(1));
+            assert_eq!(divergences(&cluster, &honest), Vec::<String>::new());
+            super::recovery::assert_histories_agree(&cluster, &honest);
+        } else {
+            assert_eq!(sent, Ok(()), "the forged snapshot is installed");
+            let replica = cluster.replica(cut_off);
+            assert_eq!((replica.last_executed(), replica.status().stable_checkpoint), (seq, seq));
+            assert_ne!(
+                replica.state().digest(),
+                theirs,
+                "replica 3's state at {seq} is not theirs"
+            );
+        }
+    }
+}
+
+/// `vote-not-persisted`: a crash makes an honest replica forget what it supported.
+///
+/// Setup: n = 7 PoE-MAC (f = 2), no workload; replica 0, the primary of view 0, is Byzantine
+/// and equivocates by hand at slot 1. It proposes batch A to replicas 1–4, which support it,
+/// and adds its own SUPPORT for A toward 2 and 4: they view-commit A. Replicas 1 and 3 crash
+/// and restart one after the other, right after their SUPPORTs left (one Byzantine replica and
+/// at most one crashed at any time: within f = 2). Then, before anything else reaches them,
+/// replica 0 proposes batch B for the same slot to replicas 1, 3, 5 and 6, with its SUPPORT for
+/// B toward 5 and 6.
+/// Test: without the bug 1 and 3 restored their votes and refuse B, so B gets four supports and
+/// nothing diverges; with it they support B too, B gets nf = 5, and replicas 5 and 6 execute B
+/// at slot 1 where 2 and 4 executed A.
+#[test]
+fn planted_vote_not_persisted_harm() {
+    for bug in [None, Some(PlantedBug::VoteNotPersisted)] {
+        let config = with_bug(Config::new(Protocol::PoeMac, 7, 4), bug);
+        let mut options = SimOptions::new(config, 471, 0);
+        options.unplanted = vec![ReplicaId(0)];
+        let mut cluster = Cluster::new(options);
+        let write = |value| Operation::Write { key: "x".into(), value };
+        let a: Arc<[SignedRequest]> = vec![signed_request(&cluster, 0, 1, write(1))].into();
+        let b: Arc<[SignedRequest]> = vec![signed_request(&cluster, 1, 1, write(2))].into();
+        let propose = |batch: &Arc<[SignedRequest]>| {
+            Message::Propose(Propose { view: View(0), seq: Seq(1), batch: batch.clone() })
+        };
+        let support = |cluster: &Cluster, batch: &Arc<[SignedRequest]>| {
+            let digest = proposal_digest(View(0), Seq(1), &batch_digest(batch));
+            let key = &cluster.keys().replicas[0].signing_key;
+            let proof = SupportProof::Signature(key.sign(&support_signing_bytes(&digest)));
+            Message::Support(Support {
+                view: View(0),
+                seq: Seq(1),
+                digest,
+                replica: ReplicaId(0),
+                proof,
+            })
+        };
+        let primary = ReplicaId(0);
+        for to in [1, 2, 3, 4].map(ReplicaId) {
+            cluster.inject(primary, to, &propose(&a)).expect("A is accepted");
+        }
+        let support_a = support(&cluster, &a);
+        for to in [2, 4].map(ReplicaId) {
+            cluster.inject(primary, to, &support_a).expect("0's support for A");
+        }
+        // Killed right after their supports left (those in flight still arrive), and up again
+        // before anything else reaches them.
+        for id in [1, 3].map(ReplicaId) {
+            cluster.crash(id);
+            cluster.restart(id);
+        }
+        let mut refused = 0;
+        for to in [1, 3, 5, 6].map(ReplicaId) {
+            if cluster.inject(primary, to, &propose(&b)).is_err() {
+                refused += 1;
+            }
+        }
+        let support_b = support(&cluster, &b);
+        for to in [5, 6].map(ReplicaId) {
+            cluster.inject(primary, to, &support_b).expect("0's support for B");
+        }
+        cluster.run_for(Duration::from_millis(5));
+        for id in [2, 4].map(ReplicaId) {
+            assert_eq!(cluster.replica(id).last_executed(), Seq(1), "replica {id} executed A");
+        }
+        let honest = except(7, &[0]);
+        let found = divergences(&cluster, &honest);
+        if bug.is_none() {
+            assert_eq!(refused, 2, "replicas 1 and 3 remember their votes for A");
+            assert_eq!(found, Vec::<String>::new());
+            assert_eq!(cluster.replica(ReplicaId(5)).last_executed(), Seq(0));
+        } else {
+            assert_eq!(refused, 0, "replicas 1 and 3 forgot their votes for A");
+            assert_eq!(cluster.replica(ReplicaId(5)).last_executed(), Seq(1), "B executed");
+            let results = found.iter().any(|found| found.ends_with("results"));
+            assert!(results, "replicas 2 and 5 executed different batches at 1: {found:?}");
+        }
+    }
 }
