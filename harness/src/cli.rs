@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use nemesis::{FaultKind, ScheduleError, ScheduleOptions};
 use replica::core::config::{BATCH_SIZE_MAX, READ_ALL_KEYS_MAX, REPLICA_COUNT_MAX};
 use replica::core::{Config, Protocol, ReplicaId};
+use replica::planted::PlantedBug;
 use serde::{Deserialize, Serialize};
 use workloads::generator::Workload;
 
@@ -29,6 +30,14 @@ pub enum Command {
     /// plain history file (JSON lines, ../shared/histories/README.md), or, with `--bench`,
     /// every history of a directory. Exit 0 valid, 1 invalid, 2 unknown, 3 bad input.
     Check(CheckOptions),
+    /// List the planted bugs this build can run with `ordeal test --planted-bug` (none without
+    /// the `planted-bugs` feature), one name per line; with `--describe`, each with the part of
+    /// the protocol and the rule of PROTOCOL.md it breaks.
+    PlantedBugs {
+        /// Also print each bug's part and rule.
+        #[arg(long)]
+        describe: bool,
+    },
     /// Run one replica process from its configuration file (`ordeal test` starts replicas this
     /// way; the `replica` binary is the same code).
     #[command(hide = true)]
@@ -259,6 +268,16 @@ pub struct TestOptions {
     #[arg(long, hide = true)]
     #[serde(default)]
     pub no_relay: bool,
+    /// Run a planted protocol bug (`ordeal planted-bugs` lists them) in every honest replica
+    /// and every client, never in a declared Byzantine replica: the checkers must find the run
+    /// invalid. Only in an `ordeal` built with `--features planted-bugs`.
+    #[arg(long, value_parser = parse_planted_bug)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+fn parse_planted_bug(name: &str) -> Result<PlantedBug, String> {
+    name.parse().map_err(|error: replica::planted::UnknownPlantedBug| error.to_string())
 }
 
 /// An option is out of range.
@@ -331,6 +350,17 @@ impl TestOptions {
         if byzantine_clients > 64 {
             return fail("byzantine-clients", format!("{byzantine_clients} is not in 0..=64"));
         }
+        if let Some(bug) = self.planted_bug
+            && !replica::planted::ENABLED
+        {
+            return fail(
+                "planted-bug",
+                format!(
+                    "{bug}: this ordeal has no planted bugs (build it with `--features \
+                     planted-bugs`)"
+                ),
+            );
+        }
         let mut config =
             Config::new(self.protocol.into(), self.replicas, self.concurrency + byzantine_clients);
         config.batch_size_max = self.batch_size;
@@ -339,6 +369,7 @@ impl TestOptions {
         config.log_size = config.log_size.max(self.window.saturating_mul(2));
         config.request_queue_max = config.request_queue_max.max(self.concurrency * 2);
         config.genesis = workload.genesis(self.keys);
+        config.planted_bug = self.planted_bug;
         config
             .validate()
             .map_err(|error| OptionError { option: "window", reason: error.to_string() })?;
@@ -499,5 +530,57 @@ impl TestOptions {
             }
         }
         format!("{protocol}-{}-{}", Workload::from(self.workload).name(), nemesis.join("+"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::{Cli, Command, TestOptions};
+    use replica::planted::PlantedBug;
+
+    fn parse(args: &[&str]) -> Result<TestOptions, clap::Error> {
+        let cli = Cli::try_parse_from(["ordeal", "test"].iter().chain(args))?;
+        match cli.command {
+            Command::Test(options) => Ok(options),
+            other => panic!("not a test: {other:?}"),
+        }
+    }
+
+    /// `--planted-bug NAME`: an unknown name is a usage error (exit 3, the known names
+    /// listed); a known one goes into the cluster configuration (so to the clients and, through
+    /// `NodeConfig::planted_bug`, the honest replicas) and into `test.toml`'s options, unless
+    /// this `ordeal` lacks the `planted-bugs` feature: then it is an option error (exit 3).
+    #[test]
+    fn planted_bug_option() {
+        let unknown = parse(&["--planted-bug", "no-such-bug"]).expect_err("unknown name");
+        assert!(unknown.use_stderr(), "a usage error: exit 3");
+        assert!(unknown.to_string().contains("first-seen-wins"), "{unknown}");
+
+        let none = parse(&[]).expect("no planted bug");
+        assert_eq!(none.planted_bug, None);
+        assert_eq!(none.cluster_config().expect("valid").planted_bug, None);
+        assert!(!toml::to_string(&none).unwrap().contains("planted_bug"));
+
+        for bug in PlantedBug::ALL {
+            let options = parse(&["--planted-bug", bug.name()]).expect("a known name");
+            assert_eq!(options.planted_bug, Some(bug));
+            let recorded = toml::to_string(&options).unwrap();
+            assert!(recorded.contains(&format!("planted_bug = \"{bug}\"")), "{recorded}");
+            let back: TestOptions = toml::from_str(&recorded).unwrap();
+            assert_eq!(back.planted_bug, Some(bug));
+            match options.cluster_config() {
+                Ok(config) => {
+                    assert!(replica::planted::ENABLED);
+                    assert_eq!(config.planted_bug, Some(bug));
+                }
+                Err(error) => {
+                    assert!(!replica::planted::ENABLED, "{error}");
+                    assert_eq!(error.option, "planted-bug");
+                    assert!(error.reason.contains("--features planted-bugs"), "{error}");
+                }
+            }
+        }
     }
 }

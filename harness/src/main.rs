@@ -32,6 +32,20 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::PlantedBugs { describe } => {
+            use replica::planted::{ENABLED, PlantedBug};
+            if !ENABLED {
+                eprintln!("ordeal: no planted bugs in this build (built without `planted-bugs`)");
+            }
+            for bug in PlantedBug::ALL.into_iter().filter(|_| ENABLED) {
+                if describe {
+                    println!("{:<28} {:<12} {}", bug.name(), bug.part().name(), bug.rule());
+                } else {
+                    println!("{}", bug.name());
+                }
+            }
+            ExitCode::SUCCESS
+        }
         Command::Check(options) => match harness::check::run(&options) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {

@@ -54,6 +54,8 @@ pub struct RunSummary {
     pub byzantine_clients: Option<serde_json::Value>,
     /// What the network relay did (`None` without it).
     pub network: Option<serde_json::Value>,
+    /// The planted bug the honest replicas and the clients ran (`--planted-bug`), if any.
+    pub planted_bug: Option<String>,
 }
 
 /// Runs the checkers on the run's history and ledgers, writes `results.json`, prints a
@@ -97,6 +99,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         beyond_budget: summary.beyond_budget,
         expected: summary.expected,
         byzantine_clients: summary.byzantine_clients.clone(),
+        planted_bug: summary.planted_bug.clone(),
         network: summary.network.clone(),
     };
     let (verdict, report) = check_run(&run)?;
@@ -156,6 +159,8 @@ pub struct StoredRun {
     pub byzantine_clients: Option<serde_json::Value>,
     /// What the network relay did (`None` without it).
     pub network: Option<serde_json::Value>,
+    /// The planted bug the honest replicas and the clients ran (`--planted-bug`), if any.
+    pub planted_bug: Option<String>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -165,6 +170,9 @@ struct TestToml {
     cluster: Config,
     #[serde(default)]
     byzantine: Vec<u8>,
+    /// A name, not a `PlantedBug`: a build without the feature re-checks such a run too.
+    #[serde(default)]
+    planted_bug: Option<String>,
     #[serde(default)]
     scenario: Option<crate::scenario::Scenario>,
     #[serde(default)]
@@ -234,6 +242,7 @@ impl StoredRun {
             expected: test.scenario.map(|scenario| Verdict::from(scenario.expect.verdict)),
             byzantine_clients: previous.get("byzantine_clients").filter(|v| !v.is_null()).cloned(),
             network: previous.get("network").filter(|network| !network.is_null()).cloned(),
+            planted_bug: test.planted_bug,
         })
     }
 }
@@ -294,6 +303,7 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
         "history_error": run.history_error,
         "interrupted": run.interrupted,
         "byzantine_clients": run.byzantine_clients,
+        "planted_bug": run.planted_bug,
         "expected": run.expected.map(verdict_name),
         "as_expected": run.expected.map(|expected| expected == verdict),
     });
@@ -451,6 +461,9 @@ pub fn print_summary(run: &StoredRun, report: &Report) {
     if !run.byzantine.is_empty() {
         let label = if run.beyond_budget { ", BEYOND BUDGET: a violation is expected" } else { "" };
         println!("  byzantine {:?} (not judged){label}", run.byzantine);
+    }
+    if let Some(bug) = &run.planted_bug {
+        println!("  planted   {bug} (a planted bug: a safety violation is expected)");
     }
     if let Some(expected) = run.expected {
         println!("  expected  {}", verdict_name(expected));

@@ -84,6 +84,9 @@ struct TestRecord<'a> {
     cluster: &'a Config,
     /// The replicas declared Byzantine.
     byzantine: Vec<u8>,
+    /// The planted bug the honest replicas and the clients ran, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    planted_bug: Option<&'static str>,
     /// The scenario played, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     scenario: Option<&'a Scenario>,
@@ -198,6 +201,7 @@ pub async fn run_once(
         options: &replay,
         cluster: &config,
         byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
+        planted_bug: config.planted_bug.map(|bug| bug.name()),
         scenario: scenario.as_ref(),
         timeline: plan.timeline(),
     };
@@ -290,6 +294,7 @@ pub async fn run_once(
         beyond_budget: options.beyond_budget,
         expected: scenario.as_ref().map(|scenario| Verdict::from(scenario.expect.verdict)),
         byzantine_clients: drive.byzantine_clients,
+        planted_bug: config.planted_bug.map(|bug| bug.name().to_string()),
     };
     let verdict = results::check_and_write(&summary, &config)?;
     let expected = summary.expected;
@@ -407,6 +412,7 @@ impl Setup {
                 parent_pid: Some(std::process::id()),
                 epoch_unix_nanos,
                 byzantine: None,
+                planted_bug: config.planted_bug,
             };
             let path = directory.join("config.toml");
             write(&path, &node.to_toml())?;
@@ -434,6 +440,8 @@ impl Setup {
         for (replica, &address) in twins {
             let path = &self.configs[replica.index()];
             let mut node = NodeConfig::load(path)?;
+            // A planted bug is the system under test's, never the adversary's.
+            node.planted_bug = None;
             // Every declared Byzantine replica is an accomplice of the others: one adversary.
             let colluders = twins.keys().filter(|other| *other != replica).map(|r| r.0).collect();
             node.byzantine = Some(ByzantineConfig { seed: seed ^ u64::from(replica.0), colluders });

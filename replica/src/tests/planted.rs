@@ -199,9 +199,11 @@ fn rolled_back_proofs(cluster: &Cluster, honest: &[ReplicaId]) -> Vec<String> {
                     let key = (held.execute.seq, *view, entry.client, entry.request);
                     if proven.get(&key).is_some_and(|result| entry.result.as_ref() == Some(result))
                     {
+                        let (seq, client, request) =
+                            (held.execute.seq, entry.client, entry.request);
                         found.push(format!(
-                            "replica {id} rolled back request {} of client {} proven at ({view}, {})",
-                            entry.request, entry.client, held.execute.seq
+                            "replica {id} rolled back request {request} of client {client} \
+                             proven at ({view}, {seq})"
                         ));
                     }
                 }
@@ -514,14 +516,14 @@ const LONE_SEED: u64 = 431;
 /// Replica 0, the Byzantine primary of view 0, proposes slots LONE and LONE + 1 only to
 /// replicas 2 and 3 and sends its SUPPORT for them (and its CHECKPOINT for LONE) only to
 /// replica 3, then proposes nothing more; its VC-REQUESTs hide their evidence
-/// (`hide-evidence`). So replica 3 alone among the
-/// honest replicas view-commits and executes both (0's, 2's and its own supports), replicas 0
-/// and 3 inform the clients, and replica 2 waits with two supports. Replica 3 is slow while the
-/// others change views, so view 1's NV-PROPOSE holds the VC-REQUESTs of 0, 1 and 2: it decides
-/// up to LONE − 1, and replica 3 must roll both slots back (PROTOCOL §5.3 step 5); their
-/// requests run again in view 1. Checkpoints every `checkpoint_interval` slots; 16 clients on
-/// 2 keys, batches of 8, 400 requests. Returns once replicas 1 and 3 executed a few slots of view 1 beyond
-/// LONE + 1 (or 10 s of virtual time passed).
+/// (`hide-evidence`). So replica 3 alone among the honest replicas view-commits and executes
+/// both (0's, 2's and its own supports), replicas 0 and 3 inform the clients, and replica 2
+/// waits with two supports. Replica 3 is slow while the others change views, so view 1's
+/// NV-PROPOSE holds the VC-REQUESTs of 0, 1 and 2: it decides up to LONE − 1, and replica 3
+/// must roll both slots back (PROTOCOL §5.3 step 5); their requests run again in view 1.
+/// Checkpoints every `checkpoint_interval` slots; 16 clients on 2 keys, batches of 8, 400
+/// requests. Returns once replicas 1 and 3 executed a few slots of view 1 beyond LONE + 1 (or
+/// 10 s of virtual time passed).
 fn lone_executor(bug: Option<PlantedBug>, checkpoint_interval: u64, seed: u64) -> Cluster {
     let last = LONE.next();
     let mut config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
