@@ -882,6 +882,7 @@ fn planted_snapshot_digest_unchecked_harm() {
             checkpoint: Some((certificate, forged)),
             new_view: None,
             tail: Vec::new(),
+            head: seq,
         };
         let sent =
             cluster.inject(ReplicaId(0), cut_off, &Message::StateTransfer(Arc::new(transfer)));
