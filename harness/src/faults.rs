@@ -678,7 +678,8 @@ impl Executor<'_> {
                         None => self.report.acted += 1,
                         Some(why) => self.report.vacuous.push(json!({
                             "fault": index,
-                            "behaviours": active.behaviours.iter().map(|b| b.name()).collect::<Vec<_>>(),
+                            "behaviours":
+                                active.behaviours.iter().map(|b| b.name()).collect::<Vec<_>>(),
                             "replicas": numbers(&active.hit),
                             "why": why,
                         })),

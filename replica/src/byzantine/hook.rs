@@ -408,7 +408,9 @@ impl Hook {
     }
 
     /// `equivocate` as primary: the honest receivers of the slot's other side get the other
-    /// batch, the primary's SUPPORT for it (PoE-MAC) and no CERTIFY of the first; accomplices
+    /// batch and the primary's SUPPORT for it (PoE-MAC); they also get the first side's
+    /// CERTIFY (PoE-TS), which a correct replica refuses (it names another digest than the
+    /// proposal it accepted) and one that counts votes without their digest commits; accomplices
     /// get both proposals, so that they can support and share-sign both sides.
     fn equivocate(&mut self, mut item: Outgoing) -> Vec<Outgoing> {
         if !self.is_on(Behaviour::Equivocate) {
@@ -458,14 +460,6 @@ impl Hook {
                 *support = self.sign_support(support.view, support.seq, digest);
                 item.changed = true;
                 vec![item]
-            }
-            Message::Certify(certify) => {
-                let key = (certify.view, certify.seq);
-                let theirs = self
-                    .equivocations
-                    .get(&key)
-                    .is_some_and(|equivocation| equivocation.others.contains(&item.to));
-                if theirs { Vec::new() } else { vec![item] }
             }
             _ => vec![item],
         }
@@ -926,7 +920,9 @@ impl Hook {
         support: &Support,
         share: BlsSignature,
     ) -> Vec<Transmit> {
-        let nf = self.config.nf();
+        // As many shares as the group key takes (nf for a correct deal): the adversary uses
+        // whatever the keys allow.
+        let needed = self.public.threshold.threshold() as usize;
         let Some(equivocation) = self.equivocations.get_mut(&key) else { return Vec::new() };
         let Some(alternative) = equivocation.alternative.as_mut() else { return Vec::new() };
         if alternative.certified || support.digest != alternative.digest {
@@ -934,7 +930,7 @@ impl Hook {
         }
         let Some(prepared) = alternative.prepared else { return Vec::new() };
         alternative.shares.insert(u32::from(support.replica.0), share);
-        if alternative.shares.len() < nf {
+        if alternative.shares.len() < needed {
             return Vec::new();
         }
         let shares: Vec<(u32, BlsSignature)> =
