@@ -84,6 +84,10 @@ struct Equivocation {
     /// The other proposal; none when no other request set could be made (a single request
     /// and nothing in reserve).
     alternative: Option<Alternative>,
+    /// The first side's proposal (PoE-TS): the hook certifies it too, to its receivers, as soon
+    /// as the shares the group key takes are in (the core waits for nf; a key dealt for fewer
+    /// lets the adversary certify both sides).
+    original: Option<Alternative>,
 }
 
 /// The other side of an equivocation.
@@ -481,28 +485,34 @@ impl Hook {
             }
             self.reserve.push_back(request.clone());
         }
-        let alternative = alternative.map(|batch| {
-            let digest = proposal_digest(propose.view, propose.seq, &batch_digest(&batch));
-            let mut alternative = Alternative {
-                batch,
-                digest,
-                prepared: None,
-                shares: BTreeMap::new(),
-                certified: false,
-            };
-            if self.config.protocol == Protocol::PoeTs {
-                let prepared = PreparedMessage::new(&support_signing_bytes(&digest));
-                let share = self.secrets.threshold_share.sign(&prepared);
-                alternative.shares.insert(self.secrets.threshold_share.signer(), share);
-                alternative.prepared = Some(prepared);
-            }
-            alternative
-        });
+        let alternative = alternative.map(|batch| self.side(propose, batch));
+        let original = (alternative.is_some() && self.config.protocol == Protocol::PoeTs)
+            .then(|| self.side(propose, propose.batch.clone()));
         self.count(match alternative {
             Some(_) => Behaviour::Equivocate.name(),
             None => "equivocate.skipped",
         });
-        Equivocation { others, alternative }
+        Equivocation { others, alternative, original }
+    }
+
+    /// One side of an equivocation of `propose`'s slot with `batch`; in PoE-TS with this
+    /// replica's own share.
+    fn side(&self, propose: &Propose, batch: Arc<[SignedRequest]>) -> Alternative {
+        let digest = proposal_digest(propose.view, propose.seq, &batch_digest(&batch));
+        let mut side = Alternative {
+            batch,
+            digest,
+            prepared: None,
+            shares: BTreeMap::new(),
+            certified: false,
+        };
+        if self.config.protocol == Protocol::PoeTs {
+            let prepared = PreparedMessage::new(&support_signing_bytes(&digest));
+            let share = self.secrets.threshold_share.sign(&prepared);
+            side.shares.insert(self.secrets.threshold_share.signer(), share);
+            side.prepared = Some(prepared);
+        }
+        side
     }
 
     /// Another request set for `batch`: without one seeded request when it has two or more,
@@ -923,31 +933,41 @@ impl Hook {
         // As many shares as the group key takes (nf for a correct deal): the adversary uses
         // whatever the keys allow.
         let needed = self.public.threshold.threshold() as usize;
+        let n = self.config.replica_count;
+        let id = self.id;
         let Some(equivocation) = self.equivocations.get_mut(&key) else { return Vec::new() };
-        let Some(alternative) = equivocation.alternative.as_mut() else { return Vec::new() };
-        if alternative.certified || support.digest != alternative.digest {
+        let others = equivocation.others.clone();
+        // The side the share is for, and who gets its certificate: the other side's honest
+        // half, or everyone else (the first side and the accomplices).
+        let (side, receivers): (&mut Alternative, Vec<ReplicaId>) =
+            match (equivocation.alternative.as_mut(), equivocation.original.as_mut()) {
+                (Some(alternative), _) if alternative.digest == support.digest => {
+                    (alternative, others.iter().copied().collect())
+                }
+                (_, Some(original)) if original.digest == support.digest => {
+                    let rest = (0..n).map(ReplicaId).filter(|r| *r != id && !others.contains(r));
+                    (original, rest.collect())
+                }
+                _ => return Vec::new(),
+            };
+        if side.certified {
             return Vec::new();
         }
-        let Some(prepared) = alternative.prepared else { return Vec::new() };
-        alternative.shares.insert(u32::from(support.replica.0), share);
-        if alternative.shares.len() < needed {
+        let Some(prepared) = side.prepared else { return Vec::new() };
+        side.shares.insert(u32::from(support.replica.0), share);
+        if side.shares.len() < needed {
             return Vec::new();
         }
         let shares: Vec<(u32, BlsSignature)> =
-            alternative.shares.iter().map(|(signer, share)| (*signer, *share)).collect();
+            side.shares.iter().map(|(signer, share)| (*signer, *share)).collect();
         let Some(signature) =
             self.public.threshold.combine_optimistic(&prepared, &shares).signature
         else {
             return Vec::new();
         };
-        alternative.certified = true;
-        let certify = Message::Certify(Certify {
-            view: key.0,
-            seq: key.1,
-            digest: alternative.digest,
-            signature,
-        });
-        let receivers: Vec<ReplicaId> = equivocation.others.iter().copied().collect();
+        side.certified = true;
+        let certify =
+            Message::Certify(Certify { view: key.0, seq: key.1, digest: side.digest, signature });
         self.count("equivocate.certified");
         receivers.into_iter().filter_map(|to| self.seal(to, &certify)).collect()
     }

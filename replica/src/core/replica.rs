@@ -215,6 +215,9 @@ pub struct Replica {
     vc_requests: BTreeMap<ReplicaId, Arc<ViewChange>>,
     /// View changes in a row that did not complete (the new-view timer's backoff exponent).
     failed_view_changes: u32,
+    /// The last executed slot when this replica entered its current view (a view that leaves
+    /// it there executed nothing).
+    executed_at_view_entry: Seq,
     /// The NV-PROPOSE that started the current view (for replicas that missed it).
     new_view: Option<Arc<NewView>>,
     /// The highest view this replica signed a VC-REQUEST for (persisted, never lowered). Below
@@ -331,6 +334,7 @@ impl Replica {
             mode: Mode::Normal,
             vc_requests: BTreeMap::new(),
             failed_view_changes: 0,
+            executed_at_view_entry: Seq(0),
             new_view: None,
             vote_floor: View(0),
             carried: BTreeMap::new(),

@@ -149,17 +149,20 @@ impl Replica {
     /// Arms the progress timer unless it is armed.
     pub(super) fn expect_progress(&mut self, now: Time) {
         if self.mode.is_normal() && self.progress_deadline.is_none() {
-            self.progress_deadline = Some(now + self.config.progress_timeout);
+            self.progress_deadline = Some(now + self.progress_timeout());
         }
     }
 
     /// Execution advanced: re-arm the progress timer if more is expected, else disarm it.
     pub(super) fn progress_made(&mut self, now: Time) {
         self.hole_state_requested = false;
-        self.failed_view_changes = 0;
+        if self.last_executed() > self.executed_at_view_entry {
+            // The view executed something new (re-certifying kept slots does not count).
+            self.failed_view_changes = 0;
+        }
         let awaiting = self.awaiting_progress();
         self.progress_deadline =
-            (awaiting && self.mode.is_normal()).then(|| now + self.config.progress_timeout);
+            (awaiting && self.mode.is_normal()).then(|| now + self.progress_timeout());
     }
 
     /// Whether this replica waits for something the primary owes it: a forwarded request not
@@ -222,10 +225,18 @@ impl Replica {
             self.hole_state_requested = true;
             self.last_state_request = None;
             self.request_state(now, None);
-            self.progress_deadline = Some(now + self.config.progress_timeout);
+            self.progress_deadline = Some(now + self.progress_timeout());
             return;
         }
         self.start_view_change(now, self.view.next());
+    }
+
+    /// The progress timeout after `failed_view_changes` failures in a row: a view that
+    /// executed nothing counts as failed (PBFT: "if no NEW-VIEW arrives, or the new view
+    /// executes nothing, before T expires, go to v + 2 with 2T"), so that view changes slower
+    /// than the base timeout (large evidence, a loaded machine) cannot livelock the cluster.
+    fn progress_timeout(&self) -> std::time::Duration {
+        self.config.progress_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
     }
 
     /// The new-view timeout after `failed_view_changes` failures in a row.
@@ -254,6 +265,10 @@ impl Replica {
             self.broadcast(&Message::ViewChange(own));
             self.view_change_quorum(now);
             return;
+        }
+        if self.mode.is_normal() && self.last_executed() <= self.executed_at_view_entry {
+            // Leaving a view that executed nothing: it failed (`progress_timeout`).
+            self.failed_view_changes = self.failed_view_changes.saturating_add(1);
         }
         let checkpoint = self.stable.as_ref().map(|(certificate, _)| certificate.clone());
         let evidence = self.collect_evidence();
@@ -677,6 +692,7 @@ impl Replica {
                 self.propose_at(now, seq, batch);
             }
         }
+        self.executed_at_view_entry = self.last_executed();
         self.replay_early(now);
     }
 
