@@ -8,6 +8,14 @@
 //!   above it. A replica joins a view change when f + 1 others asked for higher views.
 //! - **New-view timer**: once nf replicas asked for view v, v's primary has
 //!   `new_view_timeout · 2^failed` to send NV-PROPOSE, or the replica moves on to v + 1.
+//! - **Backoff**: `failed` counts the view changes in a row that ended without progress: a
+//!   new-view timer that expired, or a view entered that was left before it executed anything
+//!   new (PBFT's rule: no NEW-VIEW in time, *or the new view executes nothing*, doubles the
+//!   timer). The progress timer is `progress_timeout · 2^failed` too, so a view change that
+//!   takes longer than the timeouts (large VC-REQUESTs and NV-PROPOSEs, many carried slots to
+//!   certify again, slow links or busy replicas) eventually gets the time it needs instead of
+//!   failing forever. Executing a slot the new view ordered itself (above its k_max) resets
+//!   it; certifying or executing the carried slots does not.
 //! - **NV-PROPOSE**: nf VC-REQUESTs, fully validated by every receiver. The decision takes per
 //!   slot the certificate with the highest view, truncates at the first gap (k_max), rolls back
 //!   every execution from the first slot that differs (in reverse order, restoring the
@@ -129,17 +137,31 @@ impl Replica {
     /// Arms the progress timer unless it is armed.
     pub(super) fn expect_progress(&mut self, now: Time) {
         if self.mode.is_normal() && self.progress_deadline.is_none() {
-            self.progress_deadline = Some(now + self.config.progress_timeout);
+            self.progress_deadline = Some(now + self.progress_timeout());
         }
     }
 
-    /// Execution advanced: re-arm the progress timer if more is expected, else disarm it.
+    /// Execution advanced: re-arm the progress timer if more is expected, else disarm it. Once
+    /// the view executed a slot it ordered itself (above its k_max) it works, and the backoff
+    /// ends.
+    pub(super) fn executed(&mut self, now: Time) {
+        if self.unproven_view.is_none_or(|k_max| self.last_executed() > k_max) {
+            self.failed_view_changes = 0;
+            self.unproven_view = None;
+        }
+        self.progress_made(now);
+    }
+
+    /// Something expected arrived (an execution, or a carried slot this replica had executed
+    /// certified again): re-arm the progress timer if more is expected, else disarm it. The
+    /// backoff goes on until the view orders something new (`executed`): a view that only
+    /// certifies (or, at a replica that lagged, executes) the slots it carried over has not
+    /// shown that it works (PBFT: the timer doubles until the new view executes a new request).
     pub(super) fn progress_made(&mut self, now: Time) {
         self.hole_state_requested = false;
-        self.failed_view_changes = 0;
         let awaiting = self.awaiting_progress();
         self.progress_deadline =
-            (awaiting && self.mode.is_normal()).then(|| now + self.config.progress_timeout);
+            (awaiting && self.mode.is_normal()).then(|| now + self.progress_timeout());
     }
 
     /// Whether this replica waits for something the primary owes it: a forwarded request not
@@ -202,7 +224,7 @@ impl Replica {
             self.hole_state_requested = true;
             self.last_state_request = None;
             self.request_state(now, None);
-            self.progress_deadline = Some(now + self.config.progress_timeout);
+            self.progress_deadline = Some(now + self.progress_timeout());
             return;
         }
         self.start_view_change(now, self.view.next());
@@ -211,6 +233,12 @@ impl Replica {
     /// The new-view timeout after `failed_view_changes` failures in a row.
     fn new_view_timeout(&self) -> std::time::Duration {
         self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
+    }
+
+    /// The progress timeout after `failed_view_changes` failures in a row: the base timeout in
+    /// a view that executes, doubled for each view change in a row that ended without progress.
+    fn progress_timeout(&self) -> std::time::Duration {
+        self.config.progress_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
     }
 
     // ----------------------------------------------------------------------------------------
@@ -224,6 +252,12 @@ impl Replica {
         let target = target.max(self.vote_floor);
         if target <= self.view || self.mode.target().is_some_and(|asked| asked >= target) {
             return;
+        }
+        if self.mode.is_normal() && self.unproven_view.take().is_some() {
+            // Leaving a view that a view change started and that executed nothing new: that
+            // view change failed too, so the next one waits longer (PBFT: the timer doubles
+            // when the new view executes nothing).
+            self.failed_view_changes = self.failed_view_changes.saturating_add(1);
         }
         let held = self.vc_requests.get(&self.id).filter(|own| own.target == target).cloned();
         if let Some(own) = held {
@@ -606,6 +640,7 @@ impl Replica {
         self.vc_requests.retain(|_, request| request.target > view);
         self.progress_deadline = None;
         self.hole_state_requested = false;
+        self.unproven_view = Some(k_max);
         self.counters.views_entered += 1;
         self.writes.push(Write::View(view));
         self.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
