@@ -97,11 +97,14 @@ pub struct Config {
     #[serde(default = "defaults::checkpoint_interval")]
     pub checkpoint_interval: u64,
     /// How long a replica waits for progress it expects (a forwarded request executed, an
-    /// accepted proposal certified, a hole filled) before it asks for a view change.
+    /// accepted proposal certified, a hole filled) before it asks for a view change; doubled,
+    /// like the new-view timeout, after each view change in a row that ended without
+    /// execution, up to 32 times this.
     #[serde(default = "defaults::progress_timeout")]
     pub progress_timeout: Duration,
     /// How long a replica waits for NV-PROPOSE once nf replicas asked for the view change;
-    /// doubled after each view change that did not complete, up to 32 times this.
+    /// doubled after each view change in a row that ended without execution (no NV-PROPOSE in
+    /// time, or a new view left before it executed anything), up to 32 times this.
     #[serde(default = "defaults::new_view_timeout")]
     pub new_view_timeout: Duration,
     /// The least time between two state requests of a replica that fell behind.

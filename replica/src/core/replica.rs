@@ -213,11 +213,17 @@ pub struct Replica {
     mode: Mode,
     /// The highest-target VC-REQUEST of each replica (own included), targets above `view`.
     vc_requests: BTreeMap<ReplicaId, Arc<ViewChange>>,
-    /// View changes in a row that did not complete (the new-view timer's backoff exponent).
+    /// View changes in a row that ended without progress: the backoff exponent of the new-view
+    /// and progress timers. Counted when the new-view timer expires (no NV-PROPOSE in time) and
+    /// when the replica leaves a view it entered through a view change before that view
+    /// executed a slot of its own (PROTOCOL §7, liveness: the new view executed nothing new);
+    /// reset by such an execution.
     failed_view_changes: u32,
-    /// The last executed slot when this replica entered its current view (a view that leaves
-    /// it there executed nothing).
-    executed_at_view_entry: Seq,
+    /// While the current view, entered through a view change, has executed no slot it ordered
+    /// itself: its k_max (the carried slots up to it were ordered by earlier views, so
+    /// executing or certifying them again does not show that the view works). Leaving the
+    /// view then counts as a failed view change.
+    unproven_view: Option<Seq>,
     /// The NV-PROPOSE that started the current view (for replicas that missed it).
     new_view: Option<Arc<NewView>>,
     /// The highest view this replica signed a VC-REQUEST for (persisted, never lowered). Below
@@ -334,7 +340,7 @@ impl Replica {
             mode: Mode::Normal,
             vc_requests: BTreeMap::new(),
             failed_view_changes: 0,
-            executed_at_view_entry: Seq(0),
+            unproven_view: None,
             new_view: None,
             vote_floor: View(0),
             carried: BTreeMap::new(),
@@ -1122,7 +1128,7 @@ impl Replica {
             self.execute(now, seq, proposal, certificate);
         }
         if self.last_executed() > before {
-            self.progress_made(now);
+            self.executed(now);
         }
         self.try_propose(now, BatchCut::FullOnly);
     }

@@ -2,7 +2,9 @@
 //! real replica and client cores, real crypto and encodings, a simulated network.
 //!
 //! Everything is decided by the seed: keys, workload, and every packet's latency (drawn
-//! uniformly from `[latency_min, latency_max]`, so a wide range reorders delivery). Each
+//! uniformly from `[latency_min, latency_max]`, so a wide range reorders delivery). Replica
+//! links may also be given a bandwidth ([`Cluster::set_bandwidth`]), so that large messages
+//! take time to send and hold back what follows them. Each
 //! [`Cluster::step`] jumps virtual time to the next packet arrival or timer and handles exactly
 //! that one event, then routes the outputs. Tests turn replicas Byzantine with an outbound hook
 //! (any function of what the core wanted to send), by injecting crafted messages sealed with a
@@ -232,6 +234,11 @@ pub struct Cluster {
     unplanted: Vec<ReplicaId>,
     /// Extra latency of everything a replica sends (a slow replica).
     slowness: Vec<Duration>,
+    /// Bytes per second of every directed replica-to-replica link (none: unlimited).
+    bandwidth: Option<u64>,
+    /// When each directed replica-to-replica link has sent what it was given, by
+    /// `from * n + to`.
+    link_free: Vec<Time>,
     hooks: Vec<Option<OutboundHook>>,
     /// Byzantine hooks, run before the outbound hooks.
     byzantine: Vec<Option<Hook>>,
@@ -281,6 +288,8 @@ impl Cluster {
             config: options.config.clone(),
             unplanted: options.unplanted.clone(),
             slowness: vec![Duration::ZERO; replica_count],
+            bandwidth: None,
+            link_free: vec![Time::ZERO; replica_count * replica_count],
             hooks: (0..replica_count).map(|_| None).collect(),
             byzantine: (0..replica_count).map(|_| None).collect(),
             network: BinaryHeap::new(),
@@ -387,6 +396,14 @@ impl Cluster {
     /// Delays everything `id` sends from now on by `extra` on top of the network latency.
     pub fn slow_down(&mut self, id: ReplicaId, extra: Duration) {
         self.slowness[id.index()] = extra;
+    }
+
+    /// Limits every directed replica-to-replica link to `bytes_per_second` from now on (none:
+    /// unlimited): a link sends its envelopes one after the other, each taking its size over
+    /// the bandwidth before the latency starts, so large messages (VC-REQUESTs, NV-PROPOSEs,
+    /// state transfers) arrive late and delay what follows them on the link.
+    pub fn set_bandwidth(&mut self, bytes_per_second: Option<u64>) {
+        self.bandwidth = bytes_per_second.filter(|bandwidth| *bandwidth > 0);
     }
 
     /// Rewrites everything `id` sends from now on.
@@ -720,6 +737,23 @@ impl Cluster {
         }
     }
 
+    /// When `packet` leaves its sender: now, or, on a bandwidth-limited replica link, once the
+    /// link has sent everything before it and the packet itself.
+    fn departure(&mut self, packet: &Packet) -> Time {
+        let (Some(bandwidth), Node::Replica(from), Node::Replica(to), Payload::Envelope(envelope)) =
+            (self.bandwidth, packet.from, packet.to, &packet.payload)
+        else {
+            return self.time;
+        };
+        let link = from.index() * self.replicas.len() + to.index();
+        let bytes = envelope.payload.len() as u128;
+        let nanos =
+            u64::try_from(bytes * 1_000_000_000 / u128::from(bandwidth)).unwrap_or(u64::MAX);
+        let departure = self.link_free[link].max(self.time) + Duration::from_nanos(nanos);
+        self.link_free[link] = departure;
+        departure
+    }
+
     fn schedule(&mut self, packet: Packet) {
         let (min, max) = self.latency;
         let extra = match packet.from {
@@ -733,8 +767,9 @@ impl Cluster {
                 let nanos = self.rng.random_range(min.as_nanos() as u64..=max.as_nanos() as u64);
                 Duration::from_nanos(nanos)
             };
+        let departure = self.departure(&packet);
         self.order += 1;
-        let scheduled = Scheduled { at: self.time + latency, order: self.order, packet };
+        let scheduled = Scheduled { at: departure + latency, order: self.order, packet };
         self.network.push(Reverse(scheduled));
     }
 }

@@ -326,6 +326,47 @@ fn cluster_two_faulty_primaries_in_a_row() {
     assert_proofs_hold(&cluster, &honest);
 }
 
+/// View changes that take longer than the timeouts end: the timers back off until one new view
+/// executes (PROTOCOL §7 liveness, §10.9: no endless view-change loop).
+///
+/// Setup: n = 4 PoE-TS, 1–10 ms latency, every replica link limited to 120 kB/s, so that a
+/// VC-REQUEST with a hundred certified slots takes half a second to send and an NV-PROPOSE
+/// with three of them about two (normal-case messages take milliseconds); 3000 requests. The
+/// primary is cut off from 1.7 s to 5 s, when about a hundred slots are above the last stable
+/// checkpoint.
+/// Test: every request completes within 20 s of the reconnection, the replicas end in view 4
+/// or below, and no two of them diverge. Without the backoff of the progress timer each
+/// new primary gives up on its view a second after entering it, before the backups, still
+/// receiving its NV-PROPOSE, support the carried slots, and no request completes again.
+#[test]
+fn cluster_slow_view_changes_back_off_until_one_executes() {
+    let requests = 3000;
+    let mut options = SimOptions::new(Config::new(Protocol::PoeTs, 4, 16), 3, requests);
+    options.latency_min = Duration::from_millis(1);
+    options.latency_max = Duration::from_millis(10);
+    let mut cluster = Cluster::new(options);
+    cluster.set_bandwidth(Some(120_000));
+    cluster.run_for(Duration::from_millis(1700));
+    cluster.isolate(ReplicaId(0), true);
+    cluster.run_for(Duration::from_millis(3300));
+    cluster.isolate(ReplicaId(0), false);
+    let deadline = cluster.time() + Duration::from_secs(20);
+    let _ = cluster.run_until(STEPS_MAX_DEFAULT, |cluster| {
+        cluster.workload_done() || cluster.time() >= deadline
+    });
+    let all = ids(0..4);
+    let views: Vec<View> = all.iter().map(|&id| cluster.replica(id).view()).collect();
+    assert!(
+        cluster.workload_done(),
+        "{} of {requests} requests completed 20 s after the reconnection; views {views:?}",
+        cluster.completions.len()
+    );
+    assert!(views[1..].iter().all(|view| *view >= View(1)), "the primary was replaced: {views:?}");
+    assert!(views.iter().all(|view| *view <= View(4)), "a few view changes: {views:?}");
+    assert_every_request_completed(&cluster, requests as usize);
+    assert_common_slots_agree(&cluster, &all);
+}
+
 /// A replica cut off during a view change rejoins by state transfer (PROTOCOL §5.3 step 2, §6).
 ///
 /// Setup: n = 7 (f = 2) PoE-TS, checkpoints every 8 slots, 16 clients, 1500 requests. Once

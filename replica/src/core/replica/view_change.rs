@@ -8,6 +8,14 @@
 //!   above it. A replica joins a view change when f + 1 others asked for higher views.
 //! - **New-view timer**: once nf replicas asked for view v, v's primary has
 //!   `new_view_timeout · 2^failed` to send NV-PROPOSE, or the replica moves on to v + 1.
+//! - **Backoff**: `failed` counts the view changes in a row that ended without progress: a
+//!   new-view timer that expired, or a view entered that was left before it executed anything
+//!   new (PBFT's rule: no NEW-VIEW in time, *or the new view executes nothing*, doubles the
+//!   timer). The progress timer is `progress_timeout · 2^failed` too, so a view change that
+//!   takes longer than the timeouts (large VC-REQUESTs and NV-PROPOSEs, many carried slots to
+//!   certify again, slow links or busy replicas) eventually gets the time it needs instead of
+//!   failing forever. Executing a slot the new view ordered itself (above its k_max) resets
+//!   it; certifying or executing the carried slots does not.
 //! - **NV-PROPOSE**: nf VC-REQUESTs, fully validated by every receiver. The decision takes per
 //!   slot the certificate with the highest view, truncates at the first gap (k_max), rolls back
 //!   every execution from the first slot that differs (in reverse order, restoring the
@@ -153,13 +161,24 @@ impl Replica {
         }
     }
 
-    /// Execution advanced: re-arm the progress timer if more is expected, else disarm it.
+    /// Execution advanced: re-arm the progress timer if more is expected, else disarm it. Once
+    /// the view executed a slot it ordered itself (above its k_max) it works, and the backoff
+    /// ends.
+    pub(super) fn executed(&mut self, now: Time) {
+        if self.unproven_view.is_none_or(|k_max| self.last_executed() > k_max) {
+            self.failed_view_changes = 0;
+            self.unproven_view = None;
+        }
+        self.progress_made(now);
+    }
+
+    /// Something expected arrived (an execution, or a carried slot this replica had executed
+    /// certified again): re-arm the progress timer if more is expected, else disarm it. The
+    /// backoff goes on until the view orders something new (`executed`): a view that only
+    /// certifies (or, at a replica that lagged, executes) the slots it carried over has not
+    /// shown that it works (PBFT: the timer doubles until the new view executes a new request).
     pub(super) fn progress_made(&mut self, now: Time) {
         self.hole_state_requested = false;
-        if self.last_executed() > self.executed_at_view_entry {
-            // The view executed something new (re-certifying kept slots does not count).
-            self.failed_view_changes = 0;
-        }
         let awaiting = self.awaiting_progress();
         self.progress_deadline =
             (awaiting && self.mode.is_normal()).then(|| now + self.progress_timeout());
@@ -231,17 +250,15 @@ impl Replica {
         self.start_view_change(now, self.view.next());
     }
 
-    /// The progress timeout after `failed_view_changes` failures in a row: a view that
-    /// executed nothing counts as failed (PBFT: "if no NEW-VIEW arrives, or the new view
-    /// executes nothing, before T expires, go to v + 2 with 2T"), so that view changes slower
-    /// than the base timeout (large evidence, a loaded machine) cannot livelock the cluster.
-    fn progress_timeout(&self) -> std::time::Duration {
-        self.config.progress_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
-    }
-
     /// The new-view timeout after `failed_view_changes` failures in a row.
     fn new_view_timeout(&self) -> std::time::Duration {
         self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
+    }
+
+    /// The progress timeout after `failed_view_changes` failures in a row: the base timeout in
+    /// a view that executes, doubled for each view change in a row that ended without progress.
+    fn progress_timeout(&self) -> std::time::Duration {
+        self.config.progress_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
     }
 
     // ----------------------------------------------------------------------------------------
@@ -256,6 +273,12 @@ impl Replica {
         if target <= self.view || self.mode.target().is_some_and(|asked| asked >= target) {
             return;
         }
+        if self.mode.is_normal() && self.unproven_view.take().is_some() {
+            // Leaving a view that a view change started and that executed nothing new: that
+            // view change failed too, so the next one waits longer (PBFT: the timer doubles
+            // when the new view executes nothing).
+            self.failed_view_changes = self.failed_view_changes.saturating_add(1);
+        }
         let held = self.vc_requests.get(&self.id).filter(|own| own.target == target).cloned();
         if let Some(own) = held {
             // Signed already (the replica was passive below it): the same request again.
@@ -265,10 +288,6 @@ impl Replica {
             self.broadcast(&Message::ViewChange(own));
             self.view_change_quorum(now);
             return;
-        }
-        if self.mode.is_normal() && self.last_executed() <= self.executed_at_view_entry {
-            // Leaving a view that executed nothing: it failed (`progress_timeout`).
-            self.failed_view_changes = self.failed_view_changes.saturating_add(1);
         }
         let checkpoint = self.stable.as_ref().map(|(certificate, _)| certificate.clone());
         let evidence = self.collect_evidence();
@@ -653,6 +672,7 @@ impl Replica {
         self.vc_requests.retain(|_, request| request.target > view);
         self.progress_deadline = None;
         self.hole_state_requested = false;
+        self.unproven_view = Some(k_max);
         self.counters.views_entered += 1;
         self.writes.push(Write::View(view));
         self.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
@@ -692,7 +712,6 @@ impl Replica {
                 self.propose_at(now, seq, batch);
             }
         }
-        self.executed_at_view_entry = self.last_executed();
         self.replay_early(now);
     }
 
