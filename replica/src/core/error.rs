@@ -451,6 +451,13 @@ pub struct Counters {
     pub tail_slots_executed: u64,
     /// Rejected inputs by [`Rejection::kind`].
     pub rejected: BTreeMap<&'static str, u64>,
+    /// How many of `rejected` were counted outside the input they refuse: votes, threshold
+    /// shares, client requests and next-view messages that were accepted (held) when they
+    /// arrived and found invalid later, and a primary's own proposal refused by its safety
+    /// rules. Every other rejection refuses the input being handled, exactly once: over any
+    /// span of inputs, the rise of `rejected` minus the rise of this is the number of inputs
+    /// that returned a rejection.
+    pub rejected_deferred: u64,
     /// Rejected replica messages by sender (the transport's identity): how an adversary's
     /// altered or forged traffic shows at an honest receiver.
     pub rejected_from: BTreeMap<u8, u64>,
@@ -461,6 +468,12 @@ impl Counters {
     pub fn reject(&mut self, rejection: Rejection) -> Rejection {
         *self.rejected.entry(rejection.kind()).or_default() += 1;
         rejection
+    }
+
+    /// Counts a rejection of something accepted earlier (see [`Counters::rejected_deferred`]).
+    pub fn reject_deferred(&mut self, rejection: Rejection) -> Rejection {
+        self.rejected_deferred += 1;
+        self.reject(rejection)
     }
 
     /// How many rejections of `kind` were counted.

@@ -678,7 +678,12 @@ impl Replica {
         for vote in mismatched {
             let from = vote.replica;
             let actual = vote.digest;
-            self.counters.reject(Rejection::DigestMismatch { from, seq, expected: digest, actual });
+            self.counters.reject_deferred(Rejection::DigestMismatch {
+                from,
+                seq,
+                expected: digest,
+                actual,
+            });
         }
     }
 
@@ -869,7 +874,7 @@ impl Replica {
             slot.invalid_shares.insert(replica);
             self.share_suspects.insert(replica);
             self.counters.invalid_shares += 1;
-            self.counters.reject(Rejection::InvalidShare { from: replica, seq });
+            self.counters.reject_deferred(Rejection::InvalidShare { from: replica, seq });
         }
         let Some(signature) = combined else { return };
         self.counters.certificates_formed += 1;
@@ -1255,7 +1260,8 @@ impl Replica {
         for (index, request) in batch.into_iter().enumerate() {
             let (client, id) = (request.body.client, request.body.request);
             if invalid.contains(&index) {
-                self.counters.reject(Rejection::InvalidClientSignature { client, request: id });
+                self.counters
+                    .reject_deferred(Rejection::InvalidClientSignature { client, request: id });
                 self.remove_pending(client, id);
             } else {
                 kept.push(request);
@@ -1285,7 +1291,7 @@ impl Replica {
         let Ok(support) = self.vote(view, seq, proposal.digest, proposal.prepared.as_ref()) else {
             // Only possible if this replica voted for (view, seq) before a restart and the slot
             // now holds another batch: never sign twice; the slot waits for the next view.
-            self.counters.reject(Rejection::ConflictingProposal { view, seq });
+            self.counters.reject_deferred(Rejection::ConflictingProposal { view, seq });
             return;
         };
         self.counters.proposals_sent += 1;

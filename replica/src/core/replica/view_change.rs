@@ -553,7 +553,7 @@ impl Replica {
                     continue;
                 }
                 if let Err(rejection) = self.dispatch_opened(now, from, message) {
-                    self.counters.reject(rejection);
+                    self.counters.reject_deferred(rejection);
                 }
             }
         }
