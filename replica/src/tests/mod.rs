@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod config;
 mod crypto;
+mod fuzz;
 mod recovery;
 mod state_machine;
 mod store;
