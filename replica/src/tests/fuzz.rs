@@ -1,6 +1,15 @@
-//! Hostile bytes at scale (`sim::fuzz`): the frame layer the fuzz driver feeds.
+//! Hostile bytes at scale (`sim::fuzz`): the frame layer the fuzz driver feeds, and what the
+//! driver found (`fuzz_found_*`).
 
+use super::recovery::assert_every_request_completed;
+use crate::core::message::{Message, StateRequest};
+use crate::core::{Protocol, ReplicaId, Seq, View};
 use crate::net::frame::{FrameCutter, FrameError, framed};
+use crate::sim::fuzz::fuzz_config;
+use crate::sim::{Cluster, STEPS_MAX_DEFAULT, SimOptions};
+
+// --------------------------------------------------------------------------------------------
+// The frame layer.
 
 /// The frame layer cuts the same frames whatever chunks the stream delivers them in, and
 /// refuses a header over the limit before anything else arrives.
@@ -46,4 +55,29 @@ fn fuzz_frame_cutter_any_chunking() {
             assert!(cutter.is_empty(), "nothing left over");
         }
     }
+}
+
+// --------------------------------------------------------------------------------------------
+// What the fuzz driver found.
+
+/// A STATE-REQUEST claiming the last representable slot crashed the replica that read it (the
+/// slot after it overflowed `Seq::next`): one message from one Byzantine replica stopped an
+/// honest one. Found by the driver (seed 1204).
+///
+/// Setup: n = 4 PoE-MAC; after 50 requests, replica 3 sends STATE-REQUEST(last executed =
+/// u64::MAX) to replica 0, before and after replica 0 has a stable checkpoint.
+/// Test: no panic; the request is processed (nothing to send), and the cluster completes.
+#[test]
+fn fuzz_found_state_request_at_the_last_slot() {
+    let mut config = fuzz_config(Protocol::PoeMac);
+    config.checkpoint_interval = 4;
+    let mut cluster = Cluster::new(SimOptions::new(config, 1205, 200));
+    let request = |view| Message::StateRequest(StateRequest { view, last_executed: Seq(u64::MAX) });
+    cluster.inject(ReplicaId(3), ReplicaId(0), &request(View(0))).expect("nothing to give");
+    cluster.run_until(STEPS_MAX_DEFAULT, |cluster| cluster.completions.len() >= 50).expect("50");
+    assert!(cluster.replica(ReplicaId(0)).status().stable_checkpoint > Seq(0));
+    cluster.inject(ReplicaId(3), ReplicaId(0), &request(View(0))).expect("nothing to give");
+    cluster.inject(ReplicaId(3), ReplicaId(1), &request(View(u64::MAX))).expect("nothing");
+    cluster.run(STEPS_MAX_DEFAULT).expect("the cluster keeps serving");
+    assert_every_request_completed(&cluster, 200);
 }

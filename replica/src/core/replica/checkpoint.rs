@@ -275,17 +275,22 @@ impl Replica {
         if self.state_requests_served.get(&from).is_some_and(|at| now < *at + interval) {
             return Ok(());
         }
-        let checkpoint =
-            self.stable.clone().filter(|(certificate, _)| certificate.seq > request.last_executed);
-        let new_view = self.new_view.clone().filter(|new_view| new_view.view > request.view);
-        let tail_from = checkpoint
+        let checkpoint = self
+            .stable
             .as_ref()
-            .map_or(request.last_executed, |(certificate, _)| certificate.seq)
-            .next();
-        let tail = if request.view <= self.view && self.mode.is_normal() {
-            self.certified_tail(tail_from)
-        } else {
-            Vec::new()
+            .filter(|(certificate, _)| certificate.seq > request.last_executed)
+            .cloned();
+        let new_view = self.new_view.clone().filter(|new_view| new_view.view > request.view);
+        let tail_after =
+            checkpoint.as_ref().map_or(request.last_executed, |(certificate, _)| certificate.seq);
+        // A requester claiming the last representable slot has no next slot to fill (the
+        // claim is a lie, but it must not crash the replica that reads it).
+        let tail_from = tail_after.0.checked_add(1).map(Seq);
+        let tail = match tail_from {
+            Some(from) if request.view <= self.view && self.mode.is_normal() => {
+                self.certified_tail(from)
+            }
+            _ => Vec::new(),
         };
         if checkpoint.is_none() && new_view.is_none() && tail.is_empty() {
             return Ok(());
