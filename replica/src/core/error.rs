@@ -330,6 +330,31 @@ pub enum Rejection {
         /// The slot.
         seq: Seq,
     },
+    /// A VC-REQUEST for a view no higher than the one already held from its sender (a re-sent
+    /// or overtaken request): nothing new.
+    #[error("view-change request from {from} for view {target}, already holding one for {held}")]
+    DuplicateViewChange {
+        /// The sender.
+        from: ReplicaId,
+        /// The request's target view.
+        target: View,
+        /// The target of the request held from the sender.
+        held: View,
+    },
+    /// A request answered less than the rate limit ago from the same sender.
+    #[error("{message} from {from} within the rate limit")]
+    RateLimited {
+        /// The message kind.
+        message: &'static str,
+        /// The sender.
+        from: ReplicaId,
+    },
+    /// A state transfer with nothing this replica can use: no newer view, checkpoint or slot.
+    #[error("state transfer from {from} brings nothing new")]
+    StaleStateTransfer {
+        /// The sender.
+        from: ReplicaId,
+    },
     /// A state transfer whose checkpoint, snapshot or slots do not verify.
     #[error("invalid state transfer from {from}: {reason}")]
     InvalidStateTransfer {
@@ -384,6 +409,9 @@ impl Rejection {
             Rejection::InvalidNewView { .. } => "invalid_new_view",
             Rejection::StaleView { .. } => "stale_view",
             Rejection::CarriedMismatch { .. } => "carried_mismatch",
+            Rejection::DuplicateViewChange { .. } => "duplicate_view_change",
+            Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::StaleStateTransfer { .. } => "stale_state_transfer",
             Rejection::InvalidStateTransfer { .. } => "invalid_state_transfer",
         }
     }

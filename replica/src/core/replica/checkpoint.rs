@@ -273,7 +273,7 @@ impl Replica {
     ) -> Result<(), Rejection> {
         let interval = self.config.state_request_interval;
         if self.state_requests_served.get(&from).is_some_and(|at| now < *at + interval) {
-            return Ok(());
+            return Err(Rejection::RateLimited { message: "state-request", from });
         }
         let checkpoint = self
             .stable
@@ -329,11 +329,13 @@ impl Replica {
         transfer: &StateTransfer,
     ) -> Result<(), Rejection> {
         let invalid = |reason: String| Rejection::InvalidStateTransfer { from, reason };
+        let mut used = false;
         if let Some(new_view) = &transfer.new_view {
             // Below the view this replica asked for too: it is passive there (`vote_floor`).
             if new_view.view > self.view {
                 self.validate_new_view(new_view).map_err(|error| invalid(error.to_string()))?;
                 self.install_new_view(now, new_view.clone());
+                used = true;
             }
         }
         if let Some((certificate, snapshot)) = &transfer.checkpoint
@@ -348,6 +350,7 @@ impl Replica {
             } else {
                 self.install_snapshot(now, certificate.clone(), snapshot.clone());
             }
+            used = true;
         }
         let mut verified = HashSet::new();
         for evidence in &transfer.tail {
@@ -361,6 +364,12 @@ impl Replica {
             self.verify_evidence(evidence, &mut verified)
                 .map_err(|reason| invalid(format!("seq {}: {reason}", evidence.seq)))?;
             self.commit_evidence(now, evidence);
+            used = true;
+        }
+        if !used {
+            // An answer to an earlier request that another replica's answer overtook, or a
+            // replay: nothing in it is newer than what this replica holds.
+            return Err(Rejection::StaleStateTransfer { from });
         }
         Ok(())
     }

@@ -308,9 +308,15 @@ impl Replica {
                 current: self.view,
             });
         }
-        if self.vc_requests.get(&from).is_some_and(|held| held.target >= request.target) {
+        if let Some(held) = self.vc_requests.get(&from)
+            && held.target >= request.target
+        {
             // A re-sent request, or an older one overtaken: nothing new.
-            return Ok(());
+            return Err(Rejection::DuplicateViewChange {
+                from,
+                target: request.target,
+                held: held.target,
+            });
         }
         self.validate_view_change(&request, &mut HashSet::new())?;
         self.vc_requests.insert(from, request);
