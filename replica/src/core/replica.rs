@@ -623,9 +623,18 @@ impl Replica {
         }
         if let Some(carried) = self.carried.get(&seq) {
             // A carried slot is proposed again with the batch the new view decided, and nothing
-            // else. Its client signatures were checked when it was first certified.
+            // else. Its shape was checked when it was first certified; its signatures are
+            // checked again, since the digest does not cover their bytes (a new primary could
+            // swap them).
             if batch_digest_of(carried) != batch_digest {
                 return Err(Rejection::CarriedMismatch { seq });
+            }
+            if let Some(&index) = self.verify_signatures(&batch).first() {
+                let body = &batch[index].body;
+                return Err(Rejection::InvalidClientSignature {
+                    client: body.client,
+                    request: body.request,
+                });
             }
         } else {
             self.validate_batch(&batch)?;

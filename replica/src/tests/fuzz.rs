@@ -2,10 +2,12 @@
 //! driver found (`fuzz_found_*`).
 
 use super::recovery::assert_every_request_completed;
-use crate::core::message::{Message, StateRequest, StateTransfer, ViewChange};
-use crate::core::{Protocol, Rejection, ReplicaId, Seq, View};
+use crate::core::message::{
+    Message, SlotEvidence, StateRequest, StateTransfer, ViewChange, decode,
+};
+use crate::core::{Config, Envelope, Protocol, Rejection, ReplicaId, Seq, Transmit, View};
 use crate::net::frame::{FrameCutter, FrameError, framed};
-use crate::sim::fuzz::fuzz_config;
+use crate::sim::fuzz::{check_ledger_signatures, fuzz_config};
 use crate::sim::{Cluster, STEPS_MAX_DEFAULT, SimOptions};
 
 // --------------------------------------------------------------------------------------------
@@ -122,4 +124,159 @@ fn fuzz_found_silent_drops_are_counted() {
     }
     cluster.run(STEPS_MAX_DEFAULT).expect("the cluster keeps serving");
     assert_every_request_completed(&cluster, 200);
+}
+
+/// The evidence of `seqs` as replica `id` holds it in its ledger, with one bit of the first
+/// request's client signature flipped: the batch digest, and so the certificate, still match
+/// (a batch digest covers request bodies, not signature bytes).
+fn evidence_with_forged_signature(
+    cluster: &Cluster,
+    id: ReplicaId,
+    seqs: std::ops::RangeInclusive<u64>,
+) -> Vec<SlotEvidence> {
+    let mut evidence: Vec<SlotEvidence> = seqs
+        .map(|seq| {
+            let block = cluster.replica(id).ledger().get(Seq(seq)).expect("a retained block");
+            SlotEvidence {
+                view: block.view,
+                seq: block.seq,
+                batch: block.batch.clone(),
+                certificate: block.certificate.clone(),
+            }
+        })
+        .collect();
+    let mut batch = evidence[0].batch.to_vec();
+    batch[0].signature.0[40] ^= 0x10;
+    assert!(batch[0].verify(&cluster.keys().public.clients[batch[0].body.client.index()]).is_err());
+    evidence[0].batch = batch.into();
+    evidence
+}
+
+/// Asserts that every request in every ledger event of `replicas` carries a signature of its
+/// client that verifies (the checker's validity oracle, `checker::replay`).
+fn assert_ledger_signatures_verify(cluster: &Cluster, replicas: &[ReplicaId]) {
+    check_ledger_signatures(cluster, replicas).unwrap_or_else(|error| panic!("{error}"));
+}
+
+/// A state transfer's certified tail could carry client requests whose signature bytes a
+/// Byzantine sender had changed: the certificate covers the batch digest, which covers request
+/// bodies but not signatures, so an honest replica executed the slot and recorded a request
+/// its client never signed in those bytes (the checker's validity oracle calls the ledger
+/// invalid). Found by the driver (seed 1204, PoE-MAC, Byzantine replica 3).
+///
+/// Setup: n = 4 PoE-MAC; replica 2 is cut off while the others execute more slots; replica 3
+/// sends it a STATE-TRANSFER whose tail is its own certified blocks, one client signature with
+/// a bit flipped.
+/// Test: replica 2 refuses the transfer (invalid state transfer) and executes nothing from it;
+/// after reconnecting, the cluster completes and every request in every honest ledger carries
+/// a valid signature.
+#[test]
+fn fuzz_found_forged_signature_in_state_transfer_tail() {
+    let mut cluster = Cluster::new(SimOptions::new(fuzz_config(Protocol::PoeMac), 1206, 300));
+    cluster.run_until(STEPS_MAX_DEFAULT, |cluster| cluster.completions.len() >= 40).expect("40");
+    cluster.isolate(ReplicaId(2), true);
+    let behind = cluster.replica(ReplicaId(2)).last_executed().0;
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| {
+            cluster.replica(ReplicaId(3)).last_executed().0 >= behind + 3
+        })
+        .expect("the others go on");
+    let tail = evidence_with_forged_signature(&cluster, ReplicaId(3), behind + 1..=behind + 3);
+    let transfer = StateTransfer { checkpoint: None, new_view: None, tail };
+    let result = cluster.inject(
+        ReplicaId(3),
+        ReplicaId(2),
+        &Message::StateTransfer(std::sync::Arc::new(transfer)),
+    );
+    assert!(matches!(result, Err(Rejection::InvalidStateTransfer { .. })), "{result:?}");
+    assert_eq!(cluster.replica(ReplicaId(2)).last_executed().0, behind, "nothing executed");
+    cluster.isolate(ReplicaId(2), false);
+    cluster.run(STEPS_MAX_DEFAULT).expect("the cluster completes");
+    assert_every_request_completed(&cluster, 300);
+    assert_ledger_signatures_verify(&cluster, &[ReplicaId(0), ReplicaId(1), ReplicaId(2)]);
+}
+
+/// The same forgery in a VC-REQUEST's evidence: the decision of a view change would carry the
+/// forged bytes into the new view. A replica validating the request must refuse it.
+///
+/// Setup: n = 4 PoE-MAC, after 40 requests; replica 3 signs a VC-REQUEST for view 1 whose
+/// evidence is its own certified blocks, one client signature with a bit flipped.
+/// Test: replica 0 refuses it as an invalid view-change request; the same request with the
+/// genuine evidence is accepted.
+#[test]
+fn fuzz_found_forged_signature_in_view_change_evidence() {
+    let mut cluster = Cluster::new(SimOptions::new(fuzz_config(Protocol::PoeMac), 1207, 300));
+    cluster.run_until(STEPS_MAX_DEFAULT, |cluster| cluster.completions.len() >= 40).expect("40");
+    let head = cluster.replica(ReplicaId(3)).last_executed().0;
+    let stable = cluster.replica(ReplicaId(3)).status().stable_checkpoint.0;
+    assert!(head > stable + 2, "blocks above the stable checkpoint");
+    let forged = evidence_with_forged_signature(&cluster, ReplicaId(3), stable + 1..=head);
+    let request = |evidence: Vec<SlotEvidence>| {
+        let checkpoint = cluster.disk(ReplicaId(3)).checkpoint.clone().map(|(c, _)| c);
+        let bytes =
+            ViewChange::signing_bytes(View(1), ReplicaId(3), checkpoint.as_ref(), &evidence);
+        let signature = cluster.keys().replicas[3].signing_key.sign(&bytes);
+        let request =
+            ViewChange { target: View(1), replica: ReplicaId(3), checkpoint, evidence, signature };
+        Message::ViewChange(std::sync::Arc::new(request))
+    };
+    let genuine = {
+        let mut evidence = forged.clone();
+        let block = cluster.replica(ReplicaId(3)).ledger().get(evidence[0].seq).expect("held");
+        evidence[0].batch = block.batch.clone();
+        evidence
+    };
+    let (forged, genuine) = (request(forged), request(genuine));
+    let result = cluster.inject(ReplicaId(3), ReplicaId(0), &forged);
+    assert!(matches!(result, Err(Rejection::InvalidViewChange { .. })), "{result:?}");
+    cluster.inject(ReplicaId(3), ReplicaId(0), &genuine).expect("the genuine request is valid");
+}
+
+/// The same forgery by a new primary: a slot the view change carried over is proposed again
+/// with the decided batch, which backups compared by digest only, so the new primary could
+/// swap the signature bytes of its requests. Backups now check the signatures of a carried
+/// proposal too.
+///
+/// Setup: n = 4 PoE-MAC; after 60 requests the primary of view 0 crashes; replica 1, primary
+/// of view 1, flips a bit of the first client signature in every PROPOSE of view 1 for a slot
+/// executed before the crash (all carried over) and re-seals it with its own keys.
+/// Test: the backups refuse those proposals (invalid client signature), the view changes
+/// again, every request completes and every request in the honest ledgers carries a valid
+/// signature.
+#[test]
+fn fuzz_found_forged_signature_in_carried_proposal() {
+    let mut cluster =
+        Cluster::new(SimOptions::new(Config::new(Protocol::PoeMac, 4, 16), 1210, 300));
+    cluster.run_until(STEPS_MAX_DEFAULT, |cluster| cluster.completions.len() >= 60).expect("60");
+    let carried = cluster.replicas().iter().map(|replica| replica.last_executed()).max();
+    let carried = carried.expect("replicas");
+    cluster.crash(ReplicaId(0));
+    let keys = cluster.keys().replicas[1].replica_macs.clone();
+    cluster.set_outbound_hook(
+        ReplicaId(1),
+        Box::new(move |transmit| {
+            let Transmit::Replica { to, envelope } = &transmit else { return vec![transmit] };
+            let Ok(Message::Propose(mut propose)) = decode(&envelope.payload) else {
+                return vec![transmit];
+            };
+            if propose.view != View(1) || propose.seq > carried {
+                return vec![transmit];
+            }
+            let mut batch = propose.batch.to_vec();
+            batch[0].signature.0[40] ^= 0x10;
+            propose.batch = batch.into();
+            let message = Message::Propose(propose);
+            let envelope = Envelope::new(&message, &keys[to.index()], ReplicaId(1), *to);
+            vec![Transmit::Replica { to: *to, envelope }]
+        }),
+    );
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_every_request_completed(&cluster, 300);
+    let honest = [ReplicaId(1), ReplicaId(2), ReplicaId(3)];
+    for id in [ReplicaId(2), ReplicaId(3)] {
+        let refused = cluster.replica(id).counters().rejected("invalid_client_signature");
+        assert!(refused > 0, "replica {id} refused the forged carried proposals");
+    }
+    assert!(cluster.replica(ReplicaId(2)).view() >= View(2), "view 1 did not hold");
+    assert_ledger_signatures_verify(&cluster, &honest);
 }

@@ -29,6 +29,7 @@ use crate::core::message::{
     batch_digest, proposal_digest, support_signing_bytes,
 };
 use crate::core::types::{Digest, ReplicaId, Seq, Time, View};
+use crate::crypto::hash::Hasher;
 use crate::crypto::threshold::PreparedMessage;
 
 /// The largest backoff exponent of the new-view timer.
@@ -120,6 +121,17 @@ pub(crate) fn decide(requests: &[Arc<ViewChange>]) -> Decision {
         next = next.next();
     }
     Decision { checkpoint, slots }
+}
+
+/// The key under which [`Replica::verify_evidence`] remembers a batch whose client signatures
+/// verified: the proposal digest and every signature's bytes (a cache key, never sent or
+/// stored; domain-separated from every digest that is).
+fn signed_batch_key(digest: &Digest, batch: &[SignedRequest]) -> Digest {
+    let mut hasher = Hasher::new(b"ordeal/signed-batch-key/v1").digest(digest);
+    for request in batch {
+        hasher = hasher.bytes(&request.signature.0);
+    }
+    hasher.finish()
 }
 
 impl Replica {
@@ -429,7 +441,13 @@ impl Replica {
         Ok(())
     }
 
-    /// Checks that `evidence` proves its batch view-committed at (view, seq).
+    /// Checks that `evidence` proves its batch view-committed at (view, seq), and that every
+    /// request in the batch carries its client's valid signature. The certificate covers the
+    /// batch digest, which covers the request bodies but not the signature bytes, so without
+    /// the second check a replica relaying evidence could swap the signatures and have honest
+    /// replicas record requests their clients never signed in those bytes. `verified`
+    /// remembers what was checked: certificates by proposal digest, signed batches by
+    /// [`signed_batch_key`].
     pub(super) fn verify_evidence(
         &self,
         evidence: &SlotEvidence,
@@ -440,11 +458,22 @@ impl Replica {
             return Err("batch size out of range");
         }
         let digest = proposal_digest(evidence.view, evidence.seq, &batch_digest(&evidence.batch));
-        if verified.contains(&digest) {
+        let signed = signed_batch_key(&digest, &evidence.batch);
+        if verified.contains(&signed) {
             return Ok(());
         }
-        self.verify_certificate(evidence.view, evidence.seq, &digest, &evidence.certificate)?;
-        verified.insert(digest);
+        if !verified.contains(&digest) {
+            self.verify_certificate(evidence.view, evidence.seq, &digest, &evidence.certificate)?;
+            verified.insert(digest);
+        }
+        let count = self.config.client_count;
+        if evidence.batch.iter().any(|request| request.body.client.0 >= count) {
+            return Err("a request of an unknown client");
+        }
+        if !self.verify_signatures(&evidence.batch).is_empty() {
+            return Err("a client signature does not verify");
+        }
+        verified.insert(signed);
         Ok(())
     }
 
