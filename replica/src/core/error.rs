@@ -330,6 +330,31 @@ pub enum Rejection {
         /// The slot.
         seq: Seq,
     },
+    /// A VC-REQUEST for a view no higher than the one already held from its sender (a re-sent
+    /// or overtaken request): nothing new.
+    #[error("view-change request from {from} for view {target}, already holding one for {held}")]
+    DuplicateViewChange {
+        /// The sender.
+        from: ReplicaId,
+        /// The request's target view.
+        target: View,
+        /// The target of the request held from the sender.
+        held: View,
+    },
+    /// A request answered less than the rate limit ago from the same sender.
+    #[error("{message} from {from} within the rate limit")]
+    RateLimited {
+        /// The message kind.
+        message: &'static str,
+        /// The sender.
+        from: ReplicaId,
+    },
+    /// A state transfer with nothing this replica can use: no newer view, checkpoint or slot.
+    #[error("state transfer from {from} brings nothing new")]
+    StaleStateTransfer {
+        /// The sender.
+        from: ReplicaId,
+    },
     /// A state transfer whose checkpoint, snapshot or slots do not verify.
     #[error("invalid state transfer from {from}: {reason}")]
     InvalidStateTransfer {
@@ -384,6 +409,9 @@ impl Rejection {
             Rejection::InvalidNewView { .. } => "invalid_new_view",
             Rejection::StaleView { .. } => "stale_view",
             Rejection::CarriedMismatch { .. } => "carried_mismatch",
+            Rejection::DuplicateViewChange { .. } => "duplicate_view_change",
+            Rejection::RateLimited { .. } => "rate_limited",
+            Rejection::StaleStateTransfer { .. } => "stale_state_transfer",
             Rejection::InvalidStateTransfer { .. } => "invalid_state_transfer",
         }
     }
@@ -454,6 +482,13 @@ pub struct Counters {
     pub tail_slots_executed: u64,
     /// Rejected inputs by [`Rejection::kind`].
     pub rejected: BTreeMap<&'static str, u64>,
+    /// How many of `rejected` were counted outside the input they refuse: votes, threshold
+    /// shares, client requests and next-view messages that were accepted (held) when they
+    /// arrived and found invalid later, and a primary's own proposal refused by its safety
+    /// rules. Every other rejection refuses the input being handled, exactly once: over any
+    /// span of inputs, the rise of `rejected` minus the rise of this is the number of inputs
+    /// that returned a rejection.
+    pub rejected_deferred: u64,
     /// Rejected replica messages by sender (the transport's identity): how an adversary's
     /// altered or forged traffic shows at an honest receiver.
     pub rejected_from: BTreeMap<u8, u64>,
@@ -464,6 +499,12 @@ impl Counters {
     pub fn reject(&mut self, rejection: Rejection) -> Rejection {
         *self.rejected.entry(rejection.kind()).or_default() += 1;
         rejection
+    }
+
+    /// Counts a rejection of something accepted earlier (see [`Counters::rejected_deferred`]).
+    pub fn reject_deferred(&mut self, rejection: Rejection) -> Rejection {
+        self.rejected_deferred += 1;
+        self.reject(rejection)
     }
 
     /// How many rejections of `kind` were counted.

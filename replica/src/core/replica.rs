@@ -658,7 +658,9 @@ impl Replica {
         }
         if let Some(carried) = self.carried.get(&seq) {
             // A carried slot is proposed again with the batch the new view decided, and nothing
-            // else. Its client signatures were checked when it was first certified.
+            // else. Its shape was checked when it was first certified; its signatures are
+            // checked again, since the digest does not cover their bytes (a new primary could
+            // swap them).
             if batch_digest_of(carried) != batch_digest {
                 // Not supported; kept in case the view certifies it anyway (then this
                 // replica's decision was not the view's, and the certificate wins).
@@ -667,6 +669,13 @@ impl Replica {
                 self.contested.insert(seq, proposal);
                 self.try_adopt_contested(now, seq);
                 return Err(Rejection::CarriedMismatch { seq });
+            }
+            if let Some(&index) = self.verify_signatures(&batch).first() {
+                let body = &batch[index].body;
+                return Err(Rejection::InvalidClientSignature {
+                    client: body.client,
+                    request: body.request,
+                });
             }
         } else {
             self.validate_batch(&batch)?;
@@ -724,7 +733,12 @@ impl Replica {
         for vote in mismatched {
             let from = vote.replica;
             let actual = vote.digest;
-            self.counters.reject(Rejection::DigestMismatch { from, seq, expected: digest, actual });
+            self.counters.reject_deferred(Rejection::DigestMismatch {
+                from,
+                seq,
+                expected: digest,
+                actual,
+            });
         }
     }
 
@@ -923,7 +937,7 @@ impl Replica {
             slot.invalid_shares.insert(replica);
             self.share_suspects.insert(replica);
             self.counters.invalid_shares += 1;
-            self.counters.reject(Rejection::InvalidShare { from: replica, seq });
+            self.counters.reject_deferred(Rejection::InvalidShare { from: replica, seq });
         }
         let Some(signature) = combined else { return };
         self.counters.certificates_formed += 1;
@@ -1385,7 +1399,8 @@ impl Replica {
         for (index, request) in batch.into_iter().enumerate() {
             let (client, id) = (request.body.client, request.body.request);
             if invalid.contains(&index) {
-                self.counters.reject(Rejection::InvalidClientSignature { client, request: id });
+                self.counters
+                    .reject_deferred(Rejection::InvalidClientSignature { client, request: id });
                 self.remove_pending(client, id);
             } else {
                 kept.push(request);
@@ -1415,7 +1430,7 @@ impl Replica {
         let Ok(support) = self.vote(view, seq, proposal.digest, proposal.prepared.as_ref()) else {
             // Only possible if this replica voted for (view, seq) before a restart and the slot
             // now holds another batch: never sign twice; the slot waits for the next view.
-            self.counters.reject(Rejection::ConflictingProposal { view, seq });
+            self.counters.reject_deferred(Rejection::ConflictingProposal { view, seq });
             return;
         };
         self.counters.proposals_sent += 1;

@@ -42,18 +42,70 @@ pub enum FrameError {
     Stream(String),
 }
 
+/// Cuts whole frames out of the bytes of one stream, whatever chunks they arrive in: the pure
+/// half of [`FrameReader`], with no stream attached (the fuzz driver feeds it directly).
+#[derive(Debug)]
+pub struct FrameCutter {
+    buffer: BytesMut,
+    max: usize,
+}
+
+impl FrameCutter {
+    /// A cutter of frames of at most `max` bytes.
+    pub fn new(max: usize) -> FrameCutter {
+        FrameCutter { buffer: BytesMut::new(), max }
+    }
+
+    /// Appends bytes the stream delivered.
+    pub fn extend(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame, or `Ok(None)` when more bytes are needed.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLarge`] as soon as a header announces more than the maximum (nothing
+    /// is buffered beyond what the stream already delivered).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        if self.buffer.len() < HEADER_BYTES {
+            return Ok(None);
+        }
+        let header: [u8; HEADER_BYTES] =
+            self.buffer[..HEADER_BYTES].try_into().expect("four bytes");
+        let size = u32::from_le_bytes(header) as usize;
+        if size > self.max {
+            return Err(FrameError::TooLarge { size, max: self.max });
+        }
+        if self.buffer.len() < HEADER_BYTES + size {
+            return Ok(None);
+        }
+        self.buffer.advance(HEADER_BYTES);
+        Ok(Some(self.buffer.split_to(size).to_vec()))
+    }
+
+    /// How many bytes to ask the stream for: the rest of a maximal frame (at least one).
+    pub fn want(&self) -> usize {
+        (self.max + HEADER_BYTES).saturating_sub(self.buffer.len()).max(1)
+    }
+
+    /// Whether no byte of an unfinished frame is buffered (a stream may end here cleanly).
+    pub fn is_empty(&self) -> bool {
+        self.buffer.is_empty()
+    }
+}
+
 /// Cuts frames out of a receive stream, reading it in whole chunks.
 #[derive(Debug)]
 pub struct FrameReader {
     stream: quinn::RecvStream,
-    buffer: BytesMut,
-    max: usize,
+    cutter: FrameCutter,
 }
 
 impl FrameReader {
     /// A reader of frames of at most `max` bytes from `stream`.
     pub fn new(stream: quinn::RecvStream, max: usize) -> FrameReader {
-        FrameReader { stream, buffer: BytesMut::new(), max }
+        FrameReader { stream, cutter: FrameCutter::new(max) }
     }
 
     /// The next frame; `Ok(None)` when the stream finished cleanly between frames.
@@ -67,22 +119,12 @@ impl FrameReader {
         // Bounded: every iteration either returns or appends a non-empty chunk, and the
         // buffer never holds more than one frame plus one chunk.
         loop {
-            if self.buffer.len() >= HEADER_BYTES {
-                let header: [u8; HEADER_BYTES] =
-                    self.buffer[..HEADER_BYTES].try_into().expect("four bytes");
-                let size = u32::from_le_bytes(header) as usize;
-                if size > self.max {
-                    return Err(FrameError::TooLarge { size, max: self.max });
-                }
-                if self.buffer.len() >= HEADER_BYTES + size {
-                    self.buffer.advance(HEADER_BYTES);
-                    return Ok(Some(self.buffer.split_to(size).to_vec()));
-                }
+            if let Some(frame) = self.cutter.next_frame()? {
+                return Ok(Some(frame));
             }
-            let want = self.max + HEADER_BYTES - self.buffer.len();
-            match self.stream.read_chunk(want.max(1), true).await {
-                Ok(Some(chunk)) => self.buffer.extend_from_slice(&chunk.bytes),
-                Ok(None) if self.buffer.is_empty() => return Ok(None),
+            match self.stream.read_chunk(self.cutter.want(), true).await {
+                Ok(Some(chunk)) => self.cutter.extend(&chunk.bytes),
+                Ok(None) if self.cutter.is_empty() => return Ok(None),
                 Ok(None) => return Err(FrameError::Truncated),
                 Err(error) => return Err(FrameError::Stream(error.to_string())),
             }

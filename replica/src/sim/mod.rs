@@ -18,6 +18,7 @@
 //! [`parallel`] runs the same cores on one OS thread per replica instead, on the wall clock, to
 //! measure what the cluster does with every core of the machine.
 
+pub mod fuzz;
 pub mod parallel;
 
 use std::cmp::Reverse;

@@ -6,6 +6,7 @@ mod client;
 mod cluster;
 mod config;
 mod crypto;
+mod fuzz;
 #[cfg(feature = "planted-bugs")]
 mod planted;
 mod recovery;

@@ -322,19 +322,24 @@ impl Replica {
     ) -> Result<(), Rejection> {
         let interval = self.config.state_request_interval;
         if self.state_requests_served.get(&from).is_some_and(|at| now < *at + interval) {
-            return Ok(());
+            return Err(Rejection::RateLimited { message: "state-request", from });
         }
-        let checkpoint =
-            self.stable.clone().filter(|(certificate, _)| certificate.seq > request.last_executed);
-        let new_view = self.new_view.clone().filter(|new_view| new_view.view > request.view);
-        let tail_from = checkpoint
+        let checkpoint = self
+            .stable
             .as_ref()
-            .map_or(request.last_executed, |(certificate, _)| certificate.seq)
-            .next();
-        let tail = if request.view <= self.view && self.mode.is_normal() {
-            self.certified_tail(tail_from)
-        } else {
-            Vec::new()
+            .filter(|(certificate, _)| certificate.seq > request.last_executed)
+            .cloned();
+        let new_view = self.new_view.clone().filter(|new_view| new_view.view > request.view);
+        let tail_after =
+            checkpoint.as_ref().map_or(request.last_executed, |(certificate, _)| certificate.seq);
+        // A requester claiming the last representable slot has no next slot to fill (the
+        // claim is a lie, but it must not crash the replica that reads it).
+        let tail_from = tail_after.0.checked_add(1).map(Seq);
+        let tail = match tail_from {
+            Some(from) if request.view <= self.view && self.mode.is_normal() => {
+                self.certified_tail(from)
+            }
+            _ => Vec::new(),
         };
         let head = self.last_executed();
         if checkpoint.is_none()
@@ -378,11 +383,13 @@ impl Replica {
         transfer: &StateTransfer,
     ) -> Result<(), Rejection> {
         let invalid = |reason: String| Rejection::InvalidStateTransfer { from, reason };
+        let mut used = false;
         if let Some(new_view) = &transfer.new_view {
             // Below the view this replica asked for too: it is passive there (`vote_floor`).
             if new_view.view > self.view {
                 self.validate_new_view(new_view).map_err(|error| invalid(error.to_string()))?;
                 self.install_new_view(now, new_view.clone());
+                used = true;
             }
         }
         if let Some((certificate, snapshot)) = &transfer.checkpoint
@@ -404,6 +411,7 @@ impl Replica {
             } else {
                 self.install_snapshot(now, certificate.clone(), snapshot.clone());
             }
+            used = true;
         }
         let mut verified = HashSet::new();
         for evidence in &transfer.tail {
@@ -417,11 +425,17 @@ impl Replica {
             self.verify_evidence(evidence, &mut verified)
                 .map_err(|reason| invalid(format!("seq {}: {reason}", evidence.seq)))?;
             self.commit_evidence(now, evidence);
+            used = true;
         }
         if self.last_executed() >= transfer.head {
             // Caught up with (a Byzantine sender may have claimed too little: later signs of
             // being behind start another catch-up).
             self.catch_up = None;
+        }
+        if !used {
+            // An answer to an earlier request that another replica's answer overtook, or a
+            // replay: nothing in it is newer than what this replica holds.
+            return Err(Rejection::StaleStateTransfer { from });
         }
         Ok(())
     }

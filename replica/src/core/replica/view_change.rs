@@ -37,6 +37,7 @@ use crate::core::message::{
     batch_digest, proposal_digest, support_signing_bytes,
 };
 use crate::core::types::{Digest, ReplicaId, Seq, Time, View};
+use crate::crypto::hash::Hasher;
 use crate::crypto::threshold::PreparedMessage;
 #[cfg(feature = "planted-bugs")]
 use crate::{core::state_machine::PlantedUndo, planted::PlantedBug};
@@ -148,6 +149,17 @@ fn decide_first_seen(requests: &[Arc<ViewChange>]) -> Decision {
         *evidence = (*first[seq]).clone();
     }
     decision
+}
+
+/// The key under which [`Replica::verify_evidence`] remembers a batch whose client signatures
+/// verified: the proposal digest and every signature's bytes (a cache key, never sent or
+/// stored; domain-separated from every digest that is).
+fn signed_batch_key(digest: &Digest, batch: &[SignedRequest]) -> Digest {
+    let mut hasher = Hasher::new(b"ordeal/signed-batch-key/v1").digest(digest);
+    for request in batch {
+        hasher = hasher.bytes(&request.signature.0);
+    }
+    hasher.finish()
 }
 
 impl Replica {
@@ -362,9 +374,15 @@ impl Replica {
                 current: self.view,
             });
         }
-        if self.vc_requests.get(&from).is_some_and(|held| held.target >= request.target) {
+        if let Some(held) = self.vc_requests.get(&from)
+            && held.target >= request.target
+        {
             // A re-sent request, or an older one overtaken: nothing new.
-            return Ok(());
+            return Err(Rejection::DuplicateViewChange {
+                from,
+                target: request.target,
+                held: held.target,
+            });
         }
         self.validate_view_change(&request, &mut HashSet::new())?;
         self.vc_requests.insert(from, request);
@@ -477,7 +495,13 @@ impl Replica {
         Ok(())
     }
 
-    /// Checks that `evidence` proves its batch view-committed at (view, seq).
+    /// Checks that `evidence` proves its batch view-committed at (view, seq), and that every
+    /// request in the batch carries its client's valid signature. The certificate covers the
+    /// batch digest, which covers the request bodies but not the signature bytes, so without
+    /// the second check a replica relaying evidence could swap the signatures and have honest
+    /// replicas record requests their clients never signed in those bytes. `verified`
+    /// remembers what was checked: certificates by proposal digest, signed batches by
+    /// [`signed_batch_key`].
     pub(super) fn verify_evidence(
         &self,
         evidence: &SlotEvidence,
@@ -488,11 +512,22 @@ impl Replica {
             return Err("batch size out of range");
         }
         let digest = proposal_digest(evidence.view, evidence.seq, &batch_digest(&evidence.batch));
-        if verified.contains(&digest) {
+        let signed = signed_batch_key(&digest, &evidence.batch);
+        if verified.contains(&signed) {
             return Ok(());
         }
-        self.verify_certificate(evidence.view, evidence.seq, &digest, &evidence.certificate)?;
-        verified.insert(digest);
+        if !verified.contains(&digest) {
+            self.verify_certificate(evidence.view, evidence.seq, &digest, &evidence.certificate)?;
+            verified.insert(digest);
+        }
+        let count = self.config.client_count;
+        if evidence.batch.iter().any(|request| request.body.client.0 >= count) {
+            return Err("a request of an unknown client");
+        }
+        if !self.verify_signatures(&evidence.batch).is_empty() {
+            return Err("a client signature does not verify");
+        }
+        verified.insert(signed);
         Ok(())
     }
 
@@ -612,7 +647,7 @@ impl Replica {
                     continue;
                 }
                 if let Err(rejection) = self.dispatch_opened(now, from, message) {
-                    self.counters.reject(rejection);
+                    self.counters.reject_deferred(rejection);
                 }
             }
         }
