@@ -142,6 +142,10 @@ pub struct Hook {
     withheld_last: Option<(View, Seq)>,
     /// `equivocate` as primary, per (view, seq).
     equivocations: BTreeMap<(View, Seq), Equivocation>,
+    /// The view this replica last sent an NV-PROPOSE for and that proposal's k_max: the slots up
+    /// to it are carried, pinned by the decision (honest replicas refuse another batch there),
+    /// so `equivocate` leaves them alone.
+    carried_until: Option<(View, Seq)>,
     /// `equivocate` as backup, per (view, seq).
     digests: BTreeMap<(View, Seq), SlotDigests>,
     /// `nv-equivocate`: VC-REQUESTs by target view and sender.
@@ -201,6 +205,7 @@ impl Hook {
             withhold_first: None,
             withheld_last: None,
             equivocations: BTreeMap::new(),
+            carried_until: None,
             digests: BTreeMap::new(),
             view_changes: BTreeMap::new(),
             held: Vec::new(),
@@ -369,6 +374,12 @@ impl Hook {
                 self.keep_view_change(request.clone());
                 Vec::new()
             }
+            Message::NewView(new_view) if self.is_on(Behaviour::Equivocate) => {
+                let decision = decide(&new_view.requests);
+                let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
+                self.carried_until = Some((new_view.view, k_max));
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }
@@ -423,6 +434,12 @@ impl Hook {
         match &mut item.message {
             Message::Propose(propose) => {
                 if self.config.primary(propose.view) != self.id {
+                    return vec![item];
+                }
+                let carried = self
+                    .carried_until
+                    .is_some_and(|(view, k_max)| view == propose.view && propose.seq <= k_max);
+                if carried {
                     return vec![item];
                 }
                 let key = (propose.view, propose.seq);
