@@ -27,8 +27,7 @@ use super::{Behaviour, ByzantineConfig};
 use crate::core::config::{Config, Protocol};
 use crate::core::message::{
     Certify, Checkpoint, Inform, NewView, Propose, SignedRequest, SlotEvidence, Support,
-    SupportProof, ViewChange, batch_digest, checkpoint_signing_bytes, decode, proposal_digest,
-    support_signing_bytes,
+    SupportProof, ViewChange, batch_digest, decode, proposal_digest, support_signing_bytes,
 };
 use crate::core::replica::{Decision, decide};
 use crate::core::{AuthenticatedInform, Digest, Envelope, Message, ReplicaId, Seq, Time, Transmit};
@@ -1228,22 +1227,11 @@ impl Hook {
     }
 
     fn sign_checkpoint(&self, checkpoint: &mut Checkpoint) {
-        let bytes = checkpoint_signing_bytes(
-            checkpoint.seq,
-            &checkpoint.state_digest,
-            &checkpoint.block_hash,
-        );
-        checkpoint.signature = self.secrets.signing_key.sign(&bytes);
+        checkpoint.sign_with(&self.secrets.signing_key);
     }
 
     fn sign_view_change(&self, request: &mut ViewChange) {
-        let bytes = ViewChange::signing_bytes(
-            request.target,
-            request.replica,
-            request.checkpoint.as_ref(),
-            &request.evidence,
-        );
-        request.signature = self.secrets.signing_key.sign(&bytes);
+        request.sign_with(&self.secrets.signing_key);
     }
 }
 

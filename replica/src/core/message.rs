@@ -241,6 +241,15 @@ pub struct Checkpoint {
     pub signature: Signature,
 }
 
+impl Checkpoint {
+    /// Signs the checkpoint again with `key` over its current fields (a replica altering its
+    /// own checkpoint, as a Byzantine hook or a fuzzer does, keeps it validly signed).
+    pub fn sign_with(&mut self, key: &SigningKey) {
+        let bytes = checkpoint_signing_bytes(self.seq, &self.state_digest, &self.block_hash);
+        self.signature = key.sign(&bytes);
+    }
+}
+
 /// The bytes a CHECKPOINT's signature is over.
 pub fn checkpoint_signing_bytes(seq: Seq, state_digest: &Digest, block_hash: &Digest) -> Vec<u8> {
     let digest = Hasher::new(b"ordeal/checkpoint/v1")
@@ -296,6 +305,18 @@ pub struct ViewChange {
 }
 
 impl ViewChange {
+    /// Signs the request again with `key` over its current fields (see
+    /// [`Checkpoint::sign_with`]).
+    pub fn sign_with(&mut self, key: &SigningKey) {
+        let bytes = ViewChange::signing_bytes(
+            self.target,
+            self.replica,
+            self.checkpoint.as_ref(),
+            &self.evidence,
+        );
+        self.signature = key.sign(&bytes);
+    }
+
     /// The bytes the signature is over: a digest of every other field.
     pub fn signing_bytes(
         target: View,

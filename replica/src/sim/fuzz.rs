@@ -1762,22 +1762,11 @@ impl FuzzSession {
     }
 
     fn sign_checkpoint(&self, checkpoint: &mut Checkpoint) {
-        let bytes = checkpoint_signing_bytes(
-            checkpoint.seq,
-            &checkpoint.state_digest,
-            &checkpoint.block_hash,
-        );
-        checkpoint.signature = self.secrets.signing_key.sign(&bytes);
+        checkpoint.sign_with(&self.secrets.signing_key);
     }
 
     fn sign_view_change(&self, request: &mut ViewChange) {
-        let bytes = ViewChange::signing_bytes(
-            request.target,
-            request.replica,
-            request.checkpoint.as_ref(),
-            &request.evidence,
-        );
-        request.signature = self.secrets.signing_key.sign(&bytes);
+        request.sign_with(&self.secrets.signing_key);
     }
 }
 
