@@ -40,10 +40,11 @@ use std::time::{Duration, Instant};
 
 use history::OpKind;
 use nemesis::{
-    Budget, Fault, FaultAction, FaultKind, LinkFault, NetworkFaults, PartitionShape, Schedule,
-    Step, TargetPicker, TargetSpec,
+    Budget, Fault, FaultAction, FaultKind, LinkFault, NetworkFaults, Node, PartitionShape,
+    Schedule, Step, TargetPicker, TargetSpec,
 };
 use replica::byzantine::Behaviour;
+use replica::byzantine::hook::lone_roles;
 use replica::core::ReplicaId;
 use replica::net::tls::TlsMaterial;
 use serde::{Deserialize, Serialize};
@@ -65,6 +66,11 @@ const FORCE_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often a forced view change looks at the replicas' views.
 const FORCE_POLL: Duration = Duration::from_millis(100);
+
+/// How long the lone replica's messages to other replicas take during a lone-executor attack:
+/// more than the spread of the honest replicas' progress timers, so that the new primary has
+/// nf VC-REQUESTs without the lone one's.
+const LONE_DELAY: Duration = Duration::from_millis(600);
 
 /// Counters of an honest replica that show it received and processed what an attack altered,
 /// withheld or forged (besides `rejected_from.<attacker>`): a view change it had to start, a
@@ -384,14 +390,19 @@ impl Executor<'_> {
                 // (switched on first, so a new primary's lies act in the view change itself).
                 if switched.iter().any(|behaviour| behaviour.needs_primary()) {
                     let until = self.context.start + fault.end - (fault.end - fault.start) / 4;
-                    self.force_byzantine_primary(until).await;
+                    let reached = self.force_byzantine_primary(until).await;
+                    if let Some((view, primary)) = reached
+                        && switched.contains(&Behaviour::WithholdCertificate)
+                    {
+                        self.delay_lone_replica(index, view, primary);
+                    }
                 }
                 before = Some(self.counters().await);
                 behaviours = switched.clone();
             }
             FaultAction::ForceViewChange => {
                 let until = self.context.start + fault.end;
-                if self.force_byzantine_primary(until).await {
+                if self.force_byzantine_primary(until).await.is_some() {
                     hit = replicas.clone();
                 }
             }
@@ -441,10 +452,10 @@ impl Executor<'_> {
     /// Moves the primary role onto a declared Byzantine replica before `until`: once the view
     /// has settled (nf replicas in it), while its primary is honest, that primary's links are
     /// blocked until the view moves on (at most n cuts, each at most [`FORCE_STEP_TIMEOUT`]).
-    /// Done when a Byzantine primary's view has settled twice in a row. Returns whether it got
-    /// there; records a `force-view-change` info either way.
+    /// Done when a Byzantine primary's view has settled twice in a row. Returns that view and
+    /// its primary when it got there; records a `force-view-change` info either way.
     #[allow(clippy::disallowed_methods, reason = "the forcing waits on the wall clock")]
-    async fn force_byzantine_primary(&mut self, until: Instant) -> bool {
+    async fn force_byzantine_primary(&mut self, until: Instant) -> Option<(u64, ReplicaId)> {
         let n = self.replica_count();
         let byzantine = self.context.byzantine.to_vec();
         let mut cut: Vec<u8> = Vec::new();
@@ -504,7 +515,32 @@ impl Executor<'_> {
         };
         eprintln!("ordeal: nemesis at {:.1} s: force-view-change {value}", self.elapsed_s());
         self.context.recorder.nemesis(OpKind::Info, FaultKind::ForceViewChange.name(), value);
-        reached.is_some()
+        reached
+    }
+
+    /// The network's part in a lone-executor attack (`withhold-certificate`): Byzantine primary
+    /// `primary` of `view` lets one honest replica alone execute its slots
+    /// ([`replica::byzantine::hook::lone_roles`]); the messages that replica sends to other
+    /// replicas are delayed by [`LONE_DELAY`] while Byzantine fault `index` lasts, so that the
+    /// view change that follows forms without its VC-REQUEST and it must roll back. Delays are
+    /// the asynchrony the protocol must tolerate, not a fault of the budget.
+    fn delay_lone_replica(&mut self, index: usize, view: u64, primary: ReplicaId) {
+        let n = self.replica_count();
+        let f = (usize::from(n) - 1) / 3;
+        let colluders = self.context.byzantine.iter().copied().filter(|r| *r != primary).collect();
+        let (_, lone) = lone_roles(n, f, primary, &colluders, replica::core::View(view));
+        let Some(lone) = lone else { return };
+        let link = LinkFault { delay: LONE_DELAY, ..LinkFault::default() };
+        let mut faults = NetworkFaults::healthy();
+        for other in (0..n).map(ReplicaId).filter(|other| *other != lone) {
+            faults.set(Node::Replica(lone), Node::Replica(other), link);
+        }
+        self.links.insert(index, faults);
+        self.apply_links();
+        let value = json!({"lone": lone.0, "primary": primary.0, "view": view,
+            "delay_ms": LONE_DELAY.as_millis() as u64});
+        eprintln!("ordeal: nemesis at {:.1} s: lone-executor {value}", self.elapsed_s());
+        self.context.recorder.nemesis(OpKind::Info, "lone-executor", value);
     }
 
     /// Whether Byzantine fault `active` acted: the targeted hooks counted their behaviours
@@ -686,6 +722,9 @@ impl Executor<'_> {
                     }
                 }
                 self.behaviours.remove(&index);
+                if self.links.remove(&index).is_some() {
+                    self.apply_links();
+                }
                 for replica in &active.replicas {
                     if active.hit.contains(replica) {
                         if self.apply_behaviours(*replica).await {

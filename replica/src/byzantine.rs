@@ -63,15 +63,20 @@ pub enum Behaviour {
     /// older view's certificate for the slot that this replica sent before (a stale
     /// certificate reused), correctly re-signed.
     HideEvidence,
-    /// As primary (PoE-TS): certify each slot, but send the CERTIFY to one honest replica
-    /// only (and to accomplices); the other honest replicas supported the batch and never see
-    /// it certified, so the evidence of the slot lives at one honest replica.
+    /// As primary: send its own evidence (the CERTIFY in PoE-TS; its SUPPORT in PoE-MAC; its
+    /// CHECKPOINT votes) to one honest replica only, the *lone* one of [`hook::lone_roles`]
+    /// (and to accomplices); the other honest replicas supported the batch and never see it
+    /// committed, so the evidence of the slot lives at one honest replica. With `in-the-dark`,
+    /// the lone replica alone executes: the rollback a later view change owes it is the target.
     WithholdCertificate,
+    /// State transfers with the real checkpoint certificate and a snapshot of another state
+    /// (the same wrong state at every accomplice).
+    CorruptSnapshot,
 }
 
 impl Behaviour {
     /// Every behaviour, in a fixed order.
-    pub const ALL: [Behaviour; 15] = [
+    pub const ALL: [Behaviour; 16] = [
         Behaviour::Equivocate,
         Behaviour::InTheDark,
         Behaviour::WithholdSlot,
@@ -87,6 +92,7 @@ impl Behaviour {
         Behaviour::Mutate,
         Behaviour::HideEvidence,
         Behaviour::WithholdCertificate,
+        Behaviour::CorruptSnapshot,
     ];
 
     /// The name on the command line, in scenarios, the history and counters.
@@ -107,6 +113,7 @@ impl Behaviour {
             Behaviour::Mutate => "mutate",
             Behaviour::HideEvidence => "hide-evidence",
             Behaviour::WithholdCertificate => "withhold-certificate",
+            Behaviour::CorruptSnapshot => "corrupt-snapshot",
         }
     }
 

@@ -136,6 +136,7 @@ pub struct Hook {
     dark: BTreeSet<ReplicaId>,
     /// `withhold-certificate`: the one honest replica that gets the certificates.
     lit: Option<ReplicaId>,
+    // Both are the [`lone_roles`] of the current view.
     /// `withhold-slot`: the first slot proposed after activation, and the last slot counted.
     withhold_first: Option<Seq>,
     withheld_last: Option<(View, Seq)>,
@@ -177,19 +178,14 @@ impl Hook {
     ) -> Hook {
         let n = config.replica_count;
         let id = ReplicaId(u8::try_from(secrets.id).unwrap_or(u8::MAX));
-        let mut rng = ChaCha20Rng::seed_from_u64(byzantine.seed);
+        let rng = ChaCha20Rng::seed_from_u64(byzantine.seed);
         let colluders: BTreeSet<ReplicaId> = byzantine
             .colluders
             .iter()
             .filter(|&&replica| replica < n && replica != id.0)
             .map(|&replica| ReplicaId(replica))
             .collect();
-        // The dark are honest replicas: leaving an accomplice out would help nobody.
-        let mut others: Vec<ReplicaId> =
-            (0..n).map(ReplicaId).filter(|r| *r != id && !colluders.contains(r)).collect();
-        shuffle(&mut rng, &mut others);
-        let lit = others.last().copied();
-        let dark = others.into_iter().take(config.f()).collect();
+        let (dark, lit) = lone_roles(n, config.f(), id, &colluders, View(0));
         Hook {
             id,
             secrets,
@@ -299,6 +295,15 @@ impl Hook {
     /// Passes one transmit of the core through the behaviours switched on; returns what to send
     /// instead. `view` is the replica's current view.
     pub fn outbound(&mut self, now: Time, view: View, transmit: Transmit) -> Vec<Transmit> {
+        if view != self.view {
+            (self.dark, self.lit) = lone_roles(
+                self.config.replica_count,
+                self.config.f(),
+                self.id,
+                &self.colluders,
+                view,
+            );
+        }
         self.view = view;
         if !self.is_active() {
             self.remember_sent(&transmit);
@@ -349,6 +354,7 @@ impl Hook {
             let Some(item) = self.hold_new_view(now, item) else { continue };
             let item = self.hide_evidence(item);
             let item = self.corrupt_digest(item);
+            let item = self.corrupt_snapshot(item);
             let item = self.retag_view(item);
             items.push(self.mutate(item));
         }
@@ -410,7 +416,16 @@ impl Hook {
             self.count(Behaviour::InTheDark.name());
             return None;
         }
-        let certificate_withheld = matches!(item.message, Message::Certify(_))
+        // The primary's own evidence: its CERTIFY (PoE-TS), its SUPPORT of its own proposal
+        // (PoE-MAC), and its CHECKPOINT votes.
+        let primary = self.config.primary(self.view) == self.id;
+        let evidence = match &item.message {
+            Message::Certify(_) | Message::Checkpoint(_) => true,
+            Message::Support(support) => support.view == self.view,
+            _ => false,
+        };
+        let certificate_withheld = evidence
+            && primary
             && self.is_on(Behaviour::WithholdCertificate)
             && !self.colluders.contains(&item.to)
             && Some(item.to) != self.lit;
@@ -640,6 +655,21 @@ impl Hook {
             _ => return item,
         }
         self.count(Behaviour::CorruptDigest.name());
+        item.changed = true;
+        item
+    }
+
+    /// `corrupt-snapshot`: a state transfer keeps its real checkpoint certificate and carries a
+    /// snapshot of another state (the receiver must check the snapshot against the certified
+    /// state digest, PROTOCOL §6).
+    fn corrupt_snapshot(&mut self, mut item: Outgoing) -> Outgoing {
+        if !self.is_on(Behaviour::CorruptSnapshot) {
+            return item;
+        }
+        let Message::StateTransfer(transfer) = &mut item.message else { return item };
+        let Some((_, snapshot)) = &mut Arc::make_mut(transfer).checkpoint else { return item };
+        tamper::corrupt_snapshot(snapshot);
+        self.count(Behaviour::CorruptSnapshot.name());
         item.changed = true;
         item
     }
@@ -1256,6 +1286,33 @@ fn insert_bounded<T>(map: &mut BTreeMap<(View, Seq), T>, key: (View, Seq), value
 }
 
 /// Fisher–Yates with the hook's generator.
+/// The roles a Byzantine primary `id` of `view` gives the honest replicas (the replicas that are
+/// neither `id` nor in `colluders`) for `in-the-dark` and `withhold-certificate`: the f honest
+/// replicas whose turn as primary comes first (the next view's primary first: it must then
+/// build the view change from other replicas' evidence) are left in the dark, and the honest
+/// replica whose turn comes last is the *lone* one that gets the certificates. With both on,
+/// exactly nf replicas vote for each slot and the lone replica alone among the honest ones
+/// commits and executes it; a view change that does not wait for it must roll it back
+/// (PROTOCOL §5.3 steps 5–6), which is what the harness's network then arranges by delaying the
+/// lone replica's messages. A pure function, so that the harness computes the same roles.
+pub fn lone_roles(
+    replica_count: u8,
+    f: usize,
+    id: ReplicaId,
+    colluders: &BTreeSet<ReplicaId>,
+    view: View,
+) -> (BTreeSet<ReplicaId>, Option<ReplicaId>) {
+    let n = u64::from(replica_count.max(1));
+    let next = (view.0 % n + 1) % n;
+    let mut honest: Vec<ReplicaId> = (0..replica_count)
+        .map(ReplicaId)
+        .filter(|replica| *replica != id && !colluders.contains(replica))
+        .collect();
+    honest.sort_by_key(|replica| (u64::from(replica.0) + n - next) % n);
+    let lit = honest.pop();
+    (honest.into_iter().take(f).collect(), lit)
+}
+
 fn shuffle<T>(rng: &mut ChaCha20Rng, items: &mut [T]) {
     for index in (1..items.len()).rev() {
         let other = rng.random_range(0..=index);

@@ -8,6 +8,7 @@ use rand::RngExt;
 use rand_chacha::ChaCha20Rng;
 
 use crate::core::message::{Message, SignedRequest, SupportProof};
+use crate::core::state_machine::Snapshot;
 use crate::core::{Digest, ReplicaId};
 
 /// Flips one seeded bit of `bytes` (nothing if empty).
@@ -25,6 +26,17 @@ pub(super) fn collusive(digest: &Digest) -> Digest {
     let mut wrong = *digest;
     wrong.0[0] ^= 0xff;
     wrong
+}
+
+/// Changes the state a snapshot holds, the same way at every accomplice: the first key's value
+/// goes up by one (a key is added to an empty store). Its digest no longer matches.
+pub(super) fn corrupt_snapshot(snapshot: &mut Snapshot) {
+    match snapshot.store.values_mut().next() {
+        Some(value) => *value = value.wrapping_add(1),
+        None => {
+            snapshot.store.insert("k0".into(), 1);
+        }
+    }
 }
 
 /// Moves a number by one up or down (always up from 0, down from the maximum).

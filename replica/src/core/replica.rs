@@ -871,7 +871,13 @@ impl Replica {
             key.verify(&support_signing_bytes(&support.digest), signature)
                 .map_err(|_| Rejection::InvalidSupportSignature { from, seq })?;
         }
-        self.slots.entry(seq).or_default().votes.insert(from, support);
+        let slot = self.slots.entry(seq).or_default();
+        slot.votes.insert(from, support);
+        if slot.proposal.is_none() && slot.votes.len() > self.config.f() {
+            // Others accepted a proposal this replica never got: the progress timer finds out
+            // whether it missed it (PoE-MAC; `missed_proposal`).
+            self.expect_progress(now);
+        }
         match protocol {
             Protocol::PoeTs => self.try_certify(now, seq),
             Protocol::PoeMac => {

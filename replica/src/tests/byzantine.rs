@@ -858,3 +858,83 @@ fn byzantine_joint_attack_then_slow_view_changes_still_end() {
     assert!(current.len() >= 2, "executed {executed:?}");
     assert_proofs_hold(&cluster, &current);
 }
+
+// --------------------------------------------------------------------------------------------
+// The forced rollback: the lone executor of the fifth joint attack
+
+/// The fifth joint attack on a lone Byzantine primary (PROTOCOL §5.3 steps 5–6): exactly nf
+/// replicas vote for each slot and the primary's own evidence reaches one honest replica only,
+/// so it alone executes; slowed down like the harness's network does, it is left out of the view
+/// change and rolls back. Within the budget that is safe.
+///
+/// Setup: n = 4, replica 0 Byzantine with `in-the-dark`, `withhold-certificate`,
+/// `hide-evidence`, `false-failure` and `corrupt-snapshot` from the start; the lone replica's
+/// messages take 600 ms until it is in view 1 (PoE-TS and PoE-MAC).
+/// Test: the roles are replica 1 in the dark and replica 3 lone; replica 3 executed in view 0
+/// and rolled back; the honest replicas agree, every request completes, every proof holds.
+#[test]
+fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
+    let plan = [
+        Behaviour::InTheDark,
+        Behaviour::WithholdCertificate,
+        Behaviour::HideEvidence,
+        Behaviour::FalseFailure,
+        Behaviour::CorruptSnapshot,
+    ];
+    let (dark, lone) =
+        crate::byzantine::hook::lone_roles(4, 1, ReplicaId(0), &BTreeSet::new(), View(0));
+    assert_eq!((dark, lone), (BTreeSet::from([ReplicaId(1)]), Some(ReplicaId(3))));
+    let lone = ReplicaId(3);
+    for protocol in [Protocol::PoeTs, Protocol::PoeMac] {
+        let requests = 300;
+        let config = Config::new(protocol, 4, 16);
+        let mut cluster = cluster_with(config, 5, requests, &[(0, &plan)]);
+        cluster.slow_down(lone, Duration::from_millis(600));
+        cluster
+            .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(lone).view() >= View(1))
+            .expect("the lone replica enters view 1");
+        cluster.slow_down(lone, Duration::ZERO);
+        let executed_in_view_0 = |id: ReplicaId| {
+            cluster.events[id.index()]
+                .iter()
+                .any(|event| matches!(event, LedgerEvent::Execute(execute) if execute.view == 0))
+        };
+        assert!(executed_in_view_0(lone), "{protocol:?}: the lone replica executed");
+        assert!(!executed_in_view_0(ReplicaId(1)), "{protocol:?}: replica 1 was in the dark");
+        let counters = cluster.replica(lone).counters();
+        assert!(counters.slots_rolled_back >= 1, "{protocol:?}: {counters:?}");
+        assert!(acted(&cluster, 0, Behaviour::WithholdCertificate) > 0);
+        assert_safe_and_live(&mut cluster, requests, &honest_except(4, &[0]));
+    }
+}
+
+/// `corrupt-snapshot` (PROTOCOL §6): a replica that fell behind gets from the Byzantine replica
+/// the real checkpoint certificate with a snapshot of another state, refuses it, and catches up
+/// from the honest ones.
+///
+/// Setup: n = 4 PoE-TS, checkpoints every 4 slots, replica 0 primary with `in-the-dark` and
+/// `corrupt-snapshot`.
+/// Test: replica 0 served corrupt snapshots; the dark replica refused messages from replica 0
+/// and installed a snapshot anyway; the honest replicas agree and every request completes.
+#[test]
+fn byzantine_corrupt_snapshot_is_refused() {
+    let requests = 300;
+    let mut config = Config::new(Protocol::PoeTs, 4, 16);
+    config.checkpoint_interval = 4;
+    let plan = [Behaviour::InTheDark, Behaviour::CorruptSnapshot];
+    let mut cluster = cluster_with(config, 211, requests, &[(0, &plan)]);
+    let dark = *cluster.byzantine(ReplicaId(0)).expect("hook").dark().first().expect("one");
+    let honest = honest_except(4, &[0]);
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    // The dark replica's catch-up asks everyone again after a refused transfer.
+    cluster.run_for(Duration::from_secs(2));
+    assert_every_request_completed(&cluster, requests as usize);
+    assert_common_slots_agree(&cluster, &honest);
+    // The dark replica holds no ledger below the snapshot it installed.
+    let lit: Vec<ReplicaId> = honest.iter().copied().filter(|id| *id != dark).collect();
+    assert_proofs_hold(&cluster, &lit);
+    assert!(acted(&cluster, 0, Behaviour::CorruptSnapshot) > 0);
+    let counters = cluster.replica(dark).counters();
+    assert!(counters.rejected_from.get(&0).copied().unwrap_or(0) > 0, "{counters:?}");
+    assert!(counters.snapshots_installed > 0, "{counters:?}");
+}

@@ -45,6 +45,9 @@ use crate::{core::state_machine::PlantedUndo, planted::PlantedBug};
 /// The largest backoff exponent of the new-view timer.
 const BACKOFF_MAX: u32 = 5;
 
+/// The largest backoff exponent of the VC-REQUEST re-send interval.
+const RESEND_BACKOFF_MAX: u32 = 2;
+
 /// Normal operation, or a view change in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Mode {
@@ -214,7 +217,19 @@ impl Replica {
         let open = self.slots.values().any(|slot| {
             slot.proposal.is_some() || slot.certify.is_some() || slot.certificate.is_some()
         });
-        open || carried_pending || !self.forwarded.is_empty()
+        open || carried_pending || !self.forwarded.is_empty() || self.missed_proposal()
+    }
+
+    /// Whether this replica missed a proposal the others have: for a slot above its last
+    /// executed one it holds no PROPOSE but a CERTIFY, or votes from f + 1 replicas (at least
+    /// one correct replica accepted a proposal there). A replica that missed the last PROPOSE
+    /// before the clients went quiet would otherwise never learn that it is behind.
+    fn missed_proposal(&self) -> bool {
+        let f = self.config.f();
+        let last_executed = self.last_executed();
+        self.slots.range(last_executed.next()..).any(|(_, slot)| {
+            slot.proposal.is_none() && (slot.certify.is_some() || slot.votes.len() > f)
+        })
     }
 
     /// The view-change timers: progress, new view, and re-sending the VC-REQUEST.
@@ -233,7 +248,7 @@ impl Replica {
                 if let Some(own) = self.vc_requests.get(&self.id).cloned() {
                     self.broadcast(&Message::ViewChange(own));
                 }
-                let resend_at = now + self.new_view_timeout();
+                let resend_at = now + self.view_change_resend_interval();
                 self.mode = Mode::ViewChange { target, deadline, resend_at };
             }
         }
@@ -249,10 +264,10 @@ impl Replica {
         // state transfer, or after a rollback) when the others had long re-certified it, and
         // nobody will propose it again.
         let carried_missing = !next_committed && self.carried.contains_key(&next);
-        if (hole || carried_missing) && !self.hole_state_requested {
-            // Later slots are certified and this one is not, or a carried slot never came:
-            // either the primary withholds it, or this replica missed it. Ask the others once
-            // before accusing the primary.
+        if (hole || carried_missing || self.missed_proposal()) && !self.hole_state_requested {
+            // Later slots are certified and this one is not, a carried slot never came, or the
+            // others voted on a proposal this replica never got: either the primary withholds
+            // it, or this replica missed it. Ask the others once before accusing the primary.
             self.hole_state_requested = true;
             self.last_state_request = None;
             self.request_state(now, None);
@@ -265,6 +280,15 @@ impl Replica {
     /// The new-view timeout after `failed_view_changes` failures in a row.
     fn new_view_timeout(&self) -> std::time::Duration {
         self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
+    }
+
+    /// How often a replica in a view change re-sends its VC-REQUEST: the new-view timeout, but
+    /// backed off at most [`RESEND_BACKOFF_MAX`] times. The backoff makes a replica wait longer
+    /// for a new primary once nf replicas asked for it; re-sending is what lets a quorum form
+    /// again after a partition heals (the relay drops what it cuts), so it must not wait as
+    /// long (32 s at the full backoff), while still sparing a slow link big VC-REQUESTs.
+    fn view_change_resend_interval(&self) -> std::time::Duration {
+        self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(RESEND_BACKOFF_MAX))
     }
 
     /// The progress timeout after `failed_view_changes` failures in a row: the base timeout in
@@ -294,7 +318,7 @@ impl Replica {
         let held = self.vc_requests.get(&self.id).filter(|own| own.target == target).cloned();
         if let Some(own) = held {
             // Signed already (the replica was passive below it): the same request again.
-            let resend_at = now + self.new_view_timeout();
+            let resend_at = now + self.view_change_resend_interval();
             self.mode = Mode::ViewChange { target, deadline: None, resend_at };
             self.progress_deadline = None;
             self.broadcast(&Message::ViewChange(own));
@@ -309,7 +333,7 @@ impl Replica {
             Arc::new(ViewChange { target, replica: self.id, checkpoint, evidence, signature });
         self.counters.view_changes_started += 1;
         self.vote_floor = self.vote_floor.max(target);
-        let resend_at = now + self.new_view_timeout();
+        let resend_at = now + self.view_change_resend_interval();
         self.mode = Mode::ViewChange { target, deadline: None, resend_at };
         self.progress_deadline = None;
         self.writes.push(Write::ViewChange(request.clone()));
