@@ -150,11 +150,17 @@ struct Active {
     replicas: Vec<ReplicaId>,
     /// The replicas the action reached (a kill of a replica that already exited does not).
     hit: Vec<ReplicaId>,
-    /// Byzantine faults: every replica's counters once the attack was under way.
-    before: Option<Vec<Option<BTreeMap<String, u64>>>>,
+    /// Byzantine faults: every replica's counters before the behaviours were switched on.
+    switched: Option<Counters>,
+    /// Byzantine faults: every replica's counters once the attack was under way (after the
+    /// primary role was forced onto a Byzantine replica, when it had to be).
+    before: Option<Counters>,
     /// Byzantine faults: the behaviours switched on.
     behaviours: Vec<Behaviour>,
 }
+
+/// Every replica's counters (`None` for one that did not answer).
+type Counters = Vec<Option<BTreeMap<String, u64>>>;
 
 struct Executor<'a> {
     context: FaultContext<'a>,
@@ -362,6 +368,7 @@ impl Executor<'_> {
         );
         let mut hit = Vec::new();
         let mut before = None;
+        let mut switched_at = None;
         let mut behaviours = Vec::new();
         match &fault.action {
             FaultAction::Kill | FaultAction::Pause => {
@@ -381,6 +388,7 @@ impl Executor<'_> {
                 }
             }
             FaultAction::Byzantine(switched) => {
+                switched_at = Some(self.counters().await);
                 for replica in &replicas {
                     if self.apply_behaviours(*replica).await {
                         hit.push(*replica);
@@ -423,11 +431,13 @@ impl Executor<'_> {
                 hit = replicas.clone();
             }
         }
-        self.active.insert(index, Active { kind, target, replicas, hit, before, behaviours });
+        let active =
+            Active { kind, target, replicas, hit, switched: switched_at, before, behaviours };
+        self.active.insert(index, active);
     }
 
     /// Every replica's counters (`None` for one that does not answer).
-    async fn counters(&self) -> Vec<Option<BTreeMap<String, u64>>> {
+    async fn counters(&self) -> Counters {
         self.context
             .cluster
             .statuses()
@@ -544,32 +554,44 @@ impl Executor<'_> {
     }
 
     /// Whether Byzantine fault `active` acted: the targeted hooks counted their behaviours
-    /// since `active.before`, and an honest replica shows it processed the result (refused a
-    /// message from an attacker, started a view change, rolled back, asked for state).
+    /// since they were switched on, and an honest replica shows it processed the result
+    /// (refused a message from an attacker, started a view change, rolled back, asked for
+    /// state) since the attack was under way, or since the switch when the hooks already acted
+    /// while the primary role was being forced (an equivocation can stall the view at once).
     /// `None` when it acted, else why not.
     async fn vacuity(&self, active: &Active) -> Option<String> {
         let before = active.before.as_ref()?;
+        let switched = active.switched.as_ref().unwrap_or(before);
         let after = self.counters().await;
-        let delta = |replica: usize, name: &str| -> u64 {
-            let get = |snapshot: &Vec<Option<BTreeMap<String, u64>>>| {
-                snapshot.get(replica).cloned().flatten().and_then(|c| c.get(name).copied())
-            };
-            get(&after).unwrap_or(0).saturating_sub(get(before).unwrap_or(0))
+        let get = |snapshot: &Counters, replica: usize, name: &str| -> u64 {
+            snapshot.get(replica).cloned().flatten().and_then(|c| c.get(name).copied()).unwrap_or(0)
         };
-        let hooks: u64 = active
-            .hit
-            .iter()
-            .flat_map(|replica| {
-                active
-                    .behaviours
-                    .iter()
-                    .map(move |behaviour| (replica, format!("byzantine.{}", behaviour.name())))
-            })
-            .map(|(replica, name)| delta(replica.index(), &name))
-            .sum();
-        if hooks == 0 {
+        let hooks_between = |from: &Counters, to: &Counters| -> u64 {
+            active
+                .hit
+                .iter()
+                .flat_map(|replica| {
+                    active
+                        .behaviours
+                        .iter()
+                        .map(move |behaviour| (replica, format!("byzantine.{}", behaviour.name())))
+                })
+                .map(|(replica, name)| {
+                    get(to, replica.index(), &name).saturating_sub(get(
+                        from,
+                        replica.index(),
+                        &name,
+                    ))
+                })
+                .sum()
+        };
+        if hooks_between(switched, &after) == 0 {
             return Some("no behaviour acted in the Byzantine replicas' hooks".into());
         }
+        let baseline = if hooks_between(switched, before) > 0 { switched } else { before };
+        let delta = |replica: usize, name: &str| -> u64 {
+            get(&after, replica, name).saturating_sub(get(baseline, replica, name))
+        };
         let byzantine = self.context.byzantine;
         let honest = (0..self.replica_count()).map(ReplicaId).filter(|r| !byzantine.contains(r));
         let mut effects = 0;
