@@ -399,10 +399,14 @@ impl Executor<'_> {
                 if switched.iter().any(|behaviour| behaviour.needs_primary()) {
                     let until = self.context.start + fault.end - (fault.end - fault.start) / 4;
                     let reached = self.force_byzantine_primary(until).await;
+                    let lone = switched.contains(&Behaviour::WithholdCertificate)
+                        && switched.contains(&Behaviour::InTheDark);
                     if let Some((view, primary)) = reached
-                        && switched.contains(&Behaviour::WithholdCertificate)
+                        && lone
                     {
                         self.delay_lone_replica(index, view, primary);
+                        let end = self.context.start + fault.end;
+                        self.view_change_after_rollback(view, end).await;
                     }
                 }
                 before = Some(self.counters().await);
@@ -492,29 +496,9 @@ impl Executor<'_> {
                 break;
             }
             cut.push(primary.0);
-            let mut order: Vec<ReplicaId> = (0..n).map(ReplicaId).collect();
-            order.retain(|replica| *replica != primary);
-            order.insert(0, primary);
-            match nemesis::network::partition(PartitionShape::IsolateOne, &order) {
-                Ok(faults) => {
-                    self.links.insert(FORCE_LINKS, faults);
-                }
-                Err(error) => {
-                    self.error(format!("force-view-change: {error}"));
-                    break;
-                }
+            if !self.cut_primary(view, primary, until).await {
+                break;
             }
-            self.apply_links();
-            let step_end = (Instant::now() + FORCE_STEP_TIMEOUT).min(until);
-            // Bounded by `step_end`.
-            while Instant::now() < step_end {
-                tokio::time::sleep(FORCE_POLL).await;
-                if self.settled_view().await.is_some_and(|(now, _)| now > view) {
-                    break;
-                }
-            }
-            self.links.remove(&FORCE_LINKS);
-            self.apply_links();
         }
         let value = match reached {
             Some((view, primary)) => {
@@ -526,6 +510,63 @@ impl Executor<'_> {
         eprintln!("ordeal: nemesis at {:.1} s: force-view-change {value}", self.elapsed_s());
         self.context.recorder.nemesis(OpKind::Info, FaultKind::ForceViewChange.name(), value);
         reached
+    }
+
+    /// Cuts `primary`'s links in the relay until the settled view moves past `view` (at most
+    /// [`FORCE_STEP_TIMEOUT`], and never past `until`); false when the cut could not be made.
+    #[allow(clippy::disallowed_methods, reason = "the cut waits on the wall clock")]
+    async fn cut_primary(&mut self, view: u64, primary: ReplicaId, until: Instant) -> bool {
+        let n = self.replica_count();
+        let mut order: Vec<ReplicaId> = (0..n).map(ReplicaId).collect();
+        order.retain(|replica| *replica != primary);
+        order.insert(0, primary);
+        match nemesis::network::partition(PartitionShape::IsolateOne, &order) {
+            Ok(faults) => {
+                self.links.insert(FORCE_LINKS, faults);
+            }
+            Err(error) => {
+                self.error(format!("force-view-change: {error}"));
+                return false;
+            }
+        }
+        self.apply_links();
+        let step_end = (Instant::now() + FORCE_STEP_TIMEOUT).min(until);
+        // Bounded by `step_end`.
+        while Instant::now() < step_end {
+            tokio::time::sleep(FORCE_POLL).await;
+            if self.settled_view().await.is_some_and(|(now, _)| now > view) {
+                break;
+            }
+        }
+        self.links.remove(&FORCE_LINKS);
+        self.apply_links();
+        true
+    }
+
+    /// The second view change of a lone-executor attack: once the view change that left the
+    /// lone replica out has settled past `view` (waiting at most until `until`), its honest
+    /// primary is cut off once more, so that the next view change runs over evidence that
+    /// holds two certificates from different views for the slots the lone replica rolled back
+    /// (the older one, re-presented by a Byzantine replica that hides or downgrades evidence,
+    /// names the batch that lost). Records a `force-view-change` info with `after_rollback`.
+    #[allow(clippy::disallowed_methods, reason = "the wait is on the wall clock")]
+    async fn view_change_after_rollback(&mut self, view: u64, until: Instant) {
+        // Bounded by `until`.
+        while Instant::now() < until {
+            tokio::time::sleep(FORCE_POLL).await;
+            let Some((now, primary)) = self.settled_view().await else { continue };
+            if now <= view {
+                continue;
+            }
+            if self.context.byzantine.contains(&primary) || self.context.network.is_none() {
+                return;
+            }
+            let value = json!({"after_rollback": true, "cut": [primary.0], "view": now});
+            eprintln!("ordeal: nemesis at {:.1} s: force-view-change {value}", self.elapsed_s());
+            self.context.recorder.nemesis(OpKind::Info, FaultKind::ForceViewChange.name(), value);
+            self.cut_primary(now, primary, until).await;
+            return;
+        }
     }
 
     /// The network's part in a lone-executor attack (`withhold-certificate`): Byzantine primary

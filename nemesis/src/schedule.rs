@@ -648,7 +648,7 @@ fn draw(
 /// The joint attacks of the adversary (one plan, every Byzantine replica in its role): the
 /// behaviours that need the primary act in whichever Byzantine replica holds the role, the
 /// others in the accomplices.
-pub const JOINT_ATTACKS: [&[Behaviour]; 5] = [
+pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
     // Split brain: the primary equivocates to two halves of the honest replicas with different
     // request sets; accomplices support and share-sign both sides.
     &[Behaviour::Equivocate],
@@ -657,29 +657,20 @@ pub const JOINT_ATTACKS: [&[Behaviour]; 5] = [
     // The same, and a Byzantine new primary lies in that view change: NV-PROPOSEs from
     // different VC-REQUEST subsets, so that groups of honest replicas decide differently.
     &[Behaviour::Equivocate, Behaviour::HideEvidence, Behaviour::NvEquivocate],
-    // A lying view change: the primary keeps honest replicas in the dark and sends its own
-    // evidence to one honest replica only, accomplices ask for a view change, hide or
-    // downgrade their evidence and serve corrupt snapshots, and the new primary sends the
-    // honest replicas that hold certificates a decision without them (PROTOCOL §5.4).
+    // A lying view change and a forced rollback (the lone executor): the primary has exactly
+    // nf replicas vote for each slot from just before a checkpoint on and sends its own
+    // evidence to one honest replica only, so that it alone executes; the accomplices ask for a
+    // view change, hide or downgrade their evidence and serve corrupt snapshots; the harness
+    // delays the lone replica's messages, so the new view forms without it and it must roll
+    // back (PROTOCOL §5.3 steps 5–6: undo, dedup table, checkpoints and client proofs in
+    // play), then forces one more view change over the two certificates of the rolled-back
+    // slots; a Byzantine new primary sends the honest replicas that hold certificates a
+    // decision without them (PROTOCOL §5.4).
     &[
         Behaviour::InTheDark,
         Behaviour::WithholdCertificate,
         Behaviour::HideEvidence,
         Behaviour::NvEquivocate,
-        Behaviour::FalseFailure,
-        Behaviour::CorruptSnapshot,
-    ],
-    // A forced rollback (the lone executor): the primary has exactly nf replicas vote for
-    // each slot and sends its own evidence to one honest replica only, so that it alone
-    // executes; the accomplices ask for a view change and hide their evidence, and the
-    // harness delays the lone replica's messages, so that the new view forms without it and
-    // it must roll back what it executed (PROTOCOL §5.3 steps 5–6): undo, dedup table,
-    // checkpoints and client proofs all in play. The replicas in the dark catch up by state
-    // transfer, and the Byzantine ones answer with snapshots of another state.
-    &[
-        Behaviour::InTheDark,
-        Behaviour::WithholdCertificate,
-        Behaviour::HideEvidence,
         Behaviour::FalseFailure,
         Behaviour::CorruptSnapshot,
     ],

@@ -51,7 +51,8 @@ pub enum Behaviour {
     /// VC-REQUESTs while the primary is fine.
     FalseFailure,
     /// As new primary: different valid NV-PROPOSEs from different nf subsets to different
-    /// replicas.
+    /// replicas; when every subset decides the same, a forged one (the relayed VC-REQUESTs
+    /// stripped of their evidence) to half of the honest replicas.
     NvEquivocate,
     /// Re-send old valid messages.
     Replay,

@@ -57,6 +57,9 @@ pub const DIGESTS_PER_SLOT_MAX: usize = 4;
 /// Subsets of VC-REQUESTs `nv-equivocate` tries for a different decision.
 pub const SUBSETS_MAX: usize = 256;
 
+/// How many slots before a checkpoint slot `withhold-certificate` starts acting.
+pub const LONE_LEAD: u64 = 2;
+
 /// Target views whose VC-REQUESTs `nv-equivocate` keeps.
 pub const VIEW_CHANGE_VIEWS_MAX: usize = 4;
 
@@ -136,6 +139,8 @@ pub struct Hook {
     dark: BTreeSet<ReplicaId>,
     /// `withhold-certificate`: the one honest replica that gets the certificates.
     lit: Option<ReplicaId>,
+    /// `withhold-certificate`: the first slot of this view it acts on (`in_lone_window`).
+    lone_from: Option<Seq>,
     // Both are the [`lone_roles`] of the current view.
     /// `withhold-slot`: the first slot proposed after activation, and the last slot counted.
     withhold_first: Option<Seq>,
@@ -197,6 +202,7 @@ impl Hook {
             view: View(0),
             dark,
             lit,
+            lone_from: None,
             withhold_first: None,
             withheld_last: None,
             equivocations: BTreeMap::new(),
@@ -216,6 +222,7 @@ impl Hook {
     /// Replaces the behaviours switched on (none: behave correctly) at `now`.
     pub fn set_behaviours(&mut self, now: Time, behaviours: impl IntoIterator<Item = Behaviour>) {
         self.behaviours = behaviours.into_iter().collect();
+        self.lone_from = None;
         self.withhold_first = None;
         self.withheld_last = None;
         self.next_false_failure =
@@ -250,7 +257,7 @@ impl Hook {
 
     /// A counter by its name without the `byzantine.` prefix (a behaviour's name, or one of
     /// `equivocate.skipped`, `equivocate.certified`, `equivocate.supported`,
-    /// `nv-equivocate.unable`).
+    /// `nv-equivocate.unable`, `nv-equivocate.forged`).
     pub fn counter(&self, name: &str) -> u64 {
         self.counters.get(name).copied().unwrap_or(0)
     }
@@ -303,6 +310,7 @@ impl Hook {
                 &self.colluders,
                 view,
             );
+            self.lone_from = None;
         }
         self.view = view;
         if !self.is_active() {
@@ -408,10 +416,41 @@ impl Hook {
         None
     }
 
+    /// Whether `in-the-dark` and `withhold-certificate` act on `message`. Alone, each acts on
+    /// every slot. Together (the lone executor) both act from a slot chosen at the first
+    /// PROPOSE after switching on or entering a view: [`LONE_LEAD`] slots before the next
+    /// checkpoint slot (or at once when that is nearer), so that the slots only the lone replica
+    /// executes hold a checkpoint: its stability rule (nf matching CHECKPOINTs, PROTOCOL §6)
+    /// then decides whether the rollback the view change owes can still happen.
+    fn in_lone_window(&mut self, message: &Message) -> bool {
+        if !(self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark)) {
+            return true;
+        }
+        let seq = match message {
+            Message::Propose(propose) => {
+                let interval = self.config.checkpoint_interval.max(1);
+                let next_checkpoint = (propose.seq.0 / interval + 1).saturating_mul(interval);
+                let from = next_checkpoint.saturating_sub(LONE_LEAD).max(propose.seq.0);
+                return propose.seq >= *self.lone_from.get_or_insert(Seq(from));
+            }
+            Message::Certify(certify) => certify.seq,
+            Message::Support(support) => support.seq,
+            Message::Checkpoint(checkpoint) => checkpoint.seq,
+            _ => return false,
+        };
+        self.lone_from.is_some_and(|from| seq >= from)
+    }
+
     fn in_the_dark(&mut self, item: Outgoing) -> Option<Outgoing> {
-        let kept_out = matches!(item.message, Message::Propose(_) | Message::Certify(_))
-            && self.is_on(Behaviour::InTheDark)
-            && self.dark.contains(&item.to);
+        let primary_message = matches!(item.message, Message::Propose(_) | Message::Certify(_));
+        if !(primary_message || self.is_on(Behaviour::WithholdCertificate)) {
+            return Some(item);
+        }
+        if !self.in_lone_window(&item.message) {
+            return Some(item);
+        }
+        let kept_out =
+            primary_message && self.is_on(Behaviour::InTheDark) && self.dark.contains(&item.to);
         if kept_out {
             self.count(Behaviour::InTheDark.name());
             return None;
@@ -1091,14 +1130,24 @@ impl Hook {
     }
 
     /// Sends a held NV-PROPOSE: the original to some receivers and, if `equivocate`, one built
-    /// from another nf subset of the VC-REQUESTs to the others.
+    /// from another nf subset of the VC-REQUESTs to the others; when no subset decides
+    /// differently, a forged one (`forged_new_view`).
     fn send_new_views(&mut self, held: HeldNewView, equivocate: bool) -> Vec<Transmit> {
         let original = Message::NewView(held.original.clone());
         let alternative = if equivocate { self.other_new_view(&held.original) } else { None };
-        let Some(alternative) = alternative else {
-            if self.is_on(Behaviour::NvEquivocate) {
+        let alternative = match alternative {
+            Some(alternative) => Some(alternative),
+            None if self.is_on(Behaviour::NvEquivocate) => {
                 self.count("nv-equivocate.unable");
+                let forged = self.forged_new_view(&held.original);
+                if forged.is_some() {
+                    self.count("nv-equivocate.forged");
+                }
+                forged
             }
+            None => None,
+        };
+        let Some(alternative) = alternative else {
             return held.receivers.iter().filter_map(|&to| self.seal(to, &original)).collect();
         };
         self.count(Behaviour::NvEquivocate.name());
@@ -1126,6 +1175,31 @@ impl Hook {
                 self.seal(to, message)
             })
             .collect()
+    }
+
+    /// The NV-PROPOSE `original` with the evidence stripped from every VC-REQUEST it relays (its
+    /// own re-signed, the others' signatures now broken): it decides nothing above the
+    /// checkpoints, so a replica that accepts it without checking the VC-REQUESTs (PROTOCOL §5.3
+    /// step 1) rolls back every slot the others carry. `None` when no VC-REQUEST had evidence.
+    fn forged_new_view(&self, original: &NewView) -> Option<NewView> {
+        let mut stripped = false;
+        let requests = original
+            .requests
+            .iter()
+            .map(|request| {
+                if request.evidence.is_empty() {
+                    return request.clone();
+                }
+                stripped = true;
+                let mut inner = (**request).clone();
+                inner.evidence.clear();
+                if inner.replica == self.id {
+                    self.sign_view_change(&mut inner);
+                }
+                Arc::new(inner)
+            })
+            .collect();
+        stripped.then_some(NewView { view: original.view, requests })
     }
 
     /// An NV-PROPOSE for the same view from another nf subset of the collected VC-REQUESTs,

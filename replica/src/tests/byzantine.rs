@@ -860,18 +860,19 @@ fn byzantine_joint_attack_then_slow_view_changes_still_end() {
 }
 
 // --------------------------------------------------------------------------------------------
-// The forced rollback: the lone executor of the fifth joint attack
+// The forced rollback: the lone executor of the lying-view-change joint attack
 
-/// The fifth joint attack on a lone Byzantine primary (PROTOCOL §5.3 steps 5–6): exactly nf
-/// replicas vote for each slot and the primary's own evidence reaches one honest replica only,
-/// so it alone executes; slowed down like the harness's network does, it is left out of the view
+/// The lone executor of the fourth joint attack, on one Byzantine primary (PROTOCOL §5.3 steps
+/// 5–6): exactly nf replicas vote for each slot and the primary's own evidence reaches one
+/// honest replica only, so it alone executes; slowed down like the harness's network does, it is left out of the view
 /// change and rolls back. Within the budget that is safe.
 ///
 /// Setup: n = 4, replica 0 Byzantine with `in-the-dark`, `withhold-certificate`,
-/// `hide-evidence`, `false-failure` and `corrupt-snapshot` from the start; the lone replica's
-/// messages take 600 ms until it is in view 1 (PoE-TS and PoE-MAC).
-/// Test: the roles are replica 1 in the dark and replica 3 lone; replica 3 executed in view 0
-/// and rolled back; the honest replicas agree, every request completes, every proof holds.
+/// `hide-evidence`, `false-failure` and `corrupt-snapshot` from the start, checkpoints every 8
+/// slots (the attack starts 2 slots before one); the lone replica's messages take 600 ms until
+/// it is in view 1 (PoE-TS and PoE-MAC).
+/// Test: the roles are replica 1 in the dark and replica 3 lone; from slot 6 on replica 3
+/// executed in view 0 and replica 1 did not; replica 3 rolled back; the honest replicas agree, every request completes, every proof holds.
 #[test]
 fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
     let plan = [
@@ -887,20 +888,25 @@ fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
     let lone = ReplicaId(3);
     for protocol in [Protocol::PoeTs, Protocol::PoeMac] {
         let requests = 300;
-        let config = Config::new(protocol, 4, 16);
+        let mut config = Config::new(protocol, 4, 16);
+        // The attack waits for the slots just before a checkpoint.
+        config.checkpoint_interval = 8;
         let mut cluster = cluster_with(config, 5, requests, &[(0, &plan)]);
         cluster.slow_down(lone, Duration::from_millis(600));
         cluster
             .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(lone).view() >= View(1))
             .expect("the lone replica enters view 1");
         cluster.slow_down(lone, Duration::ZERO);
-        let executed_in_view_0 = |id: ReplicaId| {
-            cluster.events[id.index()]
-                .iter()
-                .any(|event| matches!(event, LedgerEvent::Execute(execute) if execute.view == 0))
+        // The attack acts from slot 6, two before the checkpoint at 8.
+        let window = 8 - crate::byzantine::hook::LONE_LEAD;
+        let executed_in_window = |id: ReplicaId| {
+            cluster.events[id.index()].iter().any(|event| {
+                matches!(event, LedgerEvent::Execute(execute)
+                    if execute.view == 0 && execute.seq >= window)
+            })
         };
-        assert!(executed_in_view_0(lone), "{protocol:?}: the lone replica executed");
-        assert!(!executed_in_view_0(ReplicaId(1)), "{protocol:?}: replica 1 was in the dark");
+        assert!(executed_in_window(lone), "{protocol:?}: the lone replica executed");
+        assert!(!executed_in_window(ReplicaId(1)), "{protocol:?}: replica 1 was in the dark");
         let counters = cluster.replica(lone).counters();
         assert!(counters.slots_rolled_back >= 1, "{protocol:?}: {counters:?}");
         assert!(acted(&cluster, 0, Behaviour::WithholdCertificate) > 0);
@@ -937,4 +943,34 @@ fn byzantine_corrupt_snapshot_is_refused() {
     let counters = cluster.replica(dark).counters();
     assert!(counters.rejected_from.get(&0).copied().unwrap_or(0) > 0, "{counters:?}");
     assert!(counters.snapshots_installed > 0, "{counters:?}");
+}
+
+/// `nv-equivocate` with nothing to choose from forges (PROTOCOL §5.3 step 1): holding exactly
+/// nf VC-REQUESTs, the new primary sends half of the honest replicas an NV-PROPOSE whose relayed
+/// VC-REQUESTs lost their evidence (the others' signatures broken); they refuse it and the view
+/// still works.
+///
+/// Setup: n = 4 PoE-TS, replica 1 (primary of view 1) Byzantine with `nv-equivocate`; once 100
+/// requests completed the primary of view 0 crashes, so view 1 forms from exactly nf = 3
+/// VC-REQUESTs.
+/// Test: the hook forged; an honest replica refused a message from replica 1; every request
+/// completes, the two honest replicas agree and every proof holds at both.
+#[test]
+fn byzantine_new_primary_forges_when_every_subset_decides_the_same() {
+    let requests = 400;
+    let config = Config::new(Protocol::PoeTs, 4, 16);
+    let mut cluster = cluster_with(config, 41, requests, &[(1, &[Behaviour::NvEquivocate])]);
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.completions.len() >= 100)
+        .expect("the workload goes on");
+    cluster.crash(ReplicaId(0));
+    let honest = honest_except(4, &[0, 1]);
+    assert_safe_and_live(&mut cluster, requests, &honest);
+    let hook = cluster.byzantine(ReplicaId(1)).expect("hook");
+    assert!(hook.counter("nv-equivocate.forged") > 0, "{:?}", hook.counters());
+    let refused: u64 = honest
+        .iter()
+        .map(|&id| cluster.replica(id).counters().rejected_from.get(&1).copied().unwrap_or(0))
+        .sum();
+    assert!(refused > 0, "an honest replica refused the forged NV-PROPOSE");
 }
