@@ -403,10 +403,10 @@ impl Executor<'_> {
                         && switched.contains(&Behaviour::InTheDark);
                     if let Some((view, primary)) = reached
                         && lone
+                        && let Some(lone) = self.delay_lone_replica(index, view, primary)
                     {
-                        self.delay_lone_replica(index, view, primary);
                         let end = self.context.start + fault.end;
-                        self.view_change_after_rollback(view, end).await;
+                        self.view_change_after_rollback(view, lone, end).await;
                     }
                 }
                 before = Some(self.counters().await);
@@ -543,17 +543,25 @@ impl Executor<'_> {
         true
     }
 
-    /// The second view change of a lone-executor attack: once the view change that left the
-    /// lone replica out has settled past `view` (waiting at most until `until`), its honest
-    /// primary is cut off once more, so that the next view change runs over evidence that
-    /// holds two certificates from different views for the slots the lone replica rolled back
-    /// (the older one, re-presented by a Byzantine replica that hides or downgrades evidence,
-    /// names the batch that lost). Records a `force-view-change` info with `after_rollback`.
+    /// The second view change of a lone-executor attack: once replica `lone` rolled back and
+    /// the view change that left it out has settled past `view` (waiting at most until
+    /// `until`), the view's honest primary is cut off once more, so that the next view change
+    /// runs over evidence that holds two certificates from different views for the slots the
+    /// lone replica rolled back (the older one, re-presented by a Byzantine replica that hides
+    /// or downgrades evidence, names the batch that lost). Records a `force-view-change` info
+    /// with `after_rollback`.
     #[allow(clippy::disallowed_methods, reason = "the wait is on the wall clock")]
-    async fn view_change_after_rollback(&mut self, view: u64, until: Instant) {
+    async fn view_change_after_rollback(&mut self, view: u64, lone: ReplicaId, until: Instant) {
+        let rollbacks = |counters: &Counters| {
+            counters.get(lone.index()).cloned().flatten().and_then(|c| c.get("rollbacks").copied())
+        };
+        let Some(before) = rollbacks(&self.counters().await) else { return };
         // Bounded by `until`.
         while Instant::now() < until {
             tokio::time::sleep(FORCE_POLL).await;
+            if rollbacks(&self.counters().await).is_none_or(|now| now <= before) {
+                continue;
+            }
             let Some((now, primary)) = self.settled_view().await else { continue };
             if now <= view {
                 continue;
@@ -571,19 +579,31 @@ impl Executor<'_> {
 
     /// The network's part in a lone-executor attack (`withhold-certificate`): Byzantine primary
     /// `primary` of `view` lets one honest replica alone execute its slots
-    /// ([`replica::byzantine::hook::lone_roles`]); the messages that replica sends to other
-    /// replicas are delayed by [`LONE_DELAY`] while Byzantine fault `index` lasts, so that the
+    /// ([`replica::byzantine::hook::lone_roles`]); the messages that replica sends to the other
+    /// honest replicas are delayed by [`LONE_DELAY`] while Byzantine fault `index` lasts, so that the
     /// view change that follows forms without its VC-REQUEST and it must roll back. Delays are
-    /// the asynchrony the protocol must tolerate, not a fault of the budget.
-    fn delay_lone_replica(&mut self, index: usize, view: u64, primary: ReplicaId) {
+    /// the asynchrony the protocol must tolerate, not a fault of the budget. Returns the lone
+    /// replica.
+    fn delay_lone_replica(
+        &mut self,
+        index: usize,
+        view: u64,
+        primary: ReplicaId,
+    ) -> Option<ReplicaId> {
         let n = self.replica_count();
         let f = (usize::from(n) - 1) / 3;
         let colluders = self.context.byzantine.iter().copied().filter(|r| *r != primary).collect();
         let (_, lone) = lone_roles(n, f, primary, &colluders, replica::core::View(view));
-        let Some(lone) = lone else { return };
+        let lone = lone?;
         let link = LinkFault { delay: LONE_DELAY, ..LinkFault::default() };
         let mut faults = NetworkFaults::healthy();
-        for other in (0..n).map(ReplicaId).filter(|other| *other != lone) {
+        // Not towards the Byzantine replicas: the lone replica's votes must reach the primary
+        // at once (and a slow acknowledgement path would throttle the primary's QUIC stream to
+        // it), only its VC-REQUEST must reach the honest ones late.
+        let byzantine = self.context.byzantine;
+        let honest =
+            (0..n).map(ReplicaId).filter(|other| *other != lone && !byzantine.contains(other));
+        for other in honest {
             faults.set(Node::Replica(lone), Node::Replica(other), link);
         }
         self.links.insert(index, faults);
@@ -592,6 +612,7 @@ impl Executor<'_> {
             "delay_ms": LONE_DELAY.as_millis() as u64});
         eprintln!("ordeal: nemesis at {:.1} s: lone-executor {value}", self.elapsed_s());
         self.context.recorder.nemesis(OpKind::Info, "lone-executor", value);
+        Some(lone)
     }
 
     /// Whether Byzantine fault `active` acted: the targeted hooks counted their behaviours

@@ -658,7 +658,7 @@ pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
     // different VC-REQUEST subsets, so that groups of honest replicas decide differently.
     &[Behaviour::Equivocate, Behaviour::HideEvidence, Behaviour::NvEquivocate],
     // A lying view change and a forced rollback (the lone executor): the primary has exactly
-    // nf replicas vote for each slot from just before a checkpoint on and sends its own
+    // nf replicas vote for each slot from a checkpoint slot on and sends its own
     // evidence to one honest replica only, so that it alone executes; the accomplices ask for a
     // view change, hide or downgrade their evidence and serve corrupt snapshots; the harness
     // delays the lone replica's messages, so the new view forms without it and it must roll

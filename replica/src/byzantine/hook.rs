@@ -57,8 +57,10 @@ pub const DIGESTS_PER_SLOT_MAX: usize = 4;
 /// Subsets of VC-REQUESTs `nv-equivocate` tries for a different decision.
 pub const SUBSETS_MAX: usize = 256;
 
-/// How many slots before a checkpoint slot `withhold-certificate` starts acting.
-pub const LONE_LEAD: u64 = 2;
+/// How many slots before a checkpoint slot `withhold-certificate` starts acting: none, since
+/// the clients' stalled requests usually fill one batch, so the lone slot is the checkpoint
+/// slot itself.
+pub const LONE_LEAD: u64 = 0;
 
 /// Target views whose VC-REQUESTs `nv-equivocate` keeps.
 pub const VIEW_CHANGE_VIEWS_MAX: usize = 4;
@@ -418,9 +420,8 @@ impl Hook {
 
     /// Whether `in-the-dark` and `withhold-certificate` act on `message`. Alone, each acts on
     /// every slot. Together (the lone executor) both act from a slot chosen at the first
-    /// PROPOSE after switching on or entering a view: [`LONE_LEAD`] slots before the next
-    /// checkpoint slot (or at once when that is nearer), so that the slots only the lone replica
-    /// executes hold a checkpoint: its stability rule (nf matching CHECKPOINTs, PROTOCOL §6)
+    /// PROPOSE after switching on or entering a view: the next checkpoint slot (less
+    /// [`LONE_LEAD`]), so that the slots only the lone replica executes hold a checkpoint: its stability rule (nf matching CHECKPOINTs, PROTOCOL §6)
     /// then decides whether the rollback the view change owes can still happen.
     fn in_lone_window(&mut self, message: &Message) -> bool {
         if !(self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark)) {

@@ -869,9 +869,9 @@ fn byzantine_joint_attack_then_slow_view_changes_still_end() {
 ///
 /// Setup: n = 4, replica 0 Byzantine with `in-the-dark`, `withhold-certificate`,
 /// `hide-evidence`, `false-failure` and `corrupt-snapshot` from the start, checkpoints every 8
-/// slots (the attack starts 2 slots before one); the lone replica's messages take 600 ms until
+/// slots (the attack starts at one); the lone replica's messages take 600 ms until
 /// it is in view 1 (PoE-TS and PoE-MAC).
-/// Test: the roles are replica 1 in the dark and replica 3 lone; from slot 6 on replica 3
+/// Test: the roles are replica 1 in the dark and replica 3 lone; from slot 8 on replica 3
 /// executed in view 0 and replica 1 did not; replica 3 rolled back; the honest replicas agree, every request completes, every proof holds.
 #[test]
 fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
@@ -889,7 +889,7 @@ fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
     for protocol in [Protocol::PoeTs, Protocol::PoeMac] {
         let requests = 300;
         let mut config = Config::new(protocol, 4, 16);
-        // The attack waits for the slots just before a checkpoint.
+        // The attack waits for a checkpoint slot.
         config.checkpoint_interval = 8;
         let mut cluster = cluster_with(config, 5, requests, &[(0, &plan)]);
         cluster.slow_down(lone, Duration::from_millis(600));
@@ -897,7 +897,7 @@ fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
             .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(lone).view() >= View(1))
             .expect("the lone replica enters view 1");
         cluster.slow_down(lone, Duration::ZERO);
-        // The attack acts from slot 6, two before the checkpoint at 8.
+        // The attack acts from the checkpoint slot 8 (less the lead).
         let window = 8 - crate::byzantine::hook::LONE_LEAD;
         let executed_in_window = |id: ReplicaId| {
             cluster.events[id.index()].iter().any(|event| {
