@@ -67,6 +67,13 @@ const FORCE_STEP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often a forced view change looks at the replicas' views.
 const FORCE_POLL: Duration = Duration::from_millis(100);
 
+/// Slots a view must execute past the moment it was seen settled before the forcing cuts its
+/// primary (more than the slots it may still carry over, so that it executed something new).
+const FORCE_PROGRESS_SLOTS: u64 = 3;
+
+/// How long the forcing waits for that progress at most.
+const FORCE_PROGRESS_WAIT: Duration = Duration::from_millis(1500);
+
 /// How long the lone replica's messages to other replicas take during a lone-executor attack:
 /// more than the spread of the honest replicas' progress timers, so that the new primary has
 /// nf VC-REQUESTs without the lone one's.
@@ -454,13 +461,27 @@ impl Executor<'_> {
     /// The view that at least nf reachable replicas are in, and its primary; `None` while the
     /// replicas are between views (a view change under way) or none answers.
     async fn settled_view(&self) -> Option<(u64, ReplicaId)> {
+        self.settled_progress().await.map(|(view, primary, _)| (view, primary))
+    }
+
+    /// [`Executor::settled_view`], and the highest slot a replica in that view executed.
+    async fn settled_progress(&self) -> Option<(u64, ReplicaId, u64)> {
         let n = self.replica_count();
         let nf = usize::from(n) - (usize::from(n) - 1) / 3;
-        let views: Vec<u64> =
-            self.context.cluster.statuses().await.into_iter().flatten().map(|s| s.view).collect();
-        let view = views.iter().copied().max()?;
-        let holding = views.iter().filter(|&&other| other == view).count();
-        (holding >= nf).then(|| (view, replica::core::View(view).primary(n)))
+        let reports: Vec<(u64, u64)> = self
+            .context
+            .cluster
+            .statuses()
+            .await
+            .into_iter()
+            .flatten()
+            .map(|s| (s.view, s.last_executed))
+            .collect();
+        let view = reports.iter().map(|(view, _)| *view).max()?;
+        let holding: Vec<u64> =
+            reports.iter().filter(|(other, _)| *other == view).map(|(_, seq)| *seq).collect();
+        let executed = holding.iter().copied().max().unwrap_or(0);
+        (holding.len() >= nf).then(|| (view, replica::core::View(view).primary(n), executed))
     }
 
     /// Moves the primary role onto a declared Byzantine replica before `until`: once the view
@@ -475,9 +496,11 @@ impl Executor<'_> {
         let mut cut: Vec<u8> = Vec::new();
         let mut reached = None;
         let mut confirmed: Option<(u64, ReplicaId)> = None;
+        // The honest view last seen settled, the slot executed then, and when.
+        let mut seen: Option<(u64, u64, Instant)> = None;
         // Bounded by `until`, and by n cuts.
         while Instant::now() < until && cut.len() <= usize::from(n) {
-            let Some((view, primary)) = self.settled_view().await else {
+            let Some((view, primary, executed)) = self.settled_progress().await else {
                 confirmed = None;
                 tokio::time::sleep(FORCE_POLL).await;
                 continue;
@@ -494,6 +517,24 @@ impl Executor<'_> {
             confirmed = None;
             if self.context.network.is_none() || cut.len() == usize::from(n) {
                 break;
+            }
+            // Let the view execute something new first (at most FORCE_PROGRESS_WAIT): a view
+            // cut before it executed counts as a failed view change at every replica, and the
+            // timers double each time (PROTOCOL §7), so forcing through several views would
+            // slow down step by step.
+            match seen {
+                Some((seen_view, at_seq, since)) if seen_view == view => {
+                    let progressed = executed >= at_seq + FORCE_PROGRESS_SLOTS;
+                    if !progressed && since.elapsed() < FORCE_PROGRESS_WAIT {
+                        tokio::time::sleep(FORCE_POLL).await;
+                        continue;
+                    }
+                }
+                _ => {
+                    seen = Some((view, executed, Instant::now()));
+                    tokio::time::sleep(FORCE_POLL).await;
+                    continue;
+                }
             }
             cut.push(primary.0);
             if !self.cut_primary(view, primary, until).await {
