@@ -620,11 +620,11 @@ impl Executor<'_> {
 
     /// The network's part in a lone-executor attack (`withhold-certificate`): Byzantine primary
     /// `primary` of `view` lets one honest replica alone execute its slots
-    /// ([`replica::byzantine::hook::lone_roles`]); the messages that replica sends to the other
-    /// honest replicas are delayed by [`LONE_DELAY`] while Byzantine fault `index` lasts, so that the
-    /// view change that follows forms without its VC-REQUEST and it must roll back. Delays are
-    /// the asynchrony the protocol must tolerate, not a fault of the budget. Returns the lone
-    /// replica.
+    /// ([`replica::byzantine::hook::lone_roles`]); the messages that replica sends to the
+    /// other honest replicas are delayed by [`LONE_DELAY`] while Byzantine fault `index` lasts,
+    /// so that the view change that follows forms without its VC-REQUEST and it must roll
+    /// back. Delays are the asynchrony the protocol must tolerate, not a fault of the budget.
+    /// Returns the lone replica.
     fn delay_lone_replica(
         &mut self,
         index: usize,

@@ -421,8 +421,9 @@ impl Hook {
     /// Whether `in-the-dark` and `withhold-certificate` act on `message`. Alone, each acts on
     /// every slot. Together (the lone executor) both act from a slot chosen at the first
     /// PROPOSE after switching on or entering a view: the next checkpoint slot (less
-    /// [`LONE_LEAD`]), so that the slots only the lone replica executes hold a checkpoint: its stability rule (nf matching CHECKPOINTs, PROTOCOL §6)
-    /// then decides whether the rollback the view change owes can still happen.
+    /// [`LONE_LEAD`]), so that the slots only the lone replica executes hold a checkpoint: its
+    /// stability rule (nf matching CHECKPOINTs, PROTOCOL §6) then decides whether the rollback
+    /// the view change owes can still happen.
     fn in_lone_window(&mut self, message: &Message) -> bool {
         if !(self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark)) {
             return true;

@@ -864,15 +864,16 @@ fn byzantine_joint_attack_then_slow_view_changes_still_end() {
 
 /// The lone executor of the fourth joint attack, on one Byzantine primary (PROTOCOL §5.3 steps
 /// 5–6): exactly nf replicas vote for each slot and the primary's own evidence reaches one
-/// honest replica only, so it alone executes; slowed down like the harness's network does, it is left out of the view
-/// change and rolls back. Within the budget that is safe.
+/// honest replica only, so it alone executes; slowed down like the harness's network does, it
+/// is left out of the view change and rolls back. Within the budget that is safe.
 ///
 /// Setup: n = 4, replica 0 Byzantine with `in-the-dark`, `withhold-certificate`,
 /// `hide-evidence`, `false-failure` and `corrupt-snapshot` from the start, checkpoints every 8
 /// slots (the attack starts at one); the lone replica's messages take 600 ms until
 /// it is in view 1 (PoE-TS and PoE-MAC).
 /// Test: the roles are replica 1 in the dark and replica 3 lone; from slot 8 on replica 3
-/// executed in view 0 and replica 1 did not; replica 3 rolled back; the honest replicas agree, every request completes, every proof holds.
+/// executed in view 0 and replica 1 did not; replica 3 rolled back; the honest replicas agree,
+/// every request completes, every proof holds.
 #[test]
 fn byzantine_forced_rollback_makes_the_lone_executor_roll_back() {
     let plan = [
