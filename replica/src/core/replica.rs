@@ -116,7 +116,7 @@ pub struct Status {
 
 /// How much a replica holds in memory per kind of bounded state, to check that garbage
 /// collection keeps it flat (each is bounded by about 2·K plus the log size).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Retention {
     /// Ledger blocks above the last stable checkpoint.
     pub ledger_blocks: usize,
@@ -134,6 +134,23 @@ pub struct Retention {
     pub forwarded_requests: usize,
     /// Messages of the next view held until its NV-PROPOSE arrives.
     pub early_messages: usize,
+}
+
+impl Retention {
+    /// Each size the larger of the two.
+    #[must_use]
+    pub fn max(self, other: Retention) -> Retention {
+        Retention {
+            ledger_blocks: self.ledger_blocks.max(other.ledger_blocks),
+            undo_slots: self.undo_slots.max(other.undo_slots),
+            votes: self.votes.max(other.votes),
+            open_slots: self.open_slots.max(other.open_slots),
+            pending_checkpoints: self.pending_checkpoints.max(other.pending_checkpoints),
+            carried_slots: self.carried_slots.max(other.carried_slots),
+            forwarded_requests: self.forwarded_requests.max(other.forwarded_requests),
+            early_messages: self.early_messages.max(other.early_messages),
+        }
+    }
 }
 
 /// The accepted proposal of a slot.

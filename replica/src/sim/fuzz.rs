@@ -55,7 +55,9 @@ use crate::core::message::{
     support_signing_bytes,
 };
 use crate::core::state_machine::{ClientEntry, Snapshot};
-use crate::core::{ClientId, Digest, Envelope, ReplicaId, RequestId, Seq, Transmit, View};
+use crate::core::{
+    ClientId, Digest, Envelope, ReplicaId, RequestId, Retention, Seq, Transmit, View,
+};
 use crate::crypto::dealer::ReplicaSecrets;
 use crate::crypto::ed25519::{self, Signature, SignedMessage};
 use crate::crypto::hash::sha256;
@@ -135,36 +137,15 @@ impl FuzzOptions {
 /// The largest memory-relevant sizes seen in the replicas.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetentionMax {
-    /// Ledger blocks above the stable checkpoint.
-    pub ledger_blocks: usize,
-    /// Slots the undo log covers.
-    pub undo_slots: usize,
-    /// Votes remembered.
-    pub votes: usize,
-    /// Open slots above the last executed one.
-    pub open_slots: usize,
-    /// Checkpoints above the stable one.
-    pub pending_checkpoints: usize,
-    /// Carried slots.
-    pub carried_slots: usize,
-    /// Forwarded requests awaited.
-    pub forwarded_requests: usize,
-    /// Messages of the next view held.
-    pub early_messages: usize,
+    /// The core's collections ([`Retention`]), each at its largest.
+    pub replica: Retention,
     /// Requests queued at a primary.
     pub queued_requests: usize,
 }
 
 impl RetentionMax {
     fn merge(&mut self, other: &RetentionMax) {
-        self.ledger_blocks = self.ledger_blocks.max(other.ledger_blocks);
-        self.undo_slots = self.undo_slots.max(other.undo_slots);
-        self.votes = self.votes.max(other.votes);
-        self.open_slots = self.open_slots.max(other.open_slots);
-        self.pending_checkpoints = self.pending_checkpoints.max(other.pending_checkpoints);
-        self.carried_slots = self.carried_slots.max(other.carried_slots);
-        self.forwarded_requests = self.forwarded_requests.max(other.forwarded_requests);
-        self.early_messages = self.early_messages.max(other.early_messages);
+        self.replica = self.replica.max(other.replica);
         self.queued_requests = self.queued_requests.max(other.queued_requests);
     }
 }
@@ -667,17 +648,7 @@ impl FuzzSession {
         for replica in self.cluster.replicas() {
             let retention = replica.retention();
             let queued = replica.status().queued_requests;
-            let observed = RetentionMax {
-                ledger_blocks: retention.ledger_blocks,
-                undo_slots: retention.undo_slots,
-                votes: retention.votes,
-                open_slots: retention.open_slots,
-                pending_checkpoints: retention.pending_checkpoints,
-                carried_slots: retention.carried_slots,
-                forwarded_requests: retention.forwarded_requests,
-                early_messages: retention.early_messages,
-                queued_requests: queued,
-            };
+            let observed = RetentionMax { replica: retention, queued_requests: queued };
             self.report.retention.merge(&observed);
             for (what, held, bound) in [
                 ("ledger blocks", retention.ledger_blocks, evidence),

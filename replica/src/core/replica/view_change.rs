@@ -826,15 +826,7 @@ impl Replica {
         #[cfg(feature = "planted-bugs")]
         if self.config.planted(PlantedBug::RollbackOnlyLogs) {
             // Planted: the rollback is recorded, and nothing is undone.
-            self.counters.rollbacks += 1;
-            self.counters.slots_rolled_back += from.0 - target.0;
-            self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
-                time: now.as_nanos(),
-                replica: u32::from(self.id.0),
-                from_seq: from.0,
-                to_seq: target.0,
-                state_digest: self.state.digest(),
-            }));
+            self.record_rollback(now, from, target);
             return;
         }
         #[cfg(feature = "planted-bugs")]
@@ -850,11 +842,17 @@ impl Replica {
         undone.expect("the undo log reaches back to its floor");
         self.ledger.truncate_after(target);
         self.writes.push(Write::Truncate(target));
-        self.counters.rollbacks += 1;
-        self.counters.slots_rolled_back += from.0 - target.0;
         for (_, pending) in self.checkpoints.range_mut(target.next()..) {
             pending.forget_own();
         }
+        self.record_rollback(now, from, target);
+    }
+
+    /// Counts a rollback from `from` down to `target` and records its ledger event, with the
+    /// state digest the replica holds after it.
+    fn record_rollback(&mut self, now: Time, from: Seq, target: Seq) {
+        self.counters.rollbacks += 1;
+        self.counters.slots_rolled_back += from.0 - target.0;
         self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
