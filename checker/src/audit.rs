@@ -18,7 +18,8 @@ use crate::perf::{Stats, Throughput};
 use crate::replay::{Context, Issued};
 use crate::validate::Operation;
 use crate::{
-    CheckResult, bank, certificate, ledger, linear, liveness, perf, replay, speculation, validate,
+    CheckResult, bank, certificate, evidence, ledger, linear, liveness, perf, replay, speculation,
+    validate,
 };
 
 /// What a check is given.
@@ -124,6 +125,15 @@ pub fn check(mut inputs: Inputs) -> Report {
         checkers.insert("checkpoint-agreement".into(), ledger::checkpoints(&inputs.ledgers));
         checkers
             .insert("one-batch-per-slot".into(), certificate::one_batch_per_slot(&inputs.ledgers));
+        let keys = inputs.context.replica_keys.as_deref();
+        checkers.insert(
+            "checkpoint-certificates".into(),
+            evidence::checkpoint_certificates(&inputs.ledgers, keys),
+        );
+        checkers.insert(
+            "view-change-decisions".into(),
+            evidence::view_change_decisions(&inputs.ledgers, keys),
+        );
         let audit = replay::audit(&inputs.ledgers, &inputs.context);
         for (name, result) in audit.results {
             checkers.insert(name.into(), result);

@@ -14,6 +14,8 @@
 //! - [`liveness`]: progress after the final heal, and the longest stall.
 //! - [`ledger`]: everything honest replicas committed agrees, and so do stable checkpoints.
 //! - [`certificate`]: one batch per (view, seq) across every execution and re-certification.
+//! - [`evidence`]: the checkpoint certificates and NV-PROPOSEs honest replicas acted on, checked
+//!   again (quorums, signatures, the view-change decision).
 //! - [`replay`]: hash chains, validity, at-most-once, result replay, rollbacks, checkpoints.
 //! - [`speculation`]: every promised result stands in every honest final ledger and no honest
 //!   replica removed an execution a proof named.
@@ -27,6 +29,7 @@ pub mod audit;
 pub mod bank;
 pub mod certificate;
 pub mod digest;
+pub mod evidence;
 pub mod kv;
 pub mod ledger;
 pub mod linear;

@@ -42,6 +42,8 @@ pub struct Context {
     pub genesis_hash: Option<Digest>,
     /// Client c's ed25519 public key at position c, when known.
     pub client_keys: Option<Vec<[u8; 32]>>,
+    /// Replica r's ed25519 public key at position r, when known (their count is n).
+    pub replica_keys: Option<Vec<[u8; 32]>>,
     /// The operation each (client, request) invoked in the history, as (f, key, value), when the
     /// history carries client and request ids.
     pub issued: Option<HashMap<(u32, u64), Issued>>,

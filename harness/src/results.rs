@@ -369,6 +369,7 @@ fn run_inputs(run: &StoredRun) -> Inputs {
                     Some(checker::digest::genesis_hash(n, u64::from(primary), key));
             }
             context.client_keys = Some(clients);
+            context.replica_keys = Some(replicas);
         }
         Err(error) => ledger_problems.push(error),
     }

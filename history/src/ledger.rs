@@ -157,6 +157,85 @@ pub struct CheckpointEvent {
     pub state_digest: Digest,
     /// True once nf matching checkpoint messages made it stable.
     pub stable: bool,
+    /// On a stable checkpoint: the certificate the replica holds for it (the checker checks
+    /// its quorum and signatures). Absent on a taken (unstable) one and in older ledgers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<CheckpointCertificateRecord>,
+}
+
+/// A checkpoint certificate: CHECKPOINT signatures of distinct replicas on one (seq, state
+/// digest, block hash). Each signature is ed25519 by the replica's key over
+/// `H("ordeal/checkpoint/v1", seq, state_digest, block_hash)` (the 32 bytes of that digest,
+/// byte layout above).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointCertificateRecord {
+    /// The checkpointed sequence number.
+    pub seq: u64,
+    /// The state digest at `seq`.
+    pub state_digest: Digest,
+    /// The ledger's hash-chain value at `seq`.
+    pub block_hash: Digest,
+    /// The signatures, as the certificate lists them.
+    pub signatures: Vec<SignatureRecord>,
+}
+
+/// One replica's ed25519 signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    /// The signer.
+    pub replica: u32,
+    /// R ‖ s, 64 bytes, hex.
+    pub signature: String,
+}
+
+/// The NV-PROPOSE a replica entered a view on: what it decided from and what it decided. The
+/// checker checks the VC-REQUESTs (count, signers, signatures, checkpoint certificates) and
+/// computes the decision again (PROTOCOL §5.3 steps 2–4).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewViewRecord {
+    /// The VC-REQUESTs, in the NV-PROPOSE's order.
+    pub requests: Vec<ViewChangeRecord>,
+    /// The decision the replica took from them.
+    pub decision: DecisionRecord,
+}
+
+/// One VC-REQUEST of an NV-PROPOSE.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViewChangeRecord {
+    /// The sender.
+    pub replica: u32,
+    /// The view it asks for.
+    pub target: u64,
+    /// Its stable checkpoint's certificate, if any.
+    pub checkpoint: Option<CheckpointCertificateRecord>,
+    /// Its evidence, one certified slot each, in its order.
+    pub evidence: Vec<EvidenceRecord>,
+    /// The digest its signature is over: `H("ordeal/view-change/v1", contents)`, the contents
+    /// being the postcard encoding of (target, replica, checkpoint, evidence) as sent (too large
+    /// to record; the replica hashes what it received).
+    pub signing_digest: Digest,
+    /// The sender's ed25519 signature over `signing_digest`'s 32 bytes, hex.
+    pub signature: String,
+}
+
+/// A certified slot as a VC-REQUEST or a decision names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceRecord {
+    /// The slot.
+    pub seq: u64,
+    /// The view of its certificate.
+    pub view: u64,
+    /// The certified batch's digest.
+    pub batch_digest: Digest,
+}
+
+/// A new view's decision: the stable checkpoint it starts from and the slots it carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// k_s: the decided checkpoint's sequence number (0: none).
+    pub checkpoint: u64,
+    /// (k_s, k_max], ascending and contiguous, with the certificate chosen for each.
+    pub slots: Vec<EvidenceRecord>,
 }
 
 /// The replica entered `view`.
@@ -174,6 +253,10 @@ pub struct ViewEvent {
     /// its window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backoff_ms: Option<u64>,
+    /// The NV-PROPOSE the view was entered on (absent when a restarted replica recovers its
+    /// view from its store, and in older ledgers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_view: Option<NewViewRecord>,
 }
 
 /// The replica installed the snapshot of a stable checkpoint at `seq` (state transfer from

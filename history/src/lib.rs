@@ -31,8 +31,9 @@ pub mod verdict;
 pub use digest::Digest;
 pub use kv::{OpResult, Operation};
 pub use ledger::{
-    CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent, RecertifiedEvent, RollbackEvent,
-    StateTransferEvent, ViewEvent,
+    CheckpointCertificateRecord, CheckpointEvent, DecisionRecord, EvidenceRecord, ExecuteEvent,
+    ExecutedRequest, LedgerEvent, NewViewRecord, RecertifiedEvent, RollbackEvent, SignatureRecord,
+    StateTransferEvent, ViewChangeRecord, ViewEvent,
 };
 pub use op::{Op, OpKind, Process, Proof};
 pub use verdict::Verdict;

@@ -102,6 +102,7 @@ impl Ledger {
             replica: self.replica,
             view,
             backoff_ms: None,
+            new_view: None,
         }));
         self
     }
@@ -183,6 +184,7 @@ impl Ledger {
             seq: self.store.seq(),
             state_digest: self.store.digest(),
             stable,
+            certificate: None,
         }));
         self
     }
@@ -243,6 +245,7 @@ fn context() -> Context {
         genesis_store: genesis_store(),
         genesis_hash: Some(genesis_hash()),
         client_keys: Some((0..3).map(|c| client_key(c).verifying_key().to_bytes()).collect()),
+        replica_keys: None,
         issued: Some(issued),
     }
 }
@@ -1250,6 +1253,7 @@ fn no_progress_while_the_replicas_back_off_longer_than_the_window_is_unknown() {
             replica: 1,
             view: 5,
             backoff_ms: Some(backoff_ms),
+            new_view: None,
         });
         BTreeMap::from([(1u32, vec![event])])
     };
@@ -1356,6 +1360,7 @@ fn checkpoint(replica: u32, seq: u64, digest: u8, stable: bool) -> LedgerEvent {
         seq,
         state_digest: Digest([digest; 32]),
         stable,
+        certificate: None,
     })
 }
 

@@ -12,7 +12,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use history::{OpResult, Operation};
+use history::{
+    CheckpointCertificateRecord, EvidenceRecord, OpResult, Operation, SignatureRecord,
+    ViewChangeRecord,
+};
 use serde::{Deserialize, Serialize};
 
 use super::config::{KEY_LENGTH_MAX, MESSAGE_SIZE_MAX, READ_ALL_KEYS_MAX, REQUEST_SIZE_MAX};
@@ -274,6 +277,25 @@ pub struct CheckpointCertificate {
     pub signatures: Vec<(ReplicaId, Signature)>,
 }
 
+impl CheckpointCertificate {
+    /// The ledger's record of this certificate (stable `checkpoint` events, VC-REQUESTs).
+    pub fn record(&self) -> CheckpointCertificateRecord {
+        CheckpointCertificateRecord {
+            seq: self.seq.0,
+            state_digest: self.state_digest,
+            block_hash: self.block_hash,
+            signatures: self
+                .signatures
+                .iter()
+                .map(|(replica, signature)| SignatureRecord {
+                    replica: u32::from(replica.0),
+                    signature: hex::encode(signature.0),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// A view-committed slot and its evidence: the CERTIFY's threshold signature (PoE-TS) or nf
 /// signed SUPPORTs (PoE-MAC) over D(batch, view, seq).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -286,6 +308,17 @@ pub struct SlotEvidence {
     pub batch: Arc<[SignedRequest]>,
     /// The certificate.
     pub certificate: Certificate,
+}
+
+impl SlotEvidence {
+    /// The ledger's record of this evidence: the slot, its certificate's view, the batch.
+    pub fn record(&self) -> EvidenceRecord {
+        EvidenceRecord {
+            seq: self.seq.0,
+            view: self.view.0,
+            batch_digest: batch_digest(&self.batch),
+        }
+    }
 }
 
 /// VC-REQUEST (PROTOCOL §5.1): `replica` leaves its view for `target`, with its stable
@@ -305,6 +338,27 @@ pub struct ViewChange {
 }
 
 impl ViewChange {
+    /// The ledger's record of this request (`view-entered` events): its senders, checkpoint
+    /// certificate, evidence by batch digest, and the digest its signature is over.
+    pub fn record(&self) -> ViewChangeRecord {
+        let signed = ViewChange::signing_bytes(
+            self.target,
+            self.replica,
+            self.checkpoint.as_ref(),
+            &self.evidence,
+        );
+        let mut signing_digest = Digest([0; 32]);
+        signing_digest.0.copy_from_slice(&signed);
+        ViewChangeRecord {
+            replica: u32::from(self.replica.0),
+            target: self.target.0,
+            checkpoint: self.checkpoint.as_ref().map(CheckpointCertificate::record),
+            evidence: self.evidence.iter().map(SlotEvidence::record).collect(),
+            signing_digest,
+            signature: hex::encode(self.signature.0),
+        }
+    }
+
     /// Signs the request again with `key` over its current fields (see
     /// [`Checkpoint::sign_with`]).
     pub fn sign_with(&mut self, key: &SigningKey) {

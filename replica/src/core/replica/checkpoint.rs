@@ -96,6 +96,7 @@ impl Replica {
             seq: seq.0,
             state_digest,
             stable: false,
+            certificate: None,
         }));
         let snapshot = self.state.snapshot();
         self.checkpoints.entry(seq).or_default().own = Some((state_digest, block_hash, snapshot));
@@ -216,6 +217,7 @@ impl Replica {
             seq: seq.0,
             state_digest: certificate.state_digest,
             stable: true,
+            certificate: Some(certificate.record()),
         }));
         self.writes.push(Write::Checkpoint {
             certificate: certificate.clone(),

@@ -130,6 +130,7 @@ impl Replica {
                 replica: u32::from(self.id.0),
                 view: self.view.0,
                 backoff_ms: None,
+                new_view: None,
             }));
         }
         self.request_state(now, None);
@@ -183,6 +184,7 @@ impl Replica {
                 seq: stable.0,
                 state_digest: certificate.state_digest,
                 stable: true,
+                certificate: Some(certificate.record()),
             }));
         }
         for execute in replayed.into_iter().filter(|execute| execute.seq > common.0) {

@@ -27,7 +27,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
-use history::{LedgerEvent, RecertifiedEvent, RollbackEvent, ViewEvent};
+use history::{
+    DecisionRecord, LedgerEvent, NewViewRecord, RecertifiedEvent, RollbackEvent, ViewEvent,
+};
 
 use super::{Certificate, Replica};
 use crate::core::durable::Write;
@@ -104,6 +106,14 @@ impl Decision {
 
     pub(crate) fn k_max(&self) -> Seq {
         self.slots.keys().next_back().copied().unwrap_or(self.base())
+    }
+
+    /// The ledger's record of the decision.
+    pub(crate) fn record(&self) -> DecisionRecord {
+        DecisionRecord {
+            checkpoint: self.base().0,
+            slots: self.slots.values().map(SlotEvidence::record).collect(),
+        }
     }
 }
 
@@ -739,6 +749,10 @@ impl Replica {
             replica: u32::from(self.id.0),
             view: view.0,
             backoff_ms: Some(self.new_view_timeout().as_millis() as u64),
+            new_view: Some(NewViewRecord {
+                requests: new_view.requests.iter().map(|request| request.record()).collect(),
+                decision: decision.record(),
+            }),
         }));
         if !self.adopt_base(now, &decision) {
             // Behind the decided checkpoint: the snapshot comes first. Ask a replica that

@@ -1,0 +1,309 @@
+//! The evidence honest replicas acted on, checked again (PROTOCOL §5.3, §6, §10.8): a replica
+//! records in its ledger the certificate of every checkpoint it made stable and the NV-PROPOSE
+//! of every view it entered, and the checker verifies them with its own crypto, from the
+//! replicas' public keys alone.
+//!
+//! - [`checkpoint_certificates`] (`checkpoint-certificates`): every stable checkpoint rests on
+//!   a certificate of at least nf CHECKPOINT signatures from distinct replicas of the cluster,
+//!   each valid over (seq, state digest, block hash), naming the checkpoint's seq and state
+//!   digest. A replica that makes a checkpoint stable on f + 1 votes, or accepts a certificate
+//!   with a forged signature, can no longer roll back a slot the others replace.
+//! - [`view_change_decisions`] (`view-change-decisions`): every view an honest replica entered
+//!   on an NV-PROPOSE rests on nf to n VC-REQUESTs for that view from distinct replicas, each
+//!   signed by its sender (over the digest of what the replica received) with a valid
+//!   checkpoint certificate, and the replica's decision is the one PROTOCOL §5.3 steps 2–4
+//!   compute from them: the highest checkpoint, then for each following slot the certificate
+//!   with the highest view, up to the first gap.
+//!
+//! The slots' certificates inside VC-REQUESTs (threshold signatures, signed SUPPORTs) are not
+//! checked here: the checker has no BLS. Ledgers without these records (older ones) have
+//! nothing to check and are `valid` with `checked: 0`; records without the replicas' keys are
+//! `unknown`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use history::{
+    CheckpointCertificateRecord, Digest, EvidenceRecord, LedgerEvent, NewViewRecord, Verdict,
+};
+use serde_json::{Value, json};
+
+use crate::CheckResult;
+use crate::digest::{Hasher, verify_signature};
+
+/// The most violations listed.
+const LISTED_MAX: usize = 10;
+
+/// Quorum sizes of a cluster of `n` replicas.
+#[derive(Debug, Clone, Copy)]
+struct Cluster {
+    n: usize,
+    nf: usize,
+}
+
+impl Cluster {
+    fn of(keys: &[[u8; 32]]) -> Cluster {
+        let n = keys.len();
+        let f = n.saturating_sub(1) / 3;
+        Cluster { n, nf: n - f }
+    }
+}
+
+/// Verifies signatures once, however many ledgers and VC-REQUESTs carry them.
+struct Verifier<'a> {
+    keys: &'a [[u8; 32]],
+    cluster: Cluster,
+    verified: HashMap<(u32, [u8; 32], String), bool>,
+}
+
+impl<'a> Verifier<'a> {
+    fn new(keys: &'a [[u8; 32]]) -> Verifier<'a> {
+        Verifier { keys, cluster: Cluster::of(keys), verified: HashMap::new() }
+    }
+
+    /// Whether `signature` (hex) is `replica`'s signature of `message`'s 32 bytes.
+    fn verify(&mut self, replica: u32, message: &Digest, signature: &str) -> bool {
+        let Some(key) = self.keys.get(replica as usize) else { return false };
+        let cache_key = (replica, message.0, signature.to_string());
+        if let Some(&valid) = self.verified.get(&cache_key) {
+            return valid;
+        }
+        let valid = hex::decode(signature)
+            .ok()
+            .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
+            .is_some_and(|signature| verify_signature(key, &message.0, &signature));
+        self.verified.insert(cache_key, valid);
+        valid
+    }
+
+    /// Why `certificate` does not prove its checkpoint stable, if it does not.
+    fn certificate(&mut self, certificate: &CheckpointCertificateRecord) -> Option<String> {
+        let message = checkpoint_message(certificate);
+        let mut signers = BTreeSet::new();
+        for signature in &certificate.signatures {
+            if signature.replica as usize >= self.cluster.n {
+                return Some(format!(
+                    "a signature of replica {}, not in the cluster",
+                    signature.replica
+                ));
+            }
+            if !signers.insert(signature.replica) {
+                return Some(format!("two signatures of replica {}", signature.replica));
+            }
+            if !self.verify(signature.replica, &message, &signature.signature) {
+                return Some(format!("replica {}'s signature does not verify", signature.replica));
+            }
+        }
+        (signers.len() < self.cluster.nf)
+            .then(|| format!("{} signatures, fewer than nf = {}", signers.len(), self.cluster.nf))
+    }
+}
+
+/// The digest a CHECKPOINT's signature is over.
+fn checkpoint_message(certificate: &CheckpointCertificateRecord) -> Digest {
+    Hasher::new(b"ordeal/checkpoint/v1")
+        .u64(certificate.seq)
+        .digest(&certificate.state_digest)
+        .digest(&certificate.block_hash)
+        .finish()
+}
+
+/// Counts violations and keeps the first few.
+#[derive(Default)]
+struct Violations {
+    count: u64,
+    listed: Vec<Value>,
+}
+
+impl Violations {
+    fn add(&mut self, evidence: Value) {
+        self.count += 1;
+        if self.listed.len() < LISTED_MAX {
+            self.listed.push(evidence);
+        }
+    }
+
+    fn result(self, checked: u64, what: &str) -> CheckResult {
+        let verdict = if self.count == 0 { Verdict::Valid } else { Verdict::Invalid };
+        CheckResult::new(
+            verdict,
+            json!({what: checked, "violations": self.count, "listed": self.listed}),
+        )
+    }
+}
+
+/// The result when records exist but the replicas' keys are unknown.
+fn keys_unknown(records: u64, what: &str) -> CheckResult {
+    let verdict = if records == 0 { Verdict::Valid } else { Verdict::Unknown };
+    CheckResult::new(
+        verdict,
+        json!({what: 0, "recorded": records, "reason": "the replicas' public keys are unknown"}),
+    )
+}
+
+/// `checkpoint-certificates`: every stable checkpoint of an honest replica rests on a valid
+/// certificate of nf signatures (see the module documentation). `keys`: replica r's ed25519
+/// public key at position r (their count is n).
+pub fn checkpoint_certificates(
+    ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
+    keys: Option<&[[u8; 32]]>,
+) -> CheckResult {
+    let stable = || {
+        ledgers.values().flatten().filter_map(|event| match event {
+            LedgerEvent::Checkpoint(checkpoint) if checkpoint.stable => {
+                checkpoint.certificate.as_ref().map(|certificate| (checkpoint, certificate))
+            }
+            _ => None,
+        })
+    };
+    let Some(keys) = keys else { return keys_unknown(stable().count() as u64, "checked") };
+    let mut verifier = Verifier::new(keys);
+    let mut violations = Violations::default();
+    let mut checked = 0;
+    for (checkpoint, certificate) in stable() {
+        checked += 1;
+        let mismatch = (certificate.seq != checkpoint.seq
+            || certificate.state_digest != checkpoint.state_digest)
+            .then(|| "the certificate is for another checkpoint".to_string());
+        if let Some(reason) = mismatch.or_else(|| verifier.certificate(certificate)) {
+            violations.add(json!({
+                "replica": checkpoint.replica,
+                "time": checkpoint.time,
+                "seq": checkpoint.seq,
+                "state_digest": checkpoint.state_digest,
+                "signers": certificate.signatures.iter().map(|s| s.replica).collect::<Vec<_>>(),
+                "reason": reason,
+            }));
+        }
+    }
+    let mut result = violations.result(checked, "checked");
+    result.evidence.insert("nf".into(), json!(Cluster::of(keys).nf));
+    result
+}
+
+/// `view-change-decisions`: every view an honest replica entered on an NV-PROPOSE rests on
+/// valid VC-REQUESTs and the decision they dictate (see the module documentation).
+pub fn view_change_decisions(
+    ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
+    keys: Option<&[[u8; 32]]>,
+) -> CheckResult {
+    let entered = || {
+        ledgers.values().flatten().filter_map(|event| match event {
+            LedgerEvent::ViewEntered(entered) => {
+                entered.new_view.as_ref().map(|new_view| (entered, new_view))
+            }
+            _ => None,
+        })
+    };
+    let Some(keys) = keys else { return keys_unknown(entered().count() as u64, "views") };
+    let mut verifier = Verifier::new(keys);
+    let mut violations = Violations::default();
+    let mut checked = 0;
+    for (entered, new_view) in entered() {
+        checked += 1;
+        let problem = requests_problem(&mut verifier, entered.view, new_view)
+            .or_else(|| decision_problem(new_view));
+        if let Some(reason) = problem {
+            violations.add(json!({
+                "replica": entered.replica,
+                "time": entered.time,
+                "view": entered.view,
+                "requests": new_view.requests.iter().map(|r| r.replica).collect::<Vec<_>>(),
+                "reason": reason,
+            }));
+        }
+    }
+    let mut result = violations.result(checked, "views");
+    result.evidence.insert("nf".into(), json!(Cluster::of(keys).nf));
+    result
+}
+
+/// Why the VC-REQUESTs of `new_view` cannot start `view`, if they cannot.
+fn requests_problem(
+    verifier: &mut Verifier<'_>,
+    view: u64,
+    new_view: &NewViewRecord,
+) -> Option<String> {
+    let Cluster { n, nf } = verifier.cluster;
+    let count = new_view.requests.len();
+    if count < nf || count > n {
+        return Some(format!("{count} VC-REQUESTs (nf = {nf}, n = {n})"));
+    }
+    let mut senders = BTreeSet::new();
+    for request in &new_view.requests {
+        let sender = request.replica;
+        if sender as usize >= n {
+            return Some(format!("a VC-REQUEST from replica {sender}, not in the cluster"));
+        }
+        if !senders.insert(sender) {
+            return Some(format!("two VC-REQUESTs from replica {sender}"));
+        }
+        if request.target != view {
+            return Some(format!("replica {sender}'s VC-REQUEST is for view {}", request.target));
+        }
+        if !verifier.verify(sender, &request.signing_digest, &request.signature) {
+            return Some(format!("replica {sender}'s VC-REQUEST signature does not verify"));
+        }
+        if let Some(reason) = request.checkpoint.as_ref().and_then(|c| verifier.certificate(c)) {
+            return Some(format!("replica {sender}'s checkpoint certificate: {reason}"));
+        }
+    }
+    None
+}
+
+/// Why the recorded decision is not the one PROTOCOL §5.3 computes from the recorded
+/// VC-REQUESTs, if it is not.
+fn decision_problem(new_view: &NewViewRecord) -> Option<String> {
+    let base = new_view
+        .requests
+        .iter()
+        .filter_map(|request| request.checkpoint.as_ref().map(|checkpoint| checkpoint.seq))
+        .max()
+        .unwrap_or(0);
+    let decision = &new_view.decision;
+    if decision.checkpoint != base {
+        return Some(format!(
+            "decided checkpoint {}, the highest in the VC-REQUESTs is {base}",
+            decision.checkpoint
+        ));
+    }
+    // Per slot above the base: the highest view, and every batch certified in it (valid
+    // certificates of one view name one batch; this oracle is not the one to judge that).
+    let mut best: BTreeMap<u64, (u64, BTreeSet<Digest>)> = BTreeMap::new();
+    let evidence = new_view.requests.iter().flat_map(|request| &request.evidence);
+    for EvidenceRecord { seq, view, batch_digest } in evidence.filter(|e| e.seq > base) {
+        let entry = best.entry(*seq).or_insert((*view, BTreeSet::new()));
+        if *view > entry.0 {
+            *entry = (*view, BTreeSet::new());
+        }
+        if *view == entry.0 {
+            entry.1.insert(*batch_digest);
+        }
+    }
+    let mut expected = base + 1;
+    for slot in &decision.slots {
+        let Some((view, batches)) = best.get(&slot.seq).filter(|_| slot.seq == expected) else {
+            return Some(format!(
+                "decided slot {}, but the VC-REQUESTs certify slots from {} up to {} only",
+                slot.seq,
+                base + 1,
+                expected - 1
+            ));
+        };
+        if slot.view != *view {
+            return Some(format!(
+                "slot {}: decided the certificate of view {}, the highest is of view {view}",
+                slot.seq, slot.view
+            ));
+        }
+        if !batches.contains(&slot.batch_digest) {
+            return Some(format!(
+                "slot {}: decided batch {}, which no certificate of view {view} names",
+                slot.seq, slot.batch_digest
+            ));
+        }
+        expected += 1;
+    }
+    best.contains_key(&expected).then(|| {
+        format!("decided up to slot {}, but the VC-REQUESTs certify slot {expected}", expected - 1)
+    })
+}
