@@ -52,6 +52,9 @@
 //!   executed request id)`; each sum is taken modulo 2^256 with every digest read as a
 //!   little-endian integer, and written back as 32 little-endian bytes (an empty sum is 32 zero
 //!   bytes). The genesis store's digest is that at k = 0 (no client has executed anything).
+//! - **checkpoint signing digest** = `H("ordeal/checkpoint/v1", k, state_digest, block_hash)`:
+//!   what each CHECKPOINT's ed25519 signature is over (its 32 bytes), as recorded in stable
+//!   `checkpoint` events' certificates.
 
 use std::collections::BTreeMap;
 

@@ -114,6 +114,10 @@ def genesis_hash(replica_count, primary, key):
     return H(b"ordeal/genesis/v1", u64(replica_count), u64(primary), byte_string(key))
 
 
+def checkpoint_signing_digest(seq, state, block):
+    return H(b"ordeal/checkpoint/v1", u64(seq), state, block)
+
+
 def sum256(digests):
     total = sum(int.from_bytes(digest, "little") for digest in digests) % 2**256
     return total.to_bytes(32, "little")
@@ -202,6 +206,17 @@ def main():
         previous = block_hash(seq, digest, previous)
         blocks.append({"seq": seq, "batch_digest": digest.hex(), "hash": previous.hex()})
     chain = {"genesis": genesis_hash(*GENESES[0]).hex(), "blocks": blocks}
+    # What a CHECKPOINT's signature is over, for the states and chain above.
+    checkpoints = []
+    for seq, state, block in [
+        (0, states[0]["digest"], chain["genesis"]),
+        (3, states[3]["digest"], blocks[2]["hash"]),
+        (2**64 - 1, states[1]["digest"], blocks[0]["hash"]),
+    ]:
+        digest = checkpoint_signing_digest(seq, bytes.fromhex(state), bytes.fromhex(block))
+        checkpoints.append(
+            {"seq": seq, "state_digest": state, "block_hash": block, "signing_digest": digest.hex()}
+        )
 
     vectors = {
         "about": "Known answers for Ordeal's digests, derived by history/vectors/derive.py from "
@@ -211,6 +226,7 @@ def main():
         "states": states,
         "geneses": geneses,
         "chain": chain,
+        "checkpoints": checkpoints,
     }
     json.dump(vectors, sys.stdout, indent=2, ensure_ascii=False)
     sys.stdout.write("\n")

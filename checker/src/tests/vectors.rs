@@ -19,6 +19,17 @@ struct Vectors {
     states: Vec<StateCase>,
     geneses: Vec<GenesisCase>,
     chain: ChainCase,
+    checkpoints: Vec<CheckpointCase>,
+}
+
+/// What a CHECKPOINT's signature is over (the `checkpoint-certificates` oracle checks the
+/// signatures replicas record against it).
+#[derive(Debug, Deserialize)]
+struct CheckpointCase {
+    seq: u64,
+    state_digest: Digest,
+    block_hash: Digest,
+    signing_digest: Digest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -135,5 +146,19 @@ fn genesis_hashes_and_the_chain_match_the_vectors() {
     for block in &chain.blocks {
         previous = digest::block_hash(block.seq, &block.batch_digest, &previous);
         assert_eq!(previous, block.hash, "block {}", block.seq);
+    }
+}
+
+#[test]
+fn checkpoint_signing_digests_match_the_vectors() {
+    let vectors = vectors();
+    assert_eq!(vectors.checkpoints.len(), 3);
+    for case in &vectors.checkpoints {
+        let digest = crate::digest::Hasher::new(b"ordeal/checkpoint/v1")
+            .u64(case.seq)
+            .digest(&case.state_digest)
+            .digest(&case.block_hash)
+            .finish();
+        assert_eq!(digest, case.signing_digest, "{case:?}");
     }
 }

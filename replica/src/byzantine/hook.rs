@@ -1154,8 +1154,10 @@ impl Hook {
         };
         self.count(Behaviour::NvEquivocate.name());
         // Half of the honest receivers (at least one) get the other decision: those whose own
-        // VC-REQUESTs reached furthest, who lose the most by it; accomplices and the rest
-        // follow the primary's own.
+        // VC-REQUESTs reached furthest, who lose the most by it, but never the primary of the
+        // view being left while another can take it (the view changed because of it: it is the
+        // one most likely crashed or cut off, and a lie it never receives is wasted);
+        // accomplices and the rest follow the primary's own.
         let mut honest: Vec<ReplicaId> =
             held.receivers.iter().copied().filter(|to| !self.colluders.contains(to)).collect();
         shuffle(&mut self.rng, &mut honest);
@@ -1166,7 +1168,8 @@ impl Hook {
                 .and_then(|request| request.evidence.last().map(|evidence| evidence.seq))
                 .unwrap_or(Seq(0))
         };
-        honest.sort_by_key(|replica| std::cmp::Reverse(reach(replica)));
+        let left = self.config.primary(View(held.original.view.0.saturating_sub(1)));
+        honest.sort_by_key(|replica| (*replica == left, std::cmp::Reverse(reach(replica))));
         let split: BTreeSet<ReplicaId> =
             honest.iter().copied().take((honest.len() / 2).max(1)).collect();
         let alternative = Message::NewView(Arc::new(alternative));

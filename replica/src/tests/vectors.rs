@@ -22,6 +22,17 @@ struct Vectors {
     states: Vec<StateCase>,
     geneses: Vec<GenesisCase>,
     chain: ChainCase,
+    checkpoints: Vec<CheckpointCase>,
+}
+
+/// What a CHECKPOINT's signature is over (the `checkpoint-certificates` oracle checks the
+/// signatures replicas record against it).
+#[derive(Debug, Deserialize)]
+struct CheckpointCase {
+    seq: u64,
+    state_digest: Digest,
+    block_hash: Digest,
+    signing_digest: Digest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,5 +171,22 @@ fn genesis_hashes_and_the_chain_match_the_vectors() {
     for block in &chain.blocks {
         previous = block_hash(Seq(block.seq), &block.batch_digest, &previous);
         assert_eq!(previous, block.hash, "block {}", block.seq);
+    }
+}
+
+#[test]
+fn checkpoint_signing_digests_match_the_vectors() {
+    let vectors = vectors();
+    assert_eq!(vectors.checkpoints.len(), 3);
+    for case in &vectors.checkpoints {
+        let digest = {
+            let bytes = crate::core::message::checkpoint_signing_bytes(
+                Seq(case.seq),
+                &case.state_digest,
+                &case.block_hash,
+            );
+            Digest(bytes.try_into().expect("32 bytes"))
+        };
+        assert_eq!(digest, case.signing_digest, "{case:?}");
     }
 }
