@@ -5,8 +5,10 @@
 //!
 //! 1. The final heal is at `heal = time_limit − liveness_window`, which must be after the start;
 //!    the run then has the liveness window to make progress again.
-//! 2. Ticks fall at `k · interval` for k = 1, 2, .. while `k · interval < heal`: the first fault
-//!    waits one interval, so the workload is under way before anything breaks.
+//! 2. Ticks fall at `k · interval` for k = 1, 2, .. while `k · interval + interval / 4 ≤ heal`
+//!    (the first tick also when only `interval < heal`): the first fault waits one interval, so
+//!    the workload is under way before anything breaks, and no fault is cut to nothing by the
+//!    heal.
 //! 3. At each tick one fault starts. Its kind is drawn uniformly from the enabled kinds, its
 //!    target spec uniformly from random replica / current primary / minority (a minority's size
 //!    uniformly from 1..=f), its duration uniformly from `[interval / 4, 3 · interval / 4]`
@@ -405,10 +407,14 @@ impl ScheduleOptions {
         Ok(())
     }
 
-    /// The number of k ≥ 1 with k · interval < heal.
+    /// The number of k ≥ 1 with k · interval < heal that leave a fault at least a quarter
+    /// interval before the heal (a fault cut to nothing by the heal cannot act, and a Byzantine
+    /// one would be judged vacuous); the first tick always counts.
     fn tick_count(&self) -> u64 {
         let interval = self.interval.as_nanos().max(1);
-        ((self.heal().as_nanos() - 1) / interval) as u64
+        let before_heal = ((self.heal().as_nanos() - 1) / interval) as u64;
+        let with_room = (self.heal().as_nanos().saturating_sub(interval / 4) / interval) as u64;
+        with_room.clamp(before_heal.min(1), before_heal)
     }
 }
 
