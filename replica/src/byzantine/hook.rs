@@ -1134,7 +1134,13 @@ impl Hook {
     /// Sends a held NV-PROPOSE: the original to some receivers and, if `equivocate`, one built
     /// from another nf subset of the VC-REQUESTs to the others; when no subset decides
     /// differently, a forged one (`forged_new_view`).
-    fn send_new_views(&mut self, held: HeldNewView, equivocate: bool) -> Vec<Transmit> {
+    fn send_new_views(&mut self, mut held: HeldNewView, equivocate: bool) -> Vec<Transmit> {
+        if self.is_on(Behaviour::NvEquivocate)
+            && let Some(reordered) = stale_first(&held.original)
+        {
+            self.count("nv-equivocate.stale-first");
+            held.original = Arc::new(reordered);
+        }
         let original = Message::NewView(held.original.clone());
         let alternative = if equivocate { self.other_new_view(&held.original) } else { None };
         let alternative = match alternative {
@@ -1435,4 +1441,56 @@ fn subsets<T: Clone>(items: &[T], size: usize) -> Vec<Vec<T>> {
         }
     }
     subsets
+}
+
+/// `new_view` with its VC-REQUESTs reordered so that those presenting the oldest certificates
+/// come first (`None` when that is already their order): a correct decision does not depend
+/// on the order (PROTOCOL §5.3 step 3 takes the highest view), one that keeps the first
+/// certificate met for a slot does.
+fn stale_first(new_view: &NewView) -> Option<NewView> {
+    let oldest = |request: &Arc<ViewChange>| {
+        request.evidence.iter().map(|evidence| evidence.view).min().unwrap_or(View(u64::MAX))
+    };
+    let mut requests = new_view.requests.clone();
+    requests.sort_by_key(oldest);
+    (requests != new_view.requests).then_some(NewView { view: new_view.view, requests })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ledger::Certificate;
+    use crate::crypto::ed25519::Signature;
+
+    /// A VC-REQUEST for view 3 whose evidence has certificates of `views` (unsigned: the order
+    /// is all that is looked at).
+    fn request(replica: u8, views: &[u64]) -> Arc<ViewChange> {
+        let evidence = views
+            .iter()
+            .enumerate()
+            .map(|(index, &view)| SlotEvidence {
+                view: View(view),
+                seq: Seq(index as u64 + 1),
+                batch: Arc::from(Vec::new()),
+                certificate: Certificate::Supports(Vec::new()),
+            })
+            .collect();
+        Arc::new(ViewChange {
+            target: View(3),
+            replica: ReplicaId(replica),
+            checkpoint: None,
+            evidence,
+            signature: Signature([0; 64]),
+        })
+    }
+
+    #[test]
+    fn stale_first_lists_the_oldest_certificates_first() {
+        let requests = vec![request(3, &[2, 2]), request(0, &[1, 1]), request(1, &[])];
+        let new_view = NewView { view: View(3), requests };
+        let reordered = stale_first(&new_view).expect("the order changes");
+        let order: Vec<u8> = reordered.requests.iter().map(|request| request.replica.0).collect();
+        assert_eq!(order, [0, 3, 1]);
+        assert_eq!(stale_first(&reordered), None, "already in that order");
+    }
 }
