@@ -255,6 +255,10 @@ pub struct TestOptions {
     /// The most slots the primary has in flight.
     #[arg(long, default_value_t = 32)]
     pub window: u64,
+    /// Slots between checkpoints (stable on nf matching CHECKPOINTs; a replica that fell
+    /// further behind than the last stable one catches up by state transfer).
+    #[arg(long, default_value_t = 128)]
+    pub checkpoint_interval: u64,
     /// No progress bar, even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -366,6 +370,7 @@ impl TestOptions {
         config.batch_size_max = self.batch_size;
         config.batch_timeout = Duration::from_secs_f64(self.batch_timeout_ms / 1000.0);
         config.window = self.window;
+        config.checkpoint_interval = self.checkpoint_interval;
         config.log_size = config.log_size.max(self.window.saturating_mul(2));
         config.request_queue_max = config.request_queue_max.max(self.concurrency * 2);
         config.genesis = workload.genesis(self.keys);

@@ -88,6 +88,8 @@ pub struct ClusterSection {
     pub batch_size: Option<u32>,
     /// The most slots in flight.
     pub window: Option<u64>,
+    /// Slots between checkpoints.
+    pub checkpoint_interval: Option<u64>,
 }
 
 /// `[workload]`.
@@ -196,6 +198,8 @@ impl Scenario {
         options.beyond_budget = cluster.beyond_budget;
         options.batch_size = cluster.batch_size.unwrap_or(options.batch_size);
         options.window = cluster.window.unwrap_or(options.window);
+        options.checkpoint_interval =
+            cluster.checkpoint_interval.unwrap_or(options.checkpoint_interval);
         options.workload = workload.workload.unwrap_or(options.workload);
         options.keys = workload.keys.unwrap_or(options.keys);
         options.concurrency = workload.concurrency.unwrap_or(options.concurrency);
