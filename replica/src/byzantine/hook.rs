@@ -158,6 +158,10 @@ pub struct Hook {
     /// `nv-equivocate`: VC-REQUESTs by target view and sender.
     view_changes: BTreeMap<View, BTreeMap<ReplicaId, Arc<ViewChange>>>,
     held: Vec<HeldNewView>,
+    /// `nv-equivocate`: the NV-PROPOSE each replica was sent last, so that a STATE-TRANSFER
+    /// (which carries the sender's NV-PROPOSE to a replica still in an older view) tells it
+    /// the same story.
+    told: BTreeMap<ReplicaId, Arc<NewView>>,
     /// `replay`: envelopes sent to each replica, newest last.
     sent: Vec<VecDeque<Envelope>>,
     /// `equivocate`: requests of this replica's earlier proposals, newest last.
@@ -212,6 +216,7 @@ impl Hook {
             digests: BTreeMap::new(),
             view_changes: BTreeMap::new(),
             held: Vec::new(),
+            told: BTreeMap::new(),
             sent: vec![VecDeque::new(); usize::from(n)],
             reserve: VecDeque::new(),
             remembered: BTreeMap::new(),
@@ -362,6 +367,7 @@ impl Hook {
         let mut items = Vec::new();
         for item in self.equivocate(item) {
             let Some(item) = self.hold_new_view(now, item) else { continue };
+            let item = self.new_view_in_state_transfer(item);
             let item = self.hide_evidence(item);
             let item = self.corrupt_digest(item);
             let item = self.corrupt_snapshot(item);
@@ -1156,6 +1162,9 @@ impl Hook {
             None => None,
         };
         let Some(alternative) = alternative else {
+            for &to in &held.receivers {
+                self.told.insert(to, held.original.clone());
+            }
             return held.receivers.iter().filter_map(|&to| self.seal(to, &original)).collect();
         };
         self.count(Behaviour::NvEquivocate.name());
@@ -1178,7 +1187,12 @@ impl Hook {
         honest.sort_by_key(|replica| (*replica == left, std::cmp::Reverse(reach(replica))));
         let split: BTreeSet<ReplicaId> =
             honest.iter().copied().take((honest.len() / 2).max(1)).collect();
-        let alternative = Message::NewView(Arc::new(alternative));
+        let alternative = Arc::new(alternative);
+        for &to in &held.receivers {
+            let told = if split.contains(&to) { &alternative } else { &held.original };
+            self.told.insert(to, told.clone());
+        }
+        let alternative = Message::NewView(alternative);
         held.receivers
             .iter()
             .filter_map(|&to| {
@@ -1186,6 +1200,31 @@ impl Hook {
                 self.seal(to, message)
             })
             .collect()
+    }
+
+    /// `nv-equivocate`: a STATE-TRANSFER carrying this replica's NV-PROPOSE (to a replica
+    /// still in an older view) carries nothing while that NV-PROPOSE is held, and afterwards
+    /// the one its receiver was sent: the core would otherwise hand every replica that asks for
+    /// state the honest NV-PROPOSE before the lie goes out.
+    fn new_view_in_state_transfer(&mut self, mut item: Outgoing) -> Outgoing {
+        if !self.is_on(Behaviour::NvEquivocate) {
+            return item;
+        }
+        let Message::StateTransfer(transfer) = &mut item.message else { return item };
+        let Some(carried) = &transfer.new_view else { return item };
+        let held = self.held.iter().any(|held| held.original.view == carried.view);
+        let replacement = if held {
+            None
+        } else {
+            match self.told.get(&item.to) {
+                Some(told) if told.view == carried.view && told != carried => Some(told.clone()),
+                _ => return item,
+            }
+        };
+        Arc::make_mut(transfer).new_view = replacement;
+        self.count("nv-equivocate.state-transfer");
+        item.changed = true;
+        item
     }
 
     /// The NV-PROPOSE `original` with the evidence stripped from every VC-REQUEST it relays (its

@@ -1009,3 +1009,38 @@ fn planted_vote_not_persisted_harm() {
         }
     }
 }
+
+/// `new-view-unvalidated` against the adversary's own behaviour, not a hand-made hook: replica
+/// 1 runs `nv-equivocate` and becomes the primary of view 1 when replica 0 crashes; every nf
+/// subset of the VC-REQUESTs decides the same, so it sends one honest replica a forged
+/// NV-PROPOSE (the evidence stripped, the others' signatures broken), and its STATE-TRANSFERs
+/// carry no NV-PROPOSE while it holds one, then the one each receiver was sent. The correct
+/// replica refuses the forgery; the buggy one installs it and rolls back slots clients hold
+/// proofs for.
+#[test]
+fn planted_new_view_unvalidated_harm_by_the_adversary() {
+    let build = |bug| {
+        let config = with_bug(Config::new(Protocol::PoeTs, 4, 16), bug);
+        let mut options = SimOptions::new(config.clone(), 41, 400);
+        options.unplanted = vec![ReplicaId(1)];
+        let mut cluster = Cluster::new(options);
+        make_byzantine(&mut cluster, &config, 1, &[Behaviour::NvEquivocate]);
+        cluster
+            .run_until(STEPS_BOUND, |cluster| cluster.completions.len() >= 100)
+            .expect("100 requests complete");
+        cluster.crash(ReplicaId(0));
+        cluster.run_for(Duration::from_secs(5));
+        cluster
+    };
+    let honest = except(4, &[0, 1]);
+    let correct = build(None);
+    let hook = correct.byzantine(ReplicaId(1)).expect("hook");
+    assert!(hook.counter("nv-equivocate.forged") > 0, "{:?}", hook.counters());
+    let refused: u64 =
+        honest.iter().map(|&id| correct.replica(id).counters().rejected("invalid_new_view")).sum();
+    assert!(refused > 0, "an honest replica refused the forged NV-PROPOSE");
+    assert!(rolled_back_proofs(&correct, &honest).is_empty());
+    let buggy = build(Some(PlantedBug::NewViewUnvalidated));
+    let rolled_back = rolled_back_proofs(&buggy, &honest);
+    assert!(!rolled_back.is_empty(), "proven slots were rolled back");
+}
