@@ -107,36 +107,42 @@ fn checkpoint_message(certificate: &CheckpointCertificateRecord) -> Digest {
         .finish()
 }
 
-/// Counts violations and keeps the first few.
-#[derive(Default)]
-struct Violations {
-    count: u64,
-    listed: Vec<Value>,
-}
-
-impl Violations {
-    fn add(&mut self, evidence: Value) {
-        self.count += 1;
-        if self.listed.len() < LISTED_MAX {
-            self.listed.push(evidence);
+/// Judges each of `records` with `judge` (a violation's evidence, or `None`) and a verifier of
+/// `keys`; the result counts them under `what`. Without keys, records cannot be judged:
+/// `unknown` when there are any.
+fn judge_all<T>(
+    records: Vec<T>,
+    keys: Option<&[[u8; 32]]>,
+    what: &str,
+    mut judge: impl FnMut(&mut Verifier<'_>, T) -> Option<Value>,
+) -> CheckResult {
+    let checked = records.len();
+    let Some(keys) = keys else {
+        let verdict = if checked == 0 { Verdict::Valid } else { Verdict::Unknown };
+        return CheckResult::new(
+            verdict,
+            json!({what: 0, "recorded": checked, "reason": "the replicas' public keys are unknown"}),
+        );
+    };
+    let mut verifier = Verifier::new(keys);
+    let (mut count, mut listed) = (0u64, Vec::new());
+    for record in records {
+        if let Some(evidence) = judge(&mut verifier, record) {
+            count += 1;
+            if listed.len() < LISTED_MAX {
+                listed.push(evidence);
+            }
         }
     }
-
-    fn result(self, checked: u64, what: &str) -> CheckResult {
-        let verdict = if self.count == 0 { Verdict::Valid } else { Verdict::Invalid };
-        CheckResult::new(
-            verdict,
-            json!({what: checked, "violations": self.count, "listed": self.listed}),
-        )
-    }
-}
-
-/// The result when records exist but the replicas' keys are unknown.
-fn keys_unknown(records: u64, what: &str) -> CheckResult {
-    let verdict = if records == 0 { Verdict::Valid } else { Verdict::Unknown };
+    let verdict = if count == 0 { Verdict::Valid } else { Verdict::Invalid };
     CheckResult::new(
         verdict,
-        json!({what: 0, "recorded": records, "reason": "the replicas' public keys are unknown"}),
+        json!({
+            what: checked,
+            "violations": count,
+            "listed": listed,
+            "nf": verifier.cluster.nf,
+        }),
     )
 }
 
@@ -147,37 +153,30 @@ pub fn checkpoint_certificates(
     ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
     keys: Option<&[[u8; 32]]>,
 ) -> CheckResult {
-    let stable = || {
-        ledgers.values().flatten().filter_map(|event| match event {
+    let stable: Vec<_> = ledgers
+        .values()
+        .flatten()
+        .filter_map(|event| match event {
             LedgerEvent::Checkpoint(checkpoint) if checkpoint.stable => {
                 checkpoint.certificate.as_ref().map(|certificate| (checkpoint, certificate))
             }
             _ => None,
         })
-    };
-    let Some(keys) = keys else { return keys_unknown(stable().count() as u64, "checked") };
-    let mut verifier = Verifier::new(keys);
-    let mut violations = Violations::default();
-    let mut checked = 0;
-    for (checkpoint, certificate) in stable() {
-        checked += 1;
+        .collect();
+    judge_all(stable, keys, "checked", |verifier, (checkpoint, certificate)| {
         let mismatch = (certificate.seq != checkpoint.seq
             || certificate.state_digest != checkpoint.state_digest)
             .then(|| "the certificate is for another checkpoint".to_string());
-        if let Some(reason) = mismatch.or_else(|| verifier.certificate(certificate)) {
-            violations.add(json!({
-                "replica": checkpoint.replica,
-                "time": checkpoint.time,
-                "seq": checkpoint.seq,
-                "state_digest": checkpoint.state_digest,
-                "signers": certificate.signatures.iter().map(|s| s.replica).collect::<Vec<_>>(),
-                "reason": reason,
-            }));
-        }
-    }
-    let mut result = violations.result(checked, "checked");
-    result.evidence.insert("nf".into(), json!(Cluster::of(keys).nf));
-    result
+        let reason = mismatch.or_else(|| verifier.certificate(certificate))?;
+        Some(json!({
+            "replica": checkpoint.replica,
+            "time": checkpoint.time,
+            "seq": checkpoint.seq,
+            "state_digest": checkpoint.state_digest,
+            "signers": certificate.signatures.iter().map(|s| s.replica).collect::<Vec<_>>(),
+            "reason": reason,
+        }))
+    })
 }
 
 /// `view-change-decisions`: every view an honest replica entered on an NV-PROPOSE rests on
@@ -186,35 +185,27 @@ pub fn view_change_decisions(
     ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
     keys: Option<&[[u8; 32]]>,
 ) -> CheckResult {
-    let entered = || {
-        ledgers.values().flatten().filter_map(|event| match event {
+    let entered: Vec<_> = ledgers
+        .values()
+        .flatten()
+        .filter_map(|event| match event {
             LedgerEvent::ViewEntered(entered) => {
                 entered.new_view.as_ref().map(|new_view| (entered, new_view))
             }
             _ => None,
         })
-    };
-    let Some(keys) = keys else { return keys_unknown(entered().count() as u64, "views") };
-    let mut verifier = Verifier::new(keys);
-    let mut violations = Violations::default();
-    let mut checked = 0;
-    for (entered, new_view) in entered() {
-        checked += 1;
-        let problem = requests_problem(&mut verifier, entered.view, new_view)
-            .or_else(|| decision_problem(new_view));
-        if let Some(reason) = problem {
-            violations.add(json!({
-                "replica": entered.replica,
-                "time": entered.time,
-                "view": entered.view,
-                "requests": new_view.requests.iter().map(|r| r.replica).collect::<Vec<_>>(),
-                "reason": reason,
-            }));
-        }
-    }
-    let mut result = violations.result(checked, "views");
-    result.evidence.insert("nf".into(), json!(Cluster::of(keys).nf));
-    result
+        .collect();
+    judge_all(entered, keys, "views", |verifier, (entered, new_view)| {
+        let reason = requests_problem(verifier, entered.view, new_view)
+            .or_else(|| decision_problem(new_view))?;
+        Some(json!({
+            "replica": entered.replica,
+            "time": entered.time,
+            "view": entered.view,
+            "requests": new_view.requests.iter().map(|r| r.replica).collect::<Vec<_>>(),
+            "reason": reason,
+        }))
+    })
 }
 
 /// Why the VC-REQUESTs of `new_view` cannot start `view`, if they cannot.
