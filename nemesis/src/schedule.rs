@@ -413,8 +413,11 @@ impl ScheduleOptions {
     fn tick_count(&self) -> u64 {
         let interval = self.interval.as_nanos().max(1);
         let before_heal = ((self.heal().as_nanos() - 1) / interval) as u64;
+        if before_heal == 0 {
+            return 0;
+        }
         let with_room = (self.heal().as_nanos().saturating_sub(interval / 4) / interval) as u64;
-        with_room.clamp(before_heal.min(1), before_heal)
+        with_room.clamp(1, before_heal)
     }
 }
 
