@@ -119,10 +119,8 @@ fn judge_all<T>(
     let checked = records.len();
     let Some(keys) = keys else {
         let verdict = if checked == 0 { Verdict::Valid } else { Verdict::Unknown };
-        return CheckResult::new(
-            verdict,
-            json!({what: 0, "recorded": checked, "reason": "the replicas' public keys are unknown"}),
-        );
+        let reason = "the replicas' public keys are unknown";
+        return CheckResult::new(verdict, json!({what: 0, "recorded": checked, "reason": reason}));
     };
     let mut verifier = Verifier::new(keys);
     let (mut count, mut listed) = (0u64, Vec::new());
