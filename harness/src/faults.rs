@@ -79,6 +79,9 @@ const FORCE_PROGRESS_WAIT: Duration = Duration::from_millis(1500);
 /// nf VC-REQUESTs without the lone one's.
 const LONE_DELAY: Duration = Duration::from_millis(600);
 
+/// How long an amnesia probe keeps each crashed voter down.
+const AMNESIA_DOWN: Duration = Duration::from_millis(50);
+
 /// Counters of an honest replica that show it received and processed what an attack altered,
 /// withheld or forged (besides `rejected_from.<attacker>`): a view change it had to start, a
 /// rollback, state it had to ask for.
@@ -413,6 +416,16 @@ impl Executor<'_> {
                         && let Some(lone) = self.delay_lone_replica(index, view, primary)
                     {
                         let end = self.context.start + fault.end;
+                        if switched.contains(&Behaviour::RePropose) {
+                            let counted = |counters: &Counters| {
+                                counters.get(primary.index()).cloned().flatten().and_then(|c| {
+                                    c.get(&format!("byzantine.{}", Behaviour::RePropose)).copied()
+                                })
+                            };
+                            let baseline =
+                                switched_at.as_ref().and_then(counted).unwrap_or_default();
+                            self.amnesia(view, primary, baseline, until).await;
+                        }
                         self.view_change_after_rollback(view, lone, end).await;
                     }
                 }
@@ -616,6 +629,66 @@ impl Executor<'_> {
             self.cut_primary(now, primary, until).await;
             return;
         }
+    }
+
+    /// The crashes of an amnesia probe (`re-propose` in a lone-executor attack): once
+    /// Byzantine primary `primary` of `view` offers second batches for the slots whose
+    /// evidence it withholds (its `re-propose` counter past `baseline`, waiting at most until
+    /// `until`), the honest replicas that supported those slots without seeing them committed
+    /// (neither in the dark nor the lone one) are killed and restarted one at a time, as many
+    /// as the second batch needs to reach nf votes with the primary's and those of the replicas
+    /// in the dark. A replica that persisted its votes before sending them (PROTOCOL §9.4)
+    /// refuses the second batch after its restart; one that forgot them lets two batches be
+    /// certified for one (view, seq). A crash and restart with the durable state intact is not
+    /// a fault of the budget for safety (the replica comes back the same replica), and the
+    /// replicas are down one at a time for [`AMNESIA_DOWN`] only. Records an `amnesia` info.
+    #[allow(clippy::disallowed_methods, reason = "the wait is on the wall clock")]
+    async fn amnesia(&mut self, view: u64, primary: ReplicaId, baseline: u64, until: Instant) {
+        let n = self.replica_count();
+        let f = (usize::from(n) - 1) / 3;
+        let nf = usize::from(n) - f;
+        let byzantine = self.context.byzantine;
+        let colluders = byzantine.iter().copied().filter(|r| *r != primary).collect();
+        let (dark, lone) = lone_roles(n, f, primary, &colluders, replica::core::View(view));
+        let voters: Vec<ReplicaId> = (0..n)
+            .map(ReplicaId)
+            .filter(|r| !byzantine.contains(r) && !dark.contains(r) && Some(*r) != lone)
+            .collect();
+        let needed = nf.saturating_sub(1 + dark.len()).min(voters.len());
+        let name = format!("byzantine.{}", Behaviour::RePropose);
+        // Bounded by `until`.
+        let offered = loop {
+            if Instant::now() >= until {
+                break false;
+            }
+            let counters = self.counters().await;
+            let count = counters.get(primary.index()).cloned().flatten();
+            if count.and_then(|c| c.get(&name).copied()).is_some_and(|now| now > baseline) {
+                break true;
+            }
+            tokio::time::sleep(FORCE_POLL).await;
+        };
+        if !offered {
+            return;
+        }
+        let mut crashed = Vec::new();
+        for voter in voters.into_iter().take(needed) {
+            if Instant::now() >= until {
+                break;
+            }
+            if let Err(error) = self.context.cluster.kill(voter.index()).await {
+                self.error(format!("amnesia: kill of replica {}: {error:#}", voter.0));
+                continue;
+            }
+            tokio::time::sleep(AMNESIA_DOWN).await;
+            if let Err(error) = self.restart(voter.index()).await {
+                self.error(format!("amnesia: restart of replica {}: {error:#}", voter.0));
+            }
+            crashed.push(voter.0);
+        }
+        let value = json!({"primary": primary.0, "view": view, "restarted": crashed});
+        eprintln!("ordeal: nemesis at {:.1} s: amnesia {value}", self.elapsed_s());
+        self.context.recorder.nemesis(OpKind::Info, "amnesia", value);
     }
 
     /// The network's part in a lone-executor attack (`withhold-certificate`): Byzantine primary

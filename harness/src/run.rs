@@ -248,7 +248,7 @@ pub async fn run_once(
     let program = std::env::current_exe().context("locating the ordeal binary")?;
     let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
     let controller_endpoint =
-        endpoint::bind(local, None).context("binding the harness's QUIC endpoint")?;
+        endpoint::bind(local, None, None).context("binding the harness's QUIC endpoint")?;
     // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
     let mut cluster = Cluster::spawn(&program, &setup.configs, setup.addresses.clone())?;
     for replica in twin_addresses.keys() {
@@ -579,7 +579,7 @@ async fn drive(
         // descriptor per client.
         let block = index / CLIENTS_PER_ENDPOINT;
         if index % CLIENTS_PER_ENDPOINT == 0 {
-            let bound = workers.enter(block, || endpoint::bind(local, None));
+            let bound = workers.enter(block, || endpoint::bind(local, None, None));
             client_endpoints.push(bound.context("binding a client endpoint")?);
         }
         let client_endpoint = &client_endpoints[block];

@@ -694,8 +694,10 @@ fn draw_attack(rng: &mut ChaCha20Rng) -> (FaultAction, TargetSpec) {
         return (FaultAction::Byzantine(plan.to_vec()), TargetSpec::All);
     }
     let count = rng.random_range(1..=3usize);
+    let catalogue: Vec<Behaviour> =
+        Behaviour::ALL.into_iter().filter(|behaviour| behaviour.drawn_alone()).collect();
     let mut behaviours: Vec<Behaviour> =
-        (0..count).map(|_| Behaviour::ALL[rng.random_range(0..Behaviour::ALL.len())]).collect();
+        (0..count).map(|_| catalogue[rng.random_range(0..catalogue.len())]).collect();
     behaviours.sort();
     behaviours.dedup();
     // `silent` would hide every other behaviour of the combination.

@@ -13,8 +13,8 @@
 //! - `tamper`: the field edits (mutations, forged authentication) the hook applies.
 //!
 //! Which behaviours act only while the replica is primary ([`Behaviour::needs_primary`]):
-//! `equivocate` (its primary half), `in-the-dark`, `withhold-slot`, `withhold-certificate` and
-//! `nv-equivocate` (as the new view's primary). The others act in any role.
+//! `equivocate` (its primary half), `in-the-dark`, `withhold-slot`, `withhold-certificate`,
+//! `re-propose` and `nv-equivocate` (as the new view's primary). The others act in any role.
 
 mod tamper;
 
@@ -73,11 +73,18 @@ pub enum Behaviour {
     /// State transfers with the real checkpoint certificate and a snapshot of another state
     /// (the same wrong state at every accomplice).
     CorruptSnapshot,
+    /// As primary: for the slots whose evidence it keeps from some honest replicas
+    /// (`withhold-certificate`, `in-the-dark`) or that it equivocates on, it offers those
+    /// replicas, again and again, *another* batch for the same (view, seq), with its own vote
+    /// for it: a replica that remembers its vote refuses, one that forgot it (a crash before
+    /// the vote was persisted, PROTOCOL §9.4) supports the second batch too. The harness
+    /// crashes and restarts honest voters while it acts (the amnesia probe).
+    RePropose,
 }
 
 impl Behaviour {
     /// Every behaviour, in a fixed order.
-    pub const ALL: [Behaviour; 16] = [
+    pub const ALL: [Behaviour; 17] = [
         Behaviour::Equivocate,
         Behaviour::InTheDark,
         Behaviour::WithholdSlot,
@@ -94,6 +101,7 @@ impl Behaviour {
         Behaviour::HideEvidence,
         Behaviour::WithholdCertificate,
         Behaviour::CorruptSnapshot,
+        Behaviour::RePropose,
     ];
 
     /// The name on the command line, in scenarios, the history and counters.
@@ -115,6 +123,7 @@ impl Behaviour {
             Behaviour::HideEvidence => "hide-evidence",
             Behaviour::WithholdCertificate => "withhold-certificate",
             Behaviour::CorruptSnapshot => "corrupt-snapshot",
+            Behaviour::RePropose => "re-propose",
         }
     }
 
@@ -129,7 +138,15 @@ impl Behaviour {
                 | Behaviour::WithholdSlot
                 | Behaviour::NvEquivocate
                 | Behaviour::WithholdCertificate
+                | Behaviour::RePropose
         )
+    }
+
+    /// Whether the nemesis draws the behaviour in a combination of its own (outside a joint
+    /// attack): not `re-propose`, which offers a second batch only for slots whose evidence
+    /// another behaviour withheld and harms only with the crashes of its joint attack.
+    pub fn drawn_alone(self) -> bool {
+        self != Behaviour::RePropose
     }
 }
 

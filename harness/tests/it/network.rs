@@ -98,7 +98,7 @@ fn a_partition_cuts_replica_links_and_healing_restores_them() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let endpoint = endpoint::bind(local, None).expect("an endpoint");
+        let endpoint = endpoint::bind(local, None, None).expect("an endpoint");
         let controller = setup.ca.issue(Identity::Controller).unwrap().tls(&setup.ca);
         cluster.wait_ready(&endpoint, &controller, Duration::from_secs(20)).await.expect("ready");
         let mut controls = Vec::new();

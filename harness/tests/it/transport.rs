@@ -59,7 +59,7 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
         let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let endpoint = endpoint::bind(local, None).expect("an endpoint");
+        let endpoint = endpoint::bind(local, None, None).expect("an endpoint");
         let controller = setup.ca.issue(Identity::Controller).unwrap().tls(&setup.ca);
         cluster.wait_ready(&endpoint, &controller, Duration::from_secs(20)).await.expect("ready");
         let address = setup.addresses[0];

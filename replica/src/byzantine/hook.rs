@@ -76,6 +76,13 @@ const NEW_VIEWS_HELD_MAX: usize = 4;
 /// single-request slot a batch with another request set.
 pub const RESERVE_MAX: usize = 64;
 
+/// How often `re-propose` offers its second batches again.
+pub const REPROPOSE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Slots `re-propose` offers a second batch for at each round at most: the oldest of the
+/// view whose second batch is not certified (execution is in order, so the oldest matter).
+pub const REPROPOSE_SLOTS_MAX: usize = 8;
+
 /// Slots whose evidence `hide-evidence` remembers from earlier VC-REQUESTs (to downgrade).
 pub const EVIDENCE_REMEMBERED_MAX: usize = 1024;
 
@@ -170,6 +177,7 @@ pub struct Hook {
     remembered: BTreeMap<Seq, SlotEvidence>,
     next_false_failure: Option<Time>,
     next_replay: Option<Time>,
+    next_repropose: Option<Time>,
 }
 
 /// A decoded outgoing message on its way through the behaviours.
@@ -222,6 +230,7 @@ impl Hook {
             remembered: BTreeMap::new(),
             next_false_failure: None,
             next_replay: None,
+            next_repropose: None,
             config,
         }
     }
@@ -235,6 +244,7 @@ impl Hook {
         self.next_false_failure =
             self.is_on(Behaviour::FalseFailure).then(|| now + FALSE_FAILURE_INTERVAL);
         self.next_replay = self.is_on(Behaviour::Replay).then(|| now + REPLAY_INTERVAL);
+        self.next_repropose = self.is_on(Behaviour::RePropose).then(|| now + REPROPOSE_INTERVAL);
         if !self.is_on(Behaviour::NvEquivocate) {
             for held in &mut self.held {
                 held.deadline = now;
@@ -277,7 +287,10 @@ impl Hook {
     /// When [`Hook::poll`] must be called next.
     pub fn poll_timeout(&self) -> Option<Time> {
         let held = self.held.iter().map(|held| held.deadline).min();
-        [self.next_false_failure, self.next_replay, held].into_iter().flatten().min()
+        [self.next_false_failure, self.next_replay, self.next_repropose, held]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn is_on(&self, behaviour: Behaviour) -> bool {
@@ -362,6 +375,7 @@ impl Hook {
 
     /// Applies the message-level behaviours to one outgoing message, in a fixed order.
     fn rewrite(&mut self, now: Time, item: Outgoing) -> Vec<Outgoing> {
+        self.note_reproposal(&item.message);
         let Some(item) = self.withhold(item) else { return Vec::new() };
         let Some(item) = self.in_the_dark(item) else { return Vec::new() };
         let mut items = Vec::new();
@@ -395,7 +409,9 @@ impl Hook {
                 self.keep_view_change(request.clone());
                 Vec::new()
             }
-            Message::NewView(new_view) if self.is_on(Behaviour::Equivocate) => {
+            Message::NewView(new_view)
+                if self.is_on(Behaviour::Equivocate) || self.is_on(Behaviour::RePropose) =>
+            {
                 let decision = decide(&new_view.requests);
                 let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
                 self.carried_until = Some((new_view.view, k_max));
@@ -497,10 +513,7 @@ impl Hook {
                 if self.config.primary(propose.view) != self.id {
                     return vec![item];
                 }
-                let carried = self
-                    .carried_until
-                    .is_some_and(|(view, k_max)| view == propose.view && propose.seq <= k_max);
-                if carried {
+                if self.is_carried(propose) {
                     return vec![item];
                 }
                 let key = (propose.view, propose.seq);
@@ -547,6 +560,55 @@ impl Hook {
         }
     }
 
+    /// Whether `propose` re-proposes a slot this replica's last NV-PROPOSE carried (pinned by
+    /// the decision: honest replicas refuse another batch there).
+    fn is_carried(&self, propose: &Propose) -> bool {
+        self.carried_until.is_some_and(|(view, k_max)| view == propose.view && propose.seq <= k_max)
+    }
+
+    /// `re-propose` (without `equivocate`, which draws its own second batches): the first time
+    /// this primary's PROPOSE of a slot goes out whose evidence `withhold-certificate` or
+    /// `in-the-dark` keeps from some honest replicas, draws a second batch for that slot, for
+    /// every honest replica but the lone one ([`Hook::repropose`] offers it).
+    fn note_reproposal(&mut self, message: &Message) {
+        let Message::Propose(propose) = message else { return };
+        let withholding =
+            self.is_on(Behaviour::WithholdCertificate) || self.is_on(Behaviour::InTheDark);
+        if !self.is_on(Behaviour::RePropose)
+            || self.is_on(Behaviour::Equivocate)
+            || !withholding
+            || self.config.primary(propose.view) != self.id
+            || self.is_carried(propose)
+        {
+            return;
+        }
+        let key = (propose.view, propose.seq);
+        if self.equivocations.contains_key(&key) || !self.in_lone_window(message) {
+            return;
+        }
+        let batch = self.other_request_set(&propose.batch);
+        self.keep_in_reserve(&propose.batch);
+        let Some(batch) = batch else {
+            self.count("re-propose.skipped");
+            return;
+        };
+        let lit = self.lit;
+        let others = self.honest().into_iter().filter(|replica| Some(*replica) != lit).collect();
+        let alternative = Some(self.side(propose, batch));
+        let equivocation = Equivocation { others, alternative, original: None };
+        insert_bounded(&mut self.equivocations, key, equivocation);
+    }
+
+    /// Keeps `batch`'s requests, newest last, for second batches of single-request slots.
+    fn keep_in_reserve(&mut self, batch: &[SignedRequest]) {
+        for request in batch {
+            if self.reserve.len() >= RESERVE_MAX {
+                self.reserve.pop_front();
+            }
+            self.reserve.push_back(request.clone());
+        }
+    }
+
     /// Draws the other side of a slot: a seeded half of the honest replicas (at least one,
     /// never all while two or more are honest), and a batch with another request set: one
     /// request held back from it, or, for a single-request batch, a request of an earlier
@@ -557,12 +619,7 @@ impl Hook {
         let size = (receivers.len() / 2).max(receivers.len().min(1));
         let others: BTreeSet<ReplicaId> = receivers.into_iter().take(size).collect();
         let alternative = self.other_request_set(&propose.batch);
-        for request in propose.batch.iter() {
-            if self.reserve.len() >= RESERVE_MAX {
-                self.reserve.pop_front();
-            }
-            self.reserve.push_back(request.clone());
-        }
+        self.keep_in_reserve(&propose.batch);
         let alternative = alternative.map(|batch| self.side(propose, batch));
         let original = (alternative.is_some() && self.config.protocol == Protocol::PoeTs)
             .then(|| self.side(propose, propose.batch.clone()));
@@ -936,15 +993,17 @@ impl Hook {
     pub fn inbound(&mut self, now: Time, from: ReplicaId, envelope: &Envelope) -> Vec<Transmit> {
         let equivocate = self.is_on(Behaviour::Equivocate);
         let nv_equivocate = self.is_on(Behaviour::NvEquivocate);
-        if !(equivocate || nv_equivocate) || self.is_on(Behaviour::Silent) || from == self.id {
+        let repropose = self.is_on(Behaviour::RePropose);
+        let on = equivocate || nv_equivocate || repropose;
+        if !on || self.is_on(Behaviour::Silent) || from == self.id {
             return Vec::new();
         }
         let Some(key) = self.secrets.replica_macs.get(from.index()) else { return Vec::new() };
         let Ok(message) = envelope.open(key, from, self.id) else { return Vec::new() };
         match message {
             Message::Propose(propose) if equivocate => self.seen_proposal(from, &propose),
-            Message::Support(support) if equivocate && support.replica == from => {
-                self.seen_support(&support)
+            Message::Support(support) if (equivocate || repropose) && support.replica == from => {
+                self.seen_support(&support, equivocate)
             }
             Message::ViewChange(request) if nv_equivocate && request.replica == from => {
                 let bytes = ViewChange::signing_bytes(
@@ -992,16 +1051,17 @@ impl Hook {
         self.support_also(key, digest)
     }
 
-    /// PoE-MAC backups support every digest they see supported in a slot; an equivocating
-    /// PoE-TS primary gathers the shares of its other side and certifies it.
-    fn seen_support(&mut self, support: &Support) -> Vec<Transmit> {
+    /// PoE-MAC backups support every digest they see supported in a slot (`equivocate`); an
+    /// equivocating or re-proposing PoE-TS primary gathers the shares of its other side and
+    /// certifies it.
+    fn seen_support(&mut self, support: &Support, equivocate: bool) -> Vec<Transmit> {
         let key = (support.view, support.seq);
         if let SupportProof::Share(share) = &support.proof
             && self.equivocations.contains_key(&key)
         {
             return self.gather_share(key, support, *share);
         }
-        if self.config.protocol != Protocol::PoeMac {
+        if !equivocate || self.config.protocol != Protocol::PoeMac {
             return Vec::new();
         }
         let slot = slot_entry(&mut self.digests, key);
@@ -1301,6 +1361,12 @@ impl Hook {
             self.next_replay = Some(now + REPLAY_INTERVAL);
             transmits.extend(self.replay());
         }
+        if let Some(at) = self.next_repropose
+            && now >= at
+        {
+            self.next_repropose = Some(now + REPROPOSE_INTERVAL);
+            transmits.extend(self.repropose(view));
+        }
         if self.is_on(Behaviour::Silent) {
             return Vec::new();
         }
@@ -1324,6 +1390,42 @@ impl Hook {
         let message = Message::ViewChange(Arc::new(request));
         let receivers: Vec<ReplicaId> = self.others().collect();
         receivers.into_iter().filter_map(|to| self.seal(to, &message)).collect()
+    }
+
+    /// `re-propose`, as the primary of `view`: the second batch of each of the oldest
+    /// [`REPROPOSE_SLOTS_MAX`] slots of the view whose second batch is not certified yet, to
+    /// every honest replica but the lone one, with this replica's vote for it (its SUPPORT in
+    /// PoE-MAC; in PoE-TS it gathers the shares and certifies, [`Hook::gather_share`]). A
+    /// replica that supported the first batch must refuse it, even after a crash.
+    fn repropose(&mut self, view: View) -> Vec<Transmit> {
+        if !self.is_on(Behaviour::RePropose) || self.config.primary(view) != self.id {
+            return Vec::new();
+        }
+        let lit = self.lit;
+        let receivers: Vec<ReplicaId> =
+            self.honest().into_iter().filter(|replica| Some(*replica) != lit).collect();
+        let slots: Vec<(Seq, Arc<[SignedRequest]>, Digest)> = self
+            .equivocations
+            .range((view, Seq(0))..=(view, Seq(u64::MAX)))
+            .filter_map(|(&(_, seq), equivocation)| {
+                let alternative = equivocation.alternative.as_ref()?;
+                (!alternative.certified)
+                    .then(|| (seq, alternative.batch.clone(), alternative.digest))
+            })
+            .take(REPROPOSE_SLOTS_MAX)
+            .collect();
+        let mut transmits = Vec::new();
+        for (seq, batch, digest) in slots {
+            let propose = Message::Propose(Propose { view, seq, batch });
+            let support = (self.config.protocol == Protocol::PoeMac)
+                .then(|| Message::Support(self.sign_support(view, seq, digest)));
+            for &to in &receivers {
+                transmits.extend(self.seal(to, &propose));
+                transmits.extend(support.as_ref().and_then(|support| self.seal(to, support)));
+                self.count(Behaviour::RePropose.name());
+            }
+        }
+        transmits
     }
 
     /// One old envelope, drawn at random, to every replica that was sent any.

@@ -246,7 +246,8 @@ async fn serve(
     // Handshakes in progress at once (established connections are bounded per identity).
     let handshakes_max = 4 * (u32::from(cluster.replica_count) + cluster.client_count) + 16;
     let server = tls.server_config(handshakes_max).context("server tls config")?;
-    let endpoint = super::endpoint::bind(config.listen, Some(server))
+    let reset = super::endpoint::ResetKey::derive(tls.secret());
+    let endpoint = super::endpoint::bind(config.listen, Some(server), Some(reset))
         .with_context(|| format!("binding {}", config.listen))?;
     let counters = Arc::new(NetCounters::default());
     let (inputs, receiver) = mpsc::channel(INPUT_QUEUE_MAX);

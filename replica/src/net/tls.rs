@@ -155,6 +155,12 @@ impl TlsMaterial {
         Ok(TlsMaterial { ca, cert, key })
     }
 
+    /// The node's private key bytes (for keys derived from it, such as the QUIC stateless
+    /// reset key).
+    pub fn secret(&self) -> &[u8] {
+        self.key.secret_der()
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone()).map_err(|error| TlsError::Config(error.to_string()))?;
