@@ -115,3 +115,67 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
     assert!(processes_mentioning(dir.to_str().unwrap()).is_empty());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A replica killed and restarted within its peers' idle timeout is heard again at once: its new
+/// endpoint, keyed from the same secret (`endpoint::ResetKey`), recognises the connection IDs
+/// its earlier incarnation issued and answers a peer's packets on such a connection with a
+/// stateless reset that the peer accepts, so the peer drops the connection (and its link
+/// reconnects) instead of sending into the void until the idle timeout (10 s).
+///
+/// The "kill" is the shutdown of the runtime that drives the first endpoint: its tasks are
+/// dropped, nothing is closed on the wire.
+#[test]
+fn a_restarted_replica_resets_the_connections_of_its_earlier_incarnation() {
+    let ca = RunCa::generate("reset test CA").unwrap();
+    let server_tls = ca.issue(Identity::Replica(ReplicaId(0))).unwrap().tls(&ca);
+    let peer_tls = ca.issue(Identity::Replica(ReplicaId(1))).unwrap().tls(&ca);
+    let key = || endpoint::ResetKey::derive(server_tls.secret());
+    let local: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let first =
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let (address, held) = first.block_on(async {
+        let server = endpoint::bind(local, Some(server_tls.server_config(4).unwrap()), Some(key()))
+            .expect("the first incarnation binds");
+        let address = server.local_addr().unwrap();
+        let accepting = tokio::spawn(async move {
+            let connection = server.accept().await.expect("a peer").await.expect("handshake");
+            (server, connection)
+        });
+        (address, accepting)
+    });
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let peer = endpoint::bind(local, None, None).expect("the peer binds");
+        let name = Identity::Replica(ReplicaId(0)).dns_name();
+        let connecting = peer.connect_with(peer_tls.client_config().unwrap(), address, &name);
+        // The first incarnation's runtime runs only while it is blocked on: drive its accept.
+        let connection = {
+            let connecting = connecting.expect("a valid connect call");
+            let (connection, _) = tokio::join!(connecting, async {
+                tokio::task::spawn_blocking(move || {
+                    let accepted = first.block_on(held).expect("the accept task");
+                    // Killed: its tasks are dropped without a word on the wire.
+                    first.shutdown_background();
+                    drop(accepted);
+                })
+                .await
+                .expect("the first incarnation ran")
+            });
+            connection.expect("the peer connects")
+        };
+        let second =
+            endpoint::bind(address, Some(server_tls.server_config(4).unwrap()), Some(key()))
+                .expect("the second incarnation binds the same address");
+        let mut stream = connection.open_uni().await.expect("a stream");
+        let _ = stream.write_all(b"anyone there?").await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), connection.closed())
+            .await
+            .expect("the peer learns of the restart before its idle timeout");
+        assert!(
+            matches!(closed, quinn::ConnectionError::Reset),
+            "the old connection ended by a stateless reset: {closed:?}"
+        );
+        drop(second);
+    });
+}

@@ -1010,6 +1010,68 @@ fn planted_vote_not_persisted_harm() {
     }
 }
 
+/// `vote-not-persisted` found by the adversary itself: the amnesia probe (`re-propose` with
+/// the lone executor), as `scenarios/amnesiac-voter.toml` plays it on real processes.
+///
+/// Setup: n = 4 (PoE-TS and PoE-MAC), checkpoints every 8 slots; replica 0, the primary of
+/// view 0, is Byzantine with `in-the-dark`, `withhold-certificate` and `re-propose`: from a
+/// checkpoint slot on, replica 1 gets no proposal, replica 3 alone gets the primary's evidence
+/// (its messages take 600 ms, as the harness delays them), replica 2 supports each slot without
+/// seeing it committed; the primary offers replicas 1 and 2 a second batch for those slots every
+/// 100 ms. Once it has, replica 2 is killed and restarted (within the budget: a crash and restart
+/// with the durable state intact).
+/// Test: without the bug replica 2 refuses the second batch after its restart as before, the
+/// honest replicas stay in agreement and every request completes; with it, replica 2 supports
+/// the second batch, which gets nf votes, and honest replicas execute different batches at one
+/// slot.
+#[test]
+fn planted_vote_not_persisted_harm_by_the_adversary() {
+    let plan = [Behaviour::InTheDark, Behaviour::WithholdCertificate, Behaviour::RePropose];
+    let (dark, lone) =
+        crate::byzantine::hook::lone_roles(4, 1, ReplicaId(0), &BTreeSet::new(), View(0));
+    assert_eq!((dark, lone), (BTreeSet::from([ReplicaId(1)]), Some(ReplicaId(3))));
+    let (voter, lone) = (ReplicaId(2), ReplicaId(3));
+    let honest = except(4, &[0]);
+    for protocol in [Protocol::PoeTs, Protocol::PoeMac] {
+        for bug in [None, Some(PlantedBug::VoteNotPersisted)] {
+            let requests = 300;
+            let mut config = with_bug(Config::new(protocol, 4, 16), bug);
+            config.checkpoint_interval = 8;
+            let mut options = SimOptions::new(config.clone(), 17, requests);
+            options.unplanted = vec![ReplicaId(0)];
+            let mut cluster = Cluster::new(options);
+            make_byzantine(&mut cluster, &config, 0, &plan);
+            cluster.slow_down(lone, Duration::from_millis(600));
+            let offered = |cluster: &Cluster| {
+                cluster
+                    .byzantine(ReplicaId(0))
+                    .expect("replica 0 is Byzantine")
+                    .acted(Behaviour::RePropose)
+                    > 0
+            };
+            cluster.run_until(STEPS_BOUND, offered).expect("the primary offers a second batch");
+            cluster.kill(voter);
+            cluster.run_for(Duration::from_millis(50));
+            cluster.restart(voter);
+            let label = format!("{protocol:?} {bug:?}");
+            if bug.is_none() {
+                cluster
+                    .run_until(STEPS_BOUND, |cluster| cluster.replica(lone).view() >= View(1))
+                    .unwrap_or_else(|_| panic!("{label}: the view changes"));
+                cluster.slow_down(lone, Duration::ZERO);
+                let refused = cluster.replica(voter).counters().rejected("conflicting_proposal");
+                assert!(refused > 0, "{label}: the restarted voter refused the second batch");
+                cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+                assert_every_request_completed(&cluster, requests as usize);
+                assert_eq!(divergences(&cluster, &honest), Vec::<String>::new(), "{label}");
+            } else {
+                let found = run_until_diverged(&mut cluster, &honest, Duration::from_secs(5));
+                assert!(found.is_some(), "{label}: two batches executed at one slot");
+            }
+        }
+    }
+}
+
 /// `new-view-unvalidated` against the adversary's own behaviour, not a hand-made hook: replica
 /// 1 runs `nv-equivocate` and becomes the primary of view 1 when replica 0 crashes; every nf
 /// subset of the VC-REQUESTs decides the same, so it sends one honest replica a forged
