@@ -25,9 +25,10 @@
 //! when i is in the group. Twin links share the original's link faults.
 //!
 //! Switching R(i→j) redirects i's established QUIC connection to a process that does not know
-//! it (its stateless resets carry the wrong token): i's link to j recovers, now reaching the
-//! twin, only once that connection idles out (`replica::net::tls::IDLE_TIMEOUT`, 10 s) and
-//! reconnects. The same holds when the twin ends. The twin's own links connect at once.
+//! it. The twin has the original's identity, hence its stateless reset and connection-ID keys
+//! (`replica::net::endpoint::ResetKey`): it answers with a stateless reset that i accepts, and
+//! i's link to j reconnects at once, now reaching the twin. The same holds when the twin ends
+//! (the original resets the connections the twin had). The twin's own links connect at once.
 //!
 //! # Cost
 //!

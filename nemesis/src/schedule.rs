@@ -674,7 +674,10 @@ pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
     // back (PROTOCOL §5.3 steps 5–6: undo, dedup table, checkpoints and client proofs in
     // play), then forces one more view change over the two certificates of the rolled-back
     // slots; a Byzantine new primary sends the honest replicas that hold certificates a
-    // decision without them (PROTOCOL §5.4).
+    // decision without them (PROTOCOL §5.4). Meanwhile the primary offers the honest
+    // replicas that voted without seeing a slot committed a second batch for it, and the
+    // harness crashes and restarts them one at a time (the amnesia probe, PROTOCOL §9.4): a
+    // replica that forgot its vote gives the second batch nf votes.
     &[
         Behaviour::InTheDark,
         Behaviour::WithholdCertificate,
@@ -682,6 +685,7 @@ pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
         Behaviour::NvEquivocate,
         Behaviour::FalseFailure,
         Behaviour::CorruptSnapshot,
+        Behaviour::RePropose,
     ],
 ];
 

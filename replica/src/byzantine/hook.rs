@@ -466,6 +466,7 @@ impl Hook {
     }
 
     fn in_the_dark(&mut self, item: Outgoing) -> Option<Outgoing> {
+        let item = self.withhold_in_state_transfer(item);
         let primary_message = matches!(item.message, Message::Propose(_) | Message::Certify(_));
         if !(primary_message || self.is_on(Behaviour::WithholdCertificate)) {
             return Some(item);
@@ -497,6 +498,30 @@ impl Hook {
             return None;
         }
         Some(item)
+    }
+
+    /// `withhold-certificate` with `in-the-dark` (the lone executor): the certified slots a
+    /// STATE-TRANSFER of this replica carries are its evidence too, so one to an honest replica
+    /// other than the lone one stops before the first slot of the lone window. Otherwise a
+    /// replica that asks for state (after a restart, or being in the dark) would get from the
+    /// attacker itself the certificate it withholds.
+    fn withhold_in_state_transfer(&mut self, mut item: Outgoing) -> Outgoing {
+        let Message::StateTransfer(transfer) = &mut item.message else { return item };
+        let withholding =
+            self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark);
+        let Some(from) = self.lone_from else { return item };
+        if !withholding
+            || self.colluders.contains(&item.to)
+            || Some(item.to) == self.lit
+            || self.config.primary(self.view) != self.id
+            || transfer.tail.iter().all(|evidence| evidence.seq < from)
+        {
+            return item;
+        }
+        Arc::make_mut(transfer).tail.retain(|evidence| evidence.seq < from);
+        self.count(Behaviour::WithholdCertificate.name());
+        item.changed = true;
+        item
     }
 
     /// `equivocate` as primary: the honest receivers of the slot's other side get the other
