@@ -426,7 +426,7 @@ impl Executor<'_> {
                                 switched_at.as_ref().and_then(counted).unwrap_or_default();
                             self.amnesia(view, primary, baseline, until).await;
                         }
-                        self.view_change_after_rollback(view, lone, end).await;
+                        self.view_change_after_rollback(index, view, lone, end).await;
                     }
                 }
                 before = Some(self.counters().await);
@@ -597,22 +597,47 @@ impl Executor<'_> {
         true
     }
 
-    /// The second view change of a lone-executor attack: once replica `lone` rolled back and
-    /// the view change that left it out has settled past `view` (waiting at most until
-    /// `until`), the view's honest primary is cut off once more, so that the next view change
-    /// runs over evidence that holds two certificates from different views for the slots the
-    /// lone replica rolled back (the older one, re-presented by a Byzantine replica that hides
-    /// or downgrades evidence, names the batch that lost). Records a `force-view-change` info
-    /// with `after_rollback`.
+    /// The second view change of a lone-executor attack (fault `index`): once a replica has
+    /// entered a view past `view` (the new primary, which has sent its NV-PROPOSE), the delay on
+    /// the lone replica's links is lifted (it has done its part, and its slow acknowledgements
+    /// would throttle the NV-PROPOSE the lone replica must now receive: with a 600 ms round
+    /// trip it took seconds); once replica `lone` rolled back and the new view has settled
+    /// (waiting at most until `until`), the view's honest primary is cut off once more, so that
+    /// the next view change runs over evidence that holds two certificates from different views
+    /// for the slots the lone replica rolled back (the older one, re-presented by a Byzantine
+    /// replica that hides or downgrades evidence, names the batch that lost). It must come
+    /// before the next checkpoint is stable, or those slots fall out of the evidence. Records a
+    /// `force-view-change` info with `after_rollback`.
     #[allow(clippy::disallowed_methods, reason = "the wait is on the wall clock")]
-    async fn view_change_after_rollback(&mut self, view: u64, lone: ReplicaId, until: Instant) {
+    async fn view_change_after_rollback(
+        &mut self,
+        index: usize,
+        view: u64,
+        lone: ReplicaId,
+        until: Instant,
+    ) {
         let rollbacks = |counters: &Counters| {
             counters.get(lone.index()).cloned().flatten().and_then(|c| c.get("rollbacks").copied())
         };
         let Some(before) = rollbacks(&self.counters().await) else { return };
         // Bounded by `until`.
         while Instant::now() < until {
-            tokio::time::sleep(FORCE_POLL).await;
+            tokio::time::sleep(FORCE_POLL / 2).await;
+            if self.links.contains_key(&index) {
+                let statuses = self.context.cluster.statuses().await;
+                let entered = statuses.iter().flatten().map(|status| status.view).max();
+                if entered.is_some_and(|entered| entered > view) {
+                    self.links.remove(&index);
+                    self.apply_links();
+                    let value = json!({"lone": lone.0, "view": entered, "delay_ms": 0});
+                    eprintln!(
+                        "ordeal: nemesis at {:.1} s: lone-executor {value}",
+                        self.elapsed_s()
+                    );
+                    self.context.recorder.nemesis(OpKind::Info, "lone-executor", value);
+                }
+                continue;
+            }
             if rollbacks(&self.counters().await).is_none_or(|now| now <= before) {
                 continue;
             }
