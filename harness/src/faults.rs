@@ -417,14 +417,11 @@ impl Executor<'_> {
                     {
                         let end = self.context.start + fault.end;
                         if switched.contains(&Behaviour::RePropose) {
-                            let counted = |counters: &Counters| {
-                                counters.get(primary.index()).cloned().flatten().and_then(|c| {
-                                    c.get(&format!("byzantine.{}", Behaviour::RePropose)).copied()
-                                })
-                            };
-                            let baseline =
-                                switched_at.as_ref().and_then(counted).unwrap_or_default();
-                            self.amnesia(view, primary, baseline, until).await;
+                            let name = format!("byzantine.{}", Behaviour::RePropose);
+                            let baseline = switched_at
+                                .as_ref()
+                                .and_then(|counters| counter(counters, primary, &name));
+                            self.amnesia(view, primary, baseline.unwrap_or(0), until).await;
                         }
                         self.view_change_after_rollback(index, view, lone, end).await;
                     }
@@ -616,9 +613,7 @@ impl Executor<'_> {
         lone: ReplicaId,
         until: Instant,
     ) {
-        let rollbacks = |counters: &Counters| {
-            counters.get(lone.index()).cloned().flatten().and_then(|c| c.get("rollbacks").copied())
-        };
+        let rollbacks = |counters: &Counters| counter(counters, lone, "rollbacks");
         let Some(before) = rollbacks(&self.counters().await) else { return };
         // Bounded by `until`.
         while Instant::now() < until {
@@ -686,9 +681,8 @@ impl Executor<'_> {
             if Instant::now() >= until {
                 break false;
             }
-            let counters = self.counters().await;
-            let count = counters.get(primary.index()).cloned().flatten();
-            if count.and_then(|c| c.get(&name).copied()).is_some_and(|now| now > baseline) {
+            let offers = counter(&self.counters().await, primary, &name);
+            if offers.is_some_and(|now| now > baseline) {
                 break true;
             }
             tokio::time::sleep(FORCE_POLL).await;
@@ -764,8 +758,8 @@ impl Executor<'_> {
         let before = active.before.as_ref()?;
         let switched = active.switched.as_ref().unwrap_or(before);
         let after = self.counters().await;
-        let get = |snapshot: &Counters, replica: usize, name: &str| -> u64 {
-            snapshot.get(replica).cloned().flatten().and_then(|c| c.get(name).copied()).unwrap_or(0)
+        let get = |snapshot: &Counters, replica: ReplicaId, name: &str| -> u64 {
+            counter(snapshot, replica, name).unwrap_or(0)
         };
         let hooks_between = |from: &Counters, to: &Counters| -> u64 {
             active
@@ -777,12 +771,8 @@ impl Executor<'_> {
                         .iter()
                         .map(move |behaviour| (replica, format!("byzantine.{}", behaviour.name())))
                 })
-                .map(|(replica, name)| {
-                    get(to, replica.index(), &name).saturating_sub(get(
-                        from,
-                        replica.index(),
-                        &name,
-                    ))
+                .map(|(&replica, name)| {
+                    get(to, replica, &name).saturating_sub(get(from, replica, &name))
                 })
                 .sum()
         };
@@ -790,7 +780,7 @@ impl Executor<'_> {
             return Some("no behaviour acted in the Byzantine replicas' hooks".into());
         }
         let baseline = if hooks_between(switched, before) > 0 { switched } else { before };
-        let delta = |replica: usize, name: &str| -> u64 {
+        let delta = |replica: ReplicaId, name: &str| -> u64 {
             get(&after, replica, name).saturating_sub(get(baseline, replica, name))
         };
         let byzantine = self.context.byzantine;
@@ -798,10 +788,10 @@ impl Executor<'_> {
         let mut effects = 0;
         for replica in honest {
             for attacker in &active.hit {
-                effects += delta(replica.index(), &format!("rejected_from.{}", attacker.0));
+                effects += delta(replica, &format!("rejected_from.{}", attacker.0));
             }
             for name in HONEST_EFFECTS {
-                effects += delta(replica.index(), name);
+                effects += delta(replica, name);
             }
         }
         (effects == 0).then(|| {
@@ -1092,6 +1082,12 @@ impl Executor<'_> {
             self.error(format!("heal: {error}"));
         }
     }
+}
+
+/// Counter `name` of `replica` in a snapshot of every replica's counters; `None` when the
+/// replica did not answer or has no such counter.
+fn counter(counters: &Counters, replica: ReplicaId, name: &str) -> Option<u64> {
+    counters.get(replica.index())?.as_ref()?.get(name).copied()
 }
 
 /// The link fault of a delay, loss, duplicate or reorder action.
