@@ -57,6 +57,22 @@ fn make_byzantine(cluster: &mut Cluster, config: &Config, id: u8, behaviours: &[
     assert!(cluster.behave(ReplicaId(id), behaviours));
 }
 
+/// A cluster of `config` (seed, requests) in which replica `id` is Byzantine with `behaviours`
+/// and runs no planted bug.
+fn attacked(
+    config: &Config,
+    seed: u64,
+    requests: u64,
+    id: u8,
+    behaviours: &[Behaviour],
+) -> Cluster {
+    let mut options = SimOptions::new(config.clone(), seed, requests);
+    options.unplanted = vec![ReplicaId(id)];
+    let mut cluster = Cluster::new(options);
+    make_byzantine(&mut cluster, config, id, behaviours);
+    cluster
+}
+
 /// A hook on `id` that sends, for each message to a replica, what `rewrite` returns (none:
 /// drop it), re-sealed with `id`'s own keys when it changed.
 fn rewriting_hook(
@@ -461,11 +477,7 @@ fn planted_vote_digest_unchecked_harm() {
 
     let build = |bug| {
         let config = with_bug(Config::new(Protocol::PoeMac, 4, 16), bug);
-        let mut options = SimOptions::new(config.clone(), 412, 300);
-        options.unplanted = vec![ReplicaId(0)];
-        let mut cluster = Cluster::new(options);
-        make_byzantine(&mut cluster, &config, 0, &[Behaviour::Equivocate]);
-        cluster
+        attacked(&config, 412, 300, 0, &[Behaviour::Equivocate])
     };
     let mut correct = build(None);
     correct.run(STEPS_MAX_DEFAULT).expect("every request completes");
@@ -1037,10 +1049,7 @@ fn planted_vote_not_persisted_harm_by_the_adversary() {
             let requests = 300;
             let mut config = with_bug(Config::new(protocol, 4, 16), bug);
             config.checkpoint_interval = 8;
-            let mut options = SimOptions::new(config.clone(), 17, requests);
-            options.unplanted = vec![ReplicaId(0)];
-            let mut cluster = Cluster::new(options);
-            make_byzantine(&mut cluster, &config, 0, &plan);
+            let mut cluster = attacked(&config, 17, requests, 0, &plan);
             cluster.slow_down(lone, Duration::from_millis(600));
             let offered = |cluster: &Cluster| {
                 cluster
@@ -1083,10 +1092,7 @@ fn planted_vote_not_persisted_harm_by_the_adversary() {
 fn planted_new_view_unvalidated_harm_by_the_adversary() {
     let build = |bug| {
         let config = with_bug(Config::new(Protocol::PoeTs, 4, 16), bug);
-        let mut options = SimOptions::new(config.clone(), 41, 400);
-        options.unplanted = vec![ReplicaId(1)];
-        let mut cluster = Cluster::new(options);
-        make_byzantine(&mut cluster, &config, 1, &[Behaviour::NvEquivocate]);
+        let mut cluster = attacked(&config, 41, 400, 1, &[Behaviour::NvEquivocate]);
         cluster
             .run_until(STEPS_BOUND, |cluster| cluster.completions.len() >= 100)
             .expect("100 requests complete");
