@@ -668,22 +668,24 @@ pub const JOINT_ATTACKS: [&[Behaviour]; 4] = [
     &[Behaviour::Equivocate, Behaviour::HideEvidence, Behaviour::NvEquivocate],
     // A lying view change and a forced rollback (the lone executor): the primary has exactly
     // nf replicas vote for each slot from a checkpoint slot on and sends its own
-    // evidence to one honest replica only, so that it alone executes; the accomplices ask for a
-    // view change, hide or downgrade their evidence and serve corrupt snapshots; the harness
-    // delays the lone replica's messages, so the new view forms without it and it must roll
-    // back (PROTOCOL §5.3 steps 5–6: undo, dedup table, checkpoints and client proofs in
-    // play), then forces one more view change over the two certificates of the rolled-back
-    // slots; a Byzantine new primary sends the honest replicas that hold certificates a
-    // decision without them (PROTOCOL §5.4). Meanwhile the primary offers the honest
-    // replicas that voted without seeing a slot committed a second batch for it, and the
-    // harness crashes and restarts them one at a time (the amnesia probe, PROTOCOL §9.4): a
-    // replica that forgot its vote gives the second batch nf votes.
+    // evidence to one honest replica only, so that it alone executes; the accomplices hide or
+    // downgrade their evidence and serve corrupt snapshots (no `false-failure`: the harness
+    // makes the view changes, and a false VC-REQUEST, sent first, would shadow the
+    // accomplice's real one with its downgraded certificates, refused as a duplicate); the
+    // harness delays the lone replica's messages, so the new view forms without it and it
+    // must roll back (PROTOCOL §5.3 steps 5–6: undo, dedup table, checkpoints and client
+    // proofs in play), then forces one more view change over the two certificates of the
+    // rolled-back slots; a Byzantine new primary sends the honest replicas that hold
+    // certificates a decision without them (PROTOCOL §5.4) and lists the older certificates
+    // first (an order-dependent decision takes them, PROTOCOL §5.3 step 3). Meanwhile the
+    // primary offers the honest replicas that voted without seeing a slot committed a second
+    // batch for it, and the harness crashes and restarts them one at a time (the amnesia
+    // probe, PROTOCOL §9.4): a replica that forgot its vote gives the second batch nf votes.
     &[
         Behaviour::InTheDark,
         Behaviour::WithholdCertificate,
         Behaviour::HideEvidence,
         Behaviour::NvEquivocate,
-        Behaviour::FalseFailure,
         Behaviour::CorruptSnapshot,
         Behaviour::RePropose,
     ],

@@ -1227,7 +1227,7 @@ impl Hook {
     /// differently, a forged one (`forged_new_view`).
     fn send_new_views(&mut self, mut held: HeldNewView, equivocate: bool) -> Vec<Transmit> {
         if self.is_on(Behaviour::NvEquivocate)
-            && let Some(reordered) = stale_first(&held.original)
+            && let Some(reordered) = self.stale_first(&held.original)
         {
             self.count("nv-equivocate.stale-first");
             held.original = Arc::new(reordered);
@@ -1310,6 +1310,33 @@ impl Hook {
         self.count("nv-equivocate.state-transfer");
         item.changed = true;
         item
+    }
+
+    /// `nv-equivocate`: the NV-PROPOSE for `original`'s view, from the nf of the collected
+    /// VC-REQUESTs (this replica's own as it sent it, `hide-evidence` downgrades included) and
+    /// in the order, that list the most slots' older certificates before their newest one
+    /// ([`order_sensitivity`]), the oldest-first order ([`oldest_first`]) at least: a correct
+    /// decision depends on neither (PROTOCOL §5.3 step 3 takes each slot's highest view), one
+    /// that keeps the first certificate it meets, or any other order-dependent rule, does.
+    /// `None` when the original is already that NV-PROPOSE.
+    fn stale_first(&self, original: &NewView) -> Option<NewView> {
+        let size = original.requests.len();
+        let collected: Vec<Arc<ViewChange>> = self
+            .view_changes
+            .get(&original.view)
+            .map(|requests| requests.values().cloned().collect())
+            .unwrap_or_default();
+        let first = oldest_first(original.requests.clone());
+        let mut best = (order_sensitivity(&first), first);
+        for subset in subsets(&collected, size) {
+            let ordered = oldest_first(subset);
+            let score = order_sensitivity(&ordered);
+            if score > best.0 {
+                best = (score, ordered);
+            }
+        }
+        let requests = best.1;
+        (requests != original.requests).then_some(NewView { view: original.view, requests })
     }
 
     /// The NV-PROPOSE `original` with the evidence stripped from every VC-REQUEST it relays (its
@@ -1609,17 +1636,31 @@ fn subsets<T: Clone>(items: &[T], size: usize) -> Vec<Vec<T>> {
     subsets
 }
 
-/// `new_view` with its VC-REQUESTs reordered so that those presenting the oldest certificates
-/// come first (`None` when that is already their order): a correct decision does not depend
-/// on the order (PROTOCOL §5.3 step 3 takes the highest view), one that keeps the first
-/// certificate met for a slot does.
-fn stale_first(new_view: &NewView) -> Option<NewView> {
+/// `requests` reordered so that those presenting the oldest certificates come first.
+fn oldest_first(mut requests: Vec<Arc<ViewChange>>) -> Vec<Arc<ViewChange>> {
     let oldest = |request: &Arc<ViewChange>| {
         request.evidence.iter().map(|evidence| evidence.view).min().unwrap_or(View(u64::MAX))
     };
-    let mut requests = new_view.requests.clone();
     requests.sort_by_key(oldest);
-    (requests != new_view.requests).then_some(NewView { view: new_view.view, requests })
+    requests
+}
+
+/// How many slots above the decided checkpoint an NV-PROPOSE of `requests`, in that order,
+/// lists a certificate for before the newest one for the slot: the slots a decision that
+/// depends on the order would get wrong.
+fn order_sensitivity(requests: &[Arc<ViewChange>]) -> usize {
+    let base = decide(requests).base();
+    let mut first: BTreeMap<Seq, View> = BTreeMap::new();
+    let mut newest: BTreeMap<Seq, View> = BTreeMap::new();
+    for evidence in requests.iter().flat_map(|request| &request.evidence) {
+        if evidence.seq <= base {
+            continue;
+        }
+        first.entry(evidence.seq).or_insert(evidence.view);
+        let view = newest.entry(evidence.seq).or_insert(evidence.view);
+        *view = (*view).max(evidence.view);
+    }
+    first.iter().filter(|(seq, view)| newest.get(seq).is_some_and(|newest| newest > view)).count()
 }
 
 #[cfg(test)]
@@ -1651,12 +1692,20 @@ mod tests {
     }
 
     #[test]
-    fn stale_first_lists_the_oldest_certificates_first() {
+    fn oldest_first_lists_the_oldest_certificates_first() {
         let requests = vec![request(3, &[2, 2]), request(0, &[1, 1]), request(1, &[])];
-        let new_view = NewView { view: View(3), requests };
-        let reordered = stale_first(&new_view).expect("the order changes");
-        let order: Vec<u8> = reordered.requests.iter().map(|request| request.replica.0).collect();
+        let order: Vec<u8> =
+            oldest_first(requests).iter().map(|request| request.replica.0).collect();
         assert_eq!(order, [0, 3, 1]);
-        assert_eq!(stale_first(&reordered), None, "already in that order");
+    }
+
+    #[test]
+    fn order_sensitivity_counts_the_slots_whose_first_certificate_is_not_the_newest() {
+        let newer = request(3, &[2, 2]);
+        let older = request(0, &[1, 1]);
+        let none = request(1, &[]);
+        assert_eq!(order_sensitivity(&[older.clone(), newer.clone(), none.clone()]), 2);
+        assert_eq!(order_sensitivity(&[newer.clone(), older.clone(), none.clone()]), 0);
+        assert_eq!(order_sensitivity(&[none, newer]), 0);
     }
 }

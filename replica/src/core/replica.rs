@@ -230,6 +230,8 @@ pub struct Replica {
     mode: Mode,
     /// The highest-target VC-REQUEST of each replica (own included), targets above `view`.
     vc_requests: BTreeMap<ReplicaId, Arc<ViewChange>>,
+    /// Certificates and signed batches already verified (view changes, state transfers).
+    verified: view_change::Verified,
     /// View changes in a row that ended without progress: the backoff exponent of the new-view
     /// and progress timers. Counted when the new-view timer expires (no NV-PROPOSE in time) and
     /// when the replica leaves a view it entered through a view change before that view
@@ -356,6 +358,7 @@ impl Replica {
             ledger: Ledger::new(genesis),
             mode: Mode::Normal,
             vc_requests: BTreeMap::new(),
+            verified: view_change::Verified::default(),
             failed_view_changes: 0,
             unproven_view: None,
             new_view: None,

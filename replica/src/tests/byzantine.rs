@@ -787,6 +787,58 @@ fn byzantine_conflicting_certificate_replaces_a_carried_slot() {
     assert!(rolled_back, "rolled back to before slot {k}");
 }
 
+/// A replica remembers the certificates it verified across messages (a view change would
+/// otherwise verify each slot's certificate once per VC-REQUEST), but a remembered slot does
+/// not vouch for another certificate claiming it: a forged one is still refused.
+///
+/// Setup: n = 4 PoE-TS, no faults until replica 3 executed some slots. Replica 0 sends it a
+/// valid VC-REQUEST for view 1 carrying the evidence of those slots; replica 1 then sends one
+/// with the same slots, one certificate replaced by another slot's (valid, for another
+/// digest), re-signed by replica 1.
+/// Test: the first is accepted, the second refused as an invalid view change.
+#[test]
+fn a_remembered_certificate_does_not_vouch_for_a_forged_one() {
+    use crate::core::message::{SlotEvidence, ViewChange};
+
+    let config = Config::new(Protocol::PoeTs, 4, 16);
+    let mut cluster = Cluster::new(SimOptions::new(config, 313, 400));
+    let target = ReplicaId(3);
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(target).last_executed() >= Seq(4))
+        .expect("replica 3 executes four slots");
+    let evidence: Vec<SlotEvidence> = cluster
+        .replica(target)
+        .ledger()
+        .blocks()
+        .map(|block| SlotEvidence {
+            view: block.view,
+            seq: block.seq,
+            batch: block.batch.clone(),
+            certificate: block.certificate.clone(),
+        })
+        .collect();
+    let keys = cluster.keys().clone();
+    let request = |id: u8, evidence: Vec<SlotEvidence>| {
+        let bytes = ViewChange::signing_bytes(View(1), ReplicaId(id), None, &evidence);
+        Message::ViewChange(Arc::new(ViewChange {
+            target: View(1),
+            replica: ReplicaId(id),
+            checkpoint: None,
+            evidence,
+            signature: keys.replicas[usize::from(id)].signing_key.sign(&bytes),
+        }))
+    };
+    let valid = request(0, evidence.clone());
+    cluster.inject(ReplicaId(0), target, &valid).expect("a valid VC-REQUEST");
+    let mut forged = evidence;
+    forged[1].certificate = forged[0].certificate.clone();
+    let refused = cluster.inject(ReplicaId(1), target, &request(1, forged));
+    assert!(
+        matches!(refused, Err(crate::core::Rejection::InvalidViewChange { .. })),
+        "{refused:?}"
+    );
+}
+
 // --------------------------------------------------------------------------------------------
 // liveness after a joint attack
 

@@ -12,7 +12,7 @@
 //! snapshot, verified against the nf certificate; the NV-PROPOSE of the sender's view; and the
 //! slots certified in that view above it, each verified against its certificate.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use history::{CheckpointEvent, LedgerEvent, StateTransferEvent};
@@ -415,7 +415,8 @@ impl Replica {
             }
             used = true;
         }
-        let mut verified = HashSet::new();
+        let mut verified = std::mem::take(&mut self.verified);
+        let mut failed = None;
         for evidence in &transfer.tail {
             let next = self.last_executed().next();
             if evidence.seq < next {
@@ -424,10 +425,16 @@ impl Replica {
             if evidence.seq > next || evidence.view != self.view || !self.mode.is_normal() {
                 break;
             }
-            self.verify_evidence(evidence, &mut verified)
-                .map_err(|reason| invalid(format!("seq {}: {reason}", evidence.seq)))?;
+            if let Err(reason) = self.verify_evidence(evidence, &mut verified) {
+                failed = Some(format!("seq {}: {reason}", evidence.seq));
+                break;
+            }
             self.commit_evidence(now, evidence);
             used = true;
+        }
+        self.verified = verified;
+        if let Some(reason) = failed {
+            return Err(invalid(reason));
         }
         if self.last_executed() >= transfer.head {
             // Caught up with (a Byzantine sender may have claimed too little: later signs of
