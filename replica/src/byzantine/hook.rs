@@ -57,10 +57,13 @@ pub const DIGESTS_PER_SLOT_MAX: usize = 4;
 /// Subsets of VC-REQUESTs `nv-equivocate` tries for a different decision.
 pub const SUBSETS_MAX: usize = 256;
 
-/// How many slots before a checkpoint slot `withhold-certificate` starts acting: none, since
-/// the clients' stalled requests usually fill one batch, so the lone slot is the checkpoint
-/// slot itself.
+/// How many slots before a checkpoint slot `withhold-certificate` starts acting: none, so the
+/// first lone slot is the checkpoint slot itself (the clients' stalled requests fill it and
+/// the next few, [`LONE_BATCH_MAX`] at a time).
 pub const LONE_LEAD: u64 = 0;
+
+/// The largest batch a lone-executor primary proposes ([`Hook::batch_limit`]).
+pub const LONE_BATCH_MAX: u32 = 4;
 
 /// Target views whose VC-REQUESTs `nv-equivocate` keeps.
 pub const VIEW_CHANGE_VIEWS_MAX: usize = 4;
@@ -438,6 +441,16 @@ impl Hook {
             self.count(Behaviour::WithholdSlot.name());
         }
         None
+    }
+
+    /// The cap on the batches this replica's core proposes: [`LONE_BATCH_MAX`] while the lone
+    /// executor plays (`in-the-dark` and `withhold-certificate`), so that the clients' requests
+    /// that stall on the lone slots fill several of them and the rollback the view change owes
+    /// the lone replica undoes several slots (their order, their at-most-once entries, a
+    /// checkpoint among them), not one batch of every client's request.
+    pub fn batch_limit(&self) -> Option<u32> {
+        let lone = self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark);
+        lone.then_some(LONE_BATCH_MAX)
     }
 
     /// Whether `in-the-dark` and `withhold-certificate` act on `message`. Alone, each acts on

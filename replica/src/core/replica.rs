@@ -232,6 +232,8 @@ pub struct Replica {
     vc_requests: BTreeMap<ReplicaId, Arc<ViewChange>>,
     /// Certificates and signed batches already verified (view changes, state transfers).
     verified: view_change::Verified,
+    /// A cap on the batches this replica proposes ([`Replica::limit_batches`]).
+    batch_limit: Option<u32>,
     /// View changes in a row that ended without progress: the backoff exponent of the new-view
     /// and progress timers. Counted when the new-view timer expires (no NV-PROPOSE in time) and
     /// when the replica leaves a view it entered through a view change before that view
@@ -359,6 +361,7 @@ impl Replica {
             mode: Mode::Normal,
             vc_requests: BTreeMap::new(),
             verified: view_change::Verified::default(),
+            batch_limit: None,
             failed_view_changes: 0,
             unproven_view: None,
             new_view: None,
@@ -426,6 +429,21 @@ impl Replica {
             Err(Rejection::ClientMismatch { from, claimed: request.body.client })
         };
         result.map_err(|rejection| self.counters.reject(rejection))
+    }
+
+    /// Caps the batches this replica proposes as primary below `batch_size_max` (`None`: no
+    /// cap). Never the rule for the batches it accepts. A Byzantine replica's hook sets it: a
+    /// primary may cut its batches as small as it likes (the lone executor spreads the
+    /// clients' stalled requests over several slots, so that the rollback it forces undoes
+    /// several).
+    pub fn limit_batches(&mut self, limit: Option<u32>) {
+        self.batch_limit = limit.map(|limit| limit.max(1));
+    }
+
+    /// The most requests this replica puts in one batch it proposes.
+    fn batch_size(&self) -> usize {
+        let max = self.config.batch_size_max;
+        self.batch_limit.map_or(max, |limit| limit.min(max)) as usize
     }
 
     /// Fires every timer due at `now`.
@@ -1377,7 +1395,7 @@ impl Replica {
         }
         // Bounded: every iteration takes at least one request off the queue.
         while !self.queue.is_empty() && self.window_has_room() {
-            let full = self.queue.len() >= self.config.batch_size_max as usize;
+            let full = self.queue.len() >= self.batch_size();
             let due = cut == BatchCut::FullOrDue
                 && self.partial_batch_allowed()
                 && self.batch_deadline().is_some_and(|deadline| now >= deadline);
@@ -1400,7 +1418,7 @@ impl Replica {
     /// and then those whose signature fails. The signatures checked are exactly those proposed,
     /// so the backups, checking the same batch by the same rule, reach the same verdict.
     fn take_batch(&mut self) -> Vec<SignedRequest> {
-        let count = self.queue.len().min(self.config.batch_size_max as usize);
+        let count = self.queue.len().min(self.batch_size());
         let candidates: Vec<SignedRequest> =
             self.queue.drain(..count).map(|(_, request)| request).collect();
         let mut batch = Vec::with_capacity(candidates.len());
@@ -1558,7 +1576,7 @@ fn signature_hex(signature: &[u8; 64]) -> String {
 /// When the primary may cut a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BatchCut {
-    /// Only when `batch_size_max` requests are queued.
+    /// Only when a full batch of requests is queued.
     FullOnly,
     /// Also when the batch timer expired.
     FullOrDue,

@@ -425,6 +425,7 @@ impl Shell {
                                 behaviours.iter().map(|behaviour| behaviour.name()).collect();
                             info!(behaviours = ?names, "Byzantine behaviours switched");
                             hook.set_behaviours(now, behaviours);
+                            self.core.limit_batches(hook.batch_limit());
                             ControlResponse::Behaving
                         }
                         None => ControlResponse::Refused {

@@ -375,9 +375,10 @@ impl Cluster {
         if self.unplanted.contains(&id) {
             config.planted_bug = None;
         }
-        let replica =
+        let mut replica =
             Replica::recover(config, secrets, public, disk, &self.events[id.index()], self.time)
                 .expect("keys match the config");
+        replica.limit_batches(self.byzantine[id.index()].as_ref().and_then(Hook::batch_limit));
         self.replicas[id.index()] = replica;
         self.crashed[id.index()] = false;
         self.after_replica_input(id, &Ok(()));
@@ -417,6 +418,7 @@ impl Cluster {
     /// timer is driven on virtual time. The hook's behaviours are switched with
     /// [`Cluster::behave`].
     pub fn set_byzantine(&mut self, id: ReplicaId, hook: Hook) {
+        self.replicas[id.index()].limit_batches(hook.batch_limit());
         self.byzantine[id.index()] = Some(hook);
         self.arm_hook(id);
     }
@@ -427,6 +429,8 @@ impl Cluster {
         let now = self.time;
         let Some(hook) = self.byzantine[id.index()].as_mut() else { return false };
         hook.set_behaviours(now, behaviours.iter().copied());
+        let limit = hook.batch_limit();
+        self.replicas[id.index()].limit_batches(limit);
         self.arm_hook(id);
         true
     }
