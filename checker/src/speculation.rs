@@ -9,6 +9,14 @@
 //!   reason, and the verdict is `unknown` unless something is `invalid`. The evidence counts
 //!   the promises `verified` (held by at least one honest final ledger, and checked against
 //!   each) and `unverifiable`.
+//! - **Settled executions.** A promise no honest final ledger holds is still checked against
+//!   every honest replica that executed its slot itself and then held a stable checkpoint at
+//!   or above it, with the execution still standing (PROTOCOL §6: below a stable checkpoint
+//!   nothing is rolled back; `checkpoint-agreement` and `checkpoint-certificates` judge the
+//!   checkpoints). A later state transfer replaces such a replica's ledger by a snapshot, which
+//!   names no requests, but it cannot undo what the checkpoint settled: the promise is
+//!   `verified` (or broken) there, not unverifiable. Without this, a run in which every honest
+//!   replica once caught up by a state transfer left every earlier promise unverifiable.
 //! - **Removals** (§10.2's internal check: executions under the proof's view tag are never
 //!   rolled back). A proof names an execution by view and seq, whichever view tagged it: a
 //!   standing execution holds the view of its `execute` event and, after each `recertified`
@@ -100,6 +108,8 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
         ledgers.iter().map(|(replica, events)| (*replica, final_ledger(events))).collect();
     let bases: BTreeMap<u32, Option<u64>> =
         ledgers.iter().map(|(replica, events)| (*replica, last_transfer(events))).collect();
+    let settled: BTreeMap<u32, BTreeMap<u64, &ExecuteEvent>> =
+        ledgers.iter().map(|(replica, events)| (*replica, settled(events))).collect();
     let mut slots: Vec<&u64> = promises.keys().collect();
     slots.sort();
     for seq in slots {
@@ -114,6 +124,19 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
                         "op": describe(promise),
                         "problem": problem,
                     }));
+                }
+            }
+            if !held {
+                for (replica, slots) in &settled {
+                    let Some(execute) = slots.get(seq) else { continue };
+                    held = true;
+                    if let Err(problem) = keeps(execute, promise) {
+                        violations.push(json!({
+                            "replica": replica,
+                            "op": describe(promise),
+                            "problem": format!("{problem} (settled by a stable checkpoint)"),
+                        }));
+                    }
                 }
             }
             if held {
@@ -197,6 +220,35 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
         Verdict::Valid
     };
     CheckResult::new(verdict, evidence)
+}
+
+/// The executions of `events` that a stable checkpoint settled: each one standing (executed
+/// by the replica itself, not rolled back or dropped by a state transfer since) when the
+/// replica recorded a stable checkpoint at or above its seq. Later state transfers do not
+/// remove them.
+fn settled(events: &[LedgerEvent]) -> BTreeMap<u64, &ExecuteEvent> {
+    let mut current: BTreeMap<u64, &ExecuteEvent> = BTreeMap::new();
+    let mut settled = BTreeMap::new();
+    for event in events {
+        match event {
+            LedgerEvent::Execute(execute) => {
+                current.insert(execute.seq, execute);
+            }
+            LedgerEvent::Rollback(rollback) => {
+                current.split_off(&rollback.to_seq.saturating_add(1));
+            }
+            LedgerEvent::StateTransfer(_) => current.clear(),
+            LedgerEvent::Checkpoint(checkpoint) if checkpoint.stable => {
+                let above = current.split_off(&checkpoint.seq.saturating_add(1));
+                settled.append(&mut current);
+                current = above;
+            }
+            LedgerEvent::Checkpoint(_)
+            | LedgerEvent::Recertified(_)
+            | LedgerEvent::ViewEntered(_) => {}
+        }
+    }
+    settled
 }
 
 /// The seq of the last state transfer in `events`: the final ledger holds nothing at or below.

@@ -884,6 +884,39 @@ fn a_promise_passed_only_through_a_state_transfer_is_unverifiable() {
     assert_eq!(result.evidence["unverifiable"], 1);
 }
 
+/// Every honest replica caught up once by a state transfer past the promised slot, but each
+/// had executed the slot itself and then held a stable checkpoint above it: the promise is
+/// checked against those settled executions (valid, verified), and a result they do not hold
+/// is invalid. Without the stable checkpoint the executions were superseded: unverifiable.
+#[test]
+fn a_promise_settled_by_a_stable_checkpoint_survives_later_state_transfers() {
+    let donor = honest_script(3);
+    let transferred = |replica: u32, stable: bool| {
+        let ledger = Ledger::new(replica)
+            .execute(&[(0, 1, write("x", 1)), (1, 1, cas("x", 1, 2))])
+            .execute(&[(0, 2, read("x"))]);
+        let ledger = if stable { ledger.checkpoint(true) } else { ledger };
+        ledger.transfer_from(&donor).events
+    };
+    let read_x =
+        |value: i64| paired(&promised(0, 10, (0, 2), ("read", Some("x"), json!(value)), 2));
+
+    let settled = BTreeMap::from([(1, transferred(1, true)), (2, transferred(2, true))]);
+    let result = speculation::check(&read_x(2), &settled);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(
+        (&result.evidence["verified"], &result.evidence["unverifiable"]),
+        (&json!(1), &json!(0))
+    );
+    let result = speculation::check(&read_x(7), &settled);
+    assert_eq!((result.verdict, violations(&result)), (Verdict::Invalid, 2));
+
+    let superseded = BTreeMap::from([(1, transferred(1, false)), (2, transferred(2, false))]);
+    let result = speculation::check(&read_x(2), &superseded);
+    assert_eq!(result.verdict, Verdict::Unknown, "{:?}", result.evidence);
+    assert_eq!(result.evidence["unverifiable"], 1);
+}
+
 #[test]
 fn speculation_without_a_proof_is_unknown() {
     let ops = [
