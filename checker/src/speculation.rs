@@ -114,31 +114,13 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
     slots.sort();
     for seq in slots {
         for promise in &promises[seq] {
-            let mut held = false;
-            for (replica, slots) in &finals {
-                let Some(execute) = slots.get(seq) else { continue };
-                held = true;
-                if let Err(problem) = keeps(execute, promise) {
-                    violations.push(json!({
-                        "replica": replica,
-                        "op": describe(promise),
-                        "problem": problem,
-                    }));
-                }
-            }
-            if !held {
-                for (replica, slots) in &settled {
-                    let Some(execute) = slots.get(seq) else { continue };
-                    held = true;
-                    if let Err(problem) = keeps(execute, promise) {
-                        violations.push(json!({
-                            "replica": replica,
-                            "op": describe(promise),
-                            "problem": format!("{problem} (settled by a stable checkpoint)"),
-                        }));
-                    }
-                }
-            }
+            let held = check_held(&finals, promise, "", &mut violations)
+                || check_held(
+                    &settled,
+                    promise,
+                    " (settled by a stable checkpoint)",
+                    &mut violations,
+                );
             if held {
                 verified += 1;
             } else if !finals.is_empty() {
@@ -220,6 +202,30 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
         Verdict::Valid
     };
     CheckResult::new(verdict, evidence)
+}
+
+/// Checks `promise` against the execution at its seq in each replica's `slots` (its final
+/// ledger, or what stable checkpoints settled: `note` says which in a violation). Returns
+/// whether any replica held the slot.
+fn check_held(
+    slots: &BTreeMap<u32, BTreeMap<u64, &ExecuteEvent>>,
+    promise: &Promise<'_>,
+    note: &str,
+    violations: &mut Listed,
+) -> bool {
+    let mut held = false;
+    for (replica, slots) in slots {
+        let Some(execute) = slots.get(&promise.seq) else { continue };
+        held = true;
+        if let Err(problem) = keeps(execute, promise) {
+            violations.push(json!({
+                "replica": replica,
+                "op": describe(promise),
+                "problem": format!("{problem}{note}"),
+            }));
+        }
+    }
+    held
 }
 
 /// The executions of `events` that a stable checkpoint settled: each one standing (executed

@@ -716,8 +716,7 @@ fn byzantine_hook_passes_through_when_off_and_stays_bounded() {
 #[test]
 fn byzantine_conflicting_certificate_replaces_a_carried_slot() {
     use crate::core::message::{
-        Certify, NewView, Propose, SlotEvidence, ViewChange, batch_digest, proposal_digest,
-        support_signing_bytes,
+        Certify, NewView, Propose, ViewChange, batch_digest, proposal_digest, support_signing_bytes,
     };
     use crate::crypto::threshold::PreparedMessage;
 
@@ -729,31 +728,11 @@ fn byzantine_conflicting_certificate_replaces_a_carried_slot() {
         .expect("replica 3 executes six slots");
     let replica = cluster.replica(target);
     let k = replica.last_executed();
-    let evidence: Vec<SlotEvidence> = replica
-        .ledger()
-        .blocks()
-        .map(|block| SlotEvidence {
-            view: block.view,
-            seq: block.seq,
-            batch: block.batch.clone(),
-            certificate: block.certificate.clone(),
-        })
-        .collect();
+    let evidence = ledger_evidence(replica);
     let other_batch = replica.ledger().get(Seq(k.0 - 1)).expect("block k - 1").batch.clone();
     let keys = cluster.keys().clone();
-    let requests: Vec<Arc<ViewChange>> = [0u8, 1, 2]
-        .into_iter()
-        .map(|id| {
-            let bytes = ViewChange::signing_bytes(View(1), ReplicaId(id), None, &evidence);
-            Arc::new(ViewChange {
-                target: View(1),
-                replica: ReplicaId(id),
-                checkpoint: None,
-                evidence: evidence.clone(),
-                signature: keys.replicas[usize::from(id)].signing_key.sign(&bytes),
-            })
-        })
-        .collect();
+    let requests: Vec<Arc<ViewChange>> =
+        [0u8, 1, 2].into_iter().map(|id| view_1_request(&keys, id, evidence.clone())).collect();
     let new_view = Message::NewView(Arc::new(NewView { view: View(1), requests }));
     cluster.inject(ReplicaId(1), target, &new_view).expect("a valid NV-PROPOSE");
     assert_eq!(cluster.replica(target).view(), View(1));
@@ -787,6 +766,36 @@ fn byzantine_conflicting_certificate_replaces_a_carried_slot() {
     assert!(rolled_back, "rolled back to before slot {k}");
 }
 
+/// The evidence of every block in `replica`'s ledger, as a VC-REQUEST carries it.
+fn ledger_evidence(replica: &crate::core::Replica) -> Vec<crate::core::message::SlotEvidence> {
+    let blocks = replica.ledger().blocks();
+    blocks
+        .map(|block| crate::core::message::SlotEvidence {
+            view: block.view,
+            seq: block.seq,
+            batch: block.batch.clone(),
+            certificate: block.certificate.clone(),
+        })
+        .collect()
+}
+
+/// Replica `id`'s VC-REQUEST for view 1 with `evidence`, signed with its real key.
+fn view_1_request(
+    keys: &crate::crypto::dealer::ClusterKeys,
+    id: u8,
+    evidence: Vec<crate::core::message::SlotEvidence>,
+) -> Arc<crate::core::message::ViewChange> {
+    use crate::core::message::ViewChange;
+    let bytes = ViewChange::signing_bytes(View(1), ReplicaId(id), None, &evidence);
+    Arc::new(ViewChange {
+        target: View(1),
+        replica: ReplicaId(id),
+        checkpoint: None,
+        evidence,
+        signature: keys.replicas[usize::from(id)].signing_key.sign(&bytes),
+    })
+}
+
 /// A replica remembers the certificates it verified across messages (a view change would
 /// otherwise verify each slot's certificate once per VC-REQUEST), but a remembered slot does
 /// not vouch for another certificate claiming it: a forged one is still refused.
@@ -798,36 +807,15 @@ fn byzantine_conflicting_certificate_replaces_a_carried_slot() {
 /// Test: the first is accepted, the second refused as an invalid view change.
 #[test]
 fn a_remembered_certificate_does_not_vouch_for_a_forged_one() {
-    use crate::core::message::{SlotEvidence, ViewChange};
-
     let config = Config::new(Protocol::PoeTs, 4, 16);
     let mut cluster = Cluster::new(SimOptions::new(config, 313, 400));
     let target = ReplicaId(3);
     cluster
         .run_until(STEPS_MAX_DEFAULT, |cluster| cluster.replica(target).last_executed() >= Seq(4))
         .expect("replica 3 executes four slots");
-    let evidence: Vec<SlotEvidence> = cluster
-        .replica(target)
-        .ledger()
-        .blocks()
-        .map(|block| SlotEvidence {
-            view: block.view,
-            seq: block.seq,
-            batch: block.batch.clone(),
-            certificate: block.certificate.clone(),
-        })
-        .collect();
+    let evidence = ledger_evidence(cluster.replica(target));
     let keys = cluster.keys().clone();
-    let request = |id: u8, evidence: Vec<SlotEvidence>| {
-        let bytes = ViewChange::signing_bytes(View(1), ReplicaId(id), None, &evidence);
-        Message::ViewChange(Arc::new(ViewChange {
-            target: View(1),
-            replica: ReplicaId(id),
-            checkpoint: None,
-            evidence,
-            signature: keys.replicas[usize::from(id)].signing_key.sign(&bytes),
-        }))
-    };
+    let request = |id: u8, evidence| Message::ViewChange(view_1_request(&keys, id, evidence));
     let valid = request(0, evidence.clone());
     cluster.inject(ReplicaId(0), target, &valid).expect("a valid VC-REQUEST");
     let mut forged = evidence;
