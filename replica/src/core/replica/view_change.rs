@@ -175,8 +175,8 @@ fn signed_batch_key(digest: &Digest, batch: &[SignedRequest]) -> Digest {
     hasher.finish()
 }
 
-/// Facts about signatures this replica already checked, kept across messages: proposal
-/// digests whose certificates verified, and [`signed_batch_key`]s whose client signatures
+/// Facts about signatures this replica already checked, kept across messages: certificates
+/// that verified ([`certificate_key`]), and [`signed_batch_key`]s whose client signatures
 /// verified. A fact stays true for the whole run (the keys never change), so a view change
 /// verifies each slot's certificate and batch once, not once per VC-REQUEST that carries it
 /// and once more in the NV-PROPOSE: at n = 7 with a hundred slots of evidence that was about
