@@ -18,8 +18,8 @@ use crate::perf::{Stats, Throughput};
 use crate::replay::{Context, Issued};
 use crate::validate::Operation;
 use crate::{
-    CheckResult, bank, certificate, evidence, ledger, linear, liveness, perf, replay, speculation,
-    validate,
+    CheckResult, bank, certificate, evidence, informs, ledger, linear, liveness, perf, replay,
+    speculation, validate,
 };
 
 /// What a check is given.
@@ -139,6 +139,7 @@ pub fn check(mut inputs: Inputs) -> Report {
             checkers.insert(name.into(), result);
         }
         checkers.insert("speculation".into(), speculation::check(&operations, &inputs.ledgers));
+        checkers.insert("inform-certificates".into(), informs::check(&operations, &inputs.ledgers));
     }
     let verdict = Verdict::merge_all(checkers.values().map(|result| result.verdict));
     Report {

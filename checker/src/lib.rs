@@ -16,6 +16,8 @@
 //! - [`certificate`]: one batch per (view, seq) across every execution and re-certification.
 //! - [`evidence`]: the checkpoint certificates and NV-PROPOSEs honest replicas acted on, checked
 //!   again (quorums, signatures, the view-change decision).
+//! - [`informs`]: every INFORM an honest replica gave towards a proof rests on a certificate
+//!   of the proof's view for its slot, recorded before the client received it.
 //! - [`replay`]: hash chains, validity, at-most-once, result replay, rollbacks, checkpoints.
 //! - [`speculation`]: every promised result stands in every honest final ledger and no honest
 //!   replica removed an execution a proof named.
@@ -30,6 +32,7 @@ pub mod bank;
 pub mod certificate;
 pub mod digest;
 pub mod evidence;
+pub mod informs;
 pub mod kv;
 pub mod ledger;
 pub mod linear;

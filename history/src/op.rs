@@ -127,4 +127,8 @@ pub struct Proof {
     pub seq: u64,
     /// The replicas whose INFORMs formed the proof, ascending.
     pub replicas: Vec<u32>,
+    /// When the client first received each of those replicas' matching INFORM (nanoseconds
+    /// since the run started, in the order of `replicas`); empty when not recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub informed: Vec<u64>,
 }

@@ -81,7 +81,7 @@ fn recorder_writes_jepsen_history_lines() {
     let recorder = Recorder::create(&path, start).unwrap();
     let cas = Operation::Cas { key: "k1".into(), from: 3, to: 4 };
     let read = Operation::ReadAll { keys: vec!["a0".into(), "a1".into()] };
-    let proof = Proof { view: 0, seq: 9, replicas: vec![0, 1, 2] };
+    let proof = Proof { view: 0, seq: 9, replicas: vec![0, 1, 2], informed: vec![] };
     recorder.invoke(Process::Client(2), &cas, 2, 17);
     recorder.invoke(Process::Client(5), &read, 5, 1);
     let refused =

@@ -7,6 +7,7 @@ use history::{Digest, ExecuteEvent, LedgerEvent, Op, OpKind, Process, RollbackEv
 use crate::{ledger, load, perf};
 
 mod evidence;
+mod informs;
 mod linear;
 mod oracles;
 mod vectors;

@@ -621,7 +621,7 @@ fn promised(
         request: Some(request),
         ..event(process, OpKind::Invoke, time, f, key, invoke_value)
     };
-    let proof = Proof { view: 0, seq, replicas: vec![0, 1, 2] };
+    let proof = Proof { view: 0, seq, replicas: vec![0, 1, 2], informed: vec![] };
     let ok = Op { proof: Some(proof), ..event(process, OpKind::Ok, time + 1, f, key, value) };
     [invoke, ok]
 }
@@ -1320,7 +1320,7 @@ fn pairing_error(ops: &[Op]) -> HistoryError {
 #[test]
 fn pairing_matches_completions_to_their_process_and_skips_the_nemesis() {
     let mut ok = event(1, OpKind::Ok, 4, "read", Some("k"), json!(3));
-    ok.proof = Some(Proof { view: 1, seq: 2, replicas: vec![0, 1, 2] });
+    ok.proof = Some(Proof { view: 1, seq: 2, replicas: vec![0, 1, 2], informed: vec![] });
     let ops = [
         op(0, OpKind::Invoke, 1),
         op(1, OpKind::Invoke, 2),

@@ -44,6 +44,8 @@ pub struct Proof {
     pub seq: Seq,
     /// The replicas whose INFORMs formed the proof, ascending.
     pub replicas: Vec<ReplicaId>,
+    /// When each of them was first heard saying so, in the order of `replicas`.
+    pub informed: Vec<Time>,
 }
 
 impl From<&Proof> for history::Proof {
@@ -52,6 +54,7 @@ impl From<&Proof> for history::Proof {
             view: proof.view.0,
             seq: proof.seq.0,
             replicas: proof.replicas.iter().map(|replica| u32::from(replica.0)).collect(),
+            informed: proof.informed.iter().map(|time| time.as_nanos()).collect(),
         }
     }
 }
@@ -123,8 +126,9 @@ struct InformVote {
 #[derive(Debug)]
 struct Outstanding {
     request: SignedRequest,
-    /// Each replica's latest INFORM.
-    informs: BTreeMap<ReplicaId, InformVote>,
+    /// Each replica's latest INFORM, with when the client first heard that replica say so
+    /// (a replica re-sending the same INFORM keeps its first time).
+    informs: BTreeMap<ReplicaId, (InformVote, Time)>,
     deadline: Time,
     retries: u32,
 }
@@ -229,7 +233,7 @@ impl Client {
     /// request; it changes nothing.
     pub fn handle_inform(
         &mut self,
-        _now: Time,
+        now: Time,
         from: ReplicaId,
         inform: &AuthenticatedInform,
     ) -> Result<(), ClientError> {
@@ -249,13 +253,17 @@ impl Client {
             .filter(|outstanding| outstanding.request.body.request == inform.request)
             .ok_or(ClientError::NotOutstanding { request: inform.request })?;
         let vote = InformVote { view: inform.view, seq: inform.seq, result: inform.result.clone() };
-        outstanding.informs.insert(from, vote.clone());
-        let replicas: Vec<ReplicaId> = outstanding
+        let first = match outstanding.informs.get(&from) {
+            Some((previous, first)) if *previous == vote => *first,
+            _ => now,
+        };
+        outstanding.informs.insert(from, (vote.clone(), first));
+        let (replicas, informed): (Vec<ReplicaId>, Vec<Time>) = outstanding
             .informs
             .iter()
-            .filter(|(_, other)| **other == vote)
-            .map(|(replica, _)| *replica)
-            .collect();
+            .filter(|(_, (other, _))| *other == vote)
+            .map(|(replica, (_, first))| (*replica, *first))
+            .unzip();
         let needed = self.config.nf();
         #[cfg(feature = "planted-bugs")]
         let needed = if self.config.planted(crate::planted::PlantedBug::ClientFPlus1) {
@@ -270,7 +278,7 @@ impl Client {
                 request: outstanding.request.body.request,
                 op: outstanding.request.body.op,
                 result: vote.result,
-                proof: Proof { view: vote.view, seq: vote.seq, replicas },
+                proof: Proof { view: vote.view, seq: vote.seq, replicas, informed },
             });
         }
         Ok(())

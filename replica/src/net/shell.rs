@@ -451,11 +451,22 @@ impl Shell {
         }
     }
 
-    /// Sends what the core wants sent and records its ledger events.
+    /// Persists the core's writes, records its ledger events, then sends what it wants sent.
     fn route_outputs(&mut self) -> anyhow::Result<()> {
         if let Some(writes) = self.core.poll_writes() {
             self.store.apply(&writes)?;
             self.core.writes_persisted();
+        }
+        let mut wrote = false;
+        while let Some(event) = self.core.poll_event() {
+            serde_json::to_writer(&mut self.ledger, &event).context("writing the ledger")?;
+            self.ledger.write_all(b"\n").context("writing the ledger")?;
+            wrote = true;
+        }
+        if wrote {
+            // Flushed at once, before any message goes out: the checker reads the ledger even
+            // if this process is killed, and finds there what every INFORM rested on.
+            self.ledger.flush().context("flushing the ledger")?;
         }
         let now = self.clock.now();
         let view = self.core.view();
@@ -471,16 +482,6 @@ impl Shell {
                 }
                 None => self.send(transmit),
             }
-        }
-        let mut wrote = false;
-        while let Some(event) = self.core.poll_event() {
-            serde_json::to_writer(&mut self.ledger, &event).context("writing the ledger")?;
-            self.ledger.write_all(b"\n").context("writing the ledger")?;
-            wrote = true;
-        }
-        if wrote {
-            // Flushed at once: the checker reads the ledger even if this process is killed.
-            self.ledger.flush().context("flushing the ledger")?;
         }
         Ok(())
     }

@@ -8,7 +8,8 @@
 //! crashes, partitions, crafted messages) runs once without the bug, where the honest replicas
 //! stay safe, and once with it, where honest ledgers diverge or a client proof is rolled back.
 //! Byzantine replicas never run the bug (`SimOptions::unplanted`): it belongs to the system
-//! under test. `inform-before-recertify` has no harm test (see its fault-free test).
+//! under test. `inform-before-recertify` has an evidence test instead: the checker's
+//! `inform-certificates` finds its early INFORMs.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -365,12 +366,75 @@ fn planted_new_view_unvalidated_fault_free() {
     assert_fault_free(PlantedBug::NewViewUnvalidated);
 }
 
-/// No harm test: its harm needs a new primary that sends different NV-PROPOSEs to two groups
-/// after two certificates from different views exist for one slot (the n = 4 run of PROTOCOL
-/// §5.4), which no adversary of the simulator builds yet.
 #[test]
 fn planted_inform_before_recertify_fault_free() {
     assert_fault_free(PlantedBug::InformBeforeRecertify);
+}
+
+/// `inform-before-recertify`: INFORMs tagged with the new view for kept slots go out before
+/// the slots are certified in it.
+///
+/// Setup: n = 4 PoE-TS, 16 clients, 300 requests; replica 0, the primary of view 0, is
+/// Byzantine with `withhold-certificate`: one honest backup alone gets its certificates,
+/// executes and informs; the clients wait (two INFORMs are fewer than nf = 3), the other two
+/// time out, the lone backup joins them, and view 1's decision carries the slots it executed.
+/// Test: without the bug every INFORM of a proof rests on a certificate of the proof's view
+/// recorded before the client received it (the checker's `inform-certificates`), and proofs
+/// of view 1 exist for slots the lone backup kept and certified again; with the bug the lone
+/// backup informs before its view-1 certificate. (The harm PROTOCOL §5.4 describes, a promise
+/// taken back, needs a new primary that sends two groups different NV-PROPOSEs and a later
+/// view change: this test judges the evidence instead.)
+#[test]
+fn planted_inform_before_recertify_informs_early() {
+    let run = |bug| {
+        let config = with_bug(Config::new(Protocol::PoeTs, 4, 16), bug);
+        let mut cluster = attacked(&config, 461, 300, 0, &[Behaviour::WithholdCertificate]);
+        cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+        assert!(
+            cluster.byzantine(ReplicaId(0)).expect("hook").acted(Behaviour::WithholdCertificate)
+                > 0
+        );
+        cluster
+    };
+    let honest = except(4, &[0]);
+    let correct = run(None);
+    let recertified: u64 =
+        honest.iter().map(|id| correct.replica(*id).counters().slots_recertified).sum();
+    assert!(recertified > 0, "kept slots were certified again in view 1");
+    let late = correct.completions.iter().filter(|(_, done)| done.proof.view >= View(1)).count();
+    assert!(late > 0, "clients completed in view 1");
+    let result = inform_certificates(&correct, &honest);
+    assert_eq!(result.verdict, history::Verdict::Valid, "{:?}", result.evidence);
+
+    let buggy = run(Some(PlantedBug::InformBeforeRecertify));
+    let result = inform_certificates(&buggy, &honest);
+    assert_eq!(result.verdict, history::Verdict::Invalid, "{:?}", result.evidence);
+}
+
+/// The checker's `inform-certificates` over `cluster`'s completions and the ledgers of
+/// `honest`.
+fn inform_certificates(cluster: &Cluster, honest: &[ReplicaId]) -> checker::CheckResult {
+    let operations: Vec<checker::validate::Operation> = cluster
+        .completions
+        .iter()
+        .enumerate()
+        .map(|(index, (client, done))| checker::validate::Operation {
+            event: index,
+            line: index + 1,
+            process: u64::from(client.0),
+            f: done.op.function().into(),
+            key: done.op.keys().first().map(|key| key.to_string()),
+            value: serde_json::Value::Null,
+            outcome: checker::validate::Outcome::Ok(serde_json::Value::Null),
+            call: 0,
+            ret: None,
+            client: Some(client.0),
+            request: Some(done.request.0),
+            proof: Some((&done.proof).into()),
+        })
+        .collect();
+    let ledgers = honest.iter().map(|id| (u32::from(id.0), cluster.events[id.index()].clone()));
+    checker::informs::check(&operations, &ledgers.collect())
 }
 
 #[test]
