@@ -28,7 +28,7 @@ use history::{LedgerEvent, Verdict};
 use serde_json::{Value, json};
 
 use crate::CheckResult;
-use crate::validate::{Operation, Outcome};
+use crate::validate::Operation;
 
 /// The most violations listed.
 const LISTED_MAX: usize = 10;
@@ -42,12 +42,7 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
     // The smallest margin by which a backed INFORM followed its certificate (nanoseconds).
     let mut margin_min: Option<u64> = None;
     for operation in operations {
-        let Outcome::Ok(_) = operation.outcome else { continue };
-        let (Some(client), Some(request), Some(proof)) =
-            (operation.client, operation.request, &operation.proof)
-        else {
-            continue;
-        };
+        let Some((client, request, proof)) = operation.promise() else { continue };
         for (index, replica) in proof.replicas.iter().enumerate() {
             let Some(events) = ledgers.get(replica) else { continue };
             let Some(received) = proof.informed.get(index).copied().or(operation.ret) else {

@@ -86,12 +86,7 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
     let mut promises: HashMap<u64, Vec<Promise<'_>>> = HashMap::new();
     let mut count = 0u64;
     for operation in operations {
-        let Outcome::Ok(_) = operation.outcome else { continue };
-        let (Some(client), Some(request), Some(proof)) =
-            (operation.client, operation.request, &operation.proof)
-        else {
-            continue;
-        };
+        let Some((client, request, proof)) = operation.promise() else { continue };
         count += 1;
         promises.entry(proof.seq).or_default().push(Promise {
             operation,

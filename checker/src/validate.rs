@@ -73,6 +73,13 @@ impl Operation {
     pub fn argument(&self) -> &Value {
         &self.value
     }
+
+    /// The client, request id and proof of execution of an `ok` operation of an Ordeal run
+    /// (a promise); `None` for any other operation.
+    pub fn promise(&self) -> Option<(u32, u64, &Proof)> {
+        let Outcome::Ok(_) = self.outcome else { return None };
+        Some((self.client?, self.request?, self.proof.as_ref()?))
+    }
 }
 
 /// Pairs the client events of `ops` (with their 1-based `lines`) into operations, in
