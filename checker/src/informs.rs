@@ -15,8 +15,9 @@
 //! when R's ledger holds, at a time no later than t, one of:
 //! - an `execute` event of view v at slot k whose batch holds (c, q);
 //! - a `recertified` event of slot k into view v, after an `execute` at k holding (c, q);
-//! - a `state-transfer` to a checkpoint at or above k (a snapshot carries the replies its
-//!   certificate covers, not their certificates).
+//! - a stable `checkpoint` or a `state-transfer` at or above k: below a stable checkpoint the
+//!   slot is settled, and the reply cache may hold another replica's view tags (a snapshot
+//!   carries the replies its certificate covers, not their certificates).
 //!
 //! Ledger and history times count from the same run epoch (replica processes take the
 //! harness's epoch, and a replica writes its ledger events before it sends the messages that
@@ -36,7 +37,7 @@ const LISTED_MAX: usize = 10;
 /// Checks the INFORMs of every `ok` operation's proof against the honest `ledgers`.
 pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> CheckResult {
     let mut checked = 0u64;
-    let mut backed_by_transfer = 0u64;
+    let mut backed_by_checkpoint = 0u64;
     let mut violations: Vec<Value> = Vec::new();
     let mut violation_count = 0u64;
     // The smallest margin by which a backed INFORM followed its certificate (nanoseconds).
@@ -52,10 +53,10 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
             let inform = Inform { client, request, view: proof.view, seq: proof.seq, received };
             match backing(events, &inform) {
                 Backing::Certificate(time) => {
-                    let margin = received - time;
+                    let margin = received.saturating_sub(time);
                     margin_min = Some(margin_min.map_or(margin, |min| min.min(margin)));
                 }
-                Backing::Transfer => backed_by_transfer += 1,
+                Backing::Checkpoint => backed_by_checkpoint += 1,
                 Backing::None(found) => {
                     violation_count += 1;
                     if violations.len() < LISTED_MAX {
@@ -79,7 +80,7 @@ pub fn check(operations: &[Operation], ledgers: &BTreeMap<u32, Vec<LedgerEvent>>
         verdict,
         json!({
             "checked": checked,
-            "backed_by_state_transfer": backed_by_transfer,
+            "backed_by_checkpoint": backed_by_checkpoint,
             "margin_min_us": margin_min.map(|ns| ns / 1_000),
             "violations": violation_count,
             "first": violations,
@@ -101,8 +102,8 @@ struct Inform {
 enum Backing {
     /// A certificate of the INFORM's view, recorded at this time.
     Certificate(u64),
-    /// A snapshot at or above the slot.
-    Transfer,
+    /// A stable checkpoint or a state transfer at or above the slot.
+    Checkpoint,
     /// Nothing: what the ledger holds for the slot instead.
     None(Value),
 }
@@ -112,7 +113,8 @@ fn backing(events: &[LedgerEvent], inform: &Inform) -> Backing {
     // Whether the slot holds the request since its last execution before `received`.
     let mut holds_request = false;
     let mut seen: Vec<Value> = Vec::new();
-    for event in events.iter().take_while(|event| event.time() <= inform.received) {
+    // In file order; a restarted replica's clock may not continue exactly where it stopped.
+    for event in events.iter().filter(|event| event.time() <= inform.received) {
         match event {
             LedgerEvent::Execute(execute) if execute.seq == inform.seq => {
                 holds_request = execute.requests.iter().any(|executed| {
@@ -135,19 +137,24 @@ fn backing(events: &[LedgerEvent], inform: &Inform) -> Backing {
                 holds_request = false;
             }
             LedgerEvent::StateTransfer(transfer) if transfer.seq >= inform.seq => {
-                return Backing::Transfer;
+                return Backing::Checkpoint;
+            }
+            LedgerEvent::Checkpoint(checkpoint)
+                if checkpoint.stable && checkpoint.seq >= inform.seq =>
+            {
+                return Backing::Checkpoint;
             }
             _ => {}
         }
     }
     // Later events show how late the certificate came, if it came.
-    for event in events.iter().skip_while(|event| event.time() <= inform.received) {
+    for event in events.iter().filter(|event| event.time() > inform.received) {
         if let LedgerEvent::Recertified(recertified) = event
             && recertified.seq == inform.seq
             && recertified.new_view == inform.view
         {
             seen.push(json!({"recertified_after": {"new_view": recertified.new_view,
-                "late_by_us": (recertified.time - inform.received) / 1_000}}));
+                "late_by_us": recertified.time.saturating_sub(inform.received) / 1_000}}));
             break;
         }
     }

@@ -79,6 +79,13 @@ const FORCE_PROGRESS_WAIT: Duration = Duration::from_millis(1500);
 /// nf VC-REQUESTs without the lone one's.
 const LONE_DELAY: Duration = Duration::from_millis(600);
 
+/// Beyond the budget, how long a lone-executor attack waits for a view change before its
+/// Byzantine replicas claim a failure (`false-failure`): with f + 1 of them voting, the lone
+/// replica's slots get nf INFORMs and no client retransmits, so no honest timer fires; f + 1
+/// VC-REQUESTs make the honest replicas join (PROTOCOL §4), and the new view forms without the
+/// delayed lone replica.
+const LONE_FAILURE_AFTER: Duration = Duration::from_millis(1500);
+
 /// How long an amnesia probe keeps each crashed voter down.
 const AMNESIA_DOWN: Duration = Duration::from_millis(50);
 
@@ -86,6 +93,11 @@ const AMNESIA_DOWN: Duration = Duration::from_millis(50);
 /// withheld or forged (besides `rejected_from.<attacker>`): a view change it had to start, a
 /// rollback, state it had to ask for.
 const HONEST_EFFECTS: [&str; 3] = ["view_changes_started", "rollbacks", "state_requests_sent"];
+
+/// The counter the harness adds to each replica's: the completed requests for which its INFORM
+/// named another view, slot or result than the client's proof. An altered INFORM (a wrong
+/// result, a shifted view) acts at the client that weighs it against the others'.
+const CLIENT_DISSENT: &str = "clients.dissent";
 
 /// What the nemesis did, for `results.json`'s `faults`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -183,6 +195,9 @@ struct Executor<'a> {
     behaviours: BTreeMap<usize, (Vec<ReplicaId>, Vec<Behaviour>)>,
     /// The replicas routed to each running twin.
     twin_groups: BTreeMap<ReplicaId, Vec<ReplicaId>>,
+    /// Per replica, its counters summed over its earlier lives (banked before each kill): a
+    /// restarted replica counts from zero again, and [`Executor::counters`] adds these back.
+    banked: BTreeMap<ReplicaId, BTreeMap<String, u64>>,
     report: FaultReport,
 }
 
@@ -211,6 +226,7 @@ pub async fn execute(
         links: BTreeMap::new(),
         behaviours: BTreeMap::new(),
         twin_groups: BTreeMap::new(),
+        banked: BTreeMap::new(),
         report,
     };
     // Bounded: one iteration per action of the schedule.
@@ -384,10 +400,9 @@ impl Executor<'_> {
             FaultAction::Kill | FaultAction::Pause => {
                 for replica in &replicas {
                     let index = replica.index();
-                    let cluster = &mut *self.context.cluster;
                     let result = match kind {
-                        FaultKind::Kill => cluster.kill(index).await.map(|_| ()),
-                        _ => cluster.pause(index),
+                        FaultKind::Kill => self.kill(index).await,
+                        _ => self.context.cluster.pause(index),
                     };
                     match result {
                         Ok(()) => hit.push(*replica),
@@ -457,15 +472,48 @@ impl Executor<'_> {
         self.active.insert(index, active);
     }
 
-    /// Every replica's counters (`None` for one that does not answer).
+    /// Every replica's counters (`None` for one that does not answer and was never killed),
+    /// summed over its lives (a killed replica's are those of its earlier lives), with
+    /// [`CLIENT_DISSENT`]: the completed requests for which its INFORM disagreed with the proof,
+    /// as the clients counted them.
     async fn counters(&self) -> Counters {
+        let dissent = self.context.recorder.dissents();
         self.context
             .cluster
             .statuses()
             .await
             .into_iter()
-            .map(|status| status.map(|status| status.counters))
+            .enumerate()
+            .map(|(index, status)| {
+                let replica = ReplicaId(index as u8);
+                let banked = self.banked.get(&replica);
+                let mut counters = match (status, banked) {
+                    (Some(status), _) => status.counters,
+                    (None, Some(_)) => BTreeMap::new(),
+                    (None, None) => return None,
+                };
+                for (name, value) in banked.into_iter().flatten() {
+                    *counters.entry(name.clone()).or_default() += value;
+                }
+                let dissented = dissent.get(&(index as u32)).copied().unwrap_or(0);
+                counters.insert(CLIENT_DISSENT.into(), dissented);
+                Some(counters)
+            })
             .collect()
+    }
+
+    /// Kills replica `index` (SIGKILL), banking its counters first so that the adversary's
+    /// accounting survives the restart.
+    async fn kill(&mut self, index: usize) -> anyhow::Result<()> {
+        let replica = ReplicaId(index as u8);
+        let live = self.context.cluster.statuses().await.into_iter().nth(index).flatten();
+        if let Some(status) = live {
+            let banked = self.banked.entry(replica).or_default();
+            for (name, value) in status.counters {
+                *banked.entry(name).or_default() += value;
+            }
+        }
+        self.context.cluster.kill(index).await.map(|_| ())
     }
 
     /// The view that at least nf reachable replicas are in, and its primary; `None` while the
@@ -615,12 +663,20 @@ impl Executor<'_> {
     ) {
         let rollbacks = |counters: &Counters| counter(counters, lone, "rollbacks");
         let Some(before) = rollbacks(&self.counters().await) else { return };
+        let mut claim_failure_at =
+            self.context.beyond_budget.then(|| Instant::now() + LONE_FAILURE_AFTER);
         // Bounded by `until`.
         while Instant::now() < until {
             tokio::time::sleep(FORCE_POLL / 2).await;
             if self.links.contains_key(&index) {
                 let statuses = self.context.cluster.statuses().await;
                 let entered = statuses.iter().flatten().map(|status| status.view).max();
+                if entered.is_some_and(|entered| entered <= view)
+                    && claim_failure_at.is_some_and(|at| Instant::now() >= at)
+                {
+                    claim_failure_at = None;
+                    self.claim_failure(index, view).await;
+                }
                 if entered.is_some_and(|entered| entered > view) {
                     self.links.remove(&index);
                     self.apply_links();
@@ -695,7 +751,7 @@ impl Executor<'_> {
             if Instant::now() >= until {
                 break;
             }
-            if let Err(error) = self.context.cluster.kill(voter.index()).await {
+            if let Err(error) = self.kill(voter.index()).await {
                 self.error(format!("amnesia: kill of replica {}: {error:#}", voter.0));
                 continue;
             }
@@ -750,10 +806,11 @@ impl Executor<'_> {
 
     /// Whether Byzantine fault `active` acted: the targeted hooks counted their behaviours
     /// since they were switched on, and an honest replica shows it processed the result
-    /// (refused a message from an attacker, started a view change, rolled back, asked for
-    /// state) since the attack was under way, or since the switch when the hooks already acted
-    /// while the primary role was being forced (an equivocation can stall the view at once).
-    /// `None` when it acted, else why not.
+    /// (refused a message from an attacker, or for `replay` took one as a late vote; started a
+    /// view change, rolled back, asked for state) or a client outvoted an attacker's INFORM
+    /// ([`CLIENT_DISSENT`]) since the attack was under way, or since the switch when the hooks
+    /// already acted while the primary role was being forced (an equivocation can stall the
+    /// view at once). `None` when it acted, else why not.
     async fn vacuity(&self, active: &Active) -> Option<String> {
         let before = active.before.as_ref()?;
         let switched = active.switched.as_ref().unwrap_or(before);
@@ -785,18 +842,27 @@ impl Executor<'_> {
         };
         let byzantine = self.context.byzantine;
         let honest = (0..self.replica_count()).map(ReplicaId).filter(|r| !byzantine.contains(r));
+        // A replayed old vote is taken and ignored as late, not refused.
+        let replayed = active.behaviours.contains(&Behaviour::Replay);
         let mut effects = 0;
         for replica in honest {
             for attacker in &active.hit {
                 effects += delta(replica, &format!("rejected_from.{}", attacker.0));
+                if replayed {
+                    effects += delta(replica, &format!("late_from.{}", attacker.0));
+                }
             }
             for name in HONEST_EFFECTS {
                 effects += delta(replica, name);
             }
         }
+        // The clients are honest receivers too.
+        for attacker in &active.hit {
+            effects += delta(*attacker, CLIENT_DISSENT);
+        }
         (effects == 0).then(|| {
             "no honest replica refused an attacker's message, changed view, rolled back or \
-             asked for state while it lasted"
+             asked for state, and no client outvoted an attacker's INFORM, while it lasted"
                 .into()
         })
     }
@@ -827,6 +893,21 @@ impl Executor<'_> {
             return None;
         }
         Some(replicas)
+    }
+
+    /// Beyond the budget: the Byzantine replicas of fault `index` add `false-failure` to their
+    /// behaviours (f + 1 VC-REQUESTs for the view after `view`); recorded as a
+    /// `false-failure` info.
+    async fn claim_failure(&mut self, index: usize, view: u64) {
+        let Some((replicas, behaviours)) = self.behaviours.get_mut(&index) else { return };
+        behaviours.push(Behaviour::FalseFailure);
+        let replicas = replicas.clone();
+        for replica in &replicas {
+            self.apply_behaviours(*replica).await;
+        }
+        let value = json!({"replicas": numbers(&replicas), "view": view, "beyond_budget": true});
+        eprintln!("ordeal: nemesis at {:.1} s: false-failure {value}", self.elapsed_s());
+        self.context.recorder.nemesis(OpKind::Info, "false-failure", value);
     }
 
     /// Tells `replica` to behave as the union of its active Byzantine faults (none: correctly);

@@ -153,6 +153,7 @@ async fn await_completion(
                     // change nothing.
                     let _ = client.handle_inform(now, from, &inform);
                     if let Some(done) = client.poll_completion() {
+                        recorder.dissent(done.dissent.iter().map(|replica| u32::from(replica.0)));
                         let proof = (&done.proof).into();
                         return Completion::Done { result: done.result, proof };
                     }

@@ -7,6 +7,7 @@
 
 #![allow(clippy::disallowed_methods, reason = "the recorder stamps events with the wall clock")]
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
@@ -61,6 +62,8 @@ struct Inner {
     counts: Counts,
     /// The first write error; the history is then incomplete and the run must say so.
     error: Option<String>,
+    /// Per replica, the completed requests for which its INFORM disagreed with the proof.
+    dissent: BTreeMap<u32, u64>,
 }
 
 impl Recorder {
@@ -76,6 +79,7 @@ impl Recorder {
             next_index: 0,
             counts: Counts::default(),
             error: None,
+            dissent: BTreeMap::new(),
         };
         Ok(Recorder { start, inner: Mutex::new(inner) })
     }
@@ -187,6 +191,21 @@ impl Recorder {
             Some(error) => Err(io::Error::other(error.clone())),
             None => Ok(()),
         }
+    }
+
+    /// Counts one completed request for which each of `replicas` informed the client of
+    /// another view, slot or result than its proof ([`replica::core::Completion::dissent`]):
+    /// the client received and weighed an INFORM a Byzantine behaviour altered.
+    pub fn dissent(&self, replicas: impl IntoIterator<Item = u32>) {
+        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for replica in replicas {
+            *inner.dissent.entry(replica).or_default() += 1;
+        }
+    }
+
+    /// Per replica, the requests so far whose proof it disagreed with.
+    pub fn dissents(&self) -> BTreeMap<u32, u64> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).dissent.clone()
     }
 
     /// The counts so far.

@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use history::{
-    Digest, ExecuteEvent, ExecutedRequest, LedgerEvent, Op, OpKind, OpResult, Operation, Process,
-    Proof, RecertifiedEvent, RollbackEvent, StateTransferEvent, Verdict,
+    CheckpointEvent, Digest, ExecuteEvent, ExecutedRequest, LedgerEvent, Op, OpKind, OpResult,
+    Operation, Process, Proof, RecertifiedEvent, RollbackEvent, StateTransferEvent, Verdict,
 };
 use serde_json::json;
 
@@ -152,7 +152,37 @@ fn a_snapshot_over_the_slot_backs_a_cached_reply_and_byzantine_senders_are_not_j
     let result = run(&proven(0, vec![30 * MS; 3]), ledgers);
     assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
     assert_eq!(
-        (&result.evidence["checked"], &result.evidence["backed_by_state_transfer"]),
+        (&result.evidence["checked"], &result.evidence["backed_by_checkpoint"]),
         (&json!(2), &json!(1))
     );
+}
+
+/// A replica restarted from a snapshot it took from another replica answers a retransmission
+/// from that snapshot's reply cache, under the other replica's view: the slot is below its
+/// stable checkpoint, settled, and that is backing enough.
+#[test]
+fn a_stable_checkpoint_over_the_slot_backs_an_inform_of_any_view() {
+    let stable = |time| {
+        LedgerEvent::Checkpoint(CheckpointEvent {
+            time,
+            replica: 1,
+            seq: 4,
+            state_digest: Digest::ZERO,
+            stable: true,
+            certificate: None,
+        })
+    };
+    let ledgers = |checkpoint_at| {
+        vec![
+            (0, vec![executed(0, 10 * MS, 1, 3)]),
+            (1, vec![executed(1, 10 * MS, 0, 3), stable(checkpoint_at)]),
+            (2, vec![executed(2, 10 * MS, 1, 3)]),
+        ]
+    };
+    let result = run(&proven(1, vec![30 * MS; 3]), ledgers(20 * MS));
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert_eq!(result.evidence["backed_by_checkpoint"], 1);
+    // Stable only after the client heard replica 1: no backing then.
+    let result = run(&proven(1, vec![30 * MS; 3]), ledgers(40 * MS));
+    assert_eq!(result.verdict, Verdict::Invalid, "{:?}", result.evidence);
 }

@@ -95,6 +95,25 @@ fn equivocating_primary_within_budget_stays_valid() {
     let _ = std::fs::remove_dir_all(&store);
 }
 
+/// Attacks whose effect the adversary's accounting once missed acted (`faults.acted`, no
+/// vacuous fault, the `adversary` check valid): wrong results, which only clients see (they
+/// outvote them), and an equivocating primary killed and restarted mid-attack (its hook
+/// counters start again from zero in its second life).
+#[test]
+fn attacks_seen_only_by_clients_or_across_a_restart_acted() {
+    let _cluster = cluster_lock();
+    for name in ["wrong-results", "crash-while-equivocating"] {
+        let store = temp_dir(name);
+        play(&store, &scenario(name), 1);
+        let results = results(&store.join("latest"));
+        assert_eq!(results["verdict"], "valid", "{name}: {results:#}");
+        assert_eq!(results["checkers"]["adversary"]["verdict"], "valid", "{name}: {results:#}");
+        assert_eq!(results["faults"]["vacuous"], serde_json::json!([]), "{name}");
+        assert!(results["faults"]["acted"].as_u64().unwrap_or(0) >= 1, "{name}");
+        let _ = std::fs::remove_dir_all(&store);
+    }
+}
+
 /// Byzantine clients send malformed, forged, replayed, misaddressed and oversized requests:
 /// every replica refuses them with counted reasons, nothing of it executes (the ledger
 /// validity and at-most-once oracles hold), and the correct clients are served.

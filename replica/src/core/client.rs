@@ -70,6 +70,9 @@ pub struct Completion {
     pub result: OpResult,
     /// The proof.
     pub proof: Proof,
+    /// The replicas whose latest INFORM for the request named another view, slot or result
+    /// than the proof: a faulty replica's altered INFORM, or an honest one's older view.
+    pub dissent: Vec<ReplicaId>,
 }
 
 /// Why the client refused an input.
@@ -273,12 +276,19 @@ impl Client {
         };
         if replicas.len() >= needed {
             let outstanding = self.outstanding.take().expect("matched above");
+            let dissent = outstanding
+                .informs
+                .iter()
+                .filter(|(_, (other, _))| *other != vote)
+                .map(|(replica, _)| *replica)
+                .collect();
             self.view_hint = self.view_hint.max(vote.view);
             self.completions.push_back(Completion {
                 request: outstanding.request.body.request,
                 op: outstanding.request.body.op,
                 result: vote.result,
                 proof: Proof { view: vote.view, seq: vote.seq, replicas, informed },
+                dissent,
             });
         }
         Ok(())

@@ -153,6 +153,9 @@ pub struct Recorded {
     pub stable: Seq,
     /// The last view recorded as entered.
     pub view: View,
+    /// The view of the last certificate recorded for each slot of `chain` (its execution's,
+    /// or a later re-certification's).
+    pub certified: BTreeMap<Seq, View>,
 }
 
 impl Recorded {
@@ -169,12 +172,15 @@ impl Recorded {
                     recorded
                         .chain
                         .insert(Seq(execute.seq), (execute.block_hash, execute.state_digest));
+                    recorded.certified.insert(Seq(execute.seq), View(execute.view));
                 }
                 LedgerEvent::Rollback(rollback) => {
                     recorded.chain.retain(|seq, _| seq.0 <= rollback.to_seq);
+                    recorded.certified.retain(|seq, _| seq.0 <= rollback.to_seq);
                 }
                 LedgerEvent::StateTransfer(transfer) => {
                     recorded.chain.clear();
+                    recorded.certified.clear();
                     recorded.base = Seq(transfer.seq);
                     recorded
                         .chain
@@ -189,7 +195,11 @@ impl Recorded {
                     recorded.view = recorded.view.max(View(entered.view));
                 }
                 // The block stays; recovery re-tags it from the stored certificate.
-                LedgerEvent::Recertified(_) => {}
+                LedgerEvent::Recertified(recertified) => {
+                    if recorded.chain.contains_key(&Seq(recertified.seq)) {
+                        recorded.certified.insert(Seq(recertified.seq), View(recertified.new_view));
+                    }
+                }
             }
         }
         recorded

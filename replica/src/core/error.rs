@@ -455,6 +455,8 @@ pub struct Counters {
     pub informs_resent: u64,
     /// Votes that arrived for a slot already executed (benign, ignored).
     pub votes_late: u64,
+    /// `votes_late` by sender: how a replayed old vote shows at an honest receiver.
+    pub late_from: BTreeMap<u8, u64>,
     /// View changes this replica started or joined (VC-REQUESTs sent).
     pub view_changes_started: u64,
     /// Views entered through a valid NV-PROPOSE.
@@ -505,6 +507,13 @@ impl Counters {
     pub fn reject_deferred(&mut self, rejection: Rejection) -> Rejection {
         self.rejected_deferred += 1;
         self.reject(rejection)
+    }
+
+    /// Counts a vote from `from` that came after its slot was executed (or its checkpoint
+    /// stable): benign, ignored.
+    pub fn late(&mut self, from: ReplicaId) {
+        self.votes_late += 1;
+        *self.late_from.entry(from.0).or_default() += 1;
     }
 
     /// How many rejections of `kind` were counted.

@@ -869,7 +869,7 @@ impl Replica {
         self.check_view("support", support.view)?;
         let seq = support.seq;
         if self.check_log(seq)? == SlotPosition::Executed {
-            self.counters.votes_late += 1;
+            self.counters.late(from);
             return Ok(());
         }
         if protocol == Protocol::PoeTs {
@@ -1009,7 +1009,7 @@ impl Replica {
         self.check_view("certify", certify.view)?;
         let seq = certify.seq;
         if self.check_log(seq)? == SlotPosition::Executed {
-            self.counters.votes_late += 1;
+            self.counters.late(from);
             return Ok(());
         }
         let slot = self.slots.get(&seq);

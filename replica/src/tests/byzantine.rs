@@ -1018,3 +1018,48 @@ fn byzantine_new_primary_forges_when_every_subset_decides_the_same() {
         .sum();
     assert!(refused > 0, "an honest replica refused the forged NV-PROPOSE");
 }
+
+/// A replica killed after it persisted a re-certification but before it recorded the
+/// `recertified` event records it on restart: its reply cache answers under the stored
+/// certificate's view, and the ledger must show that certificate (`inform-certificates`).
+///
+/// Setup: n = 4 PoE-TS, replica 0 Byzantine with `withhold-certificate`: one honest backup
+/// alone executes its slots, view 1 carries them and that backup certifies them again.
+/// Test: with its `recertified` events cut from its ledger, the backup restarted from its disk
+/// records one for every slot it had re-certified, into the same view; restarted with its
+/// ledger whole, none.
+#[test]
+fn a_restart_records_a_recertification_its_ledger_lost() {
+    // No checkpoint in the run: every slot is replayed from the store on restart.
+    let mut config = Config::new(Protocol::PoeTs, 4, 16);
+    config.checkpoint_interval = 4096;
+    let mut cluster = cluster_with(config, 461, 300, &[(0, &[Behaviour::WithholdCertificate])]);
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    let recertified = |events: &[LedgerEvent]| -> BTreeMap<u64, u64> {
+        events
+            .iter()
+            .filter_map(|event| match event {
+                LedgerEvent::Recertified(recertified) => {
+                    Some((recertified.seq, recertified.new_view))
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    let (lone, before) = (1..4u8)
+        .map(|id| (ReplicaId(id), recertified(&cluster.events[usize::from(id)])))
+        .max_by_key(|(_, slots)| slots.len())
+        .expect("three honest replicas");
+    assert!(!before.is_empty(), "a backup re-certified kept slots");
+    cluster.kill(lone);
+    cluster.events[lone.index()].retain(|event| !matches!(event, LedgerEvent::Recertified(_)));
+    let cut = cluster.events[lone.index()].len();
+    cluster.restart(lone);
+    assert_eq!(cluster.replica(lone).status().stable_checkpoint, Seq(0));
+    assert_eq!(recertified(&cluster.events[lone.index()][cut..]), before);
+    // Restarted again with its ledger whole, it records none twice.
+    cluster.kill(lone);
+    let whole = cluster.events[lone.index()].len();
+    cluster.restart(lone);
+    assert_eq!(recertified(&cluster.events[lone.index()][whole..]), BTreeMap::new());
+}

@@ -45,18 +45,21 @@ fn client_completes_on_nf_identical_informs_only() {
 
     let honest = OpResult::Read { value: Some(3) };
     let wrong = OpResult::Read { value: Some(4) };
-    client.handle_inform(Time::ZERO, ReplicaId(0), &inform(&keys, 0, 1, honest.clone())).unwrap();
-    client.handle_inform(Time::ZERO, ReplicaId(3), &inform(&keys, 3, 1, wrong)).unwrap();
-    client.handle_inform(Time::ZERO, ReplicaId(1), &inform(&keys, 1, 1, honest.clone())).unwrap();
+    let at = Time::from_nanos;
+    client.handle_inform(at(10), ReplicaId(0), &inform(&keys, 0, 1, honest.clone())).unwrap();
+    client.handle_inform(at(11), ReplicaId(3), &inform(&keys, 3, 1, wrong)).unwrap();
+    client.handle_inform(at(12), ReplicaId(1), &inform(&keys, 1, 1, honest.clone())).unwrap();
     assert_eq!(client.poll_completion(), None, "2 identical + 1 different is no proof");
-    // A duplicate INFORM from an honest replica still counts once.
-    client.handle_inform(Time::ZERO, ReplicaId(1), &inform(&keys, 1, 1, honest.clone())).unwrap();
+    // A duplicate INFORM from an honest replica still counts once, from when it first came.
+    client.handle_inform(at(13), ReplicaId(1), &inform(&keys, 1, 1, honest.clone())).unwrap();
     assert_eq!(client.poll_completion(), None);
-    client.handle_inform(Time::ZERO, ReplicaId(2), &inform(&keys, 2, 1, honest.clone())).unwrap();
+    client.handle_inform(at(14), ReplicaId(2), &inform(&keys, 2, 1, honest.clone())).unwrap();
     let done = client.poll_completion().expect("nf identical informs");
     assert_eq!(done.result, honest);
     assert_eq!(done.proof.replicas, [ReplicaId(0), ReplicaId(1), ReplicaId(2)]);
+    assert_eq!(done.proof.informed, [at(10), at(12), at(14)]);
     assert_eq!((done.proof.view, done.proof.seq), (View(0), Seq(4)));
+    assert_eq!(done.dissent, [ReplicaId(3)], "replica 3's wrong result was outvoted");
     assert_eq!(client.outstanding(), None);
 }
 

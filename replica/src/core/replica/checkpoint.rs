@@ -133,7 +133,7 @@ impl Replica {
             return Err(invalid("not a checkpoint slot"));
         }
         if seq <= self.stable_seq() {
-            self.counters.votes_late += 1;
+            self.counters.late(from);
             return Ok(());
         }
         let high = Seq(self.stable_seq().0 + self.config.evidence_slots_max());

@@ -5,11 +5,12 @@
 //! its pending VC-REQUEST and its votes, so the support-once rule holds across the crash. Then
 //! it reconciles its `ledger.jsonl` with what it recovered: the store is written before the
 //! events, so the file can only lack the events of the last writes before the kill; the replica
-//! records them now (executions, a rollback, or the state transfer of its stored checkpoint).
+//! records them now (executions, re-certifications, a rollback, or the state transfer of its
+//! stored checkpoint).
 //! Finally it asks every peer for state, to learn the current view and catch up.
 
 use history::{CheckpointEvent, ExecuteEvent, ExecutedRequest, LedgerEvent};
-use history::{RollbackEvent, ViewEvent};
+use history::{RecertifiedEvent, RollbackEvent, ViewEvent};
 
 use super::checkpoint::state_transfer_event;
 use super::view_change::Mode;
@@ -17,7 +18,7 @@ use super::{Replica, signature_hex};
 use crate::core::durable::{Durable, Recorded};
 use crate::core::message::{batch_digest, proposal_digest};
 use crate::core::state_machine::StateMachine;
-use crate::core::types::{Digest, Seq, Time};
+use crate::core::types::{Digest, Seq, Time, View};
 
 impl Replica {
     /// Replica `secrets.id` restarted from its persisted state at time `now`; `recorded` is
@@ -83,7 +84,7 @@ impl Replica {
                 }
             }
             chain.insert(seq, (hash, self.state.digest()));
-            replayed.push(ExecuteEvent {
+            let execute = ExecuteEvent {
                 time: now.as_nanos(),
                 replica: u32::from(self.id.0),
                 view: block.view.0,
@@ -103,7 +104,8 @@ impl Replica {
                     })
                     .collect(),
                 state_digest: self.state.digest(),
-            });
+            };
+            replayed.push((execute, block.certificate_view));
         }
         self.view = durable.view;
         let view = self.view;
@@ -141,12 +143,15 @@ impl Replica {
     }
 
     /// Records what `ledger.jsonl` misses of the recovered history `chain` (hash and digest per
-    /// slot from the stable checkpoint on), given the `replayed` executions above it.
+    /// slot from the stable checkpoint on), given the `replayed` executions above it, each with
+    /// the view of the certificate the store holds for it: an execution the file lacks, and a
+    /// re-certification persisted before a kill cut its ledger event (the reply cache answers
+    /// under the stored certificate's view, and `inform-certificates` looks for it).
     fn reconcile(
         &mut self,
         recorded: &Recorded,
         chain: &std::collections::BTreeMap<Seq, (Digest, Digest)>,
-        replayed: Vec<ExecuteEvent>,
+        replayed: Vec<(ExecuteEvent, View)>,
         now: Time,
     ) {
         let time = now.as_nanos();
@@ -187,8 +192,25 @@ impl Replica {
                 certificate: Some(certificate.record()),
             }));
         }
-        for execute in replayed.into_iter().filter(|execute| execute.seq > common.0) {
-            self.events.push_back(LedgerEvent::Execute(execute));
+        for (execute, certified) in replayed {
+            let (seq, batch_digest) = (Seq(execute.seq), execute.batch_digest);
+            let known = if seq > common {
+                let view = View(execute.view);
+                self.events.push_back(LedgerEvent::Execute(execute));
+                view
+            } else {
+                recorded.certified.get(&seq).copied().unwrap_or(View(execute.view))
+            };
+            if known < certified {
+                self.events.push_back(LedgerEvent::Recertified(RecertifiedEvent {
+                    time,
+                    replica,
+                    seq: seq.0,
+                    old_view: known.0,
+                    new_view: certified.0,
+                    batch_digest,
+                }));
+            }
         }
     }
 }
