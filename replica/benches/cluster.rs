@@ -74,11 +74,7 @@ fn parse_options() -> Options {
                 options.batch_timeout_us = value.parse().expect("--batch-timeout-us N")
             }
             "--protocol" => {
-                options.protocol = match value.as_str() {
-                    "poe-ts" => Protocol::PoeTs,
-                    "poe-mac" => Protocol::PoeMac,
-                    other => panic!("unknown protocol {other}"),
-                }
+                options.protocol = value.parse().unwrap_or_else(|error| panic!("{error}"))
             }
             "--parallel-only" => {
                 options.parallel_only = true;
@@ -234,8 +230,9 @@ fn main() {
                 + micros(combine)
                 + f64::from(n) * micros(group_verify)
         }
-        // Signed supports: every replica signs one and verifies n − 1.
-        Protocol::PoeMac => {
+        // Signed supports (PBFT: PREPAREs; its COMMITs carry MACs only): every replica signs
+        // one and verifies n − 1.
+        Protocol::PoeMac | Protocol::Pbft => {
             batch_size * micros(sign)
                 + f64::from(n) * micros(verify_batch) * batch_size / 100.0
                 + f64::from(n) * micros(sign)

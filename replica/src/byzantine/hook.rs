@@ -26,7 +26,7 @@ use super::tamper;
 use super::{Behaviour, ByzantineConfig};
 use crate::core::config::{Config, Protocol};
 use crate::core::message::{
-    Certify, Checkpoint, Inform, NewView, Propose, SignedRequest, SlotEvidence, Support,
+    Certify, Checkpoint, Commit, Inform, NewView, Propose, SignedRequest, SlotEvidence, Support,
     SupportProof, ViewChange, batch_digest, decode, proposal_digest, support_signing_bytes,
 };
 use crate::core::replica::{Decision, decide};
@@ -594,6 +594,20 @@ impl Hook {
                 item.changed = true;
                 vec![item]
             }
+            // PBFT: the primary's COMMIT follows its PREPARE to the other side.
+            Message::Commit(commit) if commit.replica == self.id => {
+                let key = (commit.view, commit.seq);
+                let Some(equivocation) = self.equivocations.get(&key) else { return vec![item] };
+                if !equivocation.others.contains(&item.to) {
+                    return vec![item];
+                }
+                let Some(alternative) = equivocation.alternative.as_ref() else {
+                    return Vec::new();
+                };
+                commit.digest = alternative.digest;
+                item.changed = true;
+                vec![item]
+            }
             _ => vec![item],
         }
     }
@@ -853,6 +867,7 @@ impl Hook {
             Message::Propose(propose) => moved(&mut propose.view),
             Message::Support(support) => moved(&mut support.view),
             Message::Certify(certify) => moved(&mut certify.view),
+            Message::Commit(commit) => moved(&mut commit.view),
             Message::NewView(new_view) => {
                 let mut inner = (**new_view).clone();
                 let done = moved(&mut inner.view);
@@ -915,6 +930,12 @@ impl Hook {
                 0 => tamper::nudge(rng, &mut certify.view.0),
                 1 => tamper::nudge(rng, &mut certify.seq.0),
                 _ => tamper::flip_bit(rng, &mut certify.digest.0),
+            },
+            Message::Commit(commit) => match choice {
+                0 => tamper::nudge(rng, &mut commit.view.0),
+                1 => tamper::nudge(rng, &mut commit.seq.0),
+                2 => commit.replica = tamper::other_replica(rng, commit.replica, n),
+                _ => tamper::flip_bit(rng, &mut commit.digest.0),
             },
             Message::Checkpoint(checkpoint) => {
                 match choice {
@@ -1099,7 +1120,7 @@ impl Hook {
         {
             return self.gather_share(key, support, *share);
         }
-        if !equivocate || self.config.protocol != Protocol::PoeMac {
+        if !equivocate || !self.config.protocol.signed_votes() {
             return Vec::new();
         }
         let slot = slot_entry(&mut self.digests, key);
@@ -1186,6 +1207,18 @@ impl Hook {
             Protocol::PoeMac => {
                 let receivers: Vec<ReplicaId> = self.others().collect();
                 receivers.into_iter().filter_map(|to| self.seal(to, &message)).collect()
+            }
+            Protocol::Pbft => {
+                // An accomplice PREPAREs and COMMITs every side at once: it need not wait to
+                // be prepared, and its COMMIT completes either side's commit quorum.
+                let commit =
+                    Message::Commit(Commit { view: key.0, seq: key.1, digest, replica: self.id });
+                let receivers: Vec<ReplicaId> = self.others().collect();
+                receivers
+                    .into_iter()
+                    .flat_map(|to| [self.seal(to, &message), self.seal(to, &commit)])
+                    .flatten()
+                    .collect()
             }
         }
     }
@@ -1542,7 +1575,9 @@ impl Hook {
             Protocol::PoeTs => SupportProof::Share(
                 self.secrets.threshold_share.sign(&PreparedMessage::new(&bytes)),
             ),
-            Protocol::PoeMac => SupportProof::Signature(self.secrets.signing_key.sign(&bytes)),
+            Protocol::PoeMac | Protocol::Pbft => {
+                SupportProof::Signature(self.secrets.signing_key.sign(&bytes))
+            }
         };
         Support { view, seq, digest, replica: self.id, proof }
     }

@@ -113,6 +113,7 @@ pub(super) fn forge_inner(rng: &mut ChaCha20Rng, message: &mut Message) -> bool 
         }
         Message::Propose(_)
         | Message::Forward(_)
+        | Message::Commit(_)
         | Message::NewView(_)
         | Message::StateRequest(_)
         | Message::StateTransfer(_) => return false,

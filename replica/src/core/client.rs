@@ -1,10 +1,11 @@
-//! The client side of PoE as a sans-IO state machine.
+//! The client side of PoE and PBFT as a sans-IO state machine.
 //!
 //! A client signs each request (client id, request id, operation), sends it to the primary it
-//! believes in, and collects INFORMs. The request is done when **nf identical INFORMs** (same
-//! view, sequence number and result) arrive from distinct replicas: that set is the
-//! proof-of-execution (PROTOCOL §3.1 step 7). f + 1 would be unsafe, since results are
-//! speculative. If the proof does not form in time, the client re-sends the request to every
+//! believes in, and collects INFORMs (PBFT's REPLYs). In PoE the request is done when **nf
+//! identical INFORMs** (same view, sequence number and result) arrive from distinct replicas:
+//! that set is the proof-of-execution (PROTOCOL §3.1 step 7); f + 1 would be unsafe, since
+//! results are speculative. In PBFT, where a replica replies only after a request committed,
+//! **f + 1** identical REPLYs suffice (§7): one of them is honest ([`Config::reply_quorum`]). If the proof does not form in time, the client re-sends the request to every
 //! replica (backups forward it to the primary), with exponential backoff.
 //!
 //! One request is outstanding at a time, like a Jepsen process. Each replica's latest INFORM for
@@ -267,7 +268,7 @@ impl Client {
             .filter(|(_, (other, _))| *other == vote)
             .map(|(replica, (_, first))| (*replica, *first))
             .unzip();
-        let needed = self.config.nf();
+        let needed = self.config.reply_quorum();
         #[cfg(feature = "planted-bugs")]
         let needed = if self.config.planted(crate::planted::PlantedBug::ClientFPlus1) {
             self.config.f() + 1

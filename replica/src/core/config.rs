@@ -49,15 +49,46 @@ pub enum Protocol {
     PoeTs,
     /// PoE with MACs: all-to-all signed SUPPORTs (§3.2).
     PoeMac,
+    /// PBFT (Castro–Liskov with nf quorums, §7): PRE-PREPARE, all-to-all signed PREPAREs, then
+    /// all-to-all COMMITs; execution only once committed-local, never speculative; clients
+    /// complete on f + 1 matching replies.
+    Pbft,
 }
 
 impl Protocol {
-    /// The command-line name (`poe-ts`, `poe-mac`).
+    /// Every protocol, in the order the side-by-side table lists them.
+    pub const ALL: [Protocol; 3] = [Protocol::PoeTs, Protocol::PoeMac, Protocol::Pbft];
+
+    /// The command-line name (`poe-ts`, `poe-mac`, `pbft`).
     pub fn name(self) -> &'static str {
         match self {
             Protocol::PoeTs => "poe-ts",
             Protocol::PoeMac => "poe-mac",
+            Protocol::Pbft => "pbft",
         }
+    }
+
+    /// Whether votes are ed25519-signed and go to everyone (PoE-MAC's SUPPORTs, PBFT's
+    /// PREPAREs), rather than threshold shares sent to the primary (PoE-TS).
+    pub fn signed_votes(self) -> bool {
+        matches!(self, Protocol::PoeMac | Protocol::Pbft)
+    }
+
+    /// Whether a slot executes as soon as it is view-committed (PoE: speculatively, undone by a
+    /// rollback if a view change decides otherwise), or only after a commit phase (PBFT).
+    pub fn speculative(self) -> bool {
+        !matches!(self, Protocol::Pbft)
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Protocol, String> {
+        Protocol::ALL
+            .into_iter()
+            .find(|protocol| protocol.name() == name)
+            .ok_or_else(|| format!("unknown protocol {name:?} (known: poe-ts, poe-mac, pbft)"))
     }
 }
 
@@ -229,6 +260,16 @@ impl Config {
             return 2 * self.f() + 1;
         }
         usize::from(self.replica_count) - self.f()
+    }
+
+    /// How many matching replies complete a client request: nf identical INFORMs in PoE (a
+    /// proof that survives any view change), f + 1 matching REPLYs in PBFT (at least one from an
+    /// honest replica, which executes only committed requests).
+    pub fn reply_quorum(&self) -> usize {
+        match self.protocol {
+            Protocol::PoeTs | Protocol::PoeMac => self.nf(),
+            Protocol::Pbft => self.f() + 1,
+        }
     }
 
     /// The primary of `view`.

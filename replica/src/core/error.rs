@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::safety::Refusal;
 use super::types::{ClientId, Digest, ReplicaId, RequestId, Seq, View};
 
 /// Why an input was rejected.
@@ -22,6 +23,9 @@ pub enum Rejection {
     /// A message claims to come from the receiver itself.
     #[error("message from self")]
     FromSelf,
+    /// The safety rules refused to sign a vote this input asked for.
+    #[error("the safety rules refused: {0}")]
+    Refused(#[from] Refusal),
     /// The payload exceeds the largest message.
     #[error("message of {size} bytes exceeds the maximum of {max}")]
     TooLarge {
@@ -371,6 +375,7 @@ impl Rejection {
         match self {
             Rejection::UnknownReplica { .. } => "unknown_replica",
             Rejection::FromSelf => "from_self",
+            Rejection::Refused(_) => "safety_refused",
             Rejection::TooLarge { .. } => "too_large",
             Rejection::InvalidMac { .. } => "invalid_mac",
             Rejection::Malformed { .. } => "malformed",
@@ -437,8 +442,15 @@ pub struct Counters {
     /// Signature shares found invalid (when a combination failed, or checked beforehand
     /// because their sender sent a bad share before).
     pub invalid_shares: u64,
-    /// Slots view-committed.
+    /// Slots view-committed (PoE) or committed-local (PBFT).
     pub slots_committed: u64,
+    /// PBFT: slots prepared (nf matching signed PREPAREs, the PRE-PREPARE included).
+    pub slots_prepared: u64,
+    /// PBFT: COMMITs sent.
+    pub commits_sent: u64,
+    /// Votes the safety rules refused to sign (a slot re-proposed with another batch after a
+    /// restart, a COMMIT for a digest this replica never supported).
+    pub safety_refusals: u64,
     /// Slots view-committed while an earlier slot was still uncommitted (agreement out of order).
     pub slots_committed_out_of_order: u64,
     /// Slots executed.

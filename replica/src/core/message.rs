@@ -160,6 +160,9 @@ pub enum Message {
     StateRequest(StateRequest),
     /// The answer to a [`StateRequest`].
     StateTransfer(Arc<StateTransfer>),
+    /// PBFT's COMMIT(v, k, h), replica → all, once the slot is prepared (nf signed PREPAREs,
+    /// which travel as [`Message::Support`]; PRE-PREPARE travels as [`Message::Propose`]).
+    Commit(Commit),
 }
 
 impl Message {
@@ -175,6 +178,7 @@ impl Message {
             Message::NewView(_) => "new-view",
             Message::StateRequest(_) => "state-request",
             Message::StateTransfer(_) => "state-transfer",
+            Message::Commit(_) => "commit",
         }
     }
 }
@@ -204,6 +208,22 @@ pub struct Support {
     /// The threshold share (PoE-TS) or ed25519 signature (PoE-MAC) over
     /// [`support_signing_bytes`]`(h)`.
     pub proof: SupportProof,
+}
+
+/// PBFT's COMMIT(v, k, h) from `replica`: it holds a prepared certificate for `digest` at
+/// (view, seq). Authenticated by the pair MAC of its envelope only, as in Castro–Liskov: a
+/// commit quorum is never forwarded (view changes carry prepared certificates, which are
+/// signed), so it needs no signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Commit {
+    /// The view.
+    pub view: View,
+    /// The sequence number.
+    pub seq: Seq,
+    /// h, the proposal digest prepared.
+    pub digest: Digest,
+    /// The committing replica (must be the sender).
+    pub replica: ReplicaId,
 }
 
 /// What makes a SUPPORT count.

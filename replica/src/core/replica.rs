@@ -55,9 +55,9 @@ use super::durable::{StoredBlock, Write};
 use super::error::{Counters, Rejection};
 use super::ledger::{Certificate, Ledger, genesis_hash};
 use super::message::{
-    AuthenticatedInform, Certify, CheckpointCertificate, Envelope, Inform, Message, NewView,
-    Propose, SignedRequest, SlotEvidence, Support, SupportProof, ViewChange, batch_digest, encode,
-    proposal_digest, support_signing_bytes,
+    AuthenticatedInform, Certify, CheckpointCertificate, Commit, Envelope, Inform, Message,
+    NewView, Propose, SignedRequest, SlotEvidence, Support, SupportProof, ViewChange, batch_digest,
+    encode, proposal_digest, support_signing_bytes,
 };
 use super::safety::{Refusal, Safety};
 use super::state_machine::{Snapshot, StateMachine};
@@ -194,8 +194,15 @@ struct Slot {
     invalid_shares: BTreeSet<ReplicaId>,
     /// PoE-TS backups: a verified CERTIFY, possibly ahead of its PROPOSE.
     certify: Option<Certify>,
-    /// Set when the slot is view-committed.
+    /// Set when the slot is view-committed (PoE) or prepared (PBFT): the transferable evidence
+    /// a VC-REQUEST carries.
     certificate: Option<Certificate>,
+    /// PBFT: the first COMMIT of each replica (own included); once the proposal is in, only
+    /// COMMITs for its digest.
+    commits: BTreeMap<ReplicaId, Commit>,
+    /// Ready to execute: view-committed (PoE, with `certificate`), committed-local (PBFT: the
+    /// certificate and nf matching COMMITs).
+    committed: bool,
 }
 
 /// A PoE replica.
@@ -247,13 +254,6 @@ pub struct Replica {
     unproven_view: Option<Seq>,
     /// The NV-PROPOSE that started the current view (for replicas that missed it).
     new_view: Option<Arc<NewView>>,
-    /// The highest view this replica signed a VC-REQUEST for (persisted, never lowered). Below
-    /// it the replica is passive: it may enter a lower view from a valid NV-PROPOSE (the others
-    /// moved on there while it asked for a later one) and execute what that view certifies,
-    /// but it neither supports, proposes, informs clients nor signs checkpoints there. Its
-    /// VC-REQUEST, which a later new primary may still count, then never misses a certificate
-    /// or a promise it helped form, so quorum intersection holds.
-    vote_floor: View,
     /// The slots the current view carried over (k_s, k_max] that are not certified in it yet,
     /// with the decided (highest-view) evidence.
     carried: BTreeMap<Seq, SlotEvidence>,
@@ -365,7 +365,6 @@ impl Replica {
             failed_view_changes: 0,
             unproven_view: None,
             new_view: None,
-            vote_floor: View(0),
             carried: BTreeMap::new(),
             contested: BTreeMap::new(),
             progress_deadline: None,
@@ -630,6 +629,7 @@ impl Replica {
             Message::NewView(new_view) => self.handle_new_view(now, from, new_view),
             Message::StateRequest(request) => self.handle_state_request(now, from, &request),
             Message::StateTransfer(transfer) => self.handle_state_transfer(now, from, &transfer),
+            Message::Commit(commit) => self.handle_commit(now, from, commit),
         }
     }
 
@@ -731,15 +731,21 @@ impl Replica {
         }
         // The safety rules have the last word (a slot whose proposal was dropped could have been
         // supported before).
-        let support = self
-            .vote(view, seq, digest, proposal.prepared.as_ref())
-            .map_err(|_| Rejection::ConflictingProposal { view, seq })?;
+        let support =
+            self.vote(view, seq, digest, proposal.prepared.as_ref()).map_err(|refusal| {
+                match refusal {
+                    Refusal::AlreadySupported { .. } => {
+                        Rejection::ConflictingProposal { view, seq }
+                    }
+                    refusal => Rejection::Refused(refusal),
+                }
+            })?;
         self.counters.proposals_accepted += 1;
         self.install_proposal(seq, proposal);
         self.expect_progress(now);
         match self.config.protocol {
             Protocol::PoeTs => self.send(self.config.primary(view), &Message::Support(support)),
-            Protocol::PoeMac => {
+            Protocol::PoeMac | Protocol::Pbft => {
                 self.slots.entry(seq).or_default().votes.insert(self.id, support.clone());
                 self.broadcast(&Message::Support(support));
             }
@@ -767,6 +773,19 @@ impl Replica {
             .collect();
         if slot.certify.as_ref().is_some_and(|certify| certify.digest != digest) {
             slot.certify = None;
+        }
+        let stale_commits: Vec<Commit> = slot
+            .commits
+            .extract_if(.., |_, commit| commit.digest != digest)
+            .map(|(_, commit)| commit)
+            .collect();
+        for commit in stale_commits {
+            self.counters.reject_deferred(Rejection::DigestMismatch {
+                from: commit.replica,
+                seq,
+                expected: digest,
+                actual: commit.digest,
+            });
         }
         for vote in mismatched {
             let from = vote.replica;
@@ -858,7 +877,7 @@ impl Replica {
         let protocol = self.config.protocol;
         match (protocol, &support.proof) {
             (Protocol::PoeTs, SupportProof::Share(_))
-            | (Protocol::PoeMac, SupportProof::Signature(_)) => {}
+            | (Protocol::PoeMac | Protocol::Pbft, SupportProof::Signature(_)) => {}
             _ => {
                 return Err(Rejection::WrongProtocol {
                     message: "support",
@@ -918,7 +937,7 @@ impl Replica {
         }
         match protocol {
             Protocol::PoeTs => self.try_certify(now, seq),
-            Protocol::PoeMac => {
+            Protocol::PoeMac | Protocol::Pbft => {
                 self.try_commit(now, seq);
                 self.try_adopt_contested(now, seq);
             }
@@ -1065,7 +1084,7 @@ impl Replica {
                 .as_ref()
                 .filter(|certify| certify.digest == contested.digest)
                 .map(|certify| Certificate::Threshold(certify.signature)),
-            Protocol::PoeMac => {
+            Protocol::PoeMac | Protocol::Pbft => {
                 let matching: Vec<Support> = slot
                     .votes
                     .values()
@@ -1096,9 +1115,11 @@ impl Replica {
                 .collect();
             self.roll_back_to(now, Seq(seq.0 - 1));
             for (later, proposal, certificate) in again {
+                // Executed before, so committed (PBFT: committed-local) then.
                 let slot = self.slots.entry(later).or_default();
                 slot.proposal = Some(proposal);
                 slot.certificate = Some(certificate);
+                slot.committed = true;
             }
         }
         self.carried.insert(
@@ -1138,7 +1159,7 @@ impl Replica {
                 .as_ref()
                 .filter(|certify| certify.digest == proposal.digest || !digest_checked)
                 .map(|certify| Certificate::Threshold(certify.signature)),
-            Protocol::PoeMac => {
+            Protocol::PoeMac | Protocol::Pbft => {
                 let matching: Vec<Support> = slot
                     .votes
                     .values()
@@ -1154,8 +1175,122 @@ impl Replica {
         self.after_commit(now, seq);
     }
 
-    /// Bookkeeping once `seq` is view-committed; executes whatever is now ready.
+    /// `seq` just got its certificate: in PoE it is view-committed and executes (speculatively)
+    /// in order; in PBFT it is prepared, and the commit phase follows.
     fn after_commit(&mut self, now: Time, seq: Seq) {
+        if self.config.protocol.speculative() {
+            self.committed(now, seq);
+        } else {
+            self.prepared(now, seq);
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // PBFT's commit phase.
+
+    /// PBFT: `seq` is prepared (its certificate holds nf matching signed PREPAREs). Sends this
+    /// replica's COMMIT, through the safety rules (only for the digest it PREPAREd, never
+    /// below its vote floor), then checks for a commit quorum.
+    fn prepared(&mut self, now: Time, seq: Seq) {
+        let Some(slot) = self.slots.get(&seq) else { return };
+        let Some(proposal) = &slot.proposal else { return };
+        let (view, digest) = (proposal.view, proposal.digest);
+        self.counters.slots_prepared += 1;
+        if view == self.view && !self.is_passive() && !slot.commits.contains_key(&self.id) {
+            match self.safety.commit(view, seq, digest) {
+                Ok(commit) => {
+                    self.counters.commits_sent += 1;
+                    let slot = self.slots.get_mut(&seq).expect("looked up above");
+                    slot.commits.insert(self.id, commit.clone());
+                    self.broadcast(&Message::Commit(commit));
+                }
+                // Certified without this replica's PREPARE (a contested slot the view certified,
+                // a slot from a state transfer): the others' COMMITs decide.
+                Err(_) => self.counters.safety_refusals += 1,
+            }
+        }
+        self.try_commit_local(now, seq);
+    }
+
+    /// PBFT: a COMMIT(v, k, h) from `from`.
+    fn handle_commit(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        commit: Commit,
+    ) -> Result<(), Rejection> {
+        if self.config.protocol.speculative() {
+            return Err(Rejection::WrongProtocol {
+                message: "commit",
+                protocol: self.config.protocol.name(),
+            });
+        }
+        if commit.replica != from {
+            return Err(Rejection::SupportSenderMismatch { from, claimed: commit.replica });
+        }
+        self.check_view("commit", commit.view)?;
+        let seq = commit.seq;
+        if self.check_log(seq)? == SlotPosition::Executed {
+            self.counters.late(from);
+            return Ok(());
+        }
+        let slot = self.slots.get(&seq);
+        if let Some(existing) = slot.and_then(|slot| slot.commits.get(&from)) {
+            return Err(if *existing == commit {
+                Rejection::DuplicateVote { from, seq }
+            } else {
+                Rejection::ConflictingVote { from, seq }
+            });
+        }
+        #[cfg(feature = "planted-bugs")]
+        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
+        #[cfg(not(feature = "planted-bugs"))]
+        let digest_checked = true;
+        if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
+            && proposal.digest != commit.digest
+            && digest_checked
+        {
+            return Err(Rejection::DigestMismatch {
+                from,
+                seq,
+                expected: proposal.digest,
+                actual: commit.digest,
+            });
+        }
+        self.slots.entry(seq).or_default().commits.insert(from, commit);
+        self.try_commit_local(now, seq);
+        Ok(())
+    }
+
+    /// PBFT: `seq` is committed-local once it is prepared here and nf replicas (own included)
+    /// sent matching COMMITs; then it executes in order.
+    fn try_commit_local(&mut self, now: Time, seq: Seq) {
+        let nf = self.config.nf();
+        let Some(slot) = self.slots.get(&seq) else { return };
+        let Some(proposal) = &slot.proposal else { return };
+        if slot.committed || slot.certificate.is_none() {
+            return;
+        }
+        #[cfg(feature = "planted-bugs")]
+        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
+        #[cfg(not(feature = "planted-bugs"))]
+        let digest_checked = true;
+        let matching = slot
+            .commits
+            .values()
+            .filter(|commit| commit.digest == proposal.digest || !digest_checked)
+            .count();
+        if matching >= nf {
+            self.committed(now, seq);
+        }
+    }
+
+    /// Bookkeeping once `seq` is view-committed (PoE) or committed-local (PBFT); executes
+    /// whatever is now ready.
+    fn committed(&mut self, now: Time, seq: Seq) {
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.committed = true;
+        }
         self.counters.slots_committed += 1;
         if seq <= self.last_executed() {
             // A carried slot this replica had executed, now certified in this view.
@@ -1163,7 +1298,7 @@ impl Replica {
             return;
         }
         let next = self.last_executed().next();
-        let next_committed = self.slots.get(&next).is_some_and(|slot| slot.certificate.is_some());
+        let next_committed = self.slots.get(&next).is_some_and(|slot| slot.committed);
         if seq > next && !next_committed {
             self.counters.slots_committed_out_of_order += 1;
             self.expect_progress(now);
@@ -1177,7 +1312,7 @@ impl Replica {
         // Bounded: each iteration removes one slot, and there are at most log_size of them.
         loop {
             let seq = self.last_executed().next();
-            if self.slots.get(&seq).is_none_or(|slot| slot.certificate.is_none()) {
+            if self.slots.get(&seq).is_none_or(|slot| !slot.committed) {
                 break;
             }
             let slot = self.slots.remove(&seq).expect("checked above");
@@ -1270,10 +1405,15 @@ impl Replica {
         self.transmits.push_back(Transmit::Client { to: client, inform });
     }
 
-    /// Below the vote floor: the replica follows its view without voting, proposing,
-    /// informing clients or signing checkpoints.
+    /// Below the vote floor ([`Safety::floor`], the highest view this replica signed a
+    /// VC-REQUEST for; persisted, never lowered) the replica is passive: it may enter a lower
+    /// view from a valid NV-PROPOSE (the others moved on there while it asked for a later one)
+    /// and execute what that view certifies, but it neither supports, commits, proposes,
+    /// informs clients nor signs checkpoints there. Its VC-REQUEST, which a later new primary
+    /// may still count, then never misses a certificate or a promise it helped form, so quorum
+    /// intersection holds. The safety rules refuse any vote below the floor.
     fn is_passive(&self) -> bool {
-        self.view < self.vote_floor
+        self.view < self.safety.floor()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1484,7 +1624,7 @@ impl Replica {
         self.slots.entry(seq).or_default().votes.insert(self.id, support.clone());
         match self.config.protocol {
             Protocol::PoeTs => self.try_certify(now, seq),
-            Protocol::PoeMac => {
+            Protocol::PoeMac | Protocol::Pbft => {
                 self.broadcast(&Message::Support(support));
                 self.try_commit(now, seq);
             }
@@ -1500,7 +1640,6 @@ impl Replica {
         digest: Digest,
         prepared: Option<&PreparedMessage>,
     ) -> Result<Support, Refusal> {
-        debug_assert!(view >= self.vote_floor, "a vote in {view} below the vote floor");
         let fresh = !self.safety.has_voted(view, seq);
         let support = self.safety.support(view, seq, digest, prepared)?;
         // Planted: the vote leaves without being persisted first.
@@ -1542,6 +1681,7 @@ fn normal_case_view(message: &Message) -> Option<View> {
         Message::Propose(propose) => Some(propose.view),
         Message::Support(support) => Some(support.view),
         Message::Certify(certify) => Some(certify.view),
+        Message::Commit(commit) => Some(commit.view),
         Message::Forward(_)
         | Message::Checkpoint(_)
         | Message::ViewChange(_)

@@ -7,11 +7,19 @@
 //! module (twins, hooks), never by weakening it. The replica persists every new vote before it
 //! leaves and hands the persisted votes back with [`Safety::restore`] after a restart, so the
 //! rule survives a crash.
+//!
+//! Rule (PBFT, PROTOCOL §7): a replica sends a COMMIT only for a digest it prepared, which
+//! here means the digest it supported (PREPAREd) at that (view, seq): so it never commits two
+//! digests for one slot of a view, and since supports are persisted, not after a restart either.
+//!
+//! Rule (the vote floor): a replica that signed a VC-REQUEST for view v never votes in a view
+//! below v (its VC-REQUEST, which a new primary may count, must not miss a certificate it
+//! helped form later). The floor is persisted by the replica and only ever raised.
 
 use std::collections::BTreeMap;
 
 use super::config::Protocol;
-use super::message::{Support, SupportProof, support_signing_bytes};
+use super::message::{Commit, Support, SupportProof, support_signing_bytes};
 use super::types::{Digest, ReplicaId, Seq, View};
 use crate::crypto::ed25519::SigningKey;
 use crate::crypto::threshold::{PreparedMessage, SecretShare};
@@ -29,6 +37,35 @@ pub enum Refusal {
         /// The digest supported earlier.
         supported: Digest,
     },
+    /// A vote in a view below the vote floor.
+    #[error("view {view} is below the vote floor {floor}")]
+    BelowVoteFloor {
+        /// The view of the vote asked for.
+        view: View,
+        /// The floor.
+        floor: View,
+    },
+    /// A COMMIT for a digest this replica did not support at that slot of that view.
+    #[error("no support for digest {digest:?} at view {view} seq {seq} to commit")]
+    CommitUnsupported {
+        /// The view.
+        view: View,
+        /// The sequence number.
+        seq: Seq,
+        /// The digest asked to commit.
+        digest: Digest,
+    },
+}
+
+impl Refusal {
+    /// A short name, for counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::AlreadySupported { .. } => "already-supported",
+            Refusal::BelowVoteFloor { .. } => "below-vote-floor",
+            Refusal::CommitUnsupported { .. } => "commit-unsupported",
+        }
+    }
 }
 
 /// The replica's keys and its record of votes.
@@ -39,6 +76,8 @@ pub struct Safety {
     signing_key: SigningKey,
     share: SecretShare,
     supported: BTreeMap<(View, Seq), Support>,
+    /// The vote floor: no vote in a view below it.
+    floor: View,
 }
 
 impl Safety {
@@ -50,7 +89,7 @@ impl Safety {
         share: SecretShare,
     ) -> Safety {
         assert_eq!(share.signer(), u32::from(id.0), "the threshold share belongs to this replica");
-        Safety { id, protocol, signing_key, share, supported: BTreeMap::new() }
+        Safety { id, protocol, signing_key, share, supported: BTreeMap::new(), floor: View(0) }
     }
 
     /// Signs a SUPPORT for `digest` at (view, seq), if the rule allows it. PoE-TS signs a
@@ -67,6 +106,9 @@ impl Safety {
         digest: Digest,
         prepared: Option<&PreparedMessage>,
     ) -> Result<Support, Refusal> {
+        if view < self.floor {
+            return Err(Refusal::BelowVoteFloor { view, floor: self.floor });
+        }
         if let Some(previous) = self.supported.get(&(view, seq)) {
             return if previous.digest == digest {
                 Ok(previous.clone())
@@ -80,12 +122,42 @@ impl Safety {
             (Protocol::PoeTs, None) => {
                 SupportProof::Share(self.share.sign(&PreparedMessage::new(&bytes)))
             }
-            (Protocol::PoeMac, _) => SupportProof::Signature(self.signing_key.sign(&bytes)),
+            (Protocol::PoeMac | Protocol::Pbft, _) => {
+                SupportProof::Signature(self.signing_key.sign(&bytes))
+            }
         };
         let support = Support { view, seq, digest, replica: self.id, proof };
         self.supported.insert((view, seq), support.clone());
         debug_assert!(self.supported.get(&(view, seq)).is_some_and(|vote| vote.digest == digest));
         Ok(support)
+    }
+
+    /// A PBFT COMMIT for `digest` at (view, seq), if the rule allows it: only for the digest
+    /// this replica supported there, never below the vote floor.
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::CommitUnsupported`] or [`Refusal::BelowVoteFloor`].
+    pub fn commit(&self, view: View, seq: Seq, digest: Digest) -> Result<Commit, Refusal> {
+        if view < self.floor {
+            return Err(Refusal::BelowVoteFloor { view, floor: self.floor });
+        }
+        match self.supported.get(&(view, seq)) {
+            Some(support) if support.digest == digest => {
+                Ok(Commit { view, seq, digest, replica: self.id })
+            }
+            _ => Err(Refusal::CommitUnsupported { view, seq, digest }),
+        }
+    }
+
+    /// Raises the vote floor to `view` (never lowers it).
+    pub fn raise_floor(&mut self, view: View) {
+        self.floor = self.floor.max(view);
+    }
+
+    /// The vote floor.
+    pub fn floor(&self) -> View {
+        self.floor
     }
 
     /// Whether a vote for (view, seq) is remembered.

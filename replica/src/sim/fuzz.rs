@@ -49,7 +49,7 @@ use super::{Cluster, STEPS_MAX_DEFAULT, SimOptions};
 use crate::core::config::{Config, MESSAGE_SIZE_MAX, Protocol};
 use crate::core::ledger::Certificate;
 use crate::core::message::{
-    Certify, Checkpoint, CheckpointCertificate, Message, NewView, Propose, RequestBody,
+    Certify, Checkpoint, CheckpointCertificate, Commit, Message, NewView, Propose, RequestBody,
     SignedRequest, SlotEvidence, StateRequest, StateTransfer, Support, SupportProof, ViewChange,
     batch_digest, checkpoint_signing_bytes, decode as decode_message, encode, proposal_digest,
     support_signing_bytes,
@@ -83,7 +83,7 @@ const VIOLATIONS_KEPT: usize = 16;
 const CHECK_EVERY_STEPS: u64 = 64;
 
 /// The kinds of [`Message`], in the corpus's order.
-const KINDS: [&str; 9] = [
+const KINDS: [&str; 10] = [
     "propose",
     "support",
     "certify",
@@ -93,6 +93,7 @@ const KINDS: [&str; 9] = [
     "new-view",
     "state-request",
     "state-transfer",
+    "commit",
 ];
 
 /// The configuration the driver fuzzes: n = 4, 16 clients, checkpoints every 16 slots and a
@@ -321,7 +322,7 @@ type CheckpointKey = (Seq, Digest, Digest);
 /// Recent messages the cluster sent, and parts harvested from them.
 #[derive(Debug, Default)]
 struct Corpus {
-    messages: [VecDeque<Message>; 9],
+    messages: [VecDeque<Message>; 10],
     requests: VecDeque<SignedRequest>,
     evidence: VecDeque<SlotEvidence>,
     checkpoints: VecDeque<CheckpointCertificate>,
@@ -345,6 +346,7 @@ fn kind_index(message: &Message) -> usize {
         Message::NewView(_) => 6,
         Message::StateRequest(_) => 7,
         Message::StateTransfer(_) => 8,
+        Message::Commit(_) => 9,
     }
 }
 
@@ -428,7 +430,10 @@ impl Corpus {
                     push_bounded(&mut self.evidence, evidence.clone(), CORPUS_PARTS_MAX);
                 }
             }
-            Message::Support(_) | Message::NewView(_) | Message::StateRequest(_) => {}
+            Message::Support(_)
+            | Message::NewView(_)
+            | Message::StateRequest(_)
+            | Message::Commit(_) => {}
         }
         push_bounded(&mut self.messages[kind_index(&message)], message, CORPUS_PER_KIND);
     }
@@ -1019,11 +1024,12 @@ impl FuzzSession {
 
     fn pick_kind(&mut self) -> usize {
         // propose, support, certify, forward, checkpoint, view-change, new-view,
-        // state-request, state-transfer
-        const WEIGHTS: [u32; 9] = [15, 18, 10, 8, 12, 12, 9, 6, 10];
-        let total: u32 = WEIGHTS.iter().sum();
+        // state-request, state-transfer, commit (PBFT only)
+        let commit = if self.config.protocol == Protocol::Pbft { 12 } else { 0 };
+        let weights: [u32; 10] = [15, 18, 10, 8, 12, 12, 9, 6, 10, commit];
+        let total: u32 = weights.iter().sum();
         let mut roll = self.rng.random_range(0..total);
-        for (kind, weight) in WEIGHTS.iter().enumerate() {
+        for (kind, weight) in weights.iter().enumerate() {
             if roll < *weight {
                 return kind;
             }
@@ -1074,6 +1080,10 @@ impl FuzzSession {
                 Message::Certify(Certify { view, seq, digest, signature })
             }
             "forward" => Message::Forward(self.request()),
+            "commit" => {
+                let (view, seq, digest) = self.proposal_target(hints);
+                Message::Commit(Commit { view, seq, digest, replica: b })
+            }
             "checkpoint" => {
                 let interval = self.config.checkpoint_interval;
                 let seq = (hints.stable / interval + self.rng.random_range(0..=3u64)) * interval;
@@ -1321,6 +1331,12 @@ impl FuzzSession {
                         (support.view, support.seq) = (view, seq);
                     }
                 }
+            },
+            Message::Commit(commit) => match choice {
+                0 | 1 => commit.view.0 = self.view_number(commit.view.0, to),
+                2 | 3 => commit.seq.0 = self.seq_number(commit.seq.0, to),
+                4 | 5 => self.flip(&mut commit.digest.0),
+                _ => commit.replica = self.replica_id(commit.replica),
             },
             Message::Certify(certify) => match choice {
                 0 => certify.view.0 = self.view_number(certify.view.0, to),
@@ -1709,7 +1725,7 @@ impl FuzzSession {
     fn sign_support(&mut self, view: View, seq: Seq, digest: Digest) -> Support {
         let proof = match self.config.protocol {
             Protocol::PoeTs => SupportProof::Share(self.sign_share(&digest)),
-            Protocol::PoeMac => {
+            Protocol::PoeMac | Protocol::Pbft => {
                 let bytes = support_signing_bytes(&digest);
                 SupportProof::Signature(self.secrets.signing_key.sign(&bytes))
             }

@@ -24,7 +24,7 @@ use crate::core::{Config, Digest, Message, Protocol, ReplicaId, Seq, Transmit, V
 use crate::sim::{Cluster, STEPS_MAX_DEFAULT, SimOptions};
 
 /// A cluster whose replicas in `byzantine` run a hook with those behaviours switched on.
-fn cluster_with(
+pub(super) fn cluster_with(
     config: Config,
     seed: u64,
     requests: u64,
@@ -126,7 +126,7 @@ fn byzantine_equivocating_primary_poe_mac() {
     assert_equivocating_primary_safe(Protocol::PoeMac, 202);
 }
 
-fn assert_equivocating_primary_safe(protocol: Protocol, seed: u64) {
+pub(super) fn assert_equivocating_primary_safe(protocol: Protocol, seed: u64) {
     let requests = 300;
     let mut cluster = one_byzantine(protocol, seed, requests, 0, &[Behaviour::Equivocate]);
     let honest = honest_except(4, &[0]);
@@ -259,7 +259,7 @@ fn byzantine_colluding_equivocators_diverge_poe_mac() {
 }
 
 /// The first slot at which `a` and `b` executed different batches (digests of each).
-fn divergence(
+pub(super) fn divergence(
     cluster: &Cluster,
     a: ReplicaId,
     b: ReplicaId,
@@ -361,7 +361,7 @@ fn byzantine_forged_authentication_poe_mac() {
     assert_forgeries_refused(Protocol::PoeMac, 242, "invalid_support_signature");
 }
 
-fn assert_forgeries_refused(protocol: Protocol, seed: u64, inner: &str) {
+pub(super) fn assert_forgeries_refused(protocol: Protocol, seed: u64, inner: &str) {
     let requests = 300;
     let mut cluster = one_byzantine(protocol, seed, requests, 3, &[Behaviour::Forge]);
     // Replica 2 is slow, so replica 3's votes are needed and checked, not late.

@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod crypto;
 mod fuzz;
+mod pbft;
 #[cfg(feature = "planted-bugs")]
 mod planted;
 mod recovery;
@@ -61,10 +62,11 @@ fn assert_ledgers_agree(cluster: &Cluster, replicas: &[ReplicaId]) -> Seq {
     Seq(reference.len() as u64)
 }
 
-/// Asserts every completion has a proof of nf distinct replicas, and that the result it
-/// accepted is the one `reference` executed for that request at the proven slot and view.
+/// Asserts every completion has a proof of nf distinct replicas (PBFT: f + 1), and that the
+/// result it accepted is the one `reference` executed for that request at the proven slot and
+/// view.
 fn assert_completions_proven(cluster: &Cluster, reference: ReplicaId) {
-    let nf = cluster.replica(reference).config().nf();
+    let nf = cluster.replica(reference).config().reply_quorum();
     let executed = executions(cluster, reference);
     for (client, completion) in &cluster.completions {
         let proof = &completion.proof;

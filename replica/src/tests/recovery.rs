@@ -138,7 +138,7 @@ pub(super) fn assert_histories_agree(cluster: &Cluster, replicas: &[ReplicaId]) 
 /// not compared: a carried slot is certified again in the new view, and a replica that
 /// executes it only then records the later view.)
 pub(super) fn assert_proofs_hold(cluster: &Cluster, replicas: &[ReplicaId]) {
-    let nf = cluster.replica(replicas[0]).config().nf();
+    let nf = cluster.replica(replicas[0]).config().reply_quorum();
     let histories: Vec<History> = replicas.iter().map(|&id| history(cluster, id)).collect();
     for (client, completion) in &cluster.completions {
         let proof = &completion.proof;
@@ -168,7 +168,7 @@ pub(super) fn assert_proofs_hold(cluster: &Cluster, replicas: &[ReplicaId]) {
 }
 
 /// The message a transmit to a replica carries.
-fn message_of(transmit: &Transmit) -> Option<(ReplicaId, Message)> {
+pub(super) fn message_of(transmit: &Transmit) -> Option<(ReplicaId, Message)> {
     match transmit {
         Transmit::Replica { to, envelope } => {
             Some((*to, decode(&envelope.payload).expect("the core encodes valid messages")))
@@ -209,7 +209,7 @@ fn cluster_primary_crash_view_change_poe_mac() {
     assert_primary_crash_recovers(Protocol::PoeMac, 102);
 }
 
-fn assert_primary_crash_recovers(protocol: Protocol, seed: u64) {
+pub(super) fn assert_primary_crash_recovers(protocol: Protocol, seed: u64) {
     let config = Config::new(protocol, 4, 16);
     let mut cluster = Cluster::new(SimOptions::new(config, seed, 600));
     run_until_completions(&mut cluster, 200);
@@ -738,7 +738,7 @@ type SupportLog = Rc<RefCell<BTreeMap<(ReplicaId, View, Seq), BTreeSet<HistoryDi
 
 /// One kill of [`cluster_restart_after_kill_never_double_supports`].
 #[derive(Debug, Clone)]
-struct Kill {
+pub(super) struct Kill {
     victim: ReplicaId,
     /// Slots the victim must support first (counted from the previous kill's restart), so
     /// that kills land where it has just voted.
@@ -750,7 +750,7 @@ struct Kill {
 }
 
 impl Kill {
-    fn new(victim: u8, after_votes: usize, pause_us: u64, down_ms: u64) -> Kill {
+    pub(super) fn new(victim: u8, after_votes: usize, pause_us: u64, down_ms: u64) -> Kill {
         Kill {
             victim: ReplicaId(victim),
             after_votes,
@@ -762,7 +762,7 @@ impl Kill {
 
 /// Runs the workload of [`cluster_restart_after_kill_never_double_supports`] under `kills` and
 /// checks it.
-fn assert_restarts_never_double_support(seed: u64, protocol: Protocol, kills: &[Kill]) {
+pub(super) fn assert_restarts_never_double_support(seed: u64, protocol: Protocol, kills: &[Kill]) {
     let config = Config::new(protocol, 4, 16);
     let mut options = SimOptions::new(config, seed, 600);
     // Jitter, so that retransmitted requests reach a restarted primary in another order and

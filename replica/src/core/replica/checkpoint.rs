@@ -509,7 +509,15 @@ impl Replica {
         let slot = self.slots.entry(seq).or_default();
         slot.proposal = Some(proposal);
         slot.certificate = Some(evidence.certificate.clone());
-        self.counters.tail_slots_executed += 1;
-        self.execute_ready(now);
+        if self.config.protocol.speculative() {
+            slot.committed = true;
+            self.counters.tail_slots_executed += 1;
+            self.execute_ready(now);
+        } else {
+            // PBFT: a prepared certificate is not a commit (it may be held by this sender
+            // alone, and a view change may order another batch there): the slot executes only
+            // on nf COMMITs of its view, as any other.
+            self.try_commit_local(now, seq);
+        }
     }
 }

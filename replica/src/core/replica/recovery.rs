@@ -119,10 +119,10 @@ impl Replica {
         self.safety.restore(durable.votes.into_values());
         // As primary, never propose a slot of this view again with another batch.
         self.next_seq = voted_max.max(self.last_executed()).next();
-        self.vote_floor = durable.vote_floor;
+        self.safety.raise_floor(durable.vote_floor);
         if let Some(request) = durable.view_change {
             self.mode = Mode::ViewChange { target: request.target, deadline: None, resend_at: now };
-            self.vote_floor = self.vote_floor.max(request.target);
+            self.safety.raise_floor(request.target);
             self.vc_requests.insert(self.id, request);
         }
         self.reconcile(&recorded, &chain, replayed, now);

@@ -327,9 +327,9 @@ impl Replica {
 
     fn progress_overdue(&mut self, now: Time) {
         let next = self.last_executed().next();
-        let next_committed = self.slots.get(&next).is_some_and(|slot| slot.certificate.is_some());
-        let hole = !next_committed
-            && self.slots.range(next.next()..).any(|(_, slot)| slot.certificate.is_some());
+        let next_committed = self.slots.get(&next).is_some_and(|slot| slot.committed);
+        let hole =
+            !next_committed && self.slots.range(next.next()..).any(|(_, slot)| slot.committed);
         // The view carried the next slot over and it is still not certified here: either the
         // primary does not propose it again, or this replica entered the view late (from a
         // state transfer, or after a rollback) when the others had long re-certified it, and
@@ -376,7 +376,7 @@ impl Replica {
     /// Never for a view below the vote floor: it asks for the floor's view again instead, with
     /// the VC-REQUEST it signed for it when it still holds it.
     pub(super) fn start_view_change(&mut self, now: Time, target: View) {
-        let target = target.max(self.vote_floor);
+        let target = target.max(self.safety.floor());
         if target <= self.view || self.mode.target().is_some_and(|asked| asked >= target) {
             return;
         }
@@ -403,7 +403,7 @@ impl Replica {
         let request =
             Arc::new(ViewChange { target, replica: self.id, checkpoint, evidence, signature });
         self.counters.view_changes_started += 1;
-        self.vote_floor = self.vote_floor.max(target);
+        self.safety.raise_floor(target);
         let resend_at = now + self.view_change_resend_interval();
         self.mode = Mode::ViewChange { target, deadline: None, resend_at };
         self.progress_deadline = None;
@@ -642,8 +642,8 @@ impl Replica {
         let bytes = support_signing_bytes(digest);
         match certificate {
             Certificate::Threshold(signature) => {
-                if self.config.protocol != crate::core::Protocol::PoeTs {
-                    return Err("threshold certificate in PoE-MAC");
+                if self.config.protocol.signed_votes() {
+                    return Err("threshold certificate where votes are signed");
                 }
                 self.public
                     .threshold
@@ -651,7 +651,7 @@ impl Replica {
                     .map_err(|_| "invalid threshold certificate")
             }
             Certificate::Supports(supports) => {
-                if self.config.protocol != crate::core::Protocol::PoeMac {
+                if !self.config.protocol.signed_votes() {
                     return Err("support certificate in PoE-TS");
                 }
                 let mut signers = BTreeSet::new();
