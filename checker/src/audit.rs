@@ -18,8 +18,8 @@ use crate::perf::{Stats, Throughput};
 use crate::replay::{Context, Issued};
 use crate::validate::Operation;
 use crate::{
-    CheckResult, bank, certificate, evidence, informs, ledger, linear, liveness, perf, replay,
-    speculation, validate,
+    CheckResult, bank, certificate, evidence, informs, ledger, linear, liveness, perf, protocol,
+    replay, speculation, validate,
 };
 
 /// What a check is given.
@@ -39,6 +39,8 @@ pub struct Inputs {
     pub liveness: Option<LivenessOptions>,
     /// The linearizability checker's budget.
     pub linear: LinearOptions,
+    /// The protocol's rules, when known (a stored run); `None` skips the per-protocol oracles.
+    pub protocol: Option<protocol::Rules>,
 }
 
 /// The outcome of every oracle.
@@ -140,6 +142,14 @@ pub fn check(mut inputs: Inputs) -> Report {
         }
         checkers.insert("speculation".into(), speculation::check(&operations, &inputs.ledgers));
         checkers.insert("inform-certificates".into(), informs::check(&operations, &inputs.ledgers));
+        if inputs.protocol.as_ref().is_some_and(|rules| !rules.speculative) {
+            checkers.insert("committed-final".into(), protocol::committed_final(&inputs.ledgers));
+        }
+    }
+    if let Some(rules) = &inputs.protocol
+        && !operations.is_empty()
+    {
+        checkers.insert("client-proofs".into(), protocol::client_proofs(&operations, rules));
     }
     let verdict = Verdict::merge_all(checkers.values().map(|result| result.verdict));
     Report {

@@ -39,6 +39,7 @@ pub mod linear;
 pub mod liveness;
 pub mod load;
 pub mod perf;
+pub mod protocol;
 pub mod replay;
 pub mod speculation;
 pub mod validate;

@@ -82,6 +82,8 @@ pub enum ProtocolArg {
     PoeTs,
     /// Proof-of-Execution with MACs and signed supports.
     PoeMac,
+    /// PBFT (Castro–Liskov with nf quorums): signed PREPAREs, COMMITs, no speculation.
+    Pbft,
 }
 
 impl From<ProtocolArg> for Protocol {
@@ -89,6 +91,7 @@ impl From<ProtocolArg> for Protocol {
         match protocol {
             ProtocolArg::PoeTs => Protocol::PoeTs,
             ProtocolArg::PoeMac => Protocol::PoeMac,
+            ProtocolArg::Pbft => Protocol::Pbft,
         }
     }
 }
@@ -175,9 +178,12 @@ impl NemesisArg {
 /// Options of `ordeal test`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct TestOptions {
-    /// The protocol.
-    #[arg(long, value_enum, default_value_t = ProtocolArg::PoeTs)]
-    pub protocol: ProtocolArg,
+    /// The protocol, or several separated by commas (`poe-ts,poe-mac,pbft`): each runs with the
+    /// same seed, workload and fault schedule, and a table compares them. Default: the
+    /// scenario's protocol, else `poe-ts`; given explicitly, it overrides the scenario's.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub protocol: Vec<ProtocolArg>,
     /// Replicas (n); f is the largest f with n > 3f.
     #[arg(long, default_value_t = 4)]
     pub replicas: u8,
@@ -294,7 +300,34 @@ pub struct OptionError {
     pub reason: String,
 }
 
+/// A `protocol` recorded as one name (older `test.toml` files) or as a list.
+fn one_or_many<'de, D>(deserializer: D) -> Result<Vec<ProtocolArg>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(ProtocolArg),
+        Many(Vec<ProtocolArg>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(protocol) => vec![protocol],
+        OneOrMany::Many(protocols) => protocols,
+    })
+}
+
 impl TestOptions {
+    /// The protocol of one run: the first named (`poe-ts` when none is).
+    pub fn protocol(&self) -> ProtocolArg {
+        self.protocol.first().copied().unwrap_or(ProtocolArg::PoeTs)
+    }
+
+    /// These options for one run of `protocol` alone.
+    pub fn with_protocol(&self, protocol: ProtocolArg) -> TestOptions {
+        TestOptions { protocol: vec![protocol], ..self.clone() }
+    }
+
     /// Checks every option and builds the cluster configuration.
     ///
     /// # Errors
@@ -365,8 +398,11 @@ impl TestOptions {
                 ),
             );
         }
-        let mut config =
-            Config::new(self.protocol.into(), self.replicas, self.concurrency + byzantine_clients);
+        let mut config = Config::new(
+            self.protocol().into(),
+            self.replicas,
+            self.concurrency + byzantine_clients,
+        );
         config.batch_size_max = self.batch_size;
         config.batch_timeout = Duration::from_secs_f64(self.batch_timeout_ms / 1000.0);
         config.window = self.window;
@@ -527,7 +563,7 @@ impl TestOptions {
 
     /// The test's name in the store: protocol, workload and nemesis.
     pub fn test_name(&self) -> String {
-        let protocol = Protocol::from(self.protocol).name();
+        let protocol = Protocol::from(self.protocol()).name();
         let mut nemesis: Vec<&str> = Vec::new();
         for name in self.nemesis.iter().map(|nemesis| nemesis.name()) {
             if !nemesis.contains(&name) {

@@ -24,6 +24,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod compare;
 pub mod faults;
 pub mod network;
 pub mod results;

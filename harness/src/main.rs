@@ -109,16 +109,33 @@ fn test(options: TestOptions) -> anyhow::Result<u8> {
         // With a scenario, the exit code says whether every run reached the expected verdict.
         let mut unexpected = false;
         let mut scenario = false;
+        // Several protocols: each with the same seed, one after the other, then a table.
+        let protocols = match options.protocol.len() {
+            0 | 1 => vec![options.protocol()],
+            _ => options.protocol.clone(),
+        };
         for index in 0..options.test_count {
             let run_seed = seed.wrapping_add(u64::from(index));
-            let outcome = harness::run::run_once(&options, run_seed, interrupted.clone()).await?;
-            worst = worst.merge(outcome.verdict);
-            if let Some(expected) = outcome.expected {
-                scenario = true;
-                unexpected |= outcome.verdict != expected;
+            let mut rows = Vec::new();
+            for &protocol in &protocols {
+                let options = options.with_protocol(protocol);
+                let outcome =
+                    harness::run::run_once(&options, run_seed, interrupted.clone()).await?;
+                worst = worst.merge(outcome.verdict);
+                if let Some(expected) = outcome.expected {
+                    scenario = true;
+                    unexpected |= outcome.verdict != expected;
+                }
+                if outcome.interrupted {
+                    return Ok(EXIT_HARNESS_ERROR);
+                }
+                let protocol = replica::core::Protocol::from(protocol).name();
+                rows.push(harness::compare::Row { protocol, run_dir: outcome.run_dir });
             }
-            if outcome.interrupted {
-                return Ok(EXIT_HARNESS_ERROR);
+            if rows.len() > 1 {
+                harness::compare::link_siblings(&rows)?;
+                println!("\nseed {run_seed}, side by side:");
+                print!("{}", harness::compare::table(&rows)?);
             }
         }
         if scenario {

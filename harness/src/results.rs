@@ -389,6 +389,10 @@ fn run_inputs(run: &StoredRun) -> Inputs {
             ..LivenessOptions::default()
         }),
         linear: LinearOptions::default(),
+        protocol: checker::protocol::Rules::of(
+            run.cluster.protocol.name(),
+            u32::from(run.cluster.replica_count),
+        ),
     }
 }
 

@@ -6,7 +6,7 @@
 //! description = "The view-0 primary sends different batches for one slot to different replicas."
 //!
 //! [cluster]
-//! protocol = "poe-mac"      # poe-ts, poe-mac
+//! protocol = "poe-mac"      # poe-ts, poe-mac, pbft (`--protocol` overrides it)
 //! replicas = 4
 //! byzantine = [0]           # the replicas declared Byzantine (default: none)
 //! beyond_budget = false     # allow f + 1 Byzantine replicas
@@ -192,7 +192,10 @@ impl Scenario {
         let mut options = options.clone();
         let cluster = &self.cluster;
         let workload = &self.workload;
-        options.protocol = cluster.protocol.unwrap_or(options.protocol);
+        // An explicit `--protocol` overrides the scenario's.
+        if options.protocol.is_empty() {
+            options.protocol = cluster.protocol.into_iter().collect();
+        }
         options.replicas = cluster.replicas.unwrap_or(options.replicas);
         options.byzantine = Some(cluster.byzantine.len() as u8);
         options.beyond_budget = cluster.beyond_budget;

@@ -40,7 +40,7 @@ pub enum Behaviour {
     WithholdSlot,
     /// Invalid signatures, threshold shares and MACs.
     Forge,
-    /// Votes (supports, checkpoints) for another digest, correctly signed.
+    /// Votes (supports or PREPAREs, COMMITs, checkpoints) for another digest, correctly signed.
     CorruptDigest,
     /// INFORMs with wrong results, correctly MACed.
     WrongResult,

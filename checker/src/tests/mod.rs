@@ -10,6 +10,7 @@ mod evidence;
 mod informs;
 mod linear;
 mod oracles;
+mod protocol;
 mod vectors;
 
 fn execute(replica: u32, seq: u64, block: u8) -> LedgerEvent {

@@ -472,6 +472,7 @@ impl Hook {
             }
             Message::Certify(certify) => certify.seq,
             Message::Support(support) => support.seq,
+            Message::Commit(commit) => commit.seq,
             Message::Checkpoint(checkpoint) => checkpoint.seq,
             _ => return false,
         };
@@ -494,11 +495,12 @@ impl Hook {
             return None;
         }
         // The primary's own evidence: its CERTIFY (PoE-TS), its SUPPORT of its own proposal
-        // (PoE-MAC), and its CHECKPOINT votes.
+        // (PoE-MAC; PBFT: its PREPARE and its COMMIT), and its CHECKPOINT votes.
         let primary = self.config.primary(self.view) == self.id;
         let evidence = match &item.message {
             Message::Certify(_) | Message::Checkpoint(_) => true,
             Message::Support(support) => support.view == self.view,
+            Message::Commit(commit) => commit.view == self.view,
             _ => false,
         };
         let certificate_withheld = evidence
@@ -804,6 +806,7 @@ impl Hook {
                 let digest = tamper::collusive(&support.digest);
                 *support = self.sign_support(support.view, support.seq, digest);
             }
+            Message::Commit(commit) => commit.digest = tamper::collusive(&commit.digest),
             Message::Checkpoint(checkpoint) => {
                 checkpoint.state_digest = tamper::collusive(&checkpoint.state_digest);
                 self.sign_checkpoint(checkpoint);
@@ -1515,7 +1518,10 @@ impl Hook {
         let mut transmits = Vec::new();
         for (seq, batch, digest) in slots {
             let propose = Message::Propose(Propose { view, seq, batch });
-            let support = (self.config.protocol == Protocol::PoeMac)
+            let support = self
+                .config
+                .protocol
+                .signed_votes()
                 .then(|| Message::Support(self.sign_support(view, seq, digest)));
             for &to in &receivers {
                 transmits.extend(self.seal(to, &propose));
