@@ -127,11 +127,22 @@ pub enum PlantedBug {
     /// Breaks PROTOCOL §3.1 step 3 ("R supports at most one proposal per (v, k)") and §9.4
     /// across a restart (durability: persist before send).
     VoteNotPersisted,
+    /// PBFT: a slot executes (and its clients get REPLYs) as soon as it is prepared, without
+    /// waiting for the commit quorum, PBFT's "tentative execution" without the 2f + 1 replies
+    /// it needs. A request prepared at one honest replica only (the primary's PREPARE withheld
+    /// from the others) executes there and is lost in the next view change. Breaks PROTOCOL §7
+    /// ("committing at prepared is unsafe") and §10.1.
+    PbftExecuteAtPrepared,
+    /// PBFT: a slot is committed-local on f + 1 matching COMMITs instead of nf: a faulty
+    /// replica's COMMIT and one honest replica's make a request final that the next view
+    /// change may not carry. Breaks PROTOCOL §7 (committed-local needs 2f + 1, nf, COMMITs)
+    /// and §1.
+    PbftCommitQuorumFPlus1,
 }
 
 impl PlantedBug {
     /// Every planted bug, in a fixed order.
-    pub const ALL: [PlantedBug; 12] = [
+    pub const ALL: [PlantedBug; 14] = [
         PlantedBug::VoteDigestUnchecked,
         PlantedBug::Quorum2fPlus1,
         PlantedBug::ClientFPlus1,
@@ -144,6 +155,8 @@ impl PlantedBug {
         PlantedBug::CheckpointFPlus1,
         PlantedBug::SnapshotDigestUnchecked,
         PlantedBug::VoteNotPersisted,
+        PlantedBug::PbftExecuteAtPrepared,
+        PlantedBug::PbftCommitQuorumFPlus1,
     ];
 
     /// The name on the command line, in configuration files and reports.
@@ -161,13 +174,18 @@ impl PlantedBug {
             PlantedBug::CheckpointFPlus1 => "checkpoint-f-plus-1",
             PlantedBug::SnapshotDigestUnchecked => "snapshot-digest-unchecked",
             PlantedBug::VoteNotPersisted => "vote-not-persisted",
+            PlantedBug::PbftExecuteAtPrepared => "pbft-execute-at-prepared",
+            PlantedBug::PbftCommitQuorumFPlus1 => "pbft-commit-quorum-f-plus-1",
         }
     }
 
     /// The part of the protocol it breaks.
     pub fn part(self) -> Part {
         match self {
-            PlantedBug::VoteDigestUnchecked | PlantedBug::Quorum2fPlus1 => Part::NormalCase,
+            PlantedBug::VoteDigestUnchecked
+            | PlantedBug::Quorum2fPlus1
+            | PlantedBug::PbftExecuteAtPrepared
+            | PlantedBug::PbftCommitQuorumFPlus1 => Part::NormalCase,
             PlantedBug::ClientFPlus1 => Part::Client,
             PlantedBug::RollbackOnlyLogs
             | PlantedBug::DedupNotRestored
@@ -195,6 +213,17 @@ impl PlantedBug {
             PlantedBug::CheckpointFPlus1 => "§6",
             PlantedBug::SnapshotDigestUnchecked => "§6, §5.3 step 2",
             PlantedBug::VoteNotPersisted => "§3.1 step 3, §9.4",
+            PlantedBug::PbftExecuteAtPrepared => "§7, §10.1",
+            PlantedBug::PbftCommitQuorumFPlus1 => "§7, §1",
+        }
+    }
+
+    /// The protocol whose replicas the bug is in: `pbft` for PBFT's commit phase, `poe` for
+    /// the others (most of which the shared core also runs under PBFT).
+    pub fn protocol(self) -> &'static str {
+        match self {
+            PlantedBug::PbftExecuteAtPrepared | PlantedBug::PbftCommitQuorumFPlus1 => "pbft",
+            _ => "poe",
         }
     }
 }

@@ -189,6 +189,19 @@ pub enum ConfigError {
         /// The bug named.
         bug: PlantedBug,
     },
+    /// The planted bug is in another protocol's code than the one configured (it would never
+    /// act).
+    #[error(
+        "invalid config: planted_bug = \"{bug}\" is a bug of {bug_protocol}, not of {protocol}"
+    )]
+    PlantedBugProtocol {
+        /// The bug named.
+        bug: PlantedBug,
+        /// The protocol the bug is in.
+        bug_protocol: &'static str,
+        /// The protocol configured.
+        protocol: &'static str,
+    },
 }
 
 impl ConfigError {
@@ -196,7 +209,9 @@ impl ConfigError {
     pub fn field(&self) -> &'static str {
         match self {
             ConfigError::OutOfRange { field, .. } => field,
-            ConfigError::PlantedBugsNotBuilt { .. } => "planted_bug",
+            ConfigError::PlantedBugsNotBuilt { .. } | ConfigError::PlantedBugProtocol { .. } => {
+                "planted_bug"
+            }
         }
     }
 }
@@ -327,6 +342,16 @@ impl Config {
             && !crate::planted::ENABLED
         {
             return Err(ConfigError::PlantedBugsNotBuilt { bug });
+        }
+        if let Some(bug) = self.planted_bug
+            && bug.protocol() == "pbft"
+            && self.protocol != Protocol::Pbft
+        {
+            return Err(ConfigError::PlantedBugProtocol {
+                bug,
+                bug_protocol: bug.protocol(),
+                protocol: self.protocol.name(),
+            });
         }
         Ok(())
     }

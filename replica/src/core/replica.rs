@@ -1182,6 +1182,13 @@ impl Replica {
             self.committed(now, seq);
         } else {
             self.prepared(now, seq);
+            #[cfg(feature = "planted-bugs")]
+            if self.config.planted(PlantedBug::PbftExecuteAtPrepared)
+                && self.slots.get(&seq).is_some_and(|slot| !slot.committed)
+            {
+                // Planted: executes at prepared, without the commit quorum.
+                self.committed(now, seq);
+            }
         }
     }
 
@@ -1266,6 +1273,12 @@ impl Replica {
     /// sent matching COMMITs; then it executes in order.
     fn try_commit_local(&mut self, now: Time, seq: Seq) {
         let nf = self.config.nf();
+        #[cfg(feature = "planted-bugs")]
+        let nf = if self.config.planted(PlantedBug::PbftCommitQuorumFPlus1) {
+            self.config.f() + 1
+        } else {
+            nf
+        };
         let Some(slot) = self.slots.get(&seq) else { return };
         let Some(proposal) = &slot.proposal else { return };
         if slot.committed || slot.certificate.is_none() {

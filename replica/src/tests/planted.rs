@@ -271,7 +271,11 @@ fn broken_proofs(cluster: &Cluster, replicas: &[ReplicaId], quorum: usize) -> Ve
 /// proof holds in every ledger, with as many INFORMs as the bug's client asks for.
 fn assert_fault_free(bug: PlantedBug) {
     let n = if bug == PlantedBug::Quorum2fPlus1 { 5 } else { 4 };
-    for (protocol, seed) in [(Protocol::PoeTs, 401), (Protocol::PoeMac, 402)] {
+    let protocols = match bug.protocol() {
+        "pbft" => vec![(Protocol::Pbft, 403)],
+        _ => vec![(Protocol::PoeTs, 401), (Protocol::PoeMac, 402)],
+    };
+    for (protocol, seed) in protocols {
         let mut config = with_bug(Config::new(protocol, n, 16), Some(bug));
         config.checkpoint_interval = 8;
         let mut cluster = Cluster::new(SimOptions::new(config.clone(), seed, 300));
@@ -279,7 +283,8 @@ fn assert_fault_free(bug: PlantedBug) {
         assert_every_request_completed(&cluster, 300);
         let all = ids(n);
         super::recovery::assert_histories_agree(&cluster, &all);
-        let quorum = if bug == PlantedBug::ClientFPlus1 { config.f() + 1 } else { config.nf() };
+        let quorum =
+            if bug == PlantedBug::ClientFPlus1 { config.f() + 1 } else { config.reply_quorum() };
         let broken = broken_proofs(&cluster, &all, quorum);
         assert!(broken.is_empty(), "{bug} {protocol:?}: {broken:?}");
         for &id in &all {
@@ -453,6 +458,16 @@ fn planted_vote_not_persisted_fault_free() {
 }
 
 /// The fault-free tests cover every bug.
+#[test]
+fn planted_pbft_execute_at_prepared_fault_free() {
+    assert_fault_free(PlantedBug::PbftExecuteAtPrepared);
+}
+
+#[test]
+fn planted_pbft_commit_quorum_f_plus_1_fault_free() {
+    assert_fault_free(PlantedBug::PbftCommitQuorumFPlus1);
+}
+
 #[test]
 fn planted_every_bug_has_a_fault_free_test() {
     let source = include_str!("planted.rs");
@@ -1175,4 +1190,93 @@ fn planted_new_view_unvalidated_harm_by_the_adversary() {
     let buggy = build(Some(PlantedBug::NewViewUnvalidated));
     let rolled_back = rolled_back_proofs(&buggy, &honest);
     assert!(!rolled_back.is_empty(), "proven slots were rolled back");
+}
+
+/// PBFT's lone executor (PROTOCOL §7): replica 0, the Byzantine primary of view 0, keeps
+/// replica 1 in the dark for slots LONE and LONE + 1 and sends its PREPARE and COMMIT for them
+/// to replica 3 only; replica 3's messages to replicas 1 and 2 are lost until it is in view 1.
+/// Replica 3 is then the only honest replica prepared at those slots, with two COMMITs (its
+/// own and the primary's) of the nf = 3 needed. The view change (replica 1's NV-PROPOSE from
+/// the VIEW-CHANGEs of 0, 1 and 2, replica 0 hiding its evidence) orders other batches there.
+/// Returns after 10 s of virtual time past replica 3's view change (or 20 s in all).
+fn pbft_lone_executor(bug: Option<PlantedBug>) -> Cluster {
+    let last = LONE.next();
+    let mut config = with_bug(Config::new(Protocol::Pbft, 4, 16), bug);
+    config.batch_size_max = 8;
+    let mut options = SimOptions::new(config.clone(), LONE_SEED, 400);
+    options.key_count = 2;
+    options.unplanted = vec![ReplicaId(0)];
+    let mut cluster = Cluster::new(options);
+    make_byzantine(&mut cluster, &config, 0, &[Behaviour::HideEvidence]);
+    let hook = rewriting_hook(&cluster, ReplicaId(0), move |to, message| {
+        let lone_slot = |view: View, seq: Seq| view == View(0) && seq >= LONE && seq <= last;
+        let (kept, lone) = match &message {
+            Message::Propose(p) if p.view == View(0) => (p.seq <= last, p.seq >= LONE),
+            Message::Support(s) => (true, lone_slot(s.view, s.seq)),
+            Message::Commit(c) => (true, lone_slot(c.view, c.seq)),
+            Message::StateTransfer(_) => (to == ReplicaId(3), false),
+            _ => (true, false),
+        };
+        let to_lone = match &message {
+            Message::Propose(_) => to.0 >= 2,
+            _ => to == ReplicaId(3),
+        };
+        (kept && (!lone || to_lone)).then_some(message)
+    });
+    cluster.set_outbound_hook(ReplicaId(0), hook);
+    let lone = ReplicaId(3);
+    let cut = Rc::new(RefCell::new(true));
+    let cutting = cut.clone();
+    cluster.set_outbound_hook(
+        lone,
+        Box::new(move |transmit| match &transmit {
+            Transmit::Replica { to, .. } if *cutting.borrow() && to.0 != 0 => Vec::new(),
+            _ => vec![transmit],
+        }),
+    );
+    let end = cluster.time() + Duration::from_secs(20);
+    let _ = cluster.run_until(STEPS_BOUND, |cluster| {
+        cluster.replica(lone).view() >= View(1) || cluster.time() >= end
+    });
+    *cut.borrow_mut() = false;
+    cluster.run_for(Duration::from_secs(10));
+    cluster
+}
+
+/// The checker's `committed-final` over the honest replicas' ledgers of `cluster`.
+fn committed_final(cluster: &Cluster, honest: &[ReplicaId]) -> checker::CheckResult {
+    let ledgers: BTreeMap<u32, Vec<LedgerEvent>> =
+        honest.iter().map(|&id| (u32::from(id.0), cluster.events[id.index()].clone())).collect();
+    checker::protocol::committed_final(&ledgers)
+}
+
+/// The correct PBFT under its lone executor: replica 3 prepared the lone slots but never
+/// committed them (two COMMITs of three), so it never executed them, rolls nothing back, and
+/// the honest ledgers agree; then every request completes.
+#[test]
+fn planted_pbft_lone_executor_without_bug_is_safe() {
+    let honest = except(4, &[0]);
+    let mut cluster = pbft_lone_executor(None);
+    let lone = cluster.replica(ReplicaId(3)).counters();
+    assert!(lone.slots_prepared > 0 && lone.views_entered > 0, "{lone:?}");
+    assert_eq!(lone.rollbacks, 0);
+    assert_eq!(committed_final(&cluster, &honest).verdict, history::Verdict::Valid);
+    assert_eq!(divergence(&cluster, &honest), None);
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
+    assert_every_request_completed(&cluster, 400);
+    super::recovery::assert_histories_agree(&cluster, &honest);
+}
+
+/// `pbft-execute-at-prepared` and `pbft-commit-quorum-f-plus-1` under the same attack: replica
+/// 3 executes the lone slots (prepared; two COMMITs = f + 1) and the view change, which never
+/// heard of them, makes it roll them back: `committed-final` finds the rollback.
+#[test]
+fn planted_pbft_commit_bugs_harm() {
+    let honest = except(4, &[0]);
+    for bug in [PlantedBug::PbftExecuteAtPrepared, PlantedBug::PbftCommitQuorumFPlus1] {
+        let cluster = pbft_lone_executor(Some(bug));
+        assert!(cluster.replica(ReplicaId(3)).counters().rollbacks > 0, "{bug}");
+        let result = committed_final(&cluster, &honest);
+        assert_eq!(result.verdict, history::Verdict::Invalid, "{bug}: {:?}", result.evidence);
+    }
 }
