@@ -262,7 +262,7 @@ fn main() {
     let start = Instant::now();
     cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
     let elapsed = start.elapsed();
-    let slots = cluster.replicas()[0].last_executed().0;
+    let slots = cluster.replica(replica::core::ReplicaId(0)).last_executed().0;
     assert_eq!(cluster.completions.len() as u64, options.requests);
     println!(
         "  {} requests in {:.2} s: {:.0} ops/s; {} slots (mean batch {:.1}), {:.2} ms per slot",

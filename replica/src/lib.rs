@@ -23,6 +23,7 @@ pub mod byzantine;
 pub mod core;
 pub mod crypto;
 pub mod net;
+pub mod node;
 pub mod planted;
 pub mod sim;
 

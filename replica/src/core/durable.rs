@@ -4,8 +4,8 @@
 //! # Persist before send
 //!
 //! Every input may queue [`Write`]s. While writes are queued, [`crate::core::Replica`] holds back
-//! its messages and ledger events: the caller takes the writes with `poll_writes`, makes them
-//! durable, and calls `writes_persisted`; only then do `poll_transmit` and `poll_event` yield.
+//! its messages and ledger events: the driver takes them together in a numbered `Ready`, makes
+//! the writes durable, and only then records the events and sends the messages.
 //! So no vote, VC-REQUEST, INFORM or ledger line ever leaves before what it depends on is on
 //! disk, and a replica killed at any moment restarts with at least what it told anyone.
 //!

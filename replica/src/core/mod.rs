@@ -33,5 +33,5 @@ pub use config::{Config, ConfigError, Protocol};
 pub use durable::{Durable, Write};
 pub use error::{Counters, Rejection};
 pub use message::{AuthenticatedInform, Envelope, Message, RequestBody, SignedRequest};
-pub use replica::{Replica, Retention, Status, Transmit};
+pub use replica::{Ready, Replica, Retention, Status, Transmit};
 pub use types::{ClientId, Digest, ReplicaId, RequestId, Seq, Time, View};

@@ -4,9 +4,10 @@
 //!
 //! Inputs are [`Replica::handle_message`] (an [`Envelope`] from another replica),
 //! [`Replica::handle_request`] (a signed client request) and [`Replica::handle_timeout`]. Each
-//! takes `now`; none blocks, reads a clock or does IO. After any input the caller drains
-//! [`Replica::poll_transmit`] (messages to send), [`Replica::poll_event`] (ledger events to
-//! record) and re-arms its timer at [`Replica::poll_timeout`].
+//! takes `now`; none blocks, reads a clock or does IO. After inputs the driver
+//! ([`crate::node::drive`]) takes a numbered [`Ready`] (writes to persist, ledger events,
+//! messages, the next deadline), does it in that order and calls [`Replica::advance`]; it
+//! re-arms its timer at [`Replica::poll_timeout`].
 //!
 //! # The normal case (PROTOCOL §3)
 //!
@@ -33,8 +34,9 @@
 //!   watermarks, and state transfer for a replica that fell behind.
 //! - [`recovery`]: a restart from the persisted [`Durable`] state.
 //!
-//! Every vote, block, VC-REQUEST and view is queued as a [`Write`]; messages and ledger events
-//! wait until the caller persisted the writes (`poll_writes`, `writes_persisted`).
+//! Every vote, block, VC-REQUEST and view is queued as a [`Write`]; a [`Ready`] hands the writes
+//! out with the messages and ledger events queued since the last one, which the driver releases
+//! only once the writes are durable.
 
 mod checkpoint;
 mod recovery;
@@ -69,6 +71,26 @@ use crate::crypto::mac::MacKey;
 use crate::crypto::threshold::{BlsSignature, PreparedMessage};
 #[cfg(feature = "planted-bugs")]
 use crate::planted::PlantedBug;
+
+/// What a replica hands its driver after inputs (in the manner of raft-rs's `Ready`): persist
+/// `writes` in order, then record `events`, then send `transmits`, then call
+/// [`Replica::advance`] with `number`. Nothing in `transmits` or `events` may be visible
+/// before `writes` are durable (a vote, a block, a VC-REQUEST must survive a crash of this
+/// replica before anybody can have seen it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ready {
+    /// Numbered from 1, one more each time.
+    pub number: u64,
+    /// What must be durable first.
+    pub writes: Vec<Write>,
+    /// Ledger events to record (flushed before any message leaves: the checker reads the
+    /// ledger of a killed replica too, and finds there what every INFORM rested on).
+    pub events: Vec<LedgerEvent>,
+    /// Messages to send.
+    pub transmits: Vec<Transmit>,
+    /// When the timers must fire next, if any is armed.
+    pub deadline: Option<Time>,
+}
 
 /// A message for the caller to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -286,8 +308,10 @@ pub struct Replica {
 
     /// Writes to persist before anything queued after them leaves.
     writes: Vec<Write>,
-    /// Writes were handed out and are not yet confirmed durable.
-    writes_in_flight: bool,
+    /// The number of the last [`Ready`] handed out.
+    ready_number: u64,
+    /// The [`Ready`] handed out and not yet advanced.
+    ready_in_flight: Option<u64>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<LedgerEvent>,
     counters: Counters,
@@ -377,7 +401,8 @@ impl Replica {
             state_requests_served: BTreeMap::new(),
             early: BTreeMap::new(),
             writes: Vec::new(),
-            writes_in_flight: false,
+            ready_number: 0,
+            ready_in_flight: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             counters: Counters::default(),
@@ -455,44 +480,45 @@ impl Replica {
     // ----------------------------------------------------------------------------------------
     // Outputs.
 
-    /// The writes to make durable before anything else leaves, if any. Persist them (in
-    /// order), then call [`Replica::writes_persisted`]; until then [`Replica::poll_transmit`]
-    /// and [`Replica::poll_event`] yield nothing.
+    /// Everything this replica wants done since the last [`Ready`], if anything: the writes to
+    /// make durable, then the ledger events to record, then the messages to send, in that
+    /// order, and the next deadline. Its number must be passed to [`Replica::advance`] once
+    /// all of it is done; until then no other `Ready` is handed out (inputs may still arrive,
+    /// and their outputs wait for the next one).
+    ///
+    /// # Panics
+    ///
+    /// If the previous `Ready` was not advanced: a driver bug.
     #[must_use]
-    pub fn poll_writes(&mut self) -> Option<Vec<Write>> {
-        if self.writes.is_empty() {
+    pub fn ready(&mut self) -> Option<Ready> {
+        assert!(
+            self.ready_in_flight.is_none(),
+            "Ready {:?} was not advanced before the next was asked for",
+            self.ready_in_flight
+        );
+        if self.writes.is_empty() && self.events.is_empty() && self.transmits.is_empty() {
             return None;
         }
-        self.writes_in_flight = true;
-        Some(std::mem::take(&mut self.writes))
+        self.ready_number += 1;
+        self.ready_in_flight = Some(self.ready_number);
+        Some(Ready {
+            number: self.ready_number,
+            writes: std::mem::take(&mut self.writes),
+            events: self.events.drain(..).collect(),
+            transmits: self.transmits.drain(..).collect(),
+            deadline: self.poll_timeout(),
+        })
     }
 
-    /// The writes from [`Replica::poll_writes`] are durable.
-    pub fn writes_persisted(&mut self) {
-        self.writes_in_flight = false;
-    }
-
-    /// Whether writes wait to be persisted (messages and events are held back meanwhile).
-    fn persist_pending(&self) -> bool {
-        self.writes_in_flight || !self.writes.is_empty()
-    }
-
-    /// The next message to send (none while writes wait to be persisted).
-    #[must_use]
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        if self.persist_pending() {
-            return None;
-        }
-        self.transmits.pop_front()
-    }
-
-    /// The next ledger event to record (none while writes wait to be persisted).
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<LedgerEvent> {
-        if self.persist_pending() {
-            return None;
-        }
-        self.events.pop_front()
+    /// Ready `number` is done: its writes are durable, its events recorded and its messages
+    /// handed to the network.
+    ///
+    /// # Panics
+    ///
+    /// If `number` is not the `Ready` in flight: a driver bug.
+    pub fn advance(&mut self, number: u64) {
+        assert_eq!(self.ready_in_flight, Some(number), "advance of a Ready not in flight");
+        self.ready_in_flight = None;
     }
 
     /// When [`Replica::handle_timeout`] must be called next, if any timer is armed.

@@ -46,6 +46,7 @@ use super::tls::{Identity, TlsMaterial, peer_identity};
 use crate::byzantine::Hook;
 use crate::core::{ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
+use crate::node::Node;
 
 /// The most decoded inputs waiting for the main loop. Connection tasks wait when it is full,
 /// which pushes back on senders through QUIC flow control.
@@ -284,27 +285,28 @@ async fn serve(
     let protocol = cluster.protocol.name();
     info!(replica = %id, listen = %config.listen, protocol, "replica started");
     let mut shell = Shell {
-        core,
-        byzantine: hook,
-        hook_transmits: Vec::new(),
+        node: Node::new(core, hook),
         clock: Clock::new(config.epoch_unix_nanos),
-        links,
-        clients: HashMap::new(),
-        ledger: BufWriter::new(ledger),
-        store,
+        io: ShellIo {
+            links,
+            clients: HashMap::new(),
+            ledger: BufWriter::new(ledger),
+            store,
+            counters: counters.clone(),
+        },
         counters,
         inputs: receiver,
         stopping: false,
     };
     let result = shell.run().await;
-    shell.ledger.flush().context("flushing the ledger")?;
+    shell.io.ledger.flush().context("flushing the ledger")?;
     if shell.stopping {
         // Stopped over the control endpoint: let the answer leave before the endpoint closes.
         let _ = tokio::time::timeout(CLOSE_GRACE, stop_answered.stop_answered.notified()).await;
     }
     endpoint.close(close_code::STOPPING.into(), b"stopping");
     let _ = tokio::time::timeout(CLOSE_GRACE, endpoint.wait_idle()).await;
-    info!(replica = %id, last_executed = %shell.core.last_executed(), "replica stopped");
+    info!(replica = %id, last_executed = %shell.node.core().last_executed(), "replica stopped");
     result
 }
 
@@ -334,156 +336,40 @@ impl Clock {
 }
 
 struct Shell {
-    core: Replica,
-    /// Only in a replica the run declares Byzantine.
-    byzantine: Option<Hook>,
-    /// What the hook sent on its own (from inbound messages or its timer), to route next.
-    hook_transmits: Vec<Transmit>,
+    /// The core, with its hook in a replica the run declares Byzantine.
+    node: Node,
     clock: Clock,
-    links: Vec<Option<LinkHandle>>,
-    clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
-    ledger: BufWriter<File>,
-    store: Store,
+    io: ShellIo,
     counters: Arc<NetCounters>,
     inputs: mpsc::Receiver<Input>,
     stopping: bool,
 }
 
-impl Shell {
-    async fn run(&mut self) -> anyhow::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
-        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
-        // The loop ends on a signal, a control stop, or when every input sender is gone.
-        while !self.stopping {
-            let hook_deadline = self.byzantine.as_ref().and_then(Hook::poll_timeout);
-            let deadline = [self.core.poll_timeout(), hook_deadline].into_iter().flatten().min();
-            let deadline = deadline.map(|at| self.clock.instant(at));
-            tokio::select! {
-                biased;
-                _ = terminate.recv() => break,
-                _ = interrupt.recv() => break,
-                input = self.inputs.recv() => match input {
-                    Some(input) => {
-                        self.handle(input);
-                        for _ in 1..INPUT_BATCH_MAX {
-                            match self.inputs.try_recv() {
-                                Ok(input) => self.handle(input),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    None => break,
-                },
-                _ = sleep_until(deadline), if deadline.is_some() => {}
-            }
-            let now = self.clock.now();
-            if self.core.poll_timeout().is_some_and(|at| at <= now) {
-                self.core.handle_timeout(now);
-            }
-            if let Some(hook) = self.byzantine.as_mut()
-                && hook.poll_timeout().is_some_and(|at| at <= now)
-            {
-                let view = self.core.view();
-                self.hook_transmits.extend(hook.poll(now, view));
-            }
-            self.route_outputs()?;
-        }
-        Ok(())
+/// What the shell does with a node's outputs ([`crate::node::Io`]).
+struct ShellIo {
+    links: Vec<Option<LinkHandle>>,
+    clients: HashMap<ClientId, mpsc::Sender<Vec<u8>>>,
+    ledger: BufWriter<File>,
+    store: Store,
+    counters: Arc<NetCounters>,
+}
+
+impl crate::node::Io for ShellIo {
+    type Error = anyhow::Error;
+
+    /// One redb transaction, committed before anything of the `Ready` leaves.
+    fn persist(&mut self, writes: &[crate::core::Write]) -> anyhow::Result<()> {
+        self.store.apply(writes)
     }
 
-    fn handle(&mut self, input: Input) {
-        let now = self.clock.now();
-        match input {
-            Input::Peer { from, envelope, .. } => {
-                if let Some(hook) = self.byzantine.as_mut() {
-                    self.hook_transmits.extend(hook.inbound(now, from, &envelope));
-                }
-                if let Err(rejection) = self.core.handle_message(now, from, &envelope) {
-                    debug!(%from, kind = rejection.kind(), %rejection, "rejected message");
-                }
-            }
-            Input::Request { from, request, .. } => {
-                if let Err(rejection) = self.core.handle_request(now, from, request) {
-                    debug!(client = %from, kind = rejection.kind(), %rejection, "rejected request");
-                }
-            }
-            Input::ClientAttached { client, writer } => {
-                self.clients.insert(client, writer);
-            }
-            Input::Control { request, reply } => {
-                let response = match request {
-                    ControlRequest::Status => ControlResponse::Status(self.status()),
-                    ControlRequest::Stop => {
-                        info!("stop requested over the control endpoint");
-                        self.stopping = true;
-                        ControlResponse::Stopping
-                    }
-                    ControlRequest::Behave { behaviours } => match self.byzantine.as_mut() {
-                        Some(hook) => {
-                            let names: Vec<&str> =
-                                behaviours.iter().map(|behaviour| behaviour.name()).collect();
-                            info!(behaviours = ?names, "Byzantine behaviours switched");
-                            hook.set_behaviours(now, behaviours);
-                            self.core.limit_batches(hook.batch_limit());
-                            ControlResponse::Behaving
-                        }
-                        None => ControlResponse::Refused {
-                            reason: "this replica is not declared Byzantine".into(),
-                        },
-                    },
-                    ControlRequest::Reconnect { peer } => {
-                        match self.links.get(usize::from(peer)).and_then(Option::as_ref) {
-                            Some(link) => {
-                                info!(peer, "reconnecting the link as asked");
-                                link.reconnect();
-                                ControlResponse::Reconnecting
-                            }
-                            None => ControlResponse::Refused {
-                                reason: format!("no link to replica {peer}"),
-                            },
-                        }
-                    }
-                };
-                // The controller may have given up waiting; nothing to do then.
-                let _ = reply.send(response);
-            }
-        }
-    }
-
-    /// Persists the core's writes, records its ledger events, then sends what it wants sent.
-    fn route_outputs(&mut self) -> anyhow::Result<()> {
-        if let Some(writes) = self.core.poll_writes() {
-            self.store.apply(&writes)?;
-            self.core.writes_persisted();
-        }
-        let mut wrote = false;
-        while let Some(event) = self.core.poll_event() {
-            serde_json::to_writer(&mut self.ledger, &event).context("writing the ledger")?;
+    /// Written and flushed at once, before any message goes out: the checker reads the ledger
+    /// even if this process is killed, and finds there what every INFORM rested on.
+    fn record(&mut self, events: &[history::LedgerEvent]) -> anyhow::Result<()> {
+        for event in events {
+            serde_json::to_writer(&mut self.ledger, event).context("writing the ledger")?;
             self.ledger.write_all(b"\n").context("writing the ledger")?;
-            wrote = true;
         }
-        if wrote {
-            // Flushed at once, before any message goes out: the checker reads the ledger even
-            // if this process is killed, and finds there what every INFORM rested on.
-            self.ledger.flush().context("flushing the ledger")?;
-        }
-        let now = self.clock.now();
-        let view = self.core.view();
-        for transmit in std::mem::take(&mut self.hook_transmits) {
-            self.send(transmit);
-        }
-        while let Some(transmit) = self.core.poll_transmit() {
-            match self.byzantine.as_mut() {
-                Some(hook) => {
-                    for transmit in hook.outbound(now, view, transmit) {
-                        self.send(transmit);
-                    }
-                }
-                None => self.send(transmit),
-            }
-        }
-        Ok(())
+        self.ledger.flush().context("flushing the ledger")
     }
 
     /// Sends one transmit: to a replica's link or a client's writer, counted when dropped.
@@ -513,9 +399,101 @@ impl Shell {
             }
         }
     }
+}
+
+impl Shell {
+    async fn run(&mut self) -> anyhow::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+        let mut interrupt = signal(SignalKind::interrupt()).context("SIGINT handler")?;
+        let mut deadline = self.node.deadline();
+        // The loop ends on a signal, a control stop, or when every input sender is gone.
+        while !self.stopping {
+            let wake = deadline.map(|at| self.clock.instant(at));
+            tokio::select! {
+                biased;
+                _ = terminate.recv() => break,
+                _ = interrupt.recv() => break,
+                input = self.inputs.recv() => match input {
+                    Some(input) => {
+                        self.handle(input);
+                        for _ in 1..INPUT_BATCH_MAX {
+                            match self.inputs.try_recv() {
+                                Ok(input) => self.handle(input),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = sleep_until(wake), if wake.is_some() => {}
+            }
+            let now = self.clock.now();
+            if deadline.is_some_and(|at| at <= now) {
+                self.node.handle_timeout(now);
+            }
+            deadline = crate::node::drive(&mut self.node, now, &mut self.io)?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Peer { from, envelope, .. } => {
+                if let Err(rejection) = self.node.handle_message(now, from, &envelope) {
+                    debug!(%from, kind = rejection.kind(), %rejection, "rejected message");
+                }
+            }
+            Input::Request { from, request, .. } => {
+                if let Err(rejection) = self.node.handle_request(now, from, request) {
+                    debug!(client = %from, kind = rejection.kind(), %rejection, "rejected request");
+                }
+            }
+            Input::ClientAttached { client, writer } => {
+                self.io.clients.insert(client, writer);
+            }
+            Input::Control { request, reply } => {
+                let response = match request {
+                    ControlRequest::Status => ControlResponse::Status(self.status()),
+                    ControlRequest::Stop => {
+                        info!("stop requested over the control endpoint");
+                        self.stopping = true;
+                        ControlResponse::Stopping
+                    }
+                    ControlRequest::Behave { behaviours } => {
+                        let names: Vec<&str> =
+                            behaviours.iter().map(|behaviour| behaviour.name()).collect();
+                        if self.node.behave(now, behaviours) {
+                            info!(behaviours = ?names, "Byzantine behaviours switched");
+                            ControlResponse::Behaving
+                        } else {
+                            ControlResponse::Refused {
+                                reason: "this replica is not declared Byzantine".into(),
+                            }
+                        }
+                    }
+                    ControlRequest::Reconnect { peer } => {
+                        match self.io.links.get(usize::from(peer)).and_then(Option::as_ref) {
+                            Some(link) => {
+                                info!(peer, "reconnecting the link as asked");
+                                link.reconnect();
+                                ControlResponse::Reconnecting
+                            }
+                            None => ControlResponse::Refused {
+                                reason: format!("no link to replica {peer}"),
+                            },
+                        }
+                    }
+                };
+                // The controller may have given up waiting; nothing to do then.
+                let _ = reply.send(response);
+            }
+        }
+    }
 
     fn status(&self) -> StatusReport {
-        let status = self.core.status();
+        let status = self.node.core().status();
         let mut counters = self.counters.snapshot();
         let core = serde_json::to_value(&status.counters).expect("counters serialize");
         if let serde_json::Value::Object(fields) = core {
@@ -533,10 +511,11 @@ impl Shell {
                 }
             }
         }
-        if let Some(hook) = &self.byzantine {
+        if let Some(hook) = self.node.hook() {
             counters.extend(hook.counters());
         }
         let peers_connected = self
+            .io
             .links
             .iter()
             .enumerate()
@@ -549,7 +528,7 @@ impl Shell {
             last_executed: status.last_executed.0,
             state_digest: status.state_digest,
             ledger_head: status.ledger_head,
-            ready: self.links.iter().flatten().all(LinkHandle::has_connected),
+            ready: self.io.links.iter().flatten().all(LinkHandle::has_connected),
             peers_connected,
             counters,
         }

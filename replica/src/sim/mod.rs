@@ -37,6 +37,7 @@ use crate::core::{
     Replica, ReplicaId, SignedRequest, Time, Transmit,
 };
 use crate::crypto::dealer::ClusterKeys;
+use crate::node::Node as ReplicaNode;
 
 /// The most steps [`Cluster::run`] takes unless told otherwise.
 pub const STEPS_MAX_DEFAULT: u64 = 50_000_000;
@@ -114,10 +115,33 @@ pub type OutboundHook = Box<dyn FnMut(Transmit) -> Vec<Transmit>>;
 /// Whose timer fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum Timer {
-    /// A replica's or client's core.
+    /// A replica's node (its core's and its hook's timers) or a client's core.
     Node(Node),
-    /// A replica's Byzantine hook.
-    Hook(ReplicaId),
+}
+
+/// A simulated replica's IO: its in-memory disk, its ledger, and the messages to route.
+struct SimIo<'a> {
+    disk: &'a mut Durable,
+    events: &'a mut Vec<LedgerEvent>,
+    outbox: Vec<Transmit>,
+}
+
+impl crate::node::Io for SimIo<'_> {
+    type Error = std::convert::Infallible;
+
+    fn persist(&mut self, writes: &[crate::core::Write]) -> Result<(), Self::Error> {
+        self.disk.apply(writes.iter().cloned());
+        Ok(())
+    }
+
+    fn record(&mut self, events: &[LedgerEvent]) -> Result<(), Self::Error> {
+        self.events.extend_from_slice(events);
+        Ok(())
+    }
+
+    fn send(&mut self, transmit: Transmit) {
+        self.outbox.push(transmit);
+    }
 }
 
 /// The simulation ran out of steps before its goal.
@@ -223,7 +247,8 @@ pub struct Cluster {
     time: Time,
     steps: u64,
     keys: ClusterKeys,
-    replicas: Vec<Replica>,
+    /// Each replica's core, with its Byzantine hook if it has one.
+    nodes: Vec<ReplicaNode>,
     clients: Vec<Client>,
     crashed: Vec<bool>,
     /// Replicas cut off from every other node (both directions).
@@ -240,9 +265,8 @@ pub struct Cluster {
     /// When each directed replica-to-replica link has sent what it was given, by
     /// `from * n + to`.
     link_free: Vec<Time>,
+    /// Outbound hooks, run after a node's Byzantine hook.
     hooks: Vec<Option<OutboundHook>>,
-    /// Byzantine hooks, run before the outbound hooks.
-    byzantine: Vec<Option<Hook>>,
     network: BinaryHeap<Reverse<Scheduled>>,
     timers: BinaryHeap<Reverse<(Time, Timer)>>,
     armed: HashMap<Timer, Time>,
@@ -281,7 +305,7 @@ impl Cluster {
             time: Time::ZERO,
             steps: 0,
             keys,
-            replicas,
+            nodes: replicas.into_iter().map(|core| ReplicaNode::new(core, None)).collect(),
             clients,
             crashed: vec![false; replica_count],
             isolated: vec![false; replica_count],
@@ -292,7 +316,6 @@ impl Cluster {
             bandwidth: None,
             link_free: vec![Time::ZERO; replica_count * replica_count],
             hooks: (0..replica_count).map(|_| None).collect(),
-            byzantine: (0..replica_count).map(|_| None).collect(),
             network: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             armed: HashMap::new(),
@@ -322,13 +345,13 @@ impl Cluster {
     }
 
     /// The replicas.
-    pub fn replicas(&self) -> &[Replica] {
-        &self.replicas
+    pub fn replicas(&self) -> impl Iterator<Item = &Replica> {
+        self.nodes.iter().map(ReplicaNode::core)
     }
 
     /// One replica.
     pub fn replica(&self, id: ReplicaId) -> &Replica {
-        &self.replicas[id.index()]
+        self.nodes[id.index()].core()
     }
 
     /// The clients.
@@ -362,7 +385,6 @@ impl Cluster {
             scheduled.packet.from != node && scheduled.packet.to != node
         });
         self.armed.remove(&Timer::Node(node));
-        self.armed.remove(&Timer::Hook(id));
     }
 
     /// Restarts a crashed (or running) replica from its disk, as after a SIGKILL: everything
@@ -375,11 +397,10 @@ impl Cluster {
         if self.unplanted.contains(&id) {
             config.planted_bug = None;
         }
-        let mut replica =
+        let replica =
             Replica::recover(config, secrets, public, disk, &self.events[id.index()], self.time)
                 .expect("keys match the config");
-        replica.limit_batches(self.byzantine[id.index()].as_ref().and_then(Hook::batch_limit));
-        self.replicas[id.index()] = replica;
+        self.nodes[id.index()].replace_core(replica);
         self.crashed[id.index()] = false;
         self.after_replica_input(id, &Ok(()));
     }
@@ -418,26 +439,24 @@ impl Cluster {
     /// timer is driven on virtual time. The hook's behaviours are switched with
     /// [`Cluster::behave`].
     pub fn set_byzantine(&mut self, id: ReplicaId, hook: Hook) {
-        self.replicas[id.index()].limit_batches(hook.batch_limit());
-        self.byzantine[id.index()] = Some(hook);
-        self.arm_hook(id);
+        self.nodes[id.index()].set_hook(hook);
+        self.arm_node(id);
     }
 
     /// Switches the behaviours of `id`'s Byzantine hook (none: correct) and returns whether it
     /// has one (a replica without one refuses, as over the control endpoint).
     pub fn behave(&mut self, id: ReplicaId, behaviours: &[Behaviour]) -> bool {
         let now = self.time;
-        let Some(hook) = self.byzantine[id.index()].as_mut() else { return false };
-        hook.set_behaviours(now, behaviours.iter().copied());
-        let limit = hook.batch_limit();
-        self.replicas[id.index()].limit_batches(limit);
-        self.arm_hook(id);
+        if !self.nodes[id.index()].behave(now, behaviours.iter().copied()) {
+            return false;
+        }
+        self.arm_node(id);
         true
     }
 
     /// `id`'s Byzantine hook, if it has one.
     pub fn byzantine(&self, id: ReplicaId) -> Option<&Hook> {
-        self.byzantine[id.index()].as_ref()
+        self.nodes[id.index()].hook()
     }
 
     /// Delivers `message` to `to` now, sealed with the `from`–`to` key as a (possibly
@@ -468,7 +487,7 @@ impl Cluster {
         to: ReplicaId,
         envelope: &Envelope,
     ) -> Result<(), Rejection> {
-        let result = self.replicas[to.index()].handle_message(self.time, from, envelope);
+        let result = self.nodes[to.index()].handle_message(self.time, from, envelope);
         self.after_replica_input(to, &result);
         result
     }
@@ -498,7 +517,7 @@ impl Cluster {
         to: ReplicaId,
         request: SignedRequest,
     ) -> Result<(), Rejection> {
-        let result = self.replicas[to.index()].handle_request(self.time, from, request);
+        let result = self.nodes[to.index()].handle_request(self.time, from, request);
         self.after_replica_input(to, &result);
         result
     }
@@ -564,10 +583,8 @@ impl Cluster {
             let Reverse((at, timer)) = self.timers.pop().expect("a timer is due");
             if self.armed.get(&timer) == Some(&at) {
                 self.armed.remove(&timer);
-                match timer {
-                    Timer::Node(node) => self.fire_timer(node),
-                    Timer::Hook(id) => self.fire_hook(id),
-                }
+                let Timer::Node(node) = timer;
+                self.fire_timer(node);
             }
         }
         true
@@ -583,14 +600,7 @@ impl Cluster {
                 if self.crashed[to.index()] || self.isolated[to.index()] || from_isolated {
                     return;
                 }
-                if let (Node::Replica(from), Payload::Envelope(envelope), Some(hook)) =
-                    (packet.from, &payload, self.byzantine[to.index()].as_mut())
-                {
-                    let transmits = hook.inbound(now, from, envelope);
-                    self.send_from(to, transmits);
-                    self.arm_hook(to);
-                }
-                let replica = &mut self.replicas[to.index()];
+                let replica = &mut self.nodes[to.index()];
                 let result = match (packet.from, payload) {
                     (Node::Replica(from), Payload::Envelope(envelope)) => {
                         replica.handle_message(now, from, &envelope)
@@ -624,7 +634,7 @@ impl Cluster {
         match node {
             Node::Replica(id) => {
                 if !self.crashed[id.index()] {
-                    self.replicas[id.index()].handle_timeout(now);
+                    self.nodes[id.index()].handle_timeout(now);
                     self.after_replica_input(id, &Ok(()));
                 }
             }
@@ -635,22 +645,10 @@ impl Cluster {
         }
     }
 
-    fn fire_hook(&mut self, id: ReplicaId) {
-        if self.crashed[id.index()] {
-            return;
-        }
-        let (now, view) = (self.time, self.replicas[id.index()].view());
-        let Some(hook) = self.byzantine[id.index()].as_mut() else { return };
-        let transmits = hook.poll(now, view);
-        self.send_from(id, transmits);
-        self.arm_hook(id);
-    }
-
-    fn arm_hook(&mut self, id: ReplicaId) {
-        if let Some(hook) = &self.byzantine[id.index()] {
-            let deadline = hook.poll_timeout();
-            self.arm(Timer::Hook(id), deadline);
-        }
+    /// Re-arms replica `id`'s timer at its node's deadline (the core's or its hook's).
+    fn arm_node(&mut self, id: ReplicaId) {
+        let deadline = self.nodes[id.index()].deadline();
+        self.arm(Timer::Node(Node::Replica(id)), deadline);
     }
 
     /// Schedules what replica `id` sends, through its outbound hook if it has one.
@@ -672,31 +670,23 @@ impl Cluster {
         }
     }
 
+    /// Drives replica `id`'s node after an input ([`crate::node::drive`]: writes to its disk,
+    /// events to its ledger, then its messages onto the network) and re-arms its timer.
     fn after_replica_input(&mut self, id: ReplicaId, result: &Result<(), Rejection>) {
         if let Err(rejection) = result {
             self.rejections.push((id, rejection.clone()));
         }
-        if let Some(writes) = self.replicas[id.index()].poll_writes() {
-            self.disks[id.index()].apply(writes);
-            self.replicas[id.index()].writes_persisted();
+        let mut io = SimIo {
+            disk: &mut self.disks[id.index()],
+            events: &mut self.events[id.index()],
+            outbox: Vec::new(),
+        };
+        let Ok(deadline) = crate::node::drive(&mut self.nodes[id.index()], self.time, &mut io);
+        let outbox = io.outbox;
+        if !self.crashed[id.index()] {
+            self.send_from(id, outbox);
         }
-        while let Some(event) = self.replicas[id.index()].poll_event() {
-            self.events[id.index()].push(event);
-        }
-        let (now, view) = (self.time, self.replicas[id.index()].view());
-        while let Some(transmit) = self.replicas[id.index()].poll_transmit() {
-            if self.crashed[id.index()] {
-                continue;
-            }
-            let transmits = match &mut self.byzantine[id.index()] {
-                Some(hook) => hook.outbound(now, view, transmit),
-                None => vec![transmit],
-            };
-            self.send_from(id, transmits);
-        }
-        let deadline = self.replicas[id.index()].poll_timeout();
         self.arm(Timer::Node(Node::Replica(id)), deadline);
-        self.arm_hook(id);
     }
 
     fn after_client_input(&mut self, id: ClientId) {
@@ -750,7 +740,7 @@ impl Cluster {
         else {
             return self.time;
         };
-        let link = from.index() * self.replicas.len() + to.index();
+        let link = from.index() * self.nodes.len() + to.index();
         let bytes = envelope.payload.len() as u128;
         let nanos =
             u64::try_from(bytes * 1_000_000_000 / u128::from(bandwidth)).unwrap_or(u64::MAX);

@@ -34,6 +34,7 @@ use crate::core::{
     AuthenticatedInform, Client, ClientId, Config, Envelope, Replica, ReplicaId, Seq,
     SignedRequest, Time, Transmit,
 };
+use crate::node::Node;
 
 /// How long a worker waits for input before looking at its timers and the stop flag.
 const IDLE_WAIT: Duration = Duration::from_millis(1);
@@ -91,10 +92,32 @@ struct Clients {
     last_timer_scan: Time,
 }
 
+/// A benchmark replica's IO: it measures the protocol, not a disk, so writes count as
+/// persisted at once and ledger events are dropped; messages are routed by the worker.
+struct BenchIo {
+    outbox: Vec<Transmit>,
+}
+
+impl crate::node::Io for BenchIo {
+    type Error = std::convert::Infallible;
+
+    fn persist(&mut self, _writes: &[crate::core::Write]) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn record(&mut self, _events: &[history::LedgerEvent]) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    fn send(&mut self, transmit: Transmit) {
+        self.outbox.push(transmit);
+    }
+}
+
 /// One worker thread's nodes and links.
 struct Worker {
     index: usize,
-    replicas: Vec<Replica>,
+    replicas: Vec<Node>,
     clients: Option<Clients>,
     inbox: Receiver<Delivery>,
     queue: VecDeque<Delivery>,
@@ -119,9 +142,9 @@ pub fn run(options: &SimOptions, workers: usize, deadline: Duration) -> Parallel
     let capacity = channel_capacity(&options.config);
     let (links, inboxes): (Vec<_>, Vec<_>) =
         (0..workers).map(|_| sync_channel::<Delivery>(capacity)).unzip();
-    let mut hosted: Vec<Vec<Replica>> = (0..workers).map(|_| Vec::new()).collect();
+    let mut hosted: Vec<Vec<Node>> = (0..workers).map(|_| Vec::new()).collect();
     for replica in replicas {
-        hosted[replica.id().index() % workers].push(replica);
+        hosted[replica.id().index() % workers].push(Node::new(replica, None));
     }
     let mut clients = Some(Clients {
         clients,
@@ -236,7 +259,7 @@ impl Worker {
         }
         let elapsed = self.start.elapsed();
         let completed = self.clients.as_ref().map(|clients| clients.completed);
-        (self.replicas, completed, elapsed)
+        (self.replicas.into_iter().map(Node::into_core).collect(), completed, elapsed)
     }
 
     /// Moves what the channel holds into the queue; blocks briefly when both are empty.
@@ -263,7 +286,7 @@ impl Worker {
         let now = self.now();
         self.replicas
             .iter()
-            .filter_map(Replica::poll_timeout)
+            .filter_map(Node::deadline)
             .map(|at| at.saturating_since(now))
             .fold(IDLE_WAIT, Duration::min)
     }
@@ -306,7 +329,7 @@ impl Worker {
     fn fire_timers(&mut self) {
         let now = self.now();
         for local in 0..self.replicas.len() {
-            if self.replicas[local].poll_timeout().is_some_and(|at| at <= now) {
+            if self.replicas[local].deadline().is_some_and(|at| at <= now) {
                 self.replicas[local].handle_timeout(now);
                 self.flush_replica(local);
             }
@@ -337,13 +360,11 @@ impl Worker {
     }
 
     fn flush_replica(&mut self, local: usize) {
-        let from = self.replicas[local].id();
-        // The benchmark measures the protocol, not a disk: writes count as persisted at once.
-        if self.replicas[local].poll_writes().is_some() {
-            self.replicas[local].writes_persisted();
-        }
-        while self.replicas[local].poll_event().is_some() {}
-        while let Some(transmit) = self.replicas[local].poll_transmit() {
+        let from = self.replicas[local].core().id();
+        let now = self.now();
+        let mut io = BenchIo { outbox: Vec::new() };
+        let Ok(_) = crate::node::drive(&mut self.replicas[local], now, &mut io);
+        for transmit in io.outbox {
             match transmit {
                 Transmit::Replica { to, envelope } => {
                     self.route(to, Delivery::Envelope { from, to, envelope });

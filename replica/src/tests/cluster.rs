@@ -142,11 +142,8 @@ fn cluster_out_of_order_delivery() {
         let mut cluster = Cluster::new(options);
         cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
         assert_eq!(cluster.completions.len(), 1500);
-        let out_of_order: u64 = cluster
-            .replicas()
-            .iter()
-            .map(|replica| replica.counters().slots_committed_out_of_order)
-            .sum();
+        let out_of_order: u64 =
+            cluster.replicas().map(|replica| replica.counters().slots_committed_out_of_order).sum();
         assert!(out_of_order > 0, "{protocol:?}: delivery should reorder commits");
         // `executions` asserts strict sequence order per replica.
         assert_ledgers_agree(&cluster, &all(4));
@@ -347,7 +344,7 @@ fn cluster_rejects_proposal_from_non_primary() {
     let result = cluster.inject(ReplicaId(1), ReplicaId(2), &certify);
     assert!(matches!(result, Err(Rejection::NotFromPrimary { message: "certify", .. })));
     cluster.run_for(Duration::from_millis(100));
-    assert!(cluster.replicas().iter().all(|replica| replica.last_executed() == Seq(0)));
+    assert!(cluster.replicas().all(|replica| replica.last_executed() == Seq(0)));
 }
 
 /// A replica supports at most one proposal per (view, seq) (PROTOCOL §3.1 step 3, §9.4).

@@ -78,11 +78,19 @@ fn planted_bugs_only_with_the_feature() {
         assert_eq!(bug.to_string(), bug.name());
         assert_eq!(serde_json::to_string(&bug).unwrap(), format!("\"{}\"", bug.name()));
         assert!(bug.rule().starts_with('§'), "{bug}: the rule of PROTOCOL.md it breaks");
-        let mut config = Config::new(Protocol::PoeTs, 4, 1);
+        let protocol = if bug.protocol() == "pbft" { Protocol::Pbft } else { Protocol::PoeTs };
+        let mut config = Config::new(protocol, 4, 1);
         config.planted_bug = Some(bug);
         if crate::planted::ENABLED {
             assert_eq!(config.validate(), Ok(()));
             assert!(config.planted(bug));
+            if bug.protocol() == "pbft" {
+                // A PBFT bug under PoE would never act: refused.
+                let mut poe = config.clone();
+                poe.protocol = Protocol::PoeMac;
+                let error = poe.validate().expect_err("a PBFT bug under PoE");
+                assert!(matches!(error, ConfigError::PlantedBugProtocol { .. }), "{error}");
+            }
         } else {
             let error = config.validate().expect_err("no planted bugs in this build");
             assert_eq!(error, ConfigError::PlantedBugsNotBuilt { bug });

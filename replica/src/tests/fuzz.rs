@@ -331,7 +331,7 @@ fn fuzz_found_forged_signature_in_carried_proposal() {
     let mut cluster =
         Cluster::new(SimOptions::new(Config::new(Protocol::PoeMac, 4, 16), 1210, 300));
     cluster.run_until(STEPS_MAX_DEFAULT, |cluster| cluster.completions.len() >= 60).expect("60");
-    let carried = cluster.replicas().iter().map(|replica| replica.last_executed()).max();
+    let carried = cluster.replicas().map(|replica| replica.last_executed()).max();
     let carried = carried.expect("replicas");
     cluster.crash(ReplicaId(0));
     let keys = cluster.keys().replicas[1].replica_macs.clone();
