@@ -300,6 +300,16 @@ impl Hook {
         self.behaviours.contains(&behaviour)
     }
 
+    /// Whether `in-the-dark` is on, or implied: in PBFT `withhold-certificate` alone could never
+    /// act (the honest backups' PREPAREs and COMMITs reach nf without the primary's), so it
+    /// keeps the dark replicas out of the PRE-PREPAREs too, the form of the attack that does
+    /// act within the budget (the lone executor).
+    fn in_the_dark_on(&self) -> bool {
+        self.is_on(Behaviour::InTheDark)
+            || (self.is_on(Behaviour::WithholdCertificate)
+                && self.config.protocol == Protocol::Pbft)
+    }
+
     fn count(&mut self, name: &'static str) {
         *self.counters.entry(name).or_default() += 1;
     }
@@ -449,7 +459,7 @@ impl Hook {
     /// the lone replica undoes several slots (their order, their at-most-once entries, a
     /// checkpoint among them), not one batch of every client's request.
     pub fn batch_limit(&self) -> Option<u32> {
-        let lone = self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark);
+        let lone = self.is_on(Behaviour::WithholdCertificate) && self.in_the_dark_on();
         lone.then_some(LONE_BATCH_MAX)
     }
 
@@ -460,7 +470,7 @@ impl Hook {
     /// stability rule (nf matching CHECKPOINTs, PROTOCOL §6) then decides whether the rollback
     /// the view change owes can still happen.
     fn in_lone_window(&mut self, message: &Message) -> bool {
-        if !(self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark)) {
+        if !(self.is_on(Behaviour::WithholdCertificate) && self.in_the_dark_on()) {
             return true;
         }
         let seq = match message {
@@ -488,8 +498,7 @@ impl Hook {
         if !self.in_lone_window(&item.message) {
             return Some(item);
         }
-        let kept_out =
-            primary_message && self.is_on(Behaviour::InTheDark) && self.dark.contains(&item.to);
+        let kept_out = primary_message && self.in_the_dark_on() && self.dark.contains(&item.to);
         if kept_out {
             self.count(Behaviour::InTheDark.name());
             return None;
@@ -522,8 +531,7 @@ impl Hook {
     /// attacker itself the certificate it withholds.
     fn withhold_in_state_transfer(&mut self, mut item: Outgoing) -> Outgoing {
         let Message::StateTransfer(transfer) = &mut item.message else { return item };
-        let withholding =
-            self.is_on(Behaviour::WithholdCertificate) && self.is_on(Behaviour::InTheDark);
+        let withholding = self.is_on(Behaviour::WithholdCertificate) && self.in_the_dark_on();
         let Some(from) = self.lone_from else { return item };
         if !withholding
             || self.colluders.contains(&item.to)

@@ -39,6 +39,7 @@
 //! only once the writes are durable.
 
 mod checkpoint;
+mod pbft;
 mod recovery;
 mod view_change;
 
@@ -233,36 +234,69 @@ pub struct Replica {
     id: ReplicaId,
     config: Config,
     public: Arc<PublicKeys>,
+    /// The keys and the rules that guard them.
     safety: Safety,
     replica_macs: Vec<MacKey>,
     client_macs: Vec<MacKey>,
 
     view: View,
-    /// Primary only: the next slot to propose.
-    next_seq: Seq,
-    /// Primary only: requests waiting for a batch, with their arrival times (signatures are
-    /// checked when the batch is cut, as one batch verification).
-    queue: VecDeque<(Time, SignedRequest)>,
-    /// Primary only: requests queued or proposed and not yet executed, to refuse duplicates.
-    pending: HashSet<(ClientId, RequestId)>,
-    pending_per_client: HashMap<ClientId, u32>,
-    /// PoE-TS primary: replicas that sent an invalid threshold share in this view. Their
-    /// shares are verified one by one before entering a combination, so one faulty replica
-    /// cannot force the slow path on every slot.
-    share_suspects: BTreeSet<ReplicaId>,
+    /// Normal-case state of the slots above the last executed one (and the carried ones), in
+    /// the current view.
     slots: BTreeMap<Seq, Slot>,
-
+    /// The executed history: the state machine and the hash-chained ledger, always at the same
+    /// slot (`state.last_seq() == ledger.head_seq()`).
     state: StateMachine,
     ledger: Ledger,
 
+    /// The primary's side of the normal case.
+    primary: Primary,
+    /// Where the view change stands.
+    changes: ViewChanges,
+    /// The failure detector.
+    progress: Progress,
+    /// Checkpoints and state transfer.
+    checkpointing: Checkpointing,
+    /// What leaves, and in which order.
+    outbox: Outbox,
+    counters: Counters,
+}
+
+/// The primary's side of the normal case.
+///
+/// Invariants: `pending` holds exactly the requests queued or proposed and not yet executed,
+/// and `pending_per_client` counts them per client; `next_seq` is above every slot this
+/// replica proposed in the current view. Reset on every view change.
+#[derive(Debug)]
+struct Primary {
+    /// The next slot to propose.
+    next_seq: Seq,
+    /// Requests waiting for a batch, with their arrival times (signatures are checked when the
+    /// batch is cut, as one batch verification).
+    queue: VecDeque<(Time, SignedRequest)>,
+    /// Requests queued or proposed and not yet executed, to refuse duplicates.
+    pending: HashSet<(ClientId, RequestId)>,
+    pending_per_client: HashMap<ClientId, u32>,
+    /// PoE-TS: replicas that sent an invalid threshold share in this view. Their shares are
+    /// verified one by one before entering a combination, so one faulty replica cannot force
+    /// the slow path on every slot.
+    share_suspects: BTreeSet<ReplicaId>,
+    /// A cap on the batches this replica proposes ([`Replica::limit_batches`]).
+    batch_limit: Option<u32>,
+}
+
+/// Where the view change stands (PROTOCOL §§5, 7).
+///
+/// Invariants: `vc_requests` holds one VC-REQUEST per replica, each for a view above `view`;
+/// `carried` and `contested` only name slots of the current view's decision that are not
+/// certified in it yet; `early` holds only messages of the next view, bounded per sender.
+#[derive(Debug)]
+struct ViewChanges {
     /// Normal operation, or a view change in progress.
     mode: Mode,
     /// The highest-target VC-REQUEST of each replica (own included), targets above `view`.
     vc_requests: BTreeMap<ReplicaId, Arc<ViewChange>>,
     /// Certificates and signed batches already verified (view changes, state transfers).
     verified: view_change::Verified,
-    /// A cap on the batches this replica proposes ([`Replica::limit_batches`]).
-    batch_limit: Option<u32>,
     /// View changes in a row that ended without progress: the backoff exponent of the new-view
     /// and progress timers. Counted when the new-view timer expires (no NV-PROPOSE in time) and
     /// when the replica leaves a view it entered through a view change before that view
@@ -283,13 +317,31 @@ pub struct Replica {
     /// replica's decision (a lying new primary can give groups different decisions): never
     /// supported, but adopted once a valid certificate of the view names them.
     contested: BTreeMap<Seq, Proposal>,
+    /// Normal-case messages of the next view (the one asked for, or the one after the current
+    /// view) that arrived before its NV-PROPOSE, per sender; handled once the view is entered.
+    early: BTreeMap<ReplicaId, Vec<(View, Message)>>,
+}
+
+/// The failure detector (PROTOCOL §4).
+///
+/// Invariant: `progress_deadline` is set while this replica expects progress (a forwarded
+/// request, an accepted proposal, a certified slot above a hole, a carried slot).
+#[derive(Debug, Default)]
+struct Progress {
     /// When expected progress is overdue (progress timer).
     progress_deadline: Option<Time>,
     /// Whether the progress timer already asked for state once for the current hole.
     hole_state_requested: bool,
     /// Backups: requests forwarded to the primary and not known executed, with when.
     forwarded: BTreeMap<(ClientId, RequestId), Time>,
+}
 
+/// Checkpoints and state transfer (PROTOCOL §6).
+///
+/// Invariants: `stable`'s certificate holds nf valid signatures on its slot's state digest and
+/// block hash; every pending checkpoint is above it; nothing at or below it is ever rolled back.
+#[derive(Debug, Default)]
+struct Checkpointing {
     /// The last stable checkpoint, with the state at its slot.
     stable: Option<(CheckpointCertificate, Snapshot)>,
     /// Checkpoints above the stable one: own snapshots and the votes received.
@@ -302,10 +354,14 @@ pub struct Replica {
     catch_up: Option<CatchUp>,
     /// When this replica last answered each replica's state request.
     state_requests_served: BTreeMap<ReplicaId, Time>,
-    /// Normal-case messages of the next view (the one asked for, or the one after the current
-    /// view) that arrived before its NV-PROPOSE, per sender; handled once the view is entered.
-    early: BTreeMap<ReplicaId, Vec<(View, Message)>>,
+}
 
+/// What leaves the replica, and in which order ([`Ready`]).
+///
+/// Invariant: nothing in `transmits` or `events` is handed out without the `writes` queued
+/// before it, in the same `Ready`; at most one `Ready` is in flight.
+#[derive(Debug, Default)]
+struct Outbox {
     /// Writes to persist before anything queued after them leaves.
     writes: Vec<Write>,
     /// The number of the last [`Ready`] handed out.
@@ -314,7 +370,6 @@ pub struct Replica {
     ready_in_flight: Option<u64>,
     transmits: VecDeque<Transmit>,
     events: VecDeque<LedgerEvent>,
-    counters: Counters,
 }
 
 impl Replica {
@@ -374,37 +429,31 @@ impl Replica {
             config,
             public,
             view: View(0),
-            next_seq: Seq(1),
-            queue: VecDeque::new(),
-            pending: HashSet::new(),
-            pending_per_client: HashMap::new(),
-            share_suspects: BTreeSet::new(),
             slots: BTreeMap::new(),
             state,
             ledger: Ledger::new(genesis),
-            mode: Mode::Normal,
-            vc_requests: BTreeMap::new(),
-            verified: view_change::Verified::default(),
-            batch_limit: None,
-            failed_view_changes: 0,
-            unproven_view: None,
-            new_view: None,
-            carried: BTreeMap::new(),
-            contested: BTreeMap::new(),
-            progress_deadline: None,
-            hole_state_requested: false,
-            forwarded: BTreeMap::new(),
-            stable: None,
-            checkpoints: BTreeMap::new(),
-            last_state_request: None,
-            catch_up: None,
-            state_requests_served: BTreeMap::new(),
-            early: BTreeMap::new(),
-            writes: Vec::new(),
-            ready_number: 0,
-            ready_in_flight: None,
-            transmits: VecDeque::new(),
-            events: VecDeque::new(),
+            primary: Primary {
+                next_seq: Seq(1),
+                queue: VecDeque::new(),
+                pending: HashSet::new(),
+                pending_per_client: HashMap::new(),
+                share_suspects: BTreeSet::new(),
+                batch_limit: None,
+            },
+            changes: ViewChanges {
+                mode: Mode::Normal,
+                vc_requests: BTreeMap::new(),
+                verified: view_change::Verified::default(),
+                failed_view_changes: 0,
+                unproven_view: None,
+                new_view: None,
+                carried: BTreeMap::new(),
+                contested: BTreeMap::new(),
+                early: BTreeMap::new(),
+            },
+            progress: Progress::default(),
+            checkpointing: Checkpointing::default(),
+            outbox: Outbox::default(),
             counters: Counters::default(),
         })
     }
@@ -461,13 +510,13 @@ impl Replica {
     /// clients' stalled requests over several slots, so that the rollback it forces undoes
     /// several).
     pub fn limit_batches(&mut self, limit: Option<u32>) {
-        self.batch_limit = limit.map(|limit| limit.max(1));
+        self.primary.batch_limit = limit.map(|limit| limit.max(1));
     }
 
     /// The most requests this replica puts in one batch it proposes.
     fn batch_size(&self) -> usize {
         let max = self.config.batch_size_max;
-        self.batch_limit.map_or(max, |limit| limit.min(max)) as usize
+        self.primary.batch_limit.map_or(max, |limit| limit.min(max)) as usize
     }
 
     /// Fires every timer due at `now`.
@@ -492,20 +541,23 @@ impl Replica {
     #[must_use]
     pub fn ready(&mut self) -> Option<Ready> {
         assert!(
-            self.ready_in_flight.is_none(),
+            self.outbox.ready_in_flight.is_none(),
             "Ready {:?} was not advanced before the next was asked for",
-            self.ready_in_flight
+            self.outbox.ready_in_flight
         );
-        if self.writes.is_empty() && self.events.is_empty() && self.transmits.is_empty() {
+        if self.outbox.writes.is_empty()
+            && self.outbox.events.is_empty()
+            && self.outbox.transmits.is_empty()
+        {
             return None;
         }
-        self.ready_number += 1;
-        self.ready_in_flight = Some(self.ready_number);
+        self.outbox.ready_number += 1;
+        self.outbox.ready_in_flight = Some(self.outbox.ready_number);
         Some(Ready {
-            number: self.ready_number,
-            writes: std::mem::take(&mut self.writes),
-            events: self.events.drain(..).collect(),
-            transmits: self.transmits.drain(..).collect(),
+            number: self.outbox.ready_number,
+            writes: std::mem::take(&mut self.outbox.writes),
+            events: self.outbox.events.drain(..).collect(),
+            transmits: self.outbox.transmits.drain(..).collect(),
             deadline: self.poll_timeout(),
         })
     }
@@ -517,8 +569,8 @@ impl Replica {
     ///
     /// If `number` is not the `Ready` in flight: a driver bug.
     pub fn advance(&mut self, number: u64) {
-        assert_eq!(self.ready_in_flight, Some(number), "advance of a Ready not in flight");
-        self.ready_in_flight = None;
+        assert_eq!(self.outbox.ready_in_flight, Some(number), "advance of a Ready not in flight");
+        self.outbox.ready_in_flight = None;
     }
 
     /// When [`Replica::handle_timeout`] must be called next, if any timer is armed.
@@ -528,10 +580,13 @@ impl Replica {
         // what lets the primary propose; a timer would only spin.
         let batch = self
             .batch_deadline()
-            .filter(|_| self.mode.is_normal())
+            .filter(|_| self.changes.mode.is_normal())
             .filter(|_| self.window_has_room() && self.partial_batch_allowed());
-        let catch_up = self.catch_up.as_ref().map(|catch_up| catch_up.at);
-        [batch, self.progress_deadline, self.mode.deadline(), catch_up].into_iter().flatten().min()
+        let catch_up = self.checkpointing.catch_up.as_ref().map(|catch_up| catch_up.at);
+        [batch, self.progress.progress_deadline, self.changes.mode.deadline(), catch_up]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -585,10 +640,10 @@ impl Replica {
             last_executed: self.last_executed(),
             state_digest: self.state.digest(),
             ledger_head: self.ledger.head_hash(),
-            queued_requests: self.queue.len(),
+            queued_requests: self.primary.queue.len(),
             open_slots: self.slots.len(),
             stable_checkpoint: self.stable_seq(),
-            changing_to: self.mode.target(),
+            changing_to: self.changes.mode.target(),
             counters: self.counters.clone(),
         }
     }
@@ -600,10 +655,10 @@ impl Replica {
             undo_slots: self.state.undo_len(),
             votes: self.safety.vote_count(),
             open_slots: self.slots.len(),
-            pending_checkpoints: self.checkpoints.len(),
-            carried_slots: self.carried.len(),
-            forwarded_requests: self.forwarded.len(),
-            early_messages: self.early.values().map(Vec::len).sum(),
+            pending_checkpoints: self.checkpointing.checkpoints.len(),
+            carried_slots: self.changes.carried.len(),
+            forwarded_requests: self.progress.forwarded.len(),
+            early_messages: self.changes.early.values().map(Vec::len).sum(),
         }
     }
 
@@ -631,7 +686,7 @@ impl Replica {
                     return Ok(());
                 }
             }
-            if !self.mode.is_normal() {
+            if !self.changes.mode.is_normal() {
                 return Err(Rejection::InViewChange { message: message.name() });
             }
         }
@@ -665,7 +720,7 @@ impl Replica {
     fn check_log(&self, seq: Seq) -> Result<SlotPosition, Rejection> {
         let low = self.last_executed();
         let high = Seq(self.stable_seq().0 + self.config.log_size);
-        if seq <= low && !self.carried.contains_key(&seq) {
+        if seq <= low && !self.changes.carried.contains_key(&seq) {
             Ok(SlotPosition::Executed)
         } else if seq > high {
             Err(Rejection::OutsideWindow { seq, low, high })
@@ -720,7 +775,7 @@ impl Replica {
                 Rejection::ConflictingProposal { view, seq }
             });
         }
-        if let Some(carried) = self.carried.get(&seq) {
+        if let Some(carried) = self.changes.carried.get(&seq) {
             // A carried slot is proposed again with the batch the new view decided, and nothing
             // else. Its shape was checked when it was first certified; its signatures are
             // checked again, since the digest does not cover their bytes (a new primary could
@@ -730,7 +785,7 @@ impl Replica {
                 // replica's decision was not the view's, and the certificate wins).
                 self.validate_batch(&batch)?;
                 let proposal = Proposal::new(self.config.protocol, view, seq, batch, batch_digest);
-                self.contested.insert(seq, proposal);
+                self.changes.contested.insert(seq, proposal);
                 self.try_adopt_contested(now, seq);
                 return Err(Rejection::CarriedMismatch { seq });
             }
@@ -1002,7 +1057,7 @@ impl Replica {
         // path (combine, verify, then verify every share) on every slot.
         let mut invalid = Vec::new();
         shares.retain(|(signer, share)| {
-            let suspect = self.share_suspects.contains(&ReplicaId(*signer as u8));
+            let suspect = self.primary.share_suspects.contains(&ReplicaId(*signer as u8));
             let valid =
                 !suspect || self.public.threshold.verify_share(*signer, &prepared, share).is_ok();
             if !valid {
@@ -1024,7 +1079,7 @@ impl Replica {
         for signer in invalid {
             let replica = ReplicaId(signer as u8);
             slot.invalid_shares.insert(replica);
-            self.share_suspects.insert(replica);
+            self.primary.share_suspects.insert(replica);
             self.counters.invalid_shares += 1;
             self.counters.reject_deferred(Rejection::InvalidShare { from: replica, seq });
         }
@@ -1099,7 +1154,7 @@ impl Replica {
     /// certified again go back to be executed after it.
     fn try_adopt_contested(&mut self, now: Time, seq: Seq) {
         let nf = self.config.nf();
-        let Some(contested) = self.contested.get(&seq) else { return };
+        let Some(contested) = self.changes.contested.get(&seq) else { return };
         let Some(slot) = self.slots.get(&seq) else { return };
         if slot.proposal.is_some() || slot.certificate.is_some() {
             return;
@@ -1122,7 +1177,7 @@ impl Replica {
             }
         };
         let Some(certificate) = certificate else { return };
-        let Some(proposal) = self.contested.remove(&seq) else { return };
+        let Some(proposal) = self.changes.contested.remove(&seq) else { return };
         assert!(seq > self.stable_seq(), "a contested slot is above the stable checkpoint");
         self.counters.carried_replaced += 1;
         if self.last_executed() >= seq {
@@ -1148,7 +1203,7 @@ impl Replica {
                 slot.committed = true;
             }
         }
-        self.carried.insert(
+        self.changes.carried.insert(
             seq,
             SlotEvidence {
                 view: proposal.view,
@@ -1218,112 +1273,6 @@ impl Replica {
         }
     }
 
-    // ----------------------------------------------------------------------------------------
-    // PBFT's commit phase.
-
-    /// PBFT: `seq` is prepared (its certificate holds nf matching signed PREPAREs). Sends this
-    /// replica's COMMIT, through the safety rules (only for the digest it PREPAREd, never
-    /// below its vote floor), then checks for a commit quorum.
-    fn prepared(&mut self, now: Time, seq: Seq) {
-        let Some(slot) = self.slots.get(&seq) else { return };
-        let Some(proposal) = &slot.proposal else { return };
-        let (view, digest) = (proposal.view, proposal.digest);
-        self.counters.slots_prepared += 1;
-        if view == self.view && !self.is_passive() && !slot.commits.contains_key(&self.id) {
-            match self.safety.commit(view, seq, digest) {
-                Ok(commit) => {
-                    self.counters.commits_sent += 1;
-                    let slot = self.slots.get_mut(&seq).expect("looked up above");
-                    slot.commits.insert(self.id, commit.clone());
-                    self.broadcast(&Message::Commit(commit));
-                }
-                // Certified without this replica's PREPARE (a contested slot the view certified,
-                // a slot from a state transfer): the others' COMMITs decide.
-                Err(_) => self.counters.safety_refusals += 1,
-            }
-        }
-        self.try_commit_local(now, seq);
-    }
-
-    /// PBFT: a COMMIT(v, k, h) from `from`.
-    fn handle_commit(
-        &mut self,
-        now: Time,
-        from: ReplicaId,
-        commit: Commit,
-    ) -> Result<(), Rejection> {
-        if self.config.protocol.speculative() {
-            return Err(Rejection::WrongProtocol {
-                message: "commit",
-                protocol: self.config.protocol.name(),
-            });
-        }
-        if commit.replica != from {
-            return Err(Rejection::SupportSenderMismatch { from, claimed: commit.replica });
-        }
-        self.check_view("commit", commit.view)?;
-        let seq = commit.seq;
-        if self.check_log(seq)? == SlotPosition::Executed {
-            self.counters.late(from);
-            return Ok(());
-        }
-        let slot = self.slots.get(&seq);
-        if let Some(existing) = slot.and_then(|slot| slot.commits.get(&from)) {
-            return Err(if *existing == commit {
-                Rejection::DuplicateVote { from, seq }
-            } else {
-                Rejection::ConflictingVote { from, seq }
-            });
-        }
-        #[cfg(feature = "planted-bugs")]
-        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
-        #[cfg(not(feature = "planted-bugs"))]
-        let digest_checked = true;
-        if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
-            && proposal.digest != commit.digest
-            && digest_checked
-        {
-            return Err(Rejection::DigestMismatch {
-                from,
-                seq,
-                expected: proposal.digest,
-                actual: commit.digest,
-            });
-        }
-        self.slots.entry(seq).or_default().commits.insert(from, commit);
-        self.try_commit_local(now, seq);
-        Ok(())
-    }
-
-    /// PBFT: `seq` is committed-local once it is prepared here and nf replicas (own included)
-    /// sent matching COMMITs; then it executes in order.
-    fn try_commit_local(&mut self, now: Time, seq: Seq) {
-        let nf = self.config.nf();
-        #[cfg(feature = "planted-bugs")]
-        let nf = if self.config.planted(PlantedBug::PbftCommitQuorumFPlus1) {
-            self.config.f() + 1
-        } else {
-            nf
-        };
-        let Some(slot) = self.slots.get(&seq) else { return };
-        let Some(proposal) = &slot.proposal else { return };
-        if slot.committed || slot.certificate.is_none() {
-            return;
-        }
-        #[cfg(feature = "planted-bugs")]
-        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
-        #[cfg(not(feature = "planted-bugs"))]
-        let digest_checked = true;
-        let matching = slot
-            .commits
-            .values()
-            .filter(|commit| commit.digest == proposal.digest || !digest_checked)
-            .count();
-        if matching >= nf {
-            self.committed(now, seq);
-        }
-    }
-
     /// Bookkeeping once `seq` is view-committed (PoE) or committed-local (PBFT); executes
     /// whatever is now ready.
     fn committed(&mut self, now: Time, seq: Seq) {
@@ -1370,7 +1319,7 @@ impl Replica {
         let results =
             self.state.execute(seq, view, proposal.batch.iter().map(|request| &request.body));
         debug_assert_eq!(results.len(), proposal.batch.len());
-        self.writes.push(Write::Block(StoredBlock {
+        self.outbox.writes.push(Write::Block(StoredBlock {
             seq,
             view,
             batch: proposal.batch.clone(),
@@ -1386,14 +1335,14 @@ impl Replica {
             certificate,
         );
         let block_hash = block.hash;
-        self.carried.remove(&seq);
+        self.changes.carried.remove(&seq);
         self.safety.forget_through(seq);
         self.counters.slots_executed += 1;
         let mut executed = Vec::with_capacity(results.len());
         for (request, result) in proposal.batch.iter().zip(results) {
             let body = &request.body;
             self.remove_pending(body.client, body.request);
-            self.forwarded.remove(&(body.client, body.request));
+            self.progress.forwarded.remove(&(body.client, body.request));
             match &result {
                 Some(result) => {
                     self.counters.requests_executed += 1;
@@ -1410,7 +1359,7 @@ impl Replica {
                 signature: signature_hex(&request.signature.0),
             });
         }
-        self.events.push_back(LedgerEvent::Execute(ExecuteEvent {
+        self.outbox.events.push_back(LedgerEvent::Execute(ExecuteEvent {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
             view: view.0,
@@ -1441,7 +1390,7 @@ impl Replica {
         }
         let inform = Inform { replica: self.id, view, seq, client, request, result };
         let inform = AuthenticatedInform::seal(inform, &self.client_macs[client.index()]);
-        self.transmits.push_back(Transmit::Client { to: client, inform });
+        self.outbox.transmits.push_back(Transmit::Client { to: client, inform });
     }
 
     /// Below the vote floor ([`Safety::floor`], the highest view this replica signed a
@@ -1469,7 +1418,7 @@ impl Replica {
         let body = &request.body;
         self.check_client(body.client)?;
         body.validate()?;
-        if !self.mode.is_normal() && self.state.client_entry(body.client).is_none() {
+        if !self.changes.mode.is_normal() && self.state.client_entry(body.client).is_none() {
             return Err(Rejection::InViewChange { message: "request" });
         }
         if let Some(entry) = self.state.client_entry(body.client) {
@@ -1490,7 +1439,7 @@ impl Replica {
                 return Ok(());
             }
         }
-        if !self.mode.is_normal() {
+        if !self.changes.mode.is_normal() {
             return Err(Rejection::InViewChange { message: "request" });
         }
         if !self.is_primary() {
@@ -1501,8 +1450,8 @@ impl Replica {
             request.verify(&self.public.clients[body.client.index()])?;
             self.counters.requests_forwarded += 1;
             let key = (body.client, body.request);
-            if self.forwarded.len() < self.config.request_queue_max as usize {
-                self.forwarded.entry(key).or_insert(now);
+            if self.progress.forwarded.len() < self.config.request_queue_max as usize {
+                self.progress.forwarded.entry(key).or_insert(now);
                 self.expect_progress(now);
             }
             self.send(self.config.primary(self.view), &Message::Forward(request));
@@ -1514,44 +1463,45 @@ impl Replica {
             request.verify(&self.public.clients[body.client.index()])?;
         }
         let key = (body.client, body.request);
-        if self.pending.contains(&key) {
+        if self.primary.pending.contains(&key) {
             return Err(Rejection::RequestPending { client: key.0, request: key.1 });
         }
         let max = self.config.request_queue_max as usize;
-        if self.queue.len() >= max {
+        if self.primary.queue.len() >= max {
             return Err(Rejection::QueueFull { max });
         }
-        let per_client = self.pending_per_client.get(&key.0).copied().unwrap_or(0);
+        let per_client = self.primary.pending_per_client.get(&key.0).copied().unwrap_or(0);
         if per_client >= self.config.client_pending_max {
             return Err(Rejection::ClientPendingLimit {
                 client: key.0,
                 max: self.config.client_pending_max,
             });
         }
-        self.pending.insert(key);
-        *self.pending_per_client.entry(key.0).or_default() += 1;
-        self.queue.push_back((now, request));
+        self.primary.pending.insert(key);
+        *self.primary.pending_per_client.entry(key.0).or_default() += 1;
+        self.primary.queue.push_back((now, request));
         self.try_propose(now, BatchCut::FullOnly);
         Ok(())
     }
 
     fn remove_pending(&mut self, client: ClientId, request: RequestId) {
-        if self.pending.remove(&(client, request)) {
-            let count = self.pending_per_client.get_mut(&client).expect("counted on insert");
+        if self.primary.pending.remove(&(client, request)) {
+            let count =
+                self.primary.pending_per_client.get_mut(&client).expect("counted on insert");
             *count -= 1;
             if *count == 0 {
-                self.pending_per_client.remove(&client);
+                self.primary.pending_per_client.remove(&client);
             }
         }
     }
 
     fn window_has_room(&self) -> bool {
-        self.next_seq.0 <= self.last_executed().0 + self.config.window
+        self.primary.next_seq.0 <= self.last_executed().0 + self.config.window
     }
 
     /// Slots this primary proposed that are not executed yet.
     fn slots_in_flight(&self) -> u64 {
-        (self.next_seq.0 - 1).saturating_sub(self.last_executed().0)
+        (self.primary.next_seq.0 - 1).saturating_sub(self.last_executed().0)
     }
 
     /// Whether the batch timer may cut a partial batch now: only while few slots are in
@@ -1569,12 +1519,12 @@ impl Replica {
     /// handles every input it already has before it fires due timers, so a primary that fell
     /// behind proposes full batches from its backlog instead of one partial batch per request.
     fn try_propose(&mut self, now: Time, cut: BatchCut) {
-        if !self.is_primary() || !self.mode.is_normal() || self.is_passive() {
+        if !self.is_primary() || !self.changes.mode.is_normal() || self.is_passive() {
             return;
         }
         // Bounded: every iteration takes at least one request off the queue.
-        while !self.queue.is_empty() && self.window_has_room() {
-            let full = self.queue.len() >= self.batch_size();
+        while !self.primary.queue.is_empty() && self.window_has_room() {
+            let full = self.primary.queue.len() >= self.batch_size();
             let due = cut == BatchCut::FullOrDue
                 && self.partial_batch_allowed()
                 && self.batch_deadline().is_some_and(|deadline| now >= deadline);
@@ -1590,16 +1540,16 @@ impl Replica {
 
     /// When the oldest queued request has waited `batch_timeout`.
     fn batch_deadline(&self) -> Option<Time> {
-        self.queue.front().map(|(arrival, _)| *arrival + self.config.batch_timeout)
+        self.primary.queue.front().map(|(arrival, _)| *arrival + self.config.batch_timeout)
     }
 
     /// Takes up to a batch of requests off the queue, dropping those that executed meanwhile
     /// and then those whose signature fails. The signatures checked are exactly those proposed,
     /// so the backups, checking the same batch by the same rule, reach the same verdict.
     fn take_batch(&mut self) -> Vec<SignedRequest> {
-        let count = self.queue.len().min(self.batch_size());
+        let count = self.primary.queue.len().min(self.batch_size());
         let candidates: Vec<SignedRequest> =
-            self.queue.drain(..count).map(|(_, request)| request).collect();
+            self.primary.queue.drain(..count).map(|(_, request)| request).collect();
         let mut batch = Vec::with_capacity(candidates.len());
         for request in candidates {
             let body = &request.body;
@@ -1636,8 +1586,8 @@ impl Replica {
     }
 
     fn propose(&mut self, now: Time, batch: Vec<SignedRequest>) {
-        let seq = self.next_seq;
-        self.next_seq = seq.next();
+        let seq = self.primary.next_seq;
+        self.primary.next_seq = seq.next();
         self.propose_at(now, seq, batch.into());
     }
 
@@ -1685,7 +1635,7 @@ impl Replica {
         #[cfg(feature = "planted-bugs")]
         let fresh = fresh && !self.config.planted(PlantedBug::VoteNotPersisted);
         if fresh {
-            self.writes.push(Write::Vote(support.clone()));
+            self.outbox.writes.push(Write::Vote(support.clone()));
         }
         Ok(support)
     }
@@ -1696,7 +1646,7 @@ impl Replica {
     fn send(&mut self, to: ReplicaId, message: &Message) {
         debug_assert_ne!(to, self.id);
         let envelope = Envelope::new(message, &self.replica_macs[to.index()], self.id, to);
-        self.transmits.push_back(Transmit::Replica { to, envelope });
+        self.outbox.transmits.push_back(Transmit::Replica { to, envelope });
     }
 
     /// Sends `message` to every other replica: encoded and hashed once, MAC'd per receiver.
@@ -1708,7 +1658,7 @@ impl Replica {
             if to != self.id {
                 let key = &self.replica_macs[to.index()];
                 let envelope = Envelope::seal(payload.clone(), &digest, key, self.id, to);
-                self.transmits.push_back(Transmit::Replica { to, envelope });
+                self.outbox.transmits.push_back(Transmit::Replica { to, envelope });
             }
         }
     }

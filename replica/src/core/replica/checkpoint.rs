@@ -80,7 +80,7 @@ impl PendingCheckpoint {
 impl Replica {
     /// The last stable checkpoint's slot (0 before the first).
     pub(super) fn stable_seq(&self) -> Seq {
-        self.stable.as_ref().map_or(Seq(0), |(certificate, _)| certificate.seq)
+        self.checkpointing.stable.as_ref().map_or(Seq(0), |(certificate, _)| certificate.seq)
     }
 
     /// Records a checkpoint of the state after the last executed slot, and signs and
@@ -90,7 +90,7 @@ impl Replica {
         let state_digest = self.state.digest();
         let block_hash = self.ledger.head_hash();
         self.counters.checkpoints_taken += 1;
-        self.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
+        self.outbox.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
             seq: seq.0,
@@ -99,7 +99,8 @@ impl Replica {
             certificate: None,
         }));
         let snapshot = self.state.snapshot();
-        self.checkpoints.entry(seq).or_default().own = Some((state_digest, block_hash, snapshot));
+        self.checkpointing.checkpoints.entry(seq).or_default().own =
+            Some((state_digest, block_hash, snapshot));
         if self.is_passive() {
             // No checkpoint vote below the vote floor: the others' nf make it stable.
             self.counters.withheld_below_vote_floor += 1;
@@ -107,7 +108,7 @@ impl Replica {
             let signature =
                 self.safety.sign(&checkpoint_signing_bytes(seq, &state_digest, &block_hash));
             let message = Checkpoint { seq, state_digest, block_hash, replica: self.id, signature };
-            let pending = self.checkpoints.entry(seq).or_default();
+            let pending = self.checkpointing.checkpoints.entry(seq).or_default();
             pending.votes.insert(self.id, message.clone());
             self.broadcast(&Message::Checkpoint(message));
         }
@@ -142,7 +143,8 @@ impl Replica {
             self.request_state(now, Some(from));
             return Err(Rejection::OutsideWindow { seq, low: self.stable_seq(), high });
         }
-        if let Some(held) = self.checkpoints.get(&seq).and_then(|pending| pending.votes.get(&from))
+        if let Some(held) =
+            self.checkpointing.checkpoints.get(&seq).and_then(|pending| pending.votes.get(&from))
         {
             return Err(if *held == checkpoint {
                 Rejection::DuplicateVote { from, seq }
@@ -154,7 +156,7 @@ impl Replica {
         self.public.replicas[from.index()]
             .verify(&bytes, &checkpoint.signature)
             .map_err(|_| invalid("invalid signature"))?;
-        self.checkpoints.entry(seq).or_default().votes.insert(from, checkpoint);
+        self.checkpointing.checkpoints.entry(seq).or_default().votes.insert(from, checkpoint);
         self.try_stabilize(now, seq);
         Ok(())
     }
@@ -163,7 +165,7 @@ impl Replica {
     /// own state at `seq` is the same; asks for state if it is behind or differs.
     fn try_stabilize(&mut self, now: Time, seq: Seq) {
         let nf = self.checkpoint_quorum();
-        let Some(pending) = self.checkpoints.get(&seq) else { return };
+        let Some(pending) = self.checkpointing.checkpoints.get(&seq) else { return };
         let mut tally: BTreeMap<(Digest, Digest), Vec<&Checkpoint>> = BTreeMap::new();
         for vote in pending.votes.values() {
             tally.entry((vote.state_digest, vote.block_hash)).or_default().push(vote);
@@ -211,7 +213,7 @@ impl Replica {
     ) {
         let seq = certificate.seq;
         self.counters.checkpoints_stable += 1;
-        self.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
+        self.outbox.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
             seq: seq.0,
@@ -219,17 +221,17 @@ impl Replica {
             stable: true,
             certificate: Some(certificate.record()),
         }));
-        self.writes.push(Write::Checkpoint {
+        self.outbox.writes.push(Write::Checkpoint {
             certificate: certificate.clone(),
             snapshot: snapshot.clone(),
             keep_blocks,
         });
         self.ledger.prune_through(seq);
         self.state.discard_undo_through(seq);
-        self.checkpoints.retain(|pending, _| *pending > seq);
-        self.carried.retain(|carried, _| *carried > seq);
+        self.checkpointing.checkpoints.retain(|pending, _| *pending > seq);
+        self.changes.carried.retain(|carried, _| *carried > seq);
         self.safety.forget_through(seq);
-        self.stable = Some((certificate, snapshot));
+        self.checkpointing.stable = Some((certificate, snapshot));
     }
 
     /// Checks nf valid CHECKPOINT signatures from distinct replicas at a checkpoint slot.
@@ -270,16 +272,17 @@ impl Replica {
     /// this replica to its sender's head.
     pub(super) fn request_state(&mut self, now: Time, to: Option<ReplicaId>) {
         let interval = self.config.state_request_interval;
-        if self.last_state_request.is_some_and(|at| now < at + interval) {
+        if self.checkpointing.last_state_request.is_some_and(|at| now < at + interval) {
             return;
         }
-        if self.catch_up.is_none() {
-            self.catch_up = Some(CatchUp { retries_left: STATE_REQUEST_RETRIES_MAX, at: now });
+        if self.checkpointing.catch_up.is_none() {
+            self.checkpointing.catch_up =
+                Some(CatchUp { retries_left: STATE_REQUEST_RETRIES_MAX, at: now });
         }
-        if let Some(catch_up) = self.catch_up.as_mut() {
+        if let Some(catch_up) = self.checkpointing.catch_up.as_mut() {
             catch_up.at = now + interval * 2;
         }
-        self.last_state_request = Some(now);
+        self.checkpointing.last_state_request = Some(now);
         self.counters.state_requests_sent += 1;
         // The view this replica is in, not the one it asks for: a replica that restarted in
         // the middle of a view change the others completed must get that view's NV-PROPOSE
@@ -297,17 +300,17 @@ impl Replica {
     /// Asks everyone for state again when a catch-up's retry is due; gives up after
     /// [`STATE_REQUEST_RETRIES_MAX`] retries (a new sign of being behind starts another).
     pub(super) fn catch_up_timer(&mut self, now: Time) {
-        let Some(catch_up) = self.catch_up.as_mut() else { return };
+        let Some(catch_up) = self.checkpointing.catch_up.as_mut() else { return };
         if now < catch_up.at {
             return;
         }
         if catch_up.retries_left == 0 {
-            self.catch_up = None;
+            self.checkpointing.catch_up = None;
             return;
         }
         catch_up.retries_left -= 1;
         self.request_state(now, None);
-        if let Some(catch_up) = self.catch_up.as_mut()
+        if let Some(catch_up) = self.checkpointing.catch_up.as_mut()
             && catch_up.at <= now
         {
             // Refused by the rate limit: try again once it allows.
@@ -323,22 +326,29 @@ impl Replica {
         request: &StateRequest,
     ) -> Result<(), Rejection> {
         let interval = self.config.state_request_interval;
-        if self.state_requests_served.get(&from).is_some_and(|at| now < *at + interval) {
+        if self
+            .checkpointing
+            .state_requests_served
+            .get(&from)
+            .is_some_and(|at| now < *at + interval)
+        {
             return Err(Rejection::RateLimited { message: "state-request", from });
         }
         let checkpoint = self
+            .checkpointing
             .stable
             .as_ref()
             .filter(|(certificate, _)| certificate.seq > request.last_executed)
             .cloned();
-        let new_view = self.new_view.clone().filter(|new_view| new_view.view > request.view);
+        let new_view =
+            self.changes.new_view.clone().filter(|new_view| new_view.view > request.view);
         let tail_after =
             checkpoint.as_ref().map_or(request.last_executed, |(certificate, _)| certificate.seq);
         // A requester claiming the last representable slot has no next slot to fill (the
         // claim is a lie, but it must not crash the replica that reads it).
         let tail_from = tail_after.0.checked_add(1).map(Seq);
         let tail = match tail_from {
-            Some(from) if request.view <= self.view && self.mode.is_normal() => {
+            Some(from) if request.view <= self.view && self.changes.mode.is_normal() => {
                 self.certified_tail(from)
             }
             _ => Vec::new(),
@@ -351,7 +361,7 @@ impl Replica {
         {
             return Ok(());
         }
-        self.state_requests_served.insert(from, now);
+        self.checkpointing.state_requests_served.insert(from, now);
         self.counters.state_transfers_served += 1;
         let transfer = StateTransfer { checkpoint, new_view, tail, head };
         self.send(from, &Message::StateTransfer(Arc::new(transfer)));
@@ -415,14 +425,14 @@ impl Replica {
             }
             used = true;
         }
-        let mut verified = std::mem::take(&mut self.verified);
+        let mut verified = std::mem::take(&mut self.changes.verified);
         let mut failed = None;
         for evidence in &transfer.tail {
             let next = self.last_executed().next();
             if evidence.seq < next {
                 continue;
             }
-            if evidence.seq > next || evidence.view != self.view || !self.mode.is_normal() {
+            if evidence.seq > next || evidence.view != self.view || !self.changes.mode.is_normal() {
                 break;
             }
             if let Err(reason) = self.verify_evidence(evidence, &mut verified) {
@@ -432,14 +442,14 @@ impl Replica {
             self.commit_evidence(now, evidence);
             used = true;
         }
-        self.verified = verified;
+        self.changes.verified = verified;
         if let Some(reason) = failed {
             return Err(invalid(reason));
         }
         if self.last_executed() >= transfer.head {
             // Caught up with (a Byzantine sender may have claimed too little: later signs of
             // being behind start another catch-up).
-            self.catch_up = None;
+            self.checkpointing.catch_up = None;
         }
         if !used {
             // An answer to an earlier request that another replica's answer overtook, or a
@@ -488,7 +498,7 @@ impl Replica {
         self.ledger.reset(seq, certificate.block_hash);
         self.slots.retain(|slot, _| *slot > seq);
         self.counters.snapshots_installed += 1;
-        self.events.push_back(state_transfer_event(self.id, now, &certificate, &snapshot));
+        self.outbox.events.push_back(state_transfer_event(self.id, now, &certificate, &snapshot));
         self.make_stable(now, certificate, snapshot, false);
         self.execute_ready(now);
     }

@@ -50,7 +50,7 @@ impl Replica {
             self.state = StateMachine::from_snapshot(&snapshot);
             self.ledger.reset(certificate.seq, certificate.block_hash);
             chain = [(certificate.seq, (certificate.block_hash, certificate.state_digest))].into();
-            self.stable = Some((certificate, snapshot));
+            self.checkpointing.stable = Some((certificate, snapshot));
         }
         let mut replayed = Vec::new();
         for block in durable.blocks.into_values() {
@@ -118,16 +118,17 @@ impl Replica {
             .unwrap_or(Seq(0));
         self.safety.restore(durable.votes.into_values());
         // As primary, never propose a slot of this view again with another batch.
-        self.next_seq = voted_max.max(self.last_executed()).next();
+        self.primary.next_seq = voted_max.max(self.last_executed()).next();
         self.safety.raise_floor(durable.vote_floor);
         if let Some(request) = durable.view_change {
-            self.mode = Mode::ViewChange { target: request.target, deadline: None, resend_at: now };
+            self.changes.mode =
+                Mode::ViewChange { target: request.target, deadline: None, resend_at: now };
             self.safety.raise_floor(request.target);
-            self.vc_requests.insert(self.id, request);
+            self.changes.vc_requests.insert(self.id, request);
         }
         self.reconcile(&recorded, &chain, replayed, now);
         if recorded.view < self.view {
-            self.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
+            self.outbox.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
                 time: now.as_nanos(),
                 replica: u32::from(self.id.0),
                 view: self.view.0,
@@ -162,16 +163,17 @@ impl Replica {
         let mut common = stable;
         if stable > Seq(0) && recorded_hash(stable) != hash(stable) {
             // The file lacks the checkpoint the store holds: record its snapshot as installed.
-            let (certificate, snapshot) = self.stable.as_ref().expect("stable above 0");
+            let (certificate, snapshot) =
+                self.checkpointing.stable.as_ref().expect("stable above 0");
             let event = state_transfer_event(self.id, now, certificate, snapshot);
-            self.events.push_back(event);
+            self.outbox.events.push_back(event);
         } else {
             let end = recorded.head().min(self.last_executed());
             while common < end && recorded_hash(common.next()) == hash(common.next()) {
                 common = common.next();
             }
             if recorded.head() > common {
-                self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
+                self.outbox.events.push_back(LedgerEvent::Rollback(RollbackEvent {
                     time,
                     replica,
                     from_seq: recorded.head().0,
@@ -181,9 +183,9 @@ impl Replica {
             }
         }
         if recorded.stable < stable
-            && let Some((certificate, _)) = &self.stable
+            && let Some((certificate, _)) = &self.checkpointing.stable
         {
-            self.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
+            self.outbox.events.push_back(LedgerEvent::Checkpoint(CheckpointEvent {
                 time,
                 replica,
                 seq: stable.0,
@@ -196,13 +198,13 @@ impl Replica {
             let (seq, batch_digest) = (Seq(execute.seq), execute.batch_digest);
             let known = if seq > common {
                 let view = View(execute.view);
-                self.events.push_back(LedgerEvent::Execute(execute));
+                self.outbox.events.push_back(LedgerEvent::Execute(execute));
                 view
             } else {
                 recorded.certified.get(&seq).copied().unwrap_or(View(execute.view))
             };
             if known < certified {
-                self.events.push_back(LedgerEvent::Recertified(RecertifiedEvent {
+                self.outbox.events.push_back(LedgerEvent::Recertified(RecertifiedEvent {
                     time,
                     replica,
                     seq: seq.0,

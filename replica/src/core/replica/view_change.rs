@@ -242,8 +242,8 @@ impl Replica {
 
     /// Arms the progress timer unless it is armed.
     pub(super) fn expect_progress(&mut self, now: Time) {
-        if self.mode.is_normal() && self.progress_deadline.is_none() {
-            self.progress_deadline = Some(now + self.progress_timeout());
+        if self.changes.mode.is_normal() && self.progress.progress_deadline.is_none() {
+            self.progress.progress_deadline = Some(now + self.progress_timeout());
         }
     }
 
@@ -251,9 +251,9 @@ impl Replica {
     /// the view executed a slot it ordered itself (above its k_max) it works, and the backoff
     /// ends.
     pub(super) fn executed(&mut self, now: Time) {
-        if self.unproven_view.is_none_or(|k_max| self.last_executed() > k_max) {
-            self.failed_view_changes = 0;
-            self.unproven_view = None;
+        if self.changes.unproven_view.is_none_or(|k_max| self.last_executed() > k_max) {
+            self.changes.failed_view_changes = 0;
+            self.changes.unproven_view = None;
         }
         self.progress_made(now);
     }
@@ -264,10 +264,10 @@ impl Replica {
     /// certifies (or, at a replica that lagged, executes) the slots it carried over has not
     /// shown that it works (PBFT: the timer doubles until the new view executes a new request).
     pub(super) fn progress_made(&mut self, now: Time) {
-        self.hole_state_requested = false;
+        self.progress.hole_state_requested = false;
         let awaiting = self.awaiting_progress();
-        self.progress_deadline =
-            (awaiting && self.mode.is_normal()).then(|| now + self.progress_timeout());
+        self.progress.progress_deadline =
+            (awaiting && self.changes.mode.is_normal()).then(|| now + self.progress_timeout());
     }
 
     /// Whether this replica waits for something the primary owes it: a forwarded request not
@@ -280,15 +280,15 @@ impl Replica {
     fn awaiting_progress(&mut self) -> bool {
         let last_executed = self.last_executed();
         let carried_pending =
-            self.carried.keys().next_back().is_some_and(|seq| *seq > last_executed);
+            self.changes.carried.keys().next_back().is_some_and(|seq| *seq > last_executed);
         let state = &self.state;
-        self.forwarded.retain(|(client, request), _| {
+        self.progress.forwarded.retain(|(client, request), _| {
             state.client_entry(*client).is_none_or(|entry| entry.request < *request)
         });
         let open = self.slots.values().any(|slot| {
             slot.proposal.is_some() || slot.certify.is_some() || slot.certificate.is_some()
         });
-        open || carried_pending || !self.forwarded.is_empty() || self.missed_proposal()
+        open || carried_pending || !self.progress.forwarded.is_empty() || self.missed_proposal()
     }
 
     /// Whether this replica missed a proposal the others have: for a slot above its last
@@ -305,22 +305,23 @@ impl Replica {
 
     /// The view-change timers: progress, new view, and re-sending the VC-REQUEST.
     pub(super) fn view_change_timers(&mut self, now: Time) {
-        if self.progress_deadline.is_some_and(|deadline| now >= deadline) {
-            self.progress_deadline = None;
+        if self.progress.progress_deadline.is_some_and(|deadline| now >= deadline) {
+            self.progress.progress_deadline = None;
             if self.awaiting_progress() {
                 self.progress_overdue(now);
             }
         }
-        if let Mode::ViewChange { target, deadline, resend_at } = self.mode {
+        if let Mode::ViewChange { target, deadline, resend_at } = self.changes.mode {
             if deadline.is_some_and(|deadline| now >= deadline) {
-                self.failed_view_changes = self.failed_view_changes.saturating_add(1);
+                self.changes.failed_view_changes =
+                    self.changes.failed_view_changes.saturating_add(1);
                 self.start_view_change(now, target.next());
             } else if now >= resend_at {
-                if let Some(own) = self.vc_requests.get(&self.id).cloned() {
+                if let Some(own) = self.changes.vc_requests.get(&self.id).cloned() {
                     self.broadcast(&Message::ViewChange(own));
                 }
                 let resend_at = now + self.view_change_resend_interval();
-                self.mode = Mode::ViewChange { target, deadline, resend_at };
+                self.changes.mode = Mode::ViewChange { target, deadline, resend_at };
             }
         }
     }
@@ -334,15 +335,17 @@ impl Replica {
         // primary does not propose it again, or this replica entered the view late (from a
         // state transfer, or after a rollback) when the others had long re-certified it, and
         // nobody will propose it again.
-        let carried_missing = !next_committed && self.carried.contains_key(&next);
-        if (hole || carried_missing || self.missed_proposal()) && !self.hole_state_requested {
+        let carried_missing = !next_committed && self.changes.carried.contains_key(&next);
+        if (hole || carried_missing || self.missed_proposal())
+            && !self.progress.hole_state_requested
+        {
             // Later slots are certified and this one is not, a carried slot never came, or the
             // others voted on a proposal this replica never got: either the primary withholds
             // it, or this replica missed it. Ask the others once before accusing the primary.
-            self.hole_state_requested = true;
-            self.last_state_request = None;
+            self.progress.hole_state_requested = true;
+            self.checkpointing.last_state_request = None;
             self.request_state(now, None);
-            self.progress_deadline = Some(now + self.progress_timeout());
+            self.progress.progress_deadline = Some(now + self.progress_timeout());
             return;
         }
         self.start_view_change(now, self.view.next());
@@ -350,7 +353,7 @@ impl Replica {
 
     /// The new-view timeout after `failed_view_changes` failures in a row.
     fn new_view_timeout(&self) -> std::time::Duration {
-        self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
+        self.config.new_view_timeout * (1u32 << self.changes.failed_view_changes.min(BACKOFF_MAX))
     }
 
     /// How often a replica in a view change re-sends its VC-REQUEST: the new-view timeout, but
@@ -359,13 +362,14 @@ impl Replica {
     /// again after a partition heals (the relay drops what it cuts), so it must not wait as
     /// long (32 s at the full backoff), while still sparing a slow link big VC-REQUESTs.
     fn view_change_resend_interval(&self) -> std::time::Duration {
-        self.config.new_view_timeout * (1u32 << self.failed_view_changes.min(RESEND_BACKOFF_MAX))
+        self.config.new_view_timeout
+            * (1u32 << self.changes.failed_view_changes.min(RESEND_BACKOFF_MAX))
     }
 
     /// The progress timeout after `failed_view_changes` failures in a row: the base timeout in
     /// a view that executes, doubled for each view change in a row that ended without progress.
     fn progress_timeout(&self) -> std::time::Duration {
-        self.config.progress_timeout * (1u32 << self.failed_view_changes.min(BACKOFF_MAX))
+        self.config.progress_timeout * (1u32 << self.changes.failed_view_changes.min(BACKOFF_MAX))
     }
 
     // ----------------------------------------------------------------------------------------
@@ -377,26 +381,28 @@ impl Replica {
     /// the VC-REQUEST it signed for it when it still holds it.
     pub(super) fn start_view_change(&mut self, now: Time, target: View) {
         let target = target.max(self.safety.floor());
-        if target <= self.view || self.mode.target().is_some_and(|asked| asked >= target) {
+        if target <= self.view || self.changes.mode.target().is_some_and(|asked| asked >= target) {
             return;
         }
-        if self.mode.is_normal() && self.unproven_view.take().is_some() {
+        if self.changes.mode.is_normal() && self.changes.unproven_view.take().is_some() {
             // Leaving a view that a view change started and that executed nothing new: that
             // view change failed too, so the next one waits longer (PBFT: the timer doubles
             // when the new view executes nothing).
-            self.failed_view_changes = self.failed_view_changes.saturating_add(1);
+            self.changes.failed_view_changes = self.changes.failed_view_changes.saturating_add(1);
         }
-        let held = self.vc_requests.get(&self.id).filter(|own| own.target == target).cloned();
+        let held =
+            self.changes.vc_requests.get(&self.id).filter(|own| own.target == target).cloned();
         if let Some(own) = held {
             // Signed already (the replica was passive below it): the same request again.
             let resend_at = now + self.view_change_resend_interval();
-            self.mode = Mode::ViewChange { target, deadline: None, resend_at };
-            self.progress_deadline = None;
+            self.changes.mode = Mode::ViewChange { target, deadline: None, resend_at };
+            self.progress.progress_deadline = None;
             self.broadcast(&Message::ViewChange(own));
             self.view_change_quorum(now);
             return;
         }
-        let checkpoint = self.stable.as_ref().map(|(certificate, _)| certificate.clone());
+        let checkpoint =
+            self.checkpointing.stable.as_ref().map(|(certificate, _)| certificate.clone());
         let evidence = self.collect_evidence();
         let bytes = ViewChange::signing_bytes(target, self.id, checkpoint.as_ref(), &evidence);
         let signature = self.safety.sign(&bytes);
@@ -405,10 +411,10 @@ impl Replica {
         self.counters.view_changes_started += 1;
         self.safety.raise_floor(target);
         let resend_at = now + self.view_change_resend_interval();
-        self.mode = Mode::ViewChange { target, deadline: None, resend_at };
-        self.progress_deadline = None;
-        self.writes.push(Write::ViewChange(request.clone()));
-        self.vc_requests.insert(self.id, request.clone());
+        self.changes.mode = Mode::ViewChange { target, deadline: None, resend_at };
+        self.progress.progress_deadline = None;
+        self.outbox.writes.push(Write::ViewChange(request.clone()));
+        self.changes.vc_requests.insert(self.id, request.clone());
         self.broadcast(&Message::ViewChange(request));
         self.view_change_quorum(now);
     }
@@ -440,7 +446,7 @@ impl Replica {
                 });
             }
         }
-        for (seq, carried) in &self.carried {
+        for (seq, carried) in &self.changes.carried {
             let higher = evidence.get(seq).is_none_or(|held| carried.view > held.view);
             if higher && *seq > stable {
                 evidence.insert(*seq, carried.clone());
@@ -469,7 +475,7 @@ impl Replica {
                 current: self.view,
             });
         }
-        if let Some(held) = self.vc_requests.get(&from)
+        if let Some(held) = self.changes.vc_requests.get(&from)
             && held.target >= request.target
         {
             // A re-sent request, or an older one overtaken: nothing new.
@@ -479,11 +485,11 @@ impl Replica {
                 held: held.target,
             });
         }
-        let mut verified = std::mem::take(&mut self.verified);
+        let mut verified = std::mem::take(&mut self.changes.verified);
         let valid = self.validate_view_change(&request, &mut verified);
-        self.verified = verified;
+        self.changes.verified = verified;
         valid?;
-        self.vc_requests.insert(from, request);
+        self.changes.vc_requests.insert(from, request);
         self.join_view_change(now);
         self.view_change_quorum(now);
         Ok(())
@@ -492,8 +498,9 @@ impl Replica {
     /// Joins a view change once f + 1 other replicas asked for views above the one this replica
     /// is in or asking for: at least one of them is correct (PROTOCOL §4).
     fn join_view_change(&mut self, now: Time) {
-        let floor = self.mode.target().unwrap_or(self.view);
+        let floor = self.changes.mode.target().unwrap_or(self.view);
         let mut targets: Vec<View> = self
+            .changes
             .vc_requests
             .iter()
             .filter(|(replica, request)| **replica != self.id && request.target > floor)
@@ -510,14 +517,16 @@ impl Replica {
     /// With nf VC-REQUESTs for the view this replica asks for: as its primary, sends
     /// NV-PROPOSE and enters it; otherwise arms the new-view timer.
     fn view_change_quorum(&mut self, now: Time) {
-        let Mode::ViewChange { target, deadline, resend_at } = self.mode else { return };
+        let Mode::ViewChange { target, deadline, resend_at } = self.changes.mode else { return };
         let nf = self.config.nf();
         let mut requests: Vec<Arc<ViewChange>> = Vec::with_capacity(nf);
-        if let Some(own) = self.vc_requests.get(&self.id).filter(|own| own.target == target) {
+        if let Some(own) = self.changes.vc_requests.get(&self.id).filter(|own| own.target == target)
+        {
             requests.push(own.clone());
         }
         requests.extend(
-            self.vc_requests
+            self.changes
+                .vc_requests
                 .iter()
                 .filter(|(replica, request)| **replica != self.id && request.target == target)
                 .map(|(_, request)| request.clone())
@@ -532,7 +541,7 @@ impl Replica {
             self.install_new_view(now, new_view);
         } else if deadline.is_none() {
             let deadline = Some(now + self.new_view_timeout());
-            self.mode = Mode::ViewChange { target, deadline, resend_at };
+            self.changes.mode = Mode::ViewChange { target, deadline, resend_at };
         }
     }
 
@@ -682,9 +691,9 @@ impl Replica {
     /// replicas, each valid. (Who sent it is the caller's concern: the primary of the view, or a
     /// replica forwarding the NV-PROPOSE that started its view.)
     pub(super) fn validate_new_view(&mut self, new_view: &NewView) -> Result<(), Rejection> {
-        let mut verified = std::mem::take(&mut self.verified);
+        let mut verified = std::mem::take(&mut self.changes.verified);
         let valid = self.validate_new_view_with(new_view, &mut verified);
-        self.verified = verified;
+        self.changes.verified = verified;
         valid
     }
 
@@ -728,7 +737,7 @@ impl Replica {
     /// CERTIFY of the new view would drop them, and nobody sends them again: a carried slot
     /// could then never gather nf supports here, and the view would fail for nothing.
     pub(super) fn hold_early(&mut self, from: ReplicaId, view: View, message: &Message) -> bool {
-        let next = self.mode.target().unwrap_or(self.view.next());
+        let next = self.changes.mode.target().unwrap_or(self.view.next());
         if view != next {
             return false;
         }
@@ -736,7 +745,7 @@ impl Replica {
         // slots and a window of new ones (bounded per sender, so a faulty one fills only its
         // own share).
         let limit = (self.config.evidence_slots_max() + self.config.window) as usize;
-        let held = self.early.entry(from).or_default();
+        let held = self.changes.early.entry(from).or_default();
         held.retain(|(held_view, _)| *held_view == next);
         if held.len() >= limit {
             return false;
@@ -748,11 +757,11 @@ impl Replica {
 
     /// Handles the held messages of the view just entered and forgets the others.
     fn replay_early(&mut self, now: Time) {
-        let early = std::mem::take(&mut self.early);
+        let early = std::mem::take(&mut self.changes.early);
         let view = self.view;
         for (from, messages) in early {
             for (held_view, message) in messages {
-                if held_view != view || !self.mode.is_normal() {
+                if held_view != view || !self.changes.mode.is_normal() {
                     continue;
                 }
                 if let Err(rejection) = self.dispatch_opened(now, from, message) {
@@ -760,7 +769,7 @@ impl Replica {
                 }
             }
         }
-        debug_assert!(self.early.values().all(|held| held.iter().all(|(v, _)| *v > view)));
+        debug_assert!(self.changes.early.values().all(|held| held.iter().all(|(v, _)| *v > view)));
     }
 
     // ----------------------------------------------------------------------------------------
@@ -778,7 +787,7 @@ impl Replica {
             return Err(Rejection::NotFromPrimary { message: "new-view", from, primary, view });
         }
         if view <= self.view {
-            let current = self.mode.target().unwrap_or(self.view);
+            let current = self.changes.mode.target().unwrap_or(self.view);
             return Err(Rejection::StaleView { message: "new-view", view, current });
         }
         // A view below the one this replica asked for is entered too: the others moved on
@@ -802,24 +811,24 @@ impl Replica {
         let k_max = decision.k_max();
         // Every normal-case state of older views is void; clients retransmit what was queued.
         self.slots.clear();
-        self.share_suspects.clear();
-        self.queue.clear();
-        self.pending.clear();
-        self.pending_per_client.clear();
-        self.forwarded.clear();
-        self.carried.clear();
-        self.contested.clear();
+        self.primary.share_suspects.clear();
+        self.primary.queue.clear();
+        self.primary.pending.clear();
+        self.primary.pending_per_client.clear();
+        self.progress.forwarded.clear();
+        self.changes.carried.clear();
+        self.changes.contested.clear();
         self.view = new_view.view;
-        self.mode = Mode::Normal;
-        self.new_view = Some(new_view.clone());
+        self.changes.mode = Mode::Normal;
+        self.changes.new_view = Some(new_view.clone());
         let view = self.view;
-        self.vc_requests.retain(|_, request| request.target > view);
-        self.progress_deadline = None;
-        self.hole_state_requested = false;
-        self.unproven_view = Some(k_max);
+        self.changes.vc_requests.retain(|_, request| request.target > view);
+        self.progress.progress_deadline = None;
+        self.progress.hole_state_requested = false;
+        self.changes.unproven_view = Some(k_max);
         self.counters.views_entered += 1;
-        self.writes.push(Write::View(view));
-        self.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
+        self.outbox.writes.push(Write::View(view));
+        self.outbox.events.push_back(LedgerEvent::ViewEntered(ViewEvent {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
             view: view.0,
@@ -839,23 +848,27 @@ impl Replica {
                 .filter(|request| request.replica != self.id)
                 .find(|request| request.checkpoint.as_ref().is_some_and(|c| c.seq == base))
                 .map(|request| request.replica);
-            self.last_state_request = None;
+            self.checkpointing.last_state_request = None;
             self.request_state(now, holder);
         }
         let stable = self.stable_seq();
-        self.carried =
+        self.changes.carried =
             decision.slots.into_iter().filter(|(seq, _)| *seq > stable).collect::<BTreeMap<_, _>>();
         #[cfg(feature = "planted-bugs")]
         if self.config.planted(PlantedBug::InformBeforeRecertify) {
             self.planted_inform_carried();
         }
-        if !self.carried.is_empty() {
+        if !self.changes.carried.is_empty() {
             self.expect_progress(now);
         }
         if self.is_primary() {
-            self.next_seq = k_max.max(self.last_executed()).max(stable).next();
-            let carried: Vec<(Seq, Arc<[SignedRequest]>)> =
-                self.carried.iter().map(|(seq, evidence)| (*seq, evidence.batch.clone())).collect();
+            self.primary.next_seq = k_max.max(self.last_executed()).max(stable).next();
+            let carried: Vec<(Seq, Arc<[SignedRequest]>)> = self
+                .changes
+                .carried
+                .iter()
+                .map(|(seq, evidence)| (*seq, evidence.batch.clone()))
+                .collect();
             for (seq, batch) in carried {
                 self.propose_at(now, seq, batch);
             }
@@ -930,8 +943,8 @@ impl Replica {
         let undone = self.state.undo_to(target);
         undone.expect("the undo log reaches back to its floor");
         self.ledger.truncate_after(target);
-        self.writes.push(Write::Truncate(target));
-        for (_, pending) in self.checkpoints.range_mut(target.next()..) {
+        self.outbox.writes.push(Write::Truncate(target));
+        for (_, pending) in self.checkpointing.checkpoints.range_mut(target.next()..) {
             pending.forget_own();
         }
         self.record_rollback(now, from, target);
@@ -942,7 +955,7 @@ impl Replica {
     fn record_rollback(&mut self, now: Time, from: Seq, target: Seq) {
         self.counters.rollbacks += 1;
         self.counters.slots_rolled_back += from.0 - target.0;
-        self.events.push_back(LedgerEvent::Rollback(RollbackEvent {
+        self.outbox.events.push_back(LedgerEvent::Rollback(RollbackEvent {
             time: now.as_nanos(),
             replica: u32::from(self.id.0),
             from_seq: from.0,
@@ -958,17 +971,18 @@ impl Replica {
     fn planted_inform_carried(&mut self) {
         let view = self.view;
         let kept: Vec<Seq> = self
+            .changes
             .carried
             .keys()
             .copied()
             .filter(|seq| {
                 self.ledger.get(*seq).is_some_and(|block| {
-                    block.batch_digest == batch_digest(&self.carried[seq].batch)
+                    block.batch_digest == batch_digest(&self.changes.carried[seq].batch)
                 })
             })
             .collect();
         for seq in kept {
-            let batch = self.carried[&seq].batch.clone();
+            let batch = self.changes.carried[&seq].batch.clone();
             for request in batch.iter() {
                 let body = &request.body;
                 if let Some(result) = self.state.retag(body.client, body.request, seq, view) {
@@ -987,11 +1001,11 @@ impl Replica {
         let (Some(proposal), Some(certificate)) = (slot.proposal, slot.certificate) else {
             return;
         };
-        self.carried.remove(&seq);
+        self.changes.carried.remove(&seq);
         self.counters.slots_recertified += 1;
         let view = proposal.view;
         if let Some(block) = self.ledger.get(seq) {
-            self.events.push_back(LedgerEvent::Recertified(RecertifiedEvent {
+            self.outbox.events.push_back(LedgerEvent::Recertified(RecertifiedEvent {
                 time: now.as_nanos(),
                 replica: u32::from(self.id.0),
                 seq: seq.0,
@@ -1001,7 +1015,7 @@ impl Replica {
             }));
         }
         self.ledger.recertify(seq, view, certificate.clone());
-        self.writes.push(Write::Certificate { seq, view, certificate });
+        self.outbox.writes.push(Write::Certificate { seq, view, certificate });
         for request in proposal.batch.iter() {
             let body = &request.body;
             if let Some(result) = self.state.retag(body.client, body.request, seq, view) {
