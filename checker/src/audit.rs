@@ -134,7 +134,11 @@ pub fn check(mut inputs: Inputs) -> Report {
         );
         checkers.insert(
             "view-change-decisions".into(),
-            evidence::view_change_decisions(&inputs.ledgers, keys),
+            evidence::view_change_decisions(
+                &inputs.ledgers,
+                keys,
+                inputs.protocol.as_ref().is_some_and(|rules| rules.null_fill),
+            ),
         );
         let audit = replay::audit(&inputs.ledgers, &inputs.context);
         for (name, result) in audit.results {

@@ -13,7 +13,8 @@
 //!   signed by its sender (over the digest of what the replica received) with a valid
 //!   checkpoint certificate, and the replica's decision is the one PROTOCOL §5.3 steps 2–4
 //!   compute from them: the highest checkpoint, then for each following slot the certificate
-//!   with the highest view, up to the first gap.
+//!   with the highest view, up to the first gap (PBFT: up to max-s, with a null request, view 0
+//!   and the empty batch, in each gap).
 //!
 //! The slots' certificates inside VC-REQUESTs (threshold signatures, signed SUPPORTs) are not
 //! checked here: the checker has no BLS. Ledgers without these records (older ones) have
@@ -179,9 +180,13 @@ pub fn checkpoint_certificates(
 
 /// `view-change-decisions`: every view an honest replica entered on an NV-PROPOSE rests on
 /// valid VC-REQUESTs and the decision they dictate (see the module documentation).
+///
+/// `null_fill`: the protocol's decision fills gaps with null requests up to max-s (PBFT)
+/// instead of stopping at the first gap (PoE).
 pub fn view_change_decisions(
     ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
     keys: Option<&[[u8; 32]]>,
+    null_fill: bool,
 ) -> CheckResult {
     let entered: Vec<_> = ledgers
         .values()
@@ -195,7 +200,7 @@ pub fn view_change_decisions(
         .collect();
     judge_all(entered, keys, "views", |verifier, (entered, new_view)| {
         let reason = requests_problem(verifier, entered.view, new_view)
-            .or_else(|| decision_problem(new_view))?;
+            .or_else(|| decision_problem(new_view, null_fill))?;
         Some(json!({
             "replica": entered.replica,
             "time": entered.time,
@@ -239,9 +244,9 @@ fn requests_problem(
     None
 }
 
-/// Why the recorded decision is not the one PROTOCOL §5.3 computes from the recorded
-/// VC-REQUESTs, if it is not.
-fn decision_problem(new_view: &NewViewRecord) -> Option<String> {
+/// Why the recorded decision is not the one PROTOCOL §5.3 (PoE) or §7 (PBFT, `null_fill`)
+/// computes from the recorded VC-REQUESTs, if it is not.
+fn decision_problem(new_view: &NewViewRecord, null_fill: bool) -> Option<String> {
     let base = new_view
         .requests
         .iter()
@@ -269,7 +274,21 @@ fn decision_problem(new_view: &NewViewRecord) -> Option<String> {
         }
     }
     let mut expected = base + 1;
+    // PBFT: (base, max-s] with a null request (view 0, the empty batch) in every gap.
+    let max_s = best.keys().next_back().copied().unwrap_or(base);
+    let null = crate::digest::batch_digest(&[]);
     for slot in &decision.slots {
+        if null_fill && slot.seq == expected && slot.seq <= max_s && !best.contains_key(&slot.seq) {
+            if slot.view != 0 || slot.batch_digest != null {
+                return Some(format!(
+                    "slot {}: no VC-REQUEST certifies it, so it must be a null request, not \
+                     batch {} of view {}",
+                    slot.seq, slot.batch_digest, slot.view
+                ));
+            }
+            expected += 1;
+            continue;
+        }
         let Some((view, batches)) = best.get(&slot.seq).filter(|_| slot.seq == expected) else {
             return Some(format!(
                 "decided slot {}, but the VC-REQUESTs certify slots from {} up to {} only",
@@ -292,7 +311,8 @@ fn decision_problem(new_view: &NewViewRecord) -> Option<String> {
         }
         expected += 1;
     }
-    best.contains_key(&expected).then(|| {
+    let missing = if null_fill { expected <= max_s } else { best.contains_key(&expected) };
+    missing.then(|| {
         format!("decided up to slot {}, but the VC-REQUESTs certify slot {expected}", expected - 1)
     })
 }

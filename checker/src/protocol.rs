@@ -29,6 +29,9 @@ pub struct Rules {
     pub reply_quorum: usize,
     /// Whether replicas execute speculatively (and may roll back): PoE yes, PBFT no.
     pub speculative: bool,
+    /// Whether a view change fills gaps with null requests up to max-s (PBFT) instead of
+    /// stopping at the first gap (PoE).
+    pub null_fill: bool,
 }
 
 impl Rules {
@@ -42,7 +45,13 @@ impl Rules {
             "pbft" => (f + 1, false),
             _ => return None,
         };
-        Some(Rules { name: name.to_string(), replicas, reply_quorum, speculative })
+        Some(Rules {
+            name: name.to_string(),
+            replicas,
+            reply_quorum,
+            speculative,
+            null_fill: !speculative,
+        })
     }
 }
 

@@ -107,7 +107,7 @@ fn records_without_keys_are_unknown_and_no_records_are_valid() {
     let empty = BTreeMap::from([(1, Vec::new())]);
     let result = checkpoint_certificates(&empty, None);
     assert_eq!(result.verdict, Verdict::Valid);
-    assert_eq!(view_change_decisions(&empty, None).verdict, Verdict::Valid);
+    assert_eq!(view_change_decisions(&empty, None, false).verdict, Verdict::Valid);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -160,7 +160,7 @@ fn honest_decision() -> DecisionRecord {
 }
 
 fn check_views(events: Vec<LedgerEvent>) -> CheckResult {
-    view_change_decisions(&BTreeMap::from([(2, events)]), Some(&public_keys(4)))
+    view_change_decisions(&BTreeMap::from([(2, events)]), Some(&public_keys(4)), false)
 }
 
 fn reason(result: &CheckResult) -> String {
@@ -233,4 +233,47 @@ fn new_views_on_invalid_requests_are_invalid() {
         reason.contains("checkpoint certificate") && reason.contains("fewer than nf"),
         "{reason}"
     );
+}
+
+/// View 2 of PBFT from two VC-REQUESTs with a gap: checkpoint 8, slot 9 certified in view 1
+/// (batch 2), slot 11 in view 0 (batch 4), nothing for slot 10.
+fn pbft_view_two(decision: DecisionRecord) -> LedgerEvent {
+    let requests = vec![
+        request(0, 2, Some(certificate(8, &[0, 1, 3])), vec![evidence(9, 1, 2)]),
+        request(1, 2, None, vec![evidence(11, 0, 4)]),
+        request(3, 2, None, Vec::new()),
+    ];
+    entered(2, requests, decision)
+}
+
+fn check_pbft_views(events: Vec<LedgerEvent>) -> CheckResult {
+    view_change_decisions(&BTreeMap::from([(2, events)]), Some(&public_keys(4)), true)
+}
+
+/// PROTOCOL §7 view change step 3: PBFT decides up to max-s with a null request (view 0, the
+/// empty batch) in every gap. A decision that stops at the gap (PoE's rule), puts a batch in
+/// the gap, or stops below max-s is invalid for PBFT; the null-filled one is invalid for PoE.
+#[test]
+fn pbft_decisions_fill_gaps_with_null_requests() {
+    let null = EvidenceRecord { seq: 10, view: 0, batch_digest: crate::digest::batch_digest(&[]) };
+    let filled = || DecisionRecord {
+        checkpoint: 8,
+        slots: vec![evidence(9, 1, 2), null.clone(), evidence(11, 0, 4)],
+    };
+    let result = check_pbft_views(vec![pbft_view_two(filled())]);
+    assert_eq!(result.verdict, Verdict::Valid, "{:?}", result.evidence);
+    assert!(reason(&check_views(vec![pbft_view_two(filled())])).contains("decided slot 10"));
+
+    let truncated = DecisionRecord { checkpoint: 8, slots: vec![evidence(9, 1, 2)] };
+    assert!(reason(&check_pbft_views(vec![pbft_view_two(truncated)])).contains("certify slot 10"));
+    let stuffed = DecisionRecord {
+        checkpoint: 8,
+        slots: vec![evidence(9, 1, 2), evidence(10, 0, 5), evidence(11, 0, 4)],
+    };
+    assert!(reason(&check_pbft_views(vec![pbft_view_two(stuffed)])).contains("null request"));
+    let past = DecisionRecord {
+        checkpoint: 8,
+        slots: vec![evidence(9, 1, 2), null.clone(), evidence(11, 0, 4), null.clone()],
+    };
+    assert!(reason(&check_pbft_views(vec![pbft_view_two(past)])).contains("decided slot"));
 }

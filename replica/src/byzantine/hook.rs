@@ -425,7 +425,7 @@ impl Hook {
             Message::NewView(new_view)
                 if self.is_on(Behaviour::Equivocate) || self.is_on(Behaviour::RePropose) =>
             {
-                let decision = decide(&new_view.requests);
+                let decision = decide(&new_view.requests, self.config.protocol == Protocol::Pbft);
                 let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
                 self.carried_until = Some((new_view.view, k_max));
                 Vec::new()
@@ -1432,10 +1432,11 @@ impl Hook {
         if collected.len() <= nf || original.requests.len() != nf {
             return None;
         }
-        let ours = decision_key(&decide(&original.requests));
+        let ours =
+            decision_key(&decide(&original.requests, self.config.protocol == Protocol::Pbft));
         let mut best: Option<(SubsetRank, Vec<Arc<ViewChange>>)> = None;
         for subset in subsets(&collected, nf) {
-            let theirs = decision_key(&decide(&subset));
+            let theirs = decision_key(&decide(&subset, self.config.protocol == Protocol::Pbft));
             if theirs == ours {
                 continue;
             }
@@ -1711,7 +1712,7 @@ fn oldest_first(mut requests: Vec<Arc<ViewChange>>) -> Vec<Arc<ViewChange>> {
 /// lists a certificate for before the newest one for the slot: the slots a decision that
 /// depends on the order would get wrong.
 fn order_sensitivity(requests: &[Arc<ViewChange>]) -> usize {
-    let base = decide(requests).base();
+    let base = decide(requests, false).base();
     let mut first: BTreeMap<Seq, View> = BTreeMap::new();
     let mut newest: BTreeMap<Seq, View> = BTreeMap::new();
     for evidence in requests.iter().flat_map(|request| &request.evidence) {

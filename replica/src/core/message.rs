@@ -331,6 +331,25 @@ pub struct SlotEvidence {
 }
 
 impl SlotEvidence {
+    /// PBFT's null request for slot `seq` (PROTOCOL §7 view change step 3): an empty batch with
+    /// no certificate, under view 0. Only a decision holds one (a gap below max-s that no
+    /// VIEW-CHANGE holds a prepared certificate for); it is never sent as evidence, and no real
+    /// certificate names an empty batch (proposals of empty batches are refused), so
+    /// (view 0, empty batch) marks it unambiguously.
+    pub fn null(seq: Seq) -> SlotEvidence {
+        SlotEvidence {
+            view: View(0),
+            seq,
+            batch: Arc::from(Vec::new()),
+            certificate: Certificate::Supports(Vec::new()),
+        }
+    }
+
+    /// Whether this is a null request ([`SlotEvidence::null`]).
+    pub fn is_null(&self) -> bool {
+        self.batch.is_empty()
+    }
+
     /// The ledger's record of this evidence: the slot, its certificate's view, the batch.
     pub fn record(&self) -> EvidenceRecord {
         EvidenceRecord {

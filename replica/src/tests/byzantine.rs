@@ -497,7 +497,7 @@ fn byzantine_new_view_equivocation() {
                 && let Ok(Message::NewView(new_view)) = decode(&envelope.payload)
                 && new_view.view == View(1)
             {
-                let decision = crate::core::replica::decide(&new_view.requests);
+                let decision = crate::core::replica::decide(&new_view.requests, false);
                 let k_max = decision.slots.keys().next_back().copied().unwrap_or(decision.base());
                 let slots = decision
                     .slots

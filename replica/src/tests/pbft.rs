@@ -301,3 +301,56 @@ fn byzantine_pbft_colluding_equivocators_diverge() {
     let (seq, ours, theirs) = divergence(&cluster, ReplicaId(1), ReplicaId(2)).expect("diverged");
     assert_ne!(ours, theirs, "different batches at seq {seq}");
 }
+
+/// Null requests fill the gaps of a view change (PROTOCOL §7 view change step 3).
+///
+/// Setup: n = 4 PBFT, batches of 4; replica 0, the primary of view 0, never sends its
+/// PRE-PREPARE for seq 3 but orders 4, 5, ... as usual, so the backups prepare and commit
+/// those and wait at the hole; they ask for a view change.
+/// Test: the new view decides a null request at seq 3 (no VIEW-CHANGE holds a prepared
+/// certificate for it) and keeps the prepared batches above it: every replica executes an
+/// empty batch at seq 3 in view 1 or later, and at seq 4 the very batch view 0 prepared;
+/// every request completes and the ledgers agree.
+#[test]
+fn cluster_pbft_null_requests_fill_gaps() {
+    const WITHHELD: Seq = Seq(3);
+    let mut config = Config::new(Protocol::Pbft, 4, 16);
+    config.batch_size_max = 4;
+    let mut cluster = Cluster::new(SimOptions::new(config, 320, 300));
+    let above: Rc<RefCell<Option<Digest>>> = Rc::default();
+    let seen = above.clone();
+    cluster.set_outbound_hook(
+        ReplicaId(0),
+        Box::new(move |transmit| match message_of(&transmit) {
+            Some((_, Message::Propose(propose))) if propose.view == View(0) => {
+                if propose.seq == WITHHELD {
+                    return Vec::new();
+                }
+                if propose.seq == WITHHELD.next() {
+                    *seen.borrow_mut() = Some(batch_digest(&propose.batch));
+                }
+                vec![transmit]
+            }
+            _ => vec![transmit],
+        }),
+    );
+    cluster.run(STEPS_MAX_DEFAULT).expect("every request completes in a later view");
+    let above = above.borrow().expect("seq 4 was proposed in view 0");
+    let empty = batch_digest(&[]);
+    let honest = [ReplicaId(1), ReplicaId(2), ReplicaId(3)];
+    for id in honest {
+        let executed = |seq: u64| {
+            cluster.events[id.index()].iter().find_map(|event| match event {
+                LedgerEvent::Execute(execute) if execute.seq == seq => Some(execute.clone()),
+                _ => None,
+            })
+        };
+        let null = executed(WITHHELD.0).expect("seq 3 executed");
+        assert_eq!(null.batch_digest, empty, "replica {id}: a null request at seq 3");
+        assert!(null.requests.is_empty() && null.view >= 1, "replica {id}: {null:?}");
+        let kept = executed(WITHHELD.0 + 1).expect("seq 4 executed");
+        assert_eq!(kept.batch_digest, above, "replica {id}: seq 4 keeps view 0's batch");
+        assert_eq!(cluster.replica(id).counters().rollbacks, 0);
+    }
+    assert_ledgers_agree(&cluster, &honest);
+}

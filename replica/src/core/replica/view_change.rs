@@ -119,8 +119,10 @@ impl Decision {
 
 /// The decision of PROTOCOL §5.3 steps 2–4 over validated VC-REQUESTs: never the first or an
 /// arbitrary certificate for a slot, always one with the highest view (ties between valid
-/// certificates of one view name the same batch); truncated at the first gap.
-pub(crate) fn decide(requests: &[Arc<ViewChange>]) -> Decision {
+/// certificates of one view name the same batch). PoE truncates it at the first gap (k_max);
+/// PBFT (`null_fill`) goes on to max-s, the highest slot any VIEW-CHANGE holds a prepared
+/// certificate for, and fills each gap with a null request (PROTOCOL §7 view change step 3).
+pub(crate) fn decide(requests: &[Arc<ViewChange>], null_fill: bool) -> Decision {
     let checkpoint = requests
         .iter()
         .filter_map(|request| request.checkpoint.as_ref())
@@ -138,6 +140,17 @@ pub(crate) fn decide(requests: &[Arc<ViewChange>]) -> Decision {
         }
     }
     let mut slots = BTreeMap::new();
+    if null_fill {
+        let max_s = best.keys().next_back().copied().unwrap_or(base);
+        // Bounded by the evidence's slots (at most evidence_slots_max above the base).
+        let mut seq = base.next();
+        while seq <= max_s {
+            let evidence = best.get(&seq).map_or_else(|| SlotEvidence::null(seq), |e| (*e).clone());
+            slots.insert(seq, evidence);
+            seq = seq.next();
+        }
+        return Decision { checkpoint, slots };
+    }
     let mut next = base.next();
     while let Some(evidence) = best.get(&next) {
         slots.insert(next, (*evidence).clone());
@@ -149,8 +162,8 @@ pub(crate) fn decide(requests: &[Arc<ViewChange>]) -> Decision {
 /// The planted `first-seen-wins` decision ([`crate::planted`]): like [`decide`], but each
 /// slot's evidence is the first met in the VC-REQUESTs' order, whatever its view.
 #[cfg(feature = "planted-bugs")]
-fn decide_first_seen(requests: &[Arc<ViewChange>]) -> Decision {
-    let mut decision = decide(requests);
+fn decide_first_seen(requests: &[Arc<ViewChange>], null_fill: bool) -> Decision {
+    let mut decision = decide(requests, null_fill);
     let base = decision.base();
     let mut first: BTreeMap<Seq, &SlotEvidence> = BTreeMap::new();
     for evidence in requests.iter().flat_map(|request| &request.evidence) {
@@ -159,7 +172,9 @@ fn decide_first_seen(requests: &[Arc<ViewChange>]) -> Decision {
         }
     }
     for (seq, evidence) in &mut decision.slots {
-        *evidence = (*first[seq]).clone();
+        if let Some(seen) = first.get(seq) {
+            *evidence = (*seen).clone();
+        }
     }
     decision
 }
@@ -446,7 +461,10 @@ impl Replica {
                 });
             }
         }
-        for (seq, carried) in &self.changes.carried {
+        // A null request carries no certificate: the next view decides it again if it is
+        // still a gap.
+        for (seq, carried) in self.changes.carried.iter().filter(|(_, carried)| !carried.is_null())
+        {
             let higher = evidence.get(seq).is_none_or(|held| carried.view > held.view);
             if higher && *seq > stable {
                 evidence.insert(*seq, carried.clone());
@@ -801,10 +819,11 @@ impl Replica {
     /// what differs, carry (k_s, k_max] over to be certified again, and (as primary) propose
     /// them again from the decided batches.
     pub(super) fn install_new_view(&mut self, now: Time, new_view: Arc<NewView>) {
-        let decision = decide(&new_view.requests);
+        let null_fill = !self.config.protocol.speculative();
+        let decision = decide(&new_view.requests, null_fill);
         #[cfg(feature = "planted-bugs")]
         let decision = if self.config.planted(PlantedBug::FirstSeenWins) {
-            decide_first_seen(&new_view.requests)
+            decide_first_seen(&new_view.requests, null_fill)
         } else {
             decision
         };
