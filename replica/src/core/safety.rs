@@ -12,6 +12,9 @@
 //! here means the digest it supported (PREPAREd) at that (view, seq): so it never commits two
 //! digests for one slot of a view, and since supports are persisted, not after a restart either.
 //!
+//! Rule (signatures): CHECKPOINTs are signed only at or above the vote floor, VC-REQUESTs only
+//! for a view above it (signing one raises the floor to its view).
+//!
 //! Rule (the vote floor): a replica that signed a VC-REQUEST for view v never votes in a view
 //! below v (its VC-REQUEST, which a new primary may count, must not miss a certificate it
 //! helped form later). The floor is persisted by the replica and only ever raised.
@@ -45,6 +48,14 @@ pub enum Refusal {
         /// The floor.
         floor: View,
     },
+    /// A VC-REQUEST for a view at or below one this replica already signed a VC-REQUEST for.
+    #[error("a view change to {target}, not above the vote floor {floor}")]
+    ViewChangeNotAboveFloor {
+        /// The view asked for.
+        target: View,
+        /// The floor.
+        floor: View,
+    },
     /// A COMMIT for a digest this replica did not support at that slot of that view.
     #[error("no support for digest {digest:?} at view {view} seq {seq} to commit")]
     CommitUnsupported {
@@ -63,6 +74,7 @@ impl Refusal {
         match self {
             Refusal::AlreadySupported { .. } => "already-supported",
             Refusal::BelowVoteFloor { .. } => "below-vote-floor",
+            Refusal::ViewChangeNotAboveFloor { .. } => "view-change-not-above-floor",
             Refusal::CommitUnsupported { .. } => "commit-unsupported",
         }
     }
@@ -172,9 +184,41 @@ impl Safety {
         }
     }
 
-    /// Signs `bytes` with the replica's ed25519 key (checkpoints, view-change requests).
-    pub fn sign(&self, bytes: &[u8]) -> crate::crypto::ed25519::Signature {
-        self.signing_key.sign(bytes)
+    /// Signs a CHECKPOINT (its signing bytes) taken in `view`: never below the vote floor (a
+    /// replica that asked for a later view follows a lower one passively; its checkpoint vote
+    /// there could make stable a state its VC-REQUEST does not stand behind).
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::BelowVoteFloor`].
+    pub fn sign_checkpoint(
+        &self,
+        view: View,
+        bytes: &[u8],
+    ) -> Result<crate::crypto::ed25519::Signature, Refusal> {
+        if view < self.floor {
+            return Err(Refusal::BelowVoteFloor { view, floor: self.floor });
+        }
+        Ok(self.signing_key.sign(bytes))
+    }
+
+    /// Signs a VC-REQUEST for `target` (its signing bytes) and raises the vote floor to it:
+    /// only for a view above every view this replica asked for before (for the same view it
+    /// re-sends the request it signed, never a second one with other evidence).
+    ///
+    /// # Errors
+    ///
+    /// [`Refusal::ViewChangeNotAboveFloor`].
+    pub fn sign_view_change(
+        &mut self,
+        target: View,
+        bytes: &[u8],
+    ) -> Result<crate::crypto::ed25519::Signature, Refusal> {
+        if target <= self.floor {
+            return Err(Refusal::ViewChangeNotAboveFloor { target, floor: self.floor });
+        }
+        self.floor = target;
+        Ok(self.signing_key.sign(bytes))
     }
 
     /// Forgets votes for slots up to `seq`: they are executed, and a slot at or below the last

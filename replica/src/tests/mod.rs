@@ -12,6 +12,7 @@ mod pbft;
 #[cfg(feature = "planted-bugs")]
 mod planted;
 mod recovery;
+mod safety;
 mod state_machine;
 mod store;
 mod vectors;

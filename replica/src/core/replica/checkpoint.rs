@@ -101,16 +101,15 @@ impl Replica {
         let snapshot = self.state.snapshot();
         self.checkpointing.checkpoints.entry(seq).or_default().own =
             Some((state_digest, block_hash, snapshot));
-        if self.is_passive() {
-            // No checkpoint vote below the vote floor: the others' nf make it stable.
-            self.counters.withheld_below_vote_floor += 1;
-        } else {
-            let signature =
-                self.safety.sign(&checkpoint_signing_bytes(seq, &state_digest, &block_hash));
+        let bytes = checkpoint_signing_bytes(seq, &state_digest, &block_hash);
+        if let Ok(signature) = self.safety.sign_checkpoint(self.view, &bytes) {
             let message = Checkpoint { seq, state_digest, block_hash, replica: self.id, signature };
             let pending = self.checkpointing.checkpoints.entry(seq).or_default();
             pending.votes.insert(self.id, message.clone());
             self.broadcast(&Message::Checkpoint(message));
+        } else {
+            // No checkpoint vote below the vote floor: the others' nf make it stable.
+            self.counters.withheld_below_vote_floor += 1;
         }
         self.try_stabilize(now, seq);
     }

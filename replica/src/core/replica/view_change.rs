@@ -420,11 +420,19 @@ impl Replica {
             self.checkpointing.stable.as_ref().map(|(certificate, _)| certificate.clone());
         let evidence = self.collect_evidence();
         let bytes = ViewChange::signing_bytes(target, self.id, checkpoint.as_ref(), &evidence);
-        let signature = self.safety.sign(&bytes);
+        let signature = match self.safety.sign_view_change(target, &bytes) {
+            Ok(signature) => signature,
+            Err(refusal) => {
+                // Not reached (a target at or below the floor returned above or re-sent the
+                // request signed for it); the refusal is counted all the same.
+                self.counters.safety_refusals += 1;
+                self.counters.reject_deferred(Rejection::Refused(refusal));
+                return;
+            }
+        };
         let request =
             Arc::new(ViewChange { target, replica: self.id, checkpoint, evidence, signature });
         self.counters.view_changes_started += 1;
-        self.safety.raise_floor(target);
         let resend_at = now + self.view_change_resend_interval();
         self.changes.mode = Mode::ViewChange { target, deadline: None, resend_at };
         self.progress.progress_deadline = None;
