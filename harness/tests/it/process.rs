@@ -215,3 +215,46 @@ fn interrupting_the_harness_keeps_the_history() {
     assert_eq!(results["interrupted"], true);
     let _ = std::fs::remove_dir_all(&store);
 }
+
+/// `--protocol poe-mac,pbft`: each protocol runs on real processes with the same seed, the
+/// table compares them, each `results.json` names its sibling, and the PBFT run is judged by
+/// PBFT's rules (f + 1-reply proofs, no rollback).
+#[test]
+fn protocols_run_side_by_side() {
+    let _cluster = cluster_lock();
+    let store = temp_dir("side");
+    let output = ordeal_test(&store, &["--time-limit", "2", "--protocol", "poe-mac,pbft"])
+        .output()
+        .expect("ordeal runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("side by side"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("poe-mac ") || line.starts_with("pbft "))
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    let run_of = |protocol: &str| {
+        let dir = store.join(format!("{protocol}-register-none"));
+        let run = std::fs::read_dir(&dir).expect("the protocol's runs").next().expect("one run");
+        run.expect("a run directory").path()
+    };
+    let (poe, pbft) = (run_of("poe-mac"), run_of("pbft"));
+    let (poe_results, pbft_results) = (results(&poe), results(&pbft));
+    assert_eq!(poe_results["verdict"], "valid", "{poe_results:#}");
+    assert_eq!(pbft_results["verdict"], "valid", "{pbft_results:#}");
+    assert_eq!(pbft_results["protocol"], "pbft");
+    assert_eq!(pbft_results["siblings"]["poe-mac"], poe.display().to_string());
+    assert_eq!(poe_results["siblings"]["pbft"], pbft.display().to_string());
+    assert_eq!(pbft_results["checkers"]["committed-final"]["verdict"], "valid");
+    assert_eq!(pbft_results["checkers"]["client-proofs"]["reply_quorum"], 2);
+    assert_eq!(poe_results["checkers"]["client-proofs"]["reply_quorum"], 3);
+    assert!(poe_results["checkers"].get("committed-final").is_none(), "PoE may roll back");
+    let test_toml = std::fs::read_to_string(pbft.join("test.toml")).expect("test.toml");
+    assert!(test_toml.contains("protocol = \"pbft\""), "{test_toml}");
+}

@@ -19,7 +19,7 @@ use history::{Digest, LedgerEvent};
 use serde::{Deserialize, Serialize};
 
 use super::ledger::Certificate;
-use super::message::{CheckpointCertificate, SignedRequest, Support, ViewChange};
+use super::message::{CheckpointCertificate, SignedRequest, SlotEvidence, Support, ViewChange};
 use super::state_machine::Snapshot;
 use super::types::{Seq, View};
 
@@ -58,6 +58,10 @@ pub enum Write {
         /// The certificate.
         certificate: Certificate,
     },
+    /// PBFT: this replica holds a prepared certificate for the slot and is about to send its
+    /// COMMIT. A COMMIT says "I am prepared", and committed-local elsewhere relies on f + 1
+    /// honest replicas reporting the certificate in their VIEW-CHANGEs, after a restart too.
+    Prepared(SlotEvidence),
     /// Rollback: blocks above `Seq` are gone.
     Truncate(Seq),
     /// A stable checkpoint (own, or installed by state transfer): blocks and votes up to its slot
@@ -89,6 +93,9 @@ pub struct Durable {
     pub checkpoint: Option<(CheckpointCertificate, Snapshot)>,
     /// Its executed blocks above the checkpoint.
     pub blocks: BTreeMap<Seq, StoredBlock>,
+    /// PBFT: its prepared certificates above the checkpoint, the highest view per slot.
+    #[serde(default)]
+    pub prepared: BTreeMap<Seq, SlotEvidence>,
 }
 
 impl Durable {
@@ -116,6 +123,15 @@ impl Durable {
                         block.certificate = certificate;
                     }
                 }
+                Write::Prepared(evidence) => {
+                    let higher = self
+                        .prepared
+                        .get(&evidence.seq)
+                        .is_none_or(|held| evidence.view >= held.view);
+                    if higher {
+                        self.prepared.insert(evidence.seq, evidence);
+                    }
+                }
                 Write::Truncate(seq) => {
                     self.blocks.retain(|block, _| *block <= seq);
                 }
@@ -127,6 +143,7 @@ impl Durable {
                         self.blocks.clear();
                     }
                     self.votes.retain(|(_, voted), _| *voted > seq);
+                    self.prepared.retain(|prepared, _| *prepared > seq);
                     self.checkpoint = Some((certificate, snapshot));
                 }
             }

@@ -320,6 +320,10 @@ struct ViewChanges {
     /// Normal-case messages of the next view (the one asked for, or the one after the current
     /// view) that arrived before its NV-PROPOSE, per sender; handled once the view is entered.
     early: BTreeMap<ReplicaId, Vec<(View, Message)>>,
+    /// PBFT: Castro–Liskov's P, the highest-view prepared certificate of every slot above the
+    /// stable checkpoint that this replica sent a COMMIT for, persisted before the COMMIT left
+    /// (`Write::Prepared`) and restored after a restart: its VIEW-CHANGEs carry each one.
+    prepared: BTreeMap<Seq, SlotEvidence>,
 }
 
 /// The failure detector (PROTOCOL §4).
@@ -450,6 +454,7 @@ impl Replica {
                 carried: BTreeMap::new(),
                 contested: BTreeMap::new(),
                 early: BTreeMap::new(),
+                prepared: BTreeMap::new(),
             },
             progress: Progress::default(),
             checkpointing: Checkpointing::default(),

@@ -19,13 +19,14 @@ use anyhow::Context as _;
 use redb::{Database, Durability, ReadableTable as _, StorageBackend, TableDefinition};
 
 use crate::core::durable::{Durable, StoredBlock, Write};
-use crate::core::message::{CheckpointCertificate, Support, ViewChange};
+use crate::core::message::{CheckpointCertificate, SlotEvidence, Support, ViewChange};
 use crate::core::state_machine::Snapshot;
 use crate::core::types::{Seq, View};
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const VOTES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("votes");
 const BLOCKS: TableDefinition<u64, &[u8]> = TableDefinition::new("blocks");
+const PREPARED: TableDefinition<u64, &[u8]> = TableDefinition::new("prepared");
 
 const VIEW: &str = "view";
 const VIEW_CHANGE: &str = "view_change";
@@ -100,6 +101,14 @@ impl Store {
             let block = decode::<StoredBlock>(value.value(), "block")?;
             durable.blocks.insert(block.seq, block);
         }
+        // A store written before PBFT's prepared certificates were kept has no such table.
+        if let Ok(table) = transaction.open_table(PREPARED) {
+            for entry in table.iter()? {
+                let (_, value) = entry?;
+                let evidence = decode::<SlotEvidence>(value.value(), "prepared certificate")?;
+                durable.prepared.insert(evidence.seq, evidence);
+            }
+        }
         Ok(durable)
     }
 
@@ -115,6 +124,7 @@ impl Store {
             let mut meta = transaction.open_table(META)?;
             let mut votes = transaction.open_table(VOTES)?;
             let mut blocks = transaction.open_table(BLOCKS)?;
+            let mut prepared = transaction.open_table(PREPARED)?;
             for write in writes {
                 match write {
                     Write::View(view) => {
@@ -146,6 +156,20 @@ impl Store {
                             blocks.insert(seq.0, encode(&block).as_slice())?;
                         }
                     }
+                    Write::Prepared(evidence) => {
+                        let held =
+                            prepared.get(evidence.seq.0)?.map(|value| value.value().to_vec());
+                        let higher = match held {
+                            Some(held) => {
+                                decode::<SlotEvidence>(&held, "prepared certificate")?.view
+                                    <= evidence.view
+                            }
+                            None => true,
+                        };
+                        if higher {
+                            prepared.insert(evidence.seq.0, encode(evidence).as_slice())?;
+                        }
+                    }
                     Write::Truncate(seq) => {
                         blocks.retain(|block, _| block <= seq.0)?;
                     }
@@ -154,6 +178,7 @@ impl Store {
                         let keep = *keep_blocks;
                         blocks.retain(|block, _| keep && Seq(block) > seq)?;
                         votes.retain(|(_, voted), _| Seq(voted) > seq)?;
+                        prepared.retain(|slot, _| Seq(slot) > seq)?;
                         let value = encode(&(certificate, snapshot));
                         meta.insert(CHECKPOINT, value.as_slice())?;
                     }

@@ -3,6 +3,7 @@
 //! behaviours mapped onto PBFT's messages. Mirrors the PoE cluster tests.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -353,4 +354,67 @@ fn cluster_pbft_null_requests_fill_gaps() {
         assert_eq!(cluster.replica(id).counters().rollbacks, 0);
     }
     assert_ledgers_agree(&cluster, &honest);
+}
+
+/// A COMMIT says "I am prepared": the prepared certificate behind it survives a crash
+/// (`Write::Prepared`), so the replica's VIEW-CHANGE still carries it after a restart. Found by
+/// the gate on real processes: a replica that COMMITted, was restarted by the amnesia probe and
+/// forgot its prepared certificates let a view change drop a slot another replica had
+/// executed and replied for.
+///
+/// Setup: n = 4 PBFT; COMMITs to replica 2 are lost, so it prepares and COMMITs but never
+/// executes. After a few slots it is killed and restarted, then the primary crashes.
+/// Test: replica 2's first VIEW-CHANGE after the restart holds a prepared certificate for every
+/// slot it had sent a COMMIT for.
+#[test]
+fn cluster_pbft_restart_keeps_prepared_certificates() {
+    let mut cluster = Cluster::new(SimOptions::new(Config::new(Protocol::Pbft, 4, 4), 321, 200));
+    for id in [0, 1, 3] {
+        cluster.set_outbound_hook(
+            ReplicaId(id),
+            Box::new(|transmit| match message_of(&transmit) {
+                Some((ReplicaId(2), Message::Commit(_))) => Vec::new(),
+                _ => vec![transmit],
+            }),
+        );
+    }
+    type Seen = Rc<RefCell<(BTreeSet<Seq>, Option<Vec<Seq>>)>>;
+    let seen: Seen = Rc::default();
+    let record = seen.clone();
+    cluster.set_outbound_hook(
+        ReplicaId(2),
+        Box::new(move |transmit| {
+            let mut record = record.borrow_mut();
+            match message_of(&transmit) {
+                Some((_, Message::Commit(commit))) => {
+                    record.0.insert(commit.seq);
+                }
+                Some((_, Message::ViewChange(request))) if record.1.is_none() => {
+                    record.1 = Some(request.evidence.iter().map(|evidence| evidence.seq).collect());
+                }
+                _ => {}
+            }
+            vec![transmit]
+        }),
+    );
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| {
+            cluster.replica(ReplicaId(0)).last_executed() >= Seq(6)
+        })
+        .expect("the others execute");
+    assert_eq!(cluster.replica(ReplicaId(2)).last_executed(), Seq(0), "replica 2 never commits");
+    cluster.kill(ReplicaId(2));
+    cluster.restart(ReplicaId(2));
+    let committed: BTreeSet<Seq> = seen.borrow().0.clone();
+    assert!(committed.len() >= 6, "replica 2 COMMITted: {committed:?}");
+    cluster.crash(ReplicaId(0));
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |_| seen.borrow().1.is_some())
+        .expect("replica 2 asks for a view change");
+    let reported: BTreeSet<Seq> =
+        seen.borrow().1.clone().expect("a VIEW-CHANGE").into_iter().collect();
+    let stable = cluster.disk(ReplicaId(2)).checkpoint_seq();
+    let missing: Vec<&Seq> =
+        committed.iter().filter(|seq| **seq > stable && !reported.contains(seq)).collect();
+    assert!(missing.is_empty(), "COMMITted but not in the VIEW-CHANGE: {missing:?}");
 }

@@ -45,3 +45,56 @@ fn the_vote_floor_survives_and_is_never_lowered() {
     drop(store);
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+/// PBFT's prepared certificates (`Write::Prepared`): the store and `Durable::apply` keep the
+/// highest view per slot, and a stable checkpoint drops those at or below it.
+#[test]
+fn prepared_certificates_survive_and_are_collected() {
+    use crate::core::Seq;
+    use crate::core::ledger::Certificate;
+    use crate::core::message::{CheckpointCertificate, SlotEvidence};
+    use crate::core::state_machine::StateMachine;
+
+    let directory =
+        std::env::temp_dir().join(format!("ordeal-store-prepared-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).unwrap();
+    let store = Store::open(&directory.join("store.redb"), false).unwrap();
+    let prepared = |view: u64, seq: u64| {
+        let mut evidence = SlotEvidence::null(Seq(seq));
+        evidence.view = View(view);
+        evidence.certificate = Certificate::Supports(Vec::new());
+        Write::Prepared(evidence)
+    };
+    let checkpoint = Write::Checkpoint {
+        certificate: CheckpointCertificate {
+            seq: Seq(4),
+            state_digest: history::Digest([1; 32]),
+            block_hash: history::Digest([2; 32]),
+            signatures: Vec::new(),
+        },
+        snapshot: StateMachine::with_genesis(&Default::default()).snapshot(),
+        keep_blocks: true,
+    };
+    let batches = [
+        vec![prepared(1, 3), prepared(1, 5), prepared(1, 6)],
+        vec![prepared(2, 5), prepared(0, 6)],
+        vec![checkpoint],
+    ];
+    let mut durable = Durable::default();
+    for batch in &batches {
+        store.apply(batch).unwrap();
+        durable.apply(batch.iter().cloned());
+    }
+    let loaded = store.load().unwrap();
+    assert_eq!(loaded, durable, "the store and Durable::apply agree");
+    let kept: Vec<(u64, u64)> =
+        loaded.prepared.values().map(|evidence| (evidence.seq.0, evidence.view.0)).collect();
+    assert_eq!(
+        kept,
+        vec![(5, 2), (6, 1)],
+        "highest view per slot, none at or below the checkpoint"
+    );
+    drop(store);
+    let _ = std::fs::remove_dir_all(&directory);
+}

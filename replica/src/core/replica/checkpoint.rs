@@ -229,6 +229,7 @@ impl Replica {
         self.state.discard_undo_through(seq);
         self.checkpointing.checkpoints.retain(|pending, _| *pending > seq);
         self.changes.carried.retain(|carried, _| *carried > seq);
+        self.changes.prepared.retain(|prepared, _| *prepared > seq);
         self.safety.forget_through(seq);
         self.checkpointing.stable = Some((certificate, snapshot));
     }

@@ -6,8 +6,9 @@
 //! rolled back. `docs/protocols.md` compares the three protocols.
 
 use super::{Replica, SlotPosition};
+use crate::core::durable::Write;
 use crate::core::error::Rejection;
-use crate::core::message::{Commit, Message};
+use crate::core::message::{Commit, Message, SlotEvidence};
 use crate::core::types::{ReplicaId, Seq, Time};
 #[cfg(feature = "planted-bugs")]
 use crate::planted::PlantedBug;
@@ -27,6 +28,14 @@ impl Replica {
                     self.counters.commits_sent += 1;
                     let slot = self.slots.get_mut(&seq).expect("looked up above");
                     slot.commits.insert(self.id, commit.clone());
+                    let proposal = slot.proposal.as_ref().expect("looked up above");
+                    let certificate = slot.certificate.clone().expect("prepared");
+                    let evidence =
+                        SlotEvidence { view, seq, batch: proposal.batch.clone(), certificate };
+                    // Durable before the COMMIT leaves (same Ready): the certificate must be in
+                    // this replica's VIEW-CHANGEs even after a crash.
+                    self.outbox.writes.push(Write::Prepared(evidence.clone()));
+                    self.changes.prepared.insert(seq, evidence);
                     self.broadcast(&Message::Commit(commit));
                 }
                 // Certified without this replica's PREPARE (a contested slot the view certified,

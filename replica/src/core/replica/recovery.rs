@@ -116,7 +116,10 @@ impl Replica {
             .map(|(_, seq)| *seq)
             .max()
             .unwrap_or(Seq(0));
+        let stable = self.stable_seq();
         self.safety.restore(durable.votes.into_values());
+        self.changes.prepared =
+            durable.prepared.into_iter().filter(|(seq, _)| *seq > stable).collect();
         // As primary, never propose a slot of this view again with another batch.
         self.primary.next_seq = voted_max.max(self.last_executed()).next();
         self.safety.raise_floor(durable.vote_floor);

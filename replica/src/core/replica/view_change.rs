@@ -469,6 +469,13 @@ impl Replica {
                 });
             }
         }
+        // PBFT: every prepared certificate this replica COMMITted on (Castro–Liskov's P).
+        for (seq, prepared) in &self.changes.prepared {
+            let higher = evidence.get(seq).is_none_or(|held| prepared.view > held.view);
+            if higher && *seq > stable {
+                evidence.insert(*seq, prepared.clone());
+            }
+        }
         // A null request carries no certificate: the next view decides it again if it is
         // still a gap.
         for (seq, carried) in self.changes.carried.iter().filter(|(_, carried)| !carried.is_null())
