@@ -1,11 +1,16 @@
 //! A replica as its drivers see it: the protocol core with an optional Byzantine hook, and the
 //! one loop that turns its outputs into IO.
 //!
-//! [`Node`] wraps a [`Replica`] (PoE-TS, PoE-MAC or PBFT: one core, `docs/protocols.md`) and,
-//! in a replica the run declares Byzantine, a [`Hook`]: every envelope from a peer is shown to
-//! the hook before the core gets it; every message the core wants sent passes through the hook
-//! on its way out; the hook's own sends (from inbound messages or its timer) leave with the
-//! core's. A correct replica has no hook and runs no hook code.
+//! [`ProtocolCore`] is the sans-IO interface of a protocol: inputs (a peer's message, a client's
+//! request, a timeout, each with `now`) and one output, a numbered [`Ready`] (writes, ledger
+//! events, messages, the next deadline) released by `advance(number)`. [`Replica`] implements
+//! it for PoE-TS, PoE-MAC and PBFT (one core, `docs/protocols.md`).
+//!
+//! [`Node`] wraps any protocol core and, in a replica the run declares Byzantine, a [`Hook`]:
+//! every envelope from a peer is shown to the hook before the core gets it; every message the
+//! core wants sent passes through the hook on its way out; the hook's own sends (from inbound
+//! messages or its timer) leave with the core's. A correct replica has no hook and runs no hook
+//! code.
 //!
 //! [`drive`] is the drain order, written once for every driver (the replica process's shell,
 //! the deterministic simulator, the thread-per-core benchmark runner): take the node's
@@ -16,8 +21,98 @@ use history::LedgerEvent;
 
 use crate::byzantine::{Behaviour, Hook};
 use crate::core::{
-    ClientId, Envelope, Ready, Rejection, Replica, ReplicaId, SignedRequest, Time, Transmit, Write,
+    ClientId, Envelope, Ready, Rejection, Replica, ReplicaId, SignedRequest, Time, Transmit, View,
+    Write,
 };
+
+/// The sans-IO interface of a protocol core: what a [`Node`] drives.
+pub trait ProtocolCore {
+    /// A message from replica `from` (as the transport identified it).
+    ///
+    /// # Errors
+    ///
+    /// Why the message was refused (counted by the core).
+    fn handle_message(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        envelope: &Envelope,
+    ) -> Result<(), Rejection>;
+
+    /// A request from client `from` (as the transport identified it).
+    ///
+    /// # Errors
+    ///
+    /// Why the request was refused (counted by the core).
+    fn handle_request(
+        &mut self,
+        now: Time,
+        from: ClientId,
+        request: SignedRequest,
+    ) -> Result<(), Rejection>;
+
+    /// Fires every timer due at `now`.
+    fn handle_timeout(&mut self, now: Time);
+
+    /// When [`ProtocolCore::handle_timeout`] must be called next.
+    fn poll_timeout(&self) -> Option<Time>;
+
+    /// Everything to do since the last `Ready`, numbered; `None` when there is nothing.
+    fn ready(&mut self) -> Option<Ready>;
+
+    /// `Ready` `number` is done (its writes durable, its events recorded, its messages sent).
+    fn advance(&mut self, number: u64);
+
+    /// The current view (the hook acts relative to it).
+    fn view(&self) -> View;
+
+    /// Caps the batches the core proposes as primary (the hook's lone executor).
+    fn limit_batches(&mut self, limit: Option<u32>);
+}
+
+impl ProtocolCore for Replica {
+    fn handle_message(
+        &mut self,
+        now: Time,
+        from: ReplicaId,
+        envelope: &Envelope,
+    ) -> Result<(), Rejection> {
+        Replica::handle_message(self, now, from, envelope)
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Time,
+        from: ClientId,
+        request: SignedRequest,
+    ) -> Result<(), Rejection> {
+        Replica::handle_request(self, now, from, request)
+    }
+
+    fn handle_timeout(&mut self, now: Time) {
+        Replica::handle_timeout(self, now);
+    }
+
+    fn poll_timeout(&self) -> Option<Time> {
+        Replica::poll_timeout(self)
+    }
+
+    fn ready(&mut self) -> Option<Ready> {
+        Replica::ready(self)
+    }
+
+    fn advance(&mut self, number: u64) {
+        Replica::advance(self, number);
+    }
+
+    fn view(&self) -> View {
+        Replica::view(self)
+    }
+
+    fn limit_batches(&mut self, limit: Option<u32>) {
+        Replica::limit_batches(self, limit);
+    }
+}
 
 /// A [`Ready`] of the core with the hook's rewriting applied: what the driver must do, in
 /// order, before [`Node::advance`] with `number`.
@@ -36,8 +131,8 @@ pub struct NodeReady {
 
 /// A protocol core and, in a Byzantine replica, its hook.
 #[derive(Debug)]
-pub struct Node {
-    core: Replica,
+pub struct Node<C: ProtocolCore = Replica> {
+    core: C,
     hook: Option<Hook>,
     /// What the hook sent on its own (from inbound messages or its timer), sent with the next
     /// `Ready`.
@@ -48,9 +143,9 @@ pub struct Node {
     in_flight: Option<(u64, Option<u64>)>,
 }
 
-impl Node {
+impl<C: ProtocolCore> Node<C> {
     /// A node running `core`, with `hook` if the replica is Byzantine.
-    pub fn new(core: Replica, hook: Option<Hook>) -> Node {
+    pub fn new(core: C, hook: Option<Hook>) -> Node<C> {
         let mut node =
             Node { core, hook: None, hook_transmits: Vec::new(), number: 0, in_flight: None };
         if let Some(hook) = hook {
@@ -75,7 +170,7 @@ impl Node {
 
     /// Replaces the core (a restart from the persisted state), keeping the hook: what the old
     /// core had not handed out, and a `Ready` in flight, died with it.
-    pub fn replace_core(&mut self, core: Replica) {
+    pub fn replace_core(&mut self, core: C) {
         self.core = core;
         self.in_flight = None;
         self.hook_transmits.clear();
@@ -85,12 +180,12 @@ impl Node {
     }
 
     /// The protocol core, the node dropped.
-    pub fn into_core(self) -> Replica {
+    pub fn into_core(self) -> C {
         self.core
     }
 
     /// The protocol core.
-    pub fn core(&self) -> &Replica {
+    pub fn core(&self) -> &C {
         &self.core
     }
 
@@ -234,7 +329,11 @@ const READY_PER_DRIVE_MAX: usize = 4;
 /// # Errors
 ///
 /// The first IO error; the `Ready` is not advanced then (the driver stops).
-pub fn drive<I: Io>(node: &mut Node, now: Time, io: &mut I) -> Result<Option<Time>, I::Error> {
+pub fn drive<C: ProtocolCore, I: Io>(
+    node: &mut Node<C>,
+    now: Time,
+    io: &mut I,
+) -> Result<Option<Time>, I::Error> {
     for _ in 0..READY_PER_DRIVE_MAX {
         let Some(ready) = node.ready(now) else { break };
         if !ready.writes.is_empty() {

@@ -5,8 +5,9 @@
 //! identical INFORMs** (same view, sequence number and result) arrive from distinct replicas:
 //! that set is the proof-of-execution (PROTOCOL §3.1 step 7); f + 1 would be unsafe, since
 //! results are speculative. In PBFT, where a replica replies only after a request committed,
-//! **f + 1** identical REPLYs suffice (§7): one of them is honest ([`Config::reply_quorum`]). If the proof does not form in time, the client re-sends the request to every
-//! replica (backups forward it to the primary), with exponential backoff.
+//! **f + 1** identical REPLYs suffice (§7): one of them is honest ([`Config::reply_quorum`]).
+//! If the proof does not form in time, the client re-sends the request to every replica
+//! (backups forward it to the primary), with exponential backoff.
 //!
 //! One request is outstanding at a time, like a Jepsen process. Each replica's latest INFORM for
 //! the outstanding request is kept, so a faulty replica can neither complete a request (its

@@ -993,10 +993,7 @@ impl Replica {
                 Rejection::ConflictingVote { from, seq }
             });
         }
-        #[cfg(feature = "planted-bugs")]
-        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
-        #[cfg(not(feature = "planted-bugs"))]
-        let digest_checked = true;
+        let digest_checked = self.vote_digest_checked();
         if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
             && proposal.digest != support.digest
             && digest_checked
@@ -1230,15 +1227,12 @@ impl Replica {
     /// (PoE-TS backups), or nf matching signed supports, own included (PoE-MAC).
     fn try_commit(&mut self, now: Time, seq: Seq) {
         let nf = self.config.nf();
+        let digest_checked = self.vote_digest_checked();
         let Some(slot) = self.slots.get_mut(&seq) else { return };
         let Some(proposal) = &slot.proposal else { return };
         if slot.certificate.is_some() {
             return;
         }
-        #[cfg(feature = "planted-bugs")]
-        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
-        #[cfg(not(feature = "planted-bugs"))]
-        let digest_checked = true;
         let certificate = match self.config.protocol {
             Protocol::PoeTs => slot
                 .certify
@@ -1396,6 +1390,15 @@ impl Replica {
         let inform = Inform { replica: self.id, view, seq, client, request, result };
         let inform = AuthenticatedInform::seal(inform, &self.client_macs[client.index()]);
         self.outbox.transmits.push_back(Transmit::Client { to: client, inform });
+    }
+
+    /// Whether votes count only for the accepted proposal's digest: always, except under the
+    /// planted `vote-digest-unchecked` ([`crate::planted`]).
+    fn vote_digest_checked(&self) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        return !self.config.planted(PlantedBug::VoteDigestUnchecked);
+        #[cfg(not(feature = "planted-bugs"))]
+        true
     }
 
     /// Below the vote floor ([`Safety::floor`], the highest view this replica signed a

@@ -76,10 +76,7 @@ impl Replica {
                 Rejection::ConflictingVote { from, seq }
             });
         }
-        #[cfg(feature = "planted-bugs")]
-        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
-        #[cfg(not(feature = "planted-bugs"))]
-        let digest_checked = true;
+        let digest_checked = self.vote_digest_checked();
         if let Some(proposal) = slot.and_then(|slot| slot.proposal.as_ref())
             && proposal.digest != commit.digest
             && digest_checked
@@ -111,10 +108,7 @@ impl Replica {
         if slot.committed || slot.certificate.is_none() {
             return;
         }
-        #[cfg(feature = "planted-bugs")]
-        let digest_checked = !self.config.planted(PlantedBug::VoteDigestUnchecked);
-        #[cfg(not(feature = "planted-bugs"))]
-        let digest_checked = true;
+        let digest_checked = self.vote_digest_checked();
         let matching = slot
             .commits
             .values()
