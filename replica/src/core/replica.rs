@@ -1179,6 +1179,12 @@ impl Replica {
             }
         };
         let Some(certificate) = certificate else { return };
+        if !self.config.protocol.speculative() && self.last_executed() >= seq {
+            // PBFT executed `seq` on nf COMMITs: a prepared certificate of another batch there
+            // proves more than f faults; never roll a committed request back for it.
+            self.counters.safety_refusals += 1;
+            return;
+        }
         let Some(proposal) = self.changes.contested.remove(&seq) else { return };
         assert!(seq > self.stable_seq(), "a contested slot is above the stable checkpoint");
         self.counters.carried_replaced += 1;

@@ -335,10 +335,19 @@ fn cluster_pbft_null_requests_fill_gaps() {
             _ => vec![transmit],
         }),
     );
+    // Once the null request executed, the primary of view 1 crashes too: the next VIEW-CHANGEs
+    // carry the null slot's certificate (an empty batch), which must verify.
+    cluster
+        .run_until(STEPS_MAX_DEFAULT, |cluster| {
+            cluster.replica(ReplicaId(2)).last_executed() > WITHHELD.next()
+        })
+        .expect("the null request executes");
+    cluster.crash(ReplicaId(1));
     cluster.run(STEPS_MAX_DEFAULT).expect("every request completes in a later view");
+    assert!(cluster.replica(ReplicaId(2)).view() >= View(2), "view 1's primary was replaced");
     let above = above.borrow().expect("seq 4 was proposed in view 0");
     let empty = batch_digest(&[]);
-    let honest = [ReplicaId(1), ReplicaId(2), ReplicaId(3)];
+    let honest = [ReplicaId(2), ReplicaId(3)];
     for id in honest {
         let executed = |seq: u64| {
             cluster.events[id.index()].iter().find_map(|event| match event {
