@@ -30,6 +30,17 @@ pub enum Command {
     /// plain history file (JSON lines, ../shared/histories/README.md), or, with `--bench`,
     /// every history of a directory. Exit 0 valid, 1 invalid, 2 unknown, 3 bad input.
     Check(CheckOptions),
+    /// Simulate: the same protocol cores, nemesis and checker on virtual time, one seed (stored
+    /// and summarised) or a sweep of seeds (`--seeds A..B`, failures stored, each with the
+    /// command that reproduces it). The options are `ordeal test`'s; defaults differ: 30
+    /// simulated seconds, 4 clients, 15 operations per second. Exit 0 valid, 1 invalid, 2
+    /// unknown, 3 bad options.
+    #[command(
+        mut_arg("time_limit", |arg| arg.default_value("30")),
+        mut_arg("concurrency", |arg| arg.default_value("4")),
+        mut_arg("rate", |arg| arg.default_value("15"))
+    )]
+    Sim(SimArgs),
     /// List the planted bugs this build can run with `ordeal test --planted-bug` (none without
     /// the `planted-bugs` feature), one name per line; with `--describe`, each with the part of
     /// the protocol and the rule of PROTOCOL.md it breaks.
@@ -284,6 +295,36 @@ pub struct TestOptions {
     #[arg(long, value_parser = parse_planted_bug)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planted_bug: Option<PlantedBug>,
+}
+
+/// Options of `ordeal sim`.
+#[derive(Debug, Clone, Args)]
+pub struct SimArgs {
+    /// The run's options, as `ordeal test` takes them (`--seed` is the seed of one run).
+    #[command(flatten)]
+    pub test: TestOptions,
+    /// Sweep the seeds `A..B` (B excluded): each judged in memory, failures stored.
+    #[arg(long)]
+    pub seeds: Option<crate::sim::sweep::SeedRange>,
+    /// Threads of a sweep.
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
+    /// Stop a sweep at its first INVALID seed (an `unknown` one, such as a Byzantine fault
+    /// that never acted, is reported and the sweep goes on).
+    #[arg(long)]
+    pub stop_on_failure: bool,
+    /// Run one shard `K/N` of the sweep (K in 0..N): the seeds whose index is K modulo N.
+    #[arg(long)]
+    pub shard: Option<crate::sim::sweep::Shard>,
+    /// Run the seed twice and report the first difference of the histories and ledgers.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// The shortest one-way latency of a healthy link, in milliseconds.
+    #[arg(long, default_value_t = 0.1)]
+    pub latency_min_ms: f64,
+    /// The longest one-way latency of a healthy link, in milliseconds.
+    #[arg(long, default_value_t = 1.0)]
+    pub latency_max_ms: f64,
 }
 
 fn parse_planted_bug(name: &str) -> Result<PlantedBug, String> {

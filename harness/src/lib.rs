@@ -9,6 +9,8 @@
 //!   stopping).
 //! - [`faults`]: the nemesis at run time (a schedule executed with real signals, the relay and
 //!   the Byzantine replicas' control endpoints).
+//! - [`sim`]: `ordeal sim`: the cores, the nemesis's executor and the checker on virtual time
+//!   (a simulated world, seed sweeps).
 //! - [`scenario`]: scenario files (`--scenario`): cluster, workload, timeline, expected verdict.
 //! - [`network`]: the network nemesis at run time: the UDP relay between every pair of nodes.
 //! - [`certs`]: the run's CA and every node's certificate.
@@ -30,6 +32,7 @@ pub mod network;
 pub mod results;
 pub mod run;
 pub mod scenario;
+pub mod sim;
 pub mod store;
 pub mod workers;
 

@@ -53,6 +53,13 @@ fn main() -> ExitCode {
                 ExitCode::from(harness::check::EXIT_BAD_INPUT)
             }
         },
+        Command::Sim(args) => match harness::sim::sweep::run(&args) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("ordeal sim: {error:#}");
+                ExitCode::from(harness::check::EXIT_BAD_INPUT)
+            }
+        },
         Command::Test(options) => match test(options) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {

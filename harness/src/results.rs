@@ -110,7 +110,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
 /// Whether the run's Byzantine faults acted (none when it had none): a run in which every
 /// Byzantine fault stayed vacuous proves nothing about the attacks, so it is `unknown`, never
 /// a pass.
-fn adversary(faults: &FaultReport) -> Option<CheckResult> {
+pub fn adversary(faults: &FaultReport) -> Option<CheckResult> {
     let byzantine = faults.by_kind.get("byzantine").copied().unwrap_or(0);
     if byzantine == 0 {
         return None;
@@ -254,23 +254,7 @@ impl StoredRun {
 /// When `results.json` cannot be written.
 pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
     let inputs = run_inputs(run);
-    let mut report = checker::audit::check(inputs);
-    for (name, result) in &run.harness_checks {
-        report.checkers.insert(name.clone(), result.clone());
-    }
-    if let Some(error) = &run.history_error {
-        let result = CheckResult::new(
-            Verdict::Unknown,
-            json!({"errors": [format!("recording failed: {error}")]}),
-        );
-        report.checkers.insert("recording".into(), result);
-    }
-    // A run where nothing completed proves nothing (Jepsen's stats checker says the same).
-    let progress = if report.stats.ok > 0 { Verdict::Valid } else { Verdict::Unknown };
-    report
-        .checkers
-        .insert("progress".into(), CheckResult::new(progress, json!({"ok": report.stats.ok})));
-    report.verdict = Verdict::merge_all(report.checkers.values().map(|result| result.verdict));
+    let report = judge(inputs, &run.harness_checks, run.history_error.as_deref());
     let verdict = report.verdict;
     let ledgers = read_ledgers(run).0;
     let (view_changes, rollbacks, checkpoints) = ledger_event_counts(&ledgers);
@@ -311,6 +295,33 @@ pub fn check_run(run: &StoredRun) -> anyhow::Result<(Verdict, Report)> {
     let text = serde_json::to_string_pretty(&results).context("serializing results.json")?;
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok((verdict, report))
+}
+
+/// Runs every oracle over `inputs`, adds the checks only the harness can make and the
+/// recording's failure, and requires progress (a run where nothing completed proves nothing,
+/// as Jepsen's stats checker says too); the verdict is the worst of them.
+pub fn judge(
+    inputs: Inputs,
+    harness_checks: &BTreeMap<String, CheckResult>,
+    history_error: Option<&str>,
+) -> Report {
+    let mut report = checker::audit::check(inputs);
+    for (name, result) in harness_checks {
+        report.checkers.insert(name.clone(), result.clone());
+    }
+    if let Some(error) = history_error {
+        let result = CheckResult::new(
+            Verdict::Unknown,
+            json!({"errors": [format!("recording failed: {error}")]}),
+        );
+        report.checkers.insert("recording".into(), result);
+    }
+    let progress = if report.stats.ok > 0 { Verdict::Valid } else { Verdict::Unknown };
+    report
+        .checkers
+        .insert("progress".into(), CheckResult::new(progress, json!({"ok": report.stats.ok})));
+    report.verdict = Verdict::merge_all(report.checkers.values().map(|result| result.verdict));
+    report
 }
 
 /// `results.json`'s `faults`: the budget, and what the nemesis did within it.
@@ -358,13 +369,27 @@ fn read_ledgers(run: &StoredRun) -> (BTreeMap<u32, Vec<LedgerEvent>>, Vec<String
 fn run_inputs(run: &StoredRun) -> Inputs {
     let history = checker::load::history(&run.run_dir.join("history.jsonl"))
         .map_err(|error| error.to_string());
-    let (ledgers, mut ledger_problems) = read_ledgers(run);
-    let mut context = Context { genesis_store: run.cluster.genesis.clone(), ..Context::default() };
-    match public_keys(&run.run_dir.join("public.json")) {
+    let (ledgers, problems) = read_ledgers(run);
+    let public = public_keys(&run.run_dir.join("public.json"));
+    inputs(&run.cluster, history, ledgers, problems, public, run.liveness_window)
+}
+
+/// The oracles' inputs of a run of `cluster`: its history, its honest replicas' ledgers (and
+/// the problems met reading them), its public keys, and its liveness window.
+pub fn inputs(
+    cluster: &Config,
+    history: Result<checker::load::HistoryFile, String>,
+    ledgers: BTreeMap<u32, Vec<LedgerEvent>>,
+    mut ledger_problems: Vec<String>,
+    public: Result<PublicKeys, String>,
+    liveness_window: Duration,
+) -> Inputs {
+    let mut context = Context { genesis_store: cluster.genesis.clone(), ..Context::default() };
+    match public {
         Ok(PublicKeys { replicas, clients }) => {
-            let primary = run.cluster.primary(View(0)).0;
+            let primary = cluster.primary(View(0)).0;
             if let Some(key) = replicas.get(usize::from(primary)) {
-                let n = u64::from(run.cluster.replica_count);
+                let n = u64::from(cluster.replica_count);
                 context.genesis_hash =
                     Some(checker::digest::genesis_hash(n, u64::from(primary), key));
             }
@@ -373,10 +398,10 @@ fn run_inputs(run: &StoredRun) -> Inputs {
         }
         Err(error) => ledger_problems.push(error),
     }
-    let bank_total = if run.cluster.genesis.is_empty() {
+    let bank_total = if cluster.genesis.is_empty() {
         None
     } else {
-        Some(run.cluster.genesis.values().map(|value| i128::from(*value)).sum())
+        Some(cluster.genesis.values().map(|value| i128::from(*value)).sum())
     };
     Inputs {
         history: Some(history),
@@ -384,22 +409,21 @@ fn run_inputs(run: &StoredRun) -> Inputs {
         ledger_problems,
         context,
         bank_total,
-        liveness: Some(LivenessOptions {
-            window: run.liveness_window,
-            ..LivenessOptions::default()
-        }),
+        liveness: Some(LivenessOptions { window: liveness_window, ..LivenessOptions::default() }),
         linear: LinearOptions::default(),
         protocol: checker::protocol::Rules::of(
-            run.cluster.protocol.name(),
-            u32::from(run.cluster.replica_count),
+            cluster.protocol.name(),
+            u32::from(cluster.replica_count),
         ),
     }
 }
 
 /// The ed25519 public keys of a run, indexed by replica and by client.
-struct PublicKeys {
-    replicas: Vec<[u8; 32]>,
-    clients: Vec<[u8; 32]>,
+pub struct PublicKeys {
+    /// Replica i's key at position i.
+    pub replicas: Vec<[u8; 32]>,
+    /// Client c's key at position c.
+    pub clients: Vec<[u8; 32]>,
 }
 
 /// The replicas' and clients' ed25519 public keys from `public.json`.
@@ -425,7 +449,7 @@ fn public_keys(path: &Path) -> Result<PublicKeys, String> {
 
 /// View changes (distinct views above 0 any replica entered), rollback events over all
 /// replicas, and distinct stable checkpoints.
-fn ledger_event_counts(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> (u64, u64, u64) {
+pub fn ledger_event_counts(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> (u64, u64, u64) {
     let mut views = std::collections::BTreeSet::new();
     let mut checkpoints = std::collections::BTreeSet::new();
     let mut rollbacks = 0;

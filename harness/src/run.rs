@@ -369,11 +369,7 @@ impl Setup {
             addresses.len(),
             routes.peers.len()
         );
-        // Keys follow from the seed, like everything else of a run.
-        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6f72_6465_616c_6b65);
-        let keys =
-            ClusterKeys::generate(&mut rng, u32::from(n), config.client_count, config.nf() as u32)
-                .context("generating the cluster's keys")?;
+        let keys = cluster_keys(config, seed)?;
         let ca = RunCa::generate("Ordeal run CA").context("generating the run's CA")?;
         write(&run_dir.join("ca.crt"), &ca.cert_pem())?;
         write_json(&run_dir.join("public.json"), &keys.public)?;
@@ -785,6 +781,19 @@ fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
 fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value).context("serializing JSON")?;
     write(path, &text)
+}
+
+/// The keys of a run of `config` with `seed`: they follow from the seed, like everything else of
+/// a run (a simulated run of the same seed has the same keys).
+///
+/// # Errors
+///
+/// When the dealer refuses the configuration's parameters.
+pub fn cluster_keys(config: &Config, seed: u64) -> anyhow::Result<ClusterKeys> {
+    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6f72_6465_616c_6b65);
+    let n = u32::from(config.replica_count);
+    ClusterKeys::generate(&mut rng, n, config.client_count, config.nf() as u32)
+        .context("generating the cluster's keys")
 }
 
 /// The per-replica ledger files of a run directory, by replica id.

@@ -19,12 +19,15 @@
 //!   harness's user-space UDP relay (`harness::network`) applies it to real traffic: the kernel
 //!   here has no netem, and users should not need root.
 //!
-//! Later issues add Byzantine behaviour switched on over the replicas' control endpoints, and
-//! scenarios.
+//! - [`executor`]: the schedule played sans IO: from the time and what it observes of the
+//!   cluster, the [`Effect`]s to carry out (kill, restart, pause, resume, link faults,
+//!   behaviours, history events). The simulator (`harness::sim`) interprets them on simulated
+//!   replicas.
 
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod budget;
+pub mod executor;
 pub mod network;
 pub mod relay;
 pub mod schedule;
@@ -34,6 +37,7 @@ pub mod timeline;
 mod tests;
 
 pub use budget::{Budget, BudgetError};
+pub use executor::{Effect, Executor, Observe, Status};
 pub use network::{
     LinkFault, NetworkFaults, Node, PartitionError, PartitionShape, UnknownShape, partition,
 };

@@ -143,6 +143,34 @@ pub struct Node<C: ProtocolCore = Replica> {
     in_flight: Option<(u64, Option<u64>)>,
 }
 
+impl Node<crate::core::Replica> {
+    /// The core's counters as flat names (`rejected.<kind>`, `rejected_from.<replica>`, ...)
+    /// with the hook's (`byzantine.<behaviour>`): what a status report carries.
+    pub fn counter_map(&self) -> std::collections::BTreeMap<String, u64> {
+        let mut counters = std::collections::BTreeMap::new();
+        let core = serde_json::to_value(self.core().counters()).expect("counters serialize");
+        if let serde_json::Value::Object(fields) = core {
+            for (name, value) in fields {
+                match value {
+                    serde_json::Value::Number(number) => {
+                        counters.insert(name, number.as_u64().unwrap_or(0));
+                    }
+                    serde_json::Value::Object(counts) => {
+                        for (kind, count) in counts {
+                            counters.insert(format!("{name}.{kind}"), count.as_u64().unwrap_or(0));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if let Some(hook) = self.hook() {
+            counters.extend(hook.counters());
+        }
+        counters
+    }
+}
+
 impl<C: ProtocolCore> Node<C> {
     /// A node running `core`, with `hook` if the replica is Byzantine.
     pub fn new(core: C, hook: Option<Hook>) -> Node<C> {

@@ -11,6 +11,7 @@
 //!   is retired and a fresh process number takes its place).
 //! - [`byzantine`]: the junk a Byzantine client sends besides its correct requests.
 //! - [`recorder`]: assigns each event its index and time and appends it to the history.
+//! - [`worker`]: the client process's logic without IO or a clock, for the simulator.
 
 #![warn(missing_docs, unreachable_pub)]
 
@@ -18,6 +19,7 @@ pub mod byzantine;
 pub mod generator;
 pub mod process;
 pub mod recorder;
+pub mod worker;
 
 #[cfg(test)]
 mod tests;

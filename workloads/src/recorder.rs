@@ -86,20 +86,7 @@ impl Recorder {
 
     /// Records the invocation of `op` by `process`, signed by `client` as `request`.
     pub fn invoke(&self, process: Process, op: &Operation, client: u32, request: u64) {
-        let (f, key, value) = invocation_fields(op);
-        self.record(Op {
-            index: None,
-            time: 0,
-            process,
-            kind: OpKind::Invoke,
-            f: f.to_string(),
-            key,
-            value,
-            client: Some(client),
-            request: Some(request),
-            proof: None,
-            error: None,
-        });
+        self.record(invoke_op(process, op, client, request));
     }
 
     /// Records how `op`, invoked by `process`, completed.
@@ -111,47 +98,13 @@ impl Recorder {
         request: u64,
         completion: &Completion,
     ) {
-        let (f, key, invoked) = invocation_fields(op);
-        let (kind, value, proof, error) = match completion {
-            Completion::Done { result, proof } => {
-                let kind = if result.succeeded() { OpKind::Ok } else { OpKind::Fail };
-                let error = (!result.succeeded()).then(|| failure_reason(op).to_string());
-                (kind, completion_value(op, result, invoked), Some(proof.clone()), error)
-            }
-            Completion::Unknown { reason } => (OpKind::Info, invoked, None, Some(reason.clone())),
-        };
-        let proof = proof.filter(|_| kind == OpKind::Ok);
-        self.record(Op {
-            index: None,
-            time: 0,
-            process,
-            kind,
-            f: f.to_string(),
-            key,
-            value,
-            client: Some(client),
-            request: Some(request),
-            proof,
-            error,
-        });
+        self.record(complete_op(process, op, client, request, completion));
     }
 
     /// Records a nemesis event (process `nemesis`): `invoke` when a fault starts, `info` when it
     /// ends (harness::faults).
     pub fn nemesis(&self, kind: OpKind, f: &str, value: Value) {
-        self.record(Op {
-            index: None,
-            time: 0,
-            process: Process::Nemesis,
-            kind,
-            f: f.to_string(),
-            key: None,
-            value,
-            client: None,
-            request: None,
-            proof: None,
-            error: None,
-        });
+        self.record(nemesis_op(kind, f, value));
     }
 
     fn record(&self, mut op: Op) {
@@ -223,6 +176,75 @@ impl Drop for Recorder {
     fn drop(&mut self) {
         // A panic elsewhere must not lose what was recorded.
         let _ = self.flush();
+    }
+}
+
+/// The event of `process` invoking `op`, signed by `client` as `request` (no index or time
+/// yet: whoever records it stamps them).
+pub fn invoke_op(process: Process, op: &Operation, client: u32, request: u64) -> Op {
+    let (f, key, value) = invocation_fields(op);
+    Op {
+        index: None,
+        time: 0,
+        process,
+        kind: OpKind::Invoke,
+        f: f.to_string(),
+        key,
+        value,
+        client: Some(client),
+        request: Some(request),
+        proof: None,
+        error: None,
+    }
+}
+
+/// The event of `op`, invoked by `process`, completing so (no index or time yet).
+pub fn complete_op(
+    process: Process,
+    op: &Operation,
+    client: u32,
+    request: u64,
+    completion: &Completion,
+) -> Op {
+    let (f, key, invoked) = invocation_fields(op);
+    let (kind, value, proof, error) = match completion {
+        Completion::Done { result, proof } => {
+            let kind = if result.succeeded() { OpKind::Ok } else { OpKind::Fail };
+            let error = (!result.succeeded()).then(|| failure_reason(op).to_string());
+            (kind, completion_value(op, result, invoked), Some(proof.clone()), error)
+        }
+        Completion::Unknown { reason } => (OpKind::Info, invoked, None, Some(reason.clone())),
+    };
+    let proof = proof.filter(|_| kind == OpKind::Ok);
+    Op {
+        index: None,
+        time: 0,
+        process,
+        kind,
+        f: f.to_string(),
+        key,
+        value,
+        client: Some(client),
+        request: Some(request),
+        proof,
+        error,
+    }
+}
+
+/// A nemesis event (process `nemesis`; no index or time yet).
+pub fn nemesis_op(kind: OpKind, f: &str, value: Value) -> Op {
+    Op {
+        index: None,
+        time: 0,
+        process: Process::Nemesis,
+        kind,
+        f: f.to_string(),
+        key: None,
+        value,
+        client: None,
+        request: None,
+        proof: None,
+        error: None,
     }
 }
 

@@ -495,25 +495,7 @@ impl Shell {
     fn status(&self) -> StatusReport {
         let status = self.node.core().status();
         let mut counters = self.counters.snapshot();
-        let core = serde_json::to_value(&status.counters).expect("counters serialize");
-        if let serde_json::Value::Object(fields) = core {
-            for (name, value) in fields {
-                match value {
-                    serde_json::Value::Number(number) => {
-                        counters.insert(name, number.as_u64().unwrap_or(0));
-                    }
-                    serde_json::Value::Object(counts) => {
-                        for (kind, count) in counts {
-                            counters.insert(format!("{name}.{kind}"), count.as_u64().unwrap_or(0));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        if let Some(hook) = self.node.hook() {
-            counters.extend(hook.counters());
-        }
+        counters.extend(self.node.counter_map());
         let peers_connected = self
             .io
             .links

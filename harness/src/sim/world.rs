@@ -1,0 +1,678 @@
+//! The simulated world: n replicas (the real protocol cores through the shared driver, with
+//! their Byzantine hooks and an in-memory disk), client workers, and a network built on the
+//! relay's model, all on one virtual clock and one seed.
+//!
+//! # Model
+//!
+//! - **Replicas** run [`replica::node::Node`]s driven by [`replica::node::drive`], as the
+//!   replica process does: writes reach the disk before anything the core sends leaves. A
+//!   killed replica loses everything but its disk and its ledger; a restart recovers from them
+//!   ([`Replica::recover`]). A paused replica's packets wait in its inbox (bounded, as a
+//!   socket's buffer) and its timers wait too; it handles them in order when resumed. Each life
+//!   of a replica has a number, and a packet from or to an earlier life is lost (its connection
+//!   was reset).
+//! - **Clients** are [`Worker`]s (one identity each, one operation at a time, `info` after the
+//!   operation timeout). They stop invoking at the time limit and finish what is under way.
+//! - **The network**: every packet first passes the relay's model ([`Relay`]) with the link
+//!   faults the nemesis set (blocked, lost, delayed, duplicated, held back), then takes a base
+//!   latency drawn uniformly from the configured range. Clients are one node of the network, as
+//!   in the real relay.
+//! - **Order**: each event has a time and a sequence number, so ties are broken by the order
+//!   in which events were scheduled; nothing iterates a hash map. The same options and seed
+//!   give the same history, byte for byte.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use history::{LedgerEvent, Op};
+use nemesis::executor::{CLIENT_DISSENT, Effect, Observe, Status};
+use nemesis::relay::{Handled, Relay};
+use nemesis::{NetworkFaults, Node as NetNode};
+use rand::{RngExt as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use replica::byzantine::{ByzantineConfig, Hook};
+use replica::core::{
+    AuthenticatedInform, ClientId, Config, Durable, Envelope, Replica, ReplicaId, SignedRequest,
+    Time, Transmit, Write,
+};
+use replica::crypto::dealer::{ClusterKeys, PublicKeys};
+use replica::node::{Io, Node};
+use workloads::generator::Workload;
+use workloads::recorder::nemesis_op;
+use workloads::worker::{Finished, Worker};
+
+/// The most packets a paused replica's inbox holds (later ones are lost, as on a full socket).
+const INBOX_MAX: usize = 8192;
+
+/// Salt of the network's latency draws.
+const LATENCY_SALT: u64 = 0x6c61_7465_6e63_7921;
+
+/// Salt of the relay's draws.
+const RELAY_SALT: u64 = 0x7265_6c61_7973_696d;
+
+/// What the world is made of.
+#[derive(Debug, Clone)]
+pub struct WorldOptions {
+    /// The cluster's configuration (its `planted_bug` runs in the honest replicas and clients).
+    pub config: Config,
+    /// Every key of the cluster.
+    pub keys: ClusterKeys,
+    /// The replicas declared Byzantine: they get a hook and run without the planted bug.
+    pub byzantine: Vec<ReplicaId>,
+    /// The seed of the network's draws and of the Byzantine hooks.
+    pub seed: u64,
+    /// The workload and its keys.
+    pub workload: Workload,
+    /// Registers or accounts.
+    pub key_count: u32,
+    /// How long an operation may take before it is `info`.
+    pub op_timeout: Duration,
+    /// The least time between two invocations of one client, if capped.
+    pub op_interval: Option<Duration>,
+    /// The base one-way latency range.
+    pub latency: (Duration, Duration),
+}
+
+/// An end of a simulated packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Endpoint {
+    Replica(ReplicaId),
+    Client(ClientId),
+}
+
+#[derive(Debug, Clone)]
+enum Payload {
+    Envelope(Envelope),
+    Request(SignedRequest),
+    Inform(AuthenticatedInform),
+}
+
+#[derive(Debug, Clone)]
+struct Packet {
+    from: Endpoint,
+    to: Endpoint,
+    /// The lives of the sender and the receiver (0 for a client) when it was sent.
+    lives: (u32, u32),
+    payload: Payload,
+}
+
+/// A packet on its way, ordered by arrival time, then by when it was scheduled.
+#[derive(Debug)]
+struct Scheduled {
+    at: Time,
+    order: u64,
+    packet: Packet,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Scheduled) -> bool {
+        (self.at, self.order) == (other.at, other.order)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Scheduled) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Scheduled) -> std::cmp::Ordering {
+        (self.at, self.order).cmp(&(other.at, other.order))
+    }
+}
+
+/// Whose timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    Replica(ReplicaId),
+    Client(ClientId),
+}
+
+/// Whether a replica runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Up,
+    Paused,
+    Killed,
+}
+
+/// One simulated replica.
+struct SimReplica {
+    node: Node,
+    disk: Durable,
+    events: Vec<LedgerEvent>,
+    life: Life,
+    /// Which life this is (each restart starts a new one).
+    generation: u32,
+    /// What arrived while paused.
+    inbox: VecDeque<Packet>,
+    /// Counters of its earlier lives.
+    banked: BTreeMap<String, u64>,
+    /// The configuration it is restarted with.
+    config: Config,
+}
+
+/// A replica's IO in the simulator.
+struct SimIo<'a> {
+    disk: &'a mut Durable,
+    events: &'a mut Vec<LedgerEvent>,
+    outbox: Vec<Transmit>,
+}
+
+impl Io for SimIo<'_> {
+    type Error = std::convert::Infallible;
+
+    fn persist(&mut self, writes: &[Write]) -> Result<(), Self::Error> {
+        self.disk.apply(writes.iter().cloned());
+        Ok(())
+    }
+
+    fn record(&mut self, events: &[LedgerEvent]) -> Result<(), Self::Error> {
+        self.events.extend_from_slice(events);
+        Ok(())
+    }
+
+    fn send(&mut self, transmit: Transmit) {
+        self.outbox.push(transmit);
+    }
+}
+
+/// Counts of what the world did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorldStats {
+    /// Events handled (packets delivered, timers fired).
+    pub steps: u64,
+    /// Packets delivered to a running node.
+    pub delivered: u64,
+    /// Packets the relay's model dropped.
+    pub dropped: u64,
+    /// Packets lost because their sender or receiver was killed or restarted.
+    pub lost: u64,
+}
+
+/// The simulated cluster, its clients and its network.
+pub struct World {
+    time: Time,
+    keys: Arc<PublicKeys>,
+    secrets: ClusterKeys,
+    replicas: Vec<SimReplica>,
+    workers: Vec<Worker>,
+    /// Whether clients start new operations.
+    issuing: bool,
+    faults: NetworkFaults,
+    relay: Relay<Packet>,
+    network: BinaryHeap<Reverse<Scheduled>>,
+    timers: BinaryHeap<Reverse<(Time, Timer)>>,
+    armed: BTreeMap<Timer, Time>,
+    order: u64,
+    rng: ChaCha8Rng,
+    latency: (Duration, Duration),
+    history: Vec<Op>,
+    dissent: BTreeMap<u32, u64>,
+    stats: WorldStats,
+}
+
+impl World {
+    /// Builds the world and starts every client's first operation at time zero.
+    ///
+    /// # Errors
+    ///
+    /// When the keys do not match the configuration.
+    pub fn new(options: WorldOptions) -> anyhow::Result<World> {
+        let public = Arc::new(options.keys.public.clone());
+        let n = options.config.replica_count;
+        let mut replicas = Vec::with_capacity(usize::from(n));
+        for index in 0..n {
+            let id = ReplicaId(index);
+            let byzantine = options.byzantine.contains(&id);
+            let mut config = options.config.clone();
+            if byzantine {
+                // The planted bug is the system under test's, not the adversary's.
+                config.planted_bug = None;
+            }
+            let secrets = options.keys.replicas[usize::from(index)].clone();
+            let core = Replica::new(config.clone(), secrets.clone(), public.clone())?;
+            let hook = byzantine.then(|| {
+                let colluders =
+                    options.byzantine.iter().map(|r| r.0).filter(|r| *r != index).collect();
+                let seed = options.seed ^ u64::from(index);
+                Hook::new(
+                    config.clone(),
+                    secrets,
+                    public.clone(),
+                    ByzantineConfig { seed, colluders },
+                )
+            });
+            replicas.push(SimReplica {
+                node: Node::new(core, hook),
+                disk: Durable::default(),
+                events: Vec::new(),
+                life: Life::Up,
+                generation: 0,
+                inbox: VecDeque::new(),
+                banked: BTreeMap::new(),
+                config,
+            });
+        }
+        let client_count = options.config.client_count;
+        let workers = options
+            .keys
+            .clients
+            .iter()
+            .enumerate()
+            .map(|(index, secrets)| {
+                let client = replica::core::Client::new(options.config.clone(), secrets.clone());
+                let generator = options.workload.generator(
+                    options.seed,
+                    options.key_count,
+                    index as u32,
+                    client_count,
+                );
+                Worker::new(
+                    client,
+                    generator,
+                    index as u64,
+                    u64::from(client_count),
+                    options.op_timeout,
+                    options.op_interval,
+                )
+            })
+            .collect();
+        let mut world = World {
+            time: Time::ZERO,
+            keys: public,
+            secrets: options.keys,
+            replicas,
+            workers,
+            issuing: true,
+            faults: NetworkFaults::healthy(),
+            relay: Relay::new(options.seed ^ RELAY_SALT),
+            network: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            armed: BTreeMap::new(),
+            order: 0,
+            rng: ChaCha8Rng::seed_from_u64(options.seed ^ LATENCY_SALT),
+            latency: (options.latency.0, options.latency.1.max(options.latency.0)),
+            history: Vec::new(),
+            dissent: BTreeMap::new(),
+            stats: WorldStats::default(),
+        };
+        for index in 0..n {
+            world.arm_replica(ReplicaId(index));
+        }
+        for index in 0..world.workers.len() {
+            world.after_client(ClientId(index as u32), None);
+        }
+        Ok(world)
+    }
+
+    /// The virtual time.
+    pub fn time(&self) -> Time {
+        self.time
+    }
+
+    /// The history so far, in recording order, indexed and stamped with virtual time.
+    pub fn history(&self) -> &[Op] {
+        &self.history
+    }
+
+    /// Each replica's ledger events.
+    pub fn ledgers(&self) -> impl Iterator<Item = (ReplicaId, &[LedgerEvent])> {
+        self.replicas.iter().enumerate().map(|(i, r)| (ReplicaId(i as u8), r.events.as_slice()))
+    }
+
+    /// The cluster's public keys.
+    pub fn public_keys(&self) -> &PublicKeys {
+        &self.keys
+    }
+
+    /// What the world did.
+    pub fn stats(&self) -> WorldStats {
+        self.stats
+    }
+
+    /// Stops clients from invoking new operations (those under way finish or time out).
+    pub fn stop_issuing(&mut self) {
+        self.issuing = false;
+    }
+
+    /// Whether no client has an operation under way.
+    pub fn clients_idle(&self) -> bool {
+        self.workers.iter().all(|worker| !worker.busy())
+    }
+
+    /// The time of the next event, if any.
+    pub fn next_event(&self) -> Option<Time> {
+        let packet = self.network.peek().map(|Reverse(scheduled)| scheduled.at);
+        let timer = self.timers.peek().map(|Reverse((at, _))| *at);
+        let relay = self.relay.next_deadline().map(|at| Time::from_nanos(at.as_nanos() as u64));
+        packet.into_iter().chain(timer).chain(relay).min()
+    }
+
+    /// Moves the clock forward to `at` (never back).
+    pub fn advance_to(&mut self, at: Time) {
+        self.time = self.time.max(at);
+    }
+
+    /// Handles the next event; false when nothing is left.
+    pub fn step(&mut self) -> bool {
+        let Some(at) = self.next_event() else { return false };
+        self.stats.steps += 1;
+        self.time = self.time.max(at);
+        let now = Duration::from_nanos(self.time.as_nanos());
+        if let Some((_, packet)) = self.relay.poll_due(now) {
+            self.schedule(packet);
+            return true;
+        }
+        let packet_due = self.network.peek().is_some_and(|Reverse(scheduled)| scheduled.at <= at);
+        if packet_due {
+            let Reverse(scheduled) = self.network.pop().expect("peeked");
+            self.deliver(scheduled.packet);
+            return true;
+        }
+        if let Some(Reverse((at, timer))) = self.timers.pop()
+            && self.armed.get(&timer) == Some(&at)
+        {
+            self.armed.remove(&timer);
+            match timer {
+                Timer::Replica(id) => self.fire_replica(id),
+                Timer::Client(id) => self.fire_client(id),
+            }
+        }
+        true
+    }
+
+    /// Carries out the nemesis's effects now.
+    pub fn apply(&mut self, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Kill(id) => self.kill(id),
+                Effect::Restart(id) => self.restart(id),
+                Effect::Pause(id) => {
+                    if self.replicas[id.index()].life == Life::Up {
+                        self.replicas[id.index()].life = Life::Paused;
+                    }
+                }
+                Effect::Resume(id) => self.resume(id),
+                Effect::Links(faults) => self.faults = faults,
+                Effect::Behave { replica, behaviours } => {
+                    let now = self.time;
+                    let node = &mut self.replicas[replica.index()].node;
+                    if node.behave(now, behaviours) {
+                        self.arm_replica(replica);
+                    }
+                }
+                Effect::Record { kind, f, value } => self.record(nemesis_op(kind, &f, value)),
+            }
+        }
+    }
+
+    fn record(&mut self, mut op: Op) {
+        op.index = Some(self.history.len() as u64);
+        op.time = self.time.as_nanos();
+        self.history.push(op);
+    }
+
+    fn kill(&mut self, id: ReplicaId) {
+        let replica = &mut self.replicas[id.index()];
+        if replica.life == Life::Killed {
+            return;
+        }
+        for (name, value) in replica.node.counter_map() {
+            *replica.banked.entry(name).or_default() += value;
+        }
+        replica.life = Life::Killed;
+        replica.inbox.clear();
+        self.armed.remove(&Timer::Replica(id));
+    }
+
+    fn restart(&mut self, id: ReplicaId) {
+        let now = self.time;
+        let secrets = self.secrets.replicas[id.index()].clone();
+        let replica = &mut self.replicas[id.index()];
+        if replica.life != Life::Killed {
+            return;
+        }
+        let recovered = Replica::recover(
+            replica.config.clone(),
+            secrets,
+            self.keys.clone(),
+            replica.disk.clone(),
+            &replica.events,
+            now,
+        )
+        .expect("a replica that started once recovers with the same keys");
+        replica.node.replace_core(recovered);
+        replica.life = Life::Up;
+        replica.generation += 1;
+        self.after_replica_input(id);
+    }
+
+    fn resume(&mut self, id: ReplicaId) {
+        if self.replicas[id.index()].life != Life::Paused {
+            return;
+        }
+        self.replicas[id.index()].life = Life::Up;
+        let inbox = std::mem::take(&mut self.replicas[id.index()].inbox);
+        for packet in inbox {
+            self.deliver(packet);
+        }
+        self.fire_replica(id);
+    }
+
+    fn generation(&self, endpoint: Endpoint) -> u32 {
+        match endpoint {
+            Endpoint::Replica(id) => self.replicas[id.index()].generation,
+            Endpoint::Client(_) => 0,
+        }
+    }
+
+    fn net_node(endpoint: Endpoint) -> NetNode {
+        match endpoint {
+            Endpoint::Replica(id) => NetNode::Replica(id),
+            Endpoint::Client(_) => NetNode::Clients,
+        }
+    }
+
+    /// Hands a packet to the network: the relay's model first, then the base latency.
+    fn send(&mut self, from: Endpoint, to: Endpoint, payload: Payload) {
+        let lives = (self.generation(from), self.generation(to));
+        let packet = Packet { from, to, lives, payload };
+        let n = self.replicas.len();
+        let index = |endpoint: Endpoint| match endpoint {
+            Endpoint::Replica(id) => id.index(),
+            Endpoint::Client(_) => n,
+        };
+        let link = index(from) * (n + 1) + index(to);
+        let fault = self.faults.link(Self::net_node(from), Self::net_node(to));
+        let bytes = match &packet.payload {
+            Payload::Envelope(envelope) => envelope.payload.len(),
+            Payload::Request(_) | Payload::Inform(_) => 256,
+        };
+        let now = Duration::from_nanos(self.time.as_nanos());
+        match self.relay.handle(link, now, &fault, packet, bytes) {
+            Handled::Forward(packet) => self.schedule(packet),
+            Handled::Held => {}
+            Handled::Dropped(_) => self.stats.dropped += 1,
+        }
+    }
+
+    /// Puts a packet on the wire now: it arrives after the base latency.
+    fn schedule(&mut self, packet: Packet) {
+        let (min, max) = self.latency;
+        let latency = if min == max {
+            min
+        } else {
+            Duration::from_nanos(
+                self.rng.random_range(min.as_nanos() as u64..=max.as_nanos() as u64),
+            )
+        };
+        self.order += 1;
+        let scheduled = Scheduled { at: self.time + latency, order: self.order, packet };
+        self.network.push(Reverse(scheduled));
+    }
+
+    fn deliver(&mut self, packet: Packet) {
+        if packet.lives != (self.generation(packet.from), self.generation(packet.to)) {
+            self.stats.lost += 1;
+            return;
+        }
+        let now = self.time;
+        match packet.to {
+            Endpoint::Replica(to) => {
+                let replica = &mut self.replicas[to.index()];
+                match replica.life {
+                    Life::Killed => {
+                        self.stats.lost += 1;
+                        return;
+                    }
+                    Life::Paused => {
+                        if replica.inbox.len() < INBOX_MAX {
+                            replica.inbox.push_back(packet);
+                        } else {
+                            self.stats.lost += 1;
+                        }
+                        return;
+                    }
+                    Life::Up => {}
+                }
+                self.stats.delivered += 1;
+                let node = &mut replica.node;
+                // Refusals are counted by the core; the world carries on.
+                let _ = match (packet.from, packet.payload) {
+                    (Endpoint::Replica(from), Payload::Envelope(envelope)) => {
+                        node.handle_message(now, from, &envelope)
+                    }
+                    (Endpoint::Client(from), Payload::Request(request)) => {
+                        node.handle_request(now, from, request)
+                    }
+                    _ => return,
+                };
+                self.after_replica_input(to);
+            }
+            Endpoint::Client(to) => {
+                let (Endpoint::Replica(from), Payload::Inform(inform)) =
+                    (packet.from, &packet.payload)
+                else {
+                    return;
+                };
+                self.stats.delivered += 1;
+                let finished = self.workers[to.index()].handle_inform(now, from, inform);
+                self.after_client(to, finished);
+            }
+        }
+    }
+
+    fn fire_replica(&mut self, id: ReplicaId) {
+        let now = self.time;
+        let replica = &mut self.replicas[id.index()];
+        if replica.life != Life::Up {
+            return;
+        }
+        replica.node.handle_timeout(now);
+        self.after_replica_input(id);
+    }
+
+    fn fire_client(&mut self, id: ClientId) {
+        let now = self.time;
+        let finished = self.workers[id.index()].handle_timeout(now);
+        self.after_client(id, finished);
+    }
+
+    /// Drives replica `id` after an input: disk, ledger, then its messages; re-arms its timer.
+    fn after_replica_input(&mut self, id: ReplicaId) {
+        let now = self.time;
+        let replica = &mut self.replicas[id.index()];
+        let mut io =
+            SimIo { disk: &mut replica.disk, events: &mut replica.events, outbox: Vec::new() };
+        let Ok(deadline) = replica::node::drive(&mut replica.node, now, &mut io);
+        let outbox = io.outbox;
+        for transmit in outbox {
+            match transmit {
+                Transmit::Replica { to, envelope } => {
+                    self.send(
+                        Endpoint::Replica(id),
+                        Endpoint::Replica(to),
+                        Payload::Envelope(envelope),
+                    );
+                }
+                Transmit::Client { to, inform } => {
+                    self.send(Endpoint::Replica(id), Endpoint::Client(to), Payload::Inform(inform));
+                }
+            }
+        }
+        self.arm(Timer::Replica(id), deadline);
+    }
+
+    fn arm_replica(&mut self, id: ReplicaId) {
+        let deadline = self.replicas[id.index()].node.deadline();
+        self.arm(Timer::Replica(id), deadline);
+    }
+
+    /// Records what a client finished, starts its next operation when it may (while issuing),
+    /// sends, and re-arms its timer.
+    fn after_client(&mut self, id: ClientId, finished: Option<Finished>) {
+        if let Some(finished) = finished {
+            for replica in finished.dissent {
+                *self.dissent.entry(u32::from(replica.0)).or_default() += 1;
+            }
+            self.record(finished.op);
+        }
+        let now = self.time;
+        if self.issuing && self.workers[id.index()].next_start().is_some_and(|at| at <= now) {
+            let op = self.workers[id.index()].invoke(now);
+            self.record(op);
+        }
+        self.flush_client(id);
+    }
+
+    fn flush_client(&mut self, id: ClientId) {
+        // Bounded: a client has at most one request to send per retransmission.
+        while let Some(transmit) = self.workers[id.index()].poll_transmit() {
+            let payload = Payload::Request(transmit.request);
+            self.send(Endpoint::Client(id), Endpoint::Replica(transmit.to), payload);
+        }
+        let worker = &self.workers[id.index()];
+        let start = worker.next_start().filter(|_| self.issuing);
+        let deadline = worker.deadline().or(start);
+        self.arm(Timer::Client(id), deadline);
+    }
+
+    fn arm(&mut self, timer: Timer, deadline: Option<Time>) {
+        match deadline {
+            Some(at) if self.armed.get(&timer) != Some(&at) => {
+                self.armed.insert(timer, at);
+                self.timers.push(Reverse((at, timer)));
+            }
+            Some(_) => {}
+            None => {
+                self.armed.remove(&timer);
+            }
+        }
+    }
+}
+
+impl Observe for World {
+    fn status(&self, replica: ReplicaId) -> Option<Status> {
+        let sim = self.replicas.get(replica.index())?;
+        (sim.life == Life::Up).then(|| Status {
+            view: sim.node.core().view().0,
+            last_executed: sim.node.core().last_executed().0,
+        })
+    }
+
+    fn counter(&self, replica: ReplicaId, name: &str) -> u64 {
+        if name == CLIENT_DISSENT {
+            return self.dissent.get(&u32::from(replica.0)).copied().unwrap_or(0);
+        }
+        let Some(sim) = self.replicas.get(replica.index()) else { return 0 };
+        let banked = sim.banked.get(name).copied().unwrap_or(0);
+        let live = match sim.life {
+            Life::Killed => 0,
+            Life::Up | Life::Paused => sim.node.counter_map().get(name).copied().unwrap_or(0),
+        };
+        banked + live
+    }
+}
