@@ -840,3 +840,6 @@ pub fn link_fault(action: &FaultAction) -> LinkFault {
 pub fn numbers(replicas: &[ReplicaId]) -> Vec<u8> {
     replicas.iter().map(|replica| replica.0).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -468,3 +468,6 @@ fn lines<T: Serialize>(values: &[T]) -> String {
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests;

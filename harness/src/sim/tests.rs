@@ -1,0 +1,91 @@
+//! The simulator: determinism, and correct replicas judged valid under the drawn faults.
+
+use clap::Parser as _;
+
+use super::sweep::{Shard, first_difference};
+use super::{NetworkParams, simulate};
+use crate::cli::{Cli, Command, SimArgs};
+
+fn args(extra: &[&str]) -> SimArgs {
+    let cli = Cli::try_parse_from(["ordeal", "sim"].iter().chain(extra)).expect("valid options");
+    match cli.command {
+        Command::Sim(args) => args,
+        other => panic!("not a simulation: {other:?}"),
+    }
+}
+
+/// `ordeal sim`'s own defaults (10 simulated seconds would leave the forcing too little time):
+/// 30 s, 4 clients at 15 operations per second.
+#[test]
+fn sim_defaults_differ_from_test() {
+    let args = args(&[]);
+    assert_eq!(args.test.time_limit, 30.0);
+    assert_eq!(args.test.concurrency, 4);
+    assert_eq!(args.test.rate, Some(15.0));
+    assert!("3/2".parse::<Shard>().is_err());
+    assert_eq!("1/2".parse::<Shard>(), Ok(Shard { index: 1, count: 2 }));
+    assert!("5..5".parse::<super::sweep::SeedRange>().is_err());
+}
+
+/// A seed gives the same history and ledgers byte for byte, under every fault kind the
+/// simulator plays and a Byzantine replica; another seed gives another run.
+#[test]
+fn a_seed_replays_byte_for_byte() {
+    let args = args(&["--protocol", "poe-mac", "--byzantine", "1", "--time-limit", "12"]);
+    let network = NetworkParams::of(&args);
+    let first = simulate(&args.test, network, 5).expect("a run");
+    let second = simulate(&args.test, network, 5).expect("a run");
+    let (history, ledgers) = first.fingerprint();
+    assert!(history.len() > 100, "{} history lines", history.len());
+    assert!(ledgers.values().all(|lines| !lines.is_empty()));
+    assert_eq!(first_difference(&first.fingerprint(), &second.fingerprint()), None);
+    let other = simulate(&args.test, network, 6).expect("a run");
+    assert!(first_difference(&first.fingerprint(), &other.fingerprint()).is_some());
+    assert_eq!(first.nemesis, second.nemesis);
+}
+
+/// Correct replicas of every protocol, under drawn faults, are judged valid by every oracle,
+/// with operations completed and faults played; the judgement itself is repeatable.
+#[test]
+fn correct_replicas_are_valid_under_faults() {
+    for protocol in ["poe-ts", "poe-mac", "pbft"] {
+        let args = args(&["--protocol", protocol, "--time-limit", "15"]);
+        let network = NetworkParams::of(&args);
+        for seed in [3, 4] {
+            let simulated = simulate(&args.test, network, seed).expect("a run");
+            let report = simulated.judge();
+            let outcome = simulated.outcome(&report);
+            assert_eq!(
+                outcome.verdict,
+                history::Verdict::Valid,
+                "{protocol} seed {seed}: {:?}",
+                outcome.failing
+            );
+            assert!(outcome.ok > 100, "{protocol} seed {seed}: {outcome:?}");
+            assert!(simulated.nemesis.faults > 0, "{protocol} seed {seed}: no fault played");
+            assert_eq!(simulated.judge().verdict, report.verdict);
+        }
+    }
+}
+
+/// A long sweep of every protocol (`RUN_SLOW_TESTS=1`): no violation on the correct replicas.
+#[test]
+fn sweep_of_correct_replicas_finds_no_violation() {
+    if std::env::var_os("RUN_SLOW_TESTS").is_none() {
+        return;
+    }
+    for protocol in ["poe-ts", "poe-mac", "pbft"] {
+        let args = args(&["--protocol", protocol]);
+        let network = NetworkParams::of(&args);
+        for seed in 1..=200 {
+            let simulated = simulate(&args.test, network, seed).expect("a run");
+            let outcome = simulated.outcome(&simulated.judge());
+            assert_ne!(
+                outcome.verdict,
+                history::Verdict::Invalid,
+                "{protocol} seed {seed}: {:?}",
+                outcome.failing
+            );
+        }
+    }
+}
