@@ -319,6 +319,14 @@ pub struct SimArgs {
     /// Run the seed twice and report the first difference of the histories and ledgers.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Shrink the seed's failure to a small scenario (fewer, shorter, later faults, fewer
+    /// clients and behaviours) that still fails the same oracle, written under
+    /// `STORE/shrunk/` for `ordeal sim --scenario` and `ordeal test --scenario`.
+    #[arg(long)]
+    pub shrink: bool,
+    /// The most runs a shrink makes.
+    #[arg(long, default_value_t = crate::sim::shrink::RUNS_MAX)]
+    pub shrink_runs: usize,
     /// The shortest one-way latency of a healthy link, in milliseconds.
     #[arg(long, default_value_t = 0.1)]
     pub latency_min_ms: f64,

@@ -39,6 +39,10 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use history::OpKind;
+use nemesis::executor::{
+    CLIENT_DISSENT, FORCE_POLL, FORCE_PROGRESS_SLOTS, FORCE_PROGRESS_WAIT, FORCE_STEP_TIMEOUT,
+    HONEST_EFFECTS, link_fault, numbers,
+};
 use nemesis::{
     Budget, Fault, FaultAction, FaultKind, LinkFault, NetworkFaults, Node, PartitionShape,
     Schedule, Step, TargetPicker, TargetSpec,
@@ -61,19 +65,6 @@ const RESTART_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The key of the links a forced view change blocks, beside the faults' own (by index).
 const FORCE_LINKS: usize = usize::MAX;
 
-/// How long one step of a forced view change waits for the view to move.
-const FORCE_STEP_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How often a forced view change looks at the replicas' views.
-const FORCE_POLL: Duration = Duration::from_millis(100);
-
-/// Slots a view must execute past the moment it was seen settled before the forcing cuts its
-/// primary (more than the slots it may still carry over, so that it executed something new).
-const FORCE_PROGRESS_SLOTS: u64 = 3;
-
-/// How long the forcing waits for that progress at most.
-const FORCE_PROGRESS_WAIT: Duration = Duration::from_millis(1500);
-
 /// How long the lone replica's messages to other replicas take during a lone-executor attack:
 /// more than the spread of the honest replicas' progress timers, so that the new primary has
 /// nf VC-REQUESTs without the lone one's.
@@ -88,16 +79,6 @@ const LONE_FAILURE_AFTER: Duration = Duration::from_millis(1500);
 
 /// How long an amnesia probe keeps each crashed voter down.
 const AMNESIA_DOWN: Duration = Duration::from_millis(50);
-
-/// Counters of an honest replica that show it received and processed what an attack altered,
-/// withheld or forged (besides `rejected_from.<attacker>`): a view change it had to start, a
-/// rollback, state it had to ask for.
-const HONEST_EFFECTS: [&str; 3] = ["view_changes_started", "rollbacks", "state_requests_sent"];
-
-/// The counter the harness adds to each replica's: the completed requests for which its INFORM
-/// named another view, slot or result than the client's proof. An altered INFORM (a wrong
-/// result, a shifted view) acts at the client that weighs it against the others'.
-const CLIENT_DISSENT: &str = "clients.dissent";
 
 /// What the nemesis did, for `results.json`'s `faults`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1169,25 +1150,4 @@ impl Executor<'_> {
 /// replica did not answer or has no such counter.
 fn counter(counters: &Counters, replica: ReplicaId, name: &str) -> Option<u64> {
     counters.get(replica.index())?.as_ref()?.get(name).copied()
-}
-
-/// The link fault of a delay, loss, duplicate or reorder action.
-fn link_fault(action: &FaultAction) -> LinkFault {
-    let mut link = LinkFault::default();
-    match *action {
-        FaultAction::Delay { delay, jitter } => {
-            link.delay = delay;
-            link.jitter = jitter;
-        }
-        FaultAction::Loss(p) => link.loss = p,
-        FaultAction::Duplicate(p) => link.duplicate = p,
-        FaultAction::Reorder(p) => link.reorder = p,
-        _ => {}
-    }
-    link
-}
-
-/// Replica ids as plain numbers, for the history.
-fn numbers(replicas: &[ReplicaId]) -> Vec<u8> {
-    replicas.iter().map(|replica| replica.0).collect()
 }

@@ -72,16 +72,18 @@ fn main() -> ExitCode {
 
 /// Runs `--test-count` tests and returns the exit code of the worst verdict.
 fn test(options: TestOptions) -> anyhow::Result<u8> {
+    let mut scenario_seed = None;
     match &options.scenario {
         Some(path) => {
             let scenario = harness::scenario::Scenario::load(path)?;
             scenario.apply(&options).cluster_config()?;
+            scenario_seed = scenario.seed;
         }
         None => {
             options.cluster_config()?;
         }
     }
-    let seed = options.seed.unwrap_or_else(|| {
+    let seed = options.seed.or(scenario_seed).unwrap_or_else(|| {
         let nanos =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_nanos());
         (nanos as u64) % 1_000_000_000

@@ -57,6 +57,9 @@ pub struct Scenario {
     /// What attack it reproduces.
     #[serde(default)]
     pub description: String,
+    /// The seed it replays with (a shrunk simulation's); `--seed` overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
     /// The cluster.
     #[serde(default)]
     pub cluster: ClusterSection,

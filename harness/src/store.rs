@@ -41,8 +41,11 @@ pub fn create_run_dir(
 ///
 /// When the link cannot be made.
 pub fn update_latest(store: &Path, run_dir: &Path) -> io::Result<()> {
+    // Unique per process and call: a sweep's threads store runs at the same time.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let target = run_dir.strip_prefix(store).unwrap_or(run_dir);
-    let temporary = store.join(format!(".latest-{}", std::process::id()));
+    let temporary = store.join(format!(".latest-{}-{call}", std::process::id()));
     let _ = std::fs::remove_file(&temporary);
     std::os::unix::fs::symlink(target, &temporary)?;
     std::fs::rename(&temporary, store.join("latest"))

@@ -128,6 +128,9 @@ pub struct Report {
     pub vacuous: Vec<Value>,
     /// Faults refused.
     pub errors: Vec<String>,
+    /// The replicas each started fault resolved to, by its index in the schedule (a
+    /// partition's whole order): replaying them as explicit targets replays the faults.
+    pub targets: BTreeMap<usize, Vec<u8>>,
     /// The most faulty replicas allowed.
     pub limit: usize,
     /// The most replicas faulty at once.
@@ -415,6 +418,7 @@ impl Executor {
             }
         };
         value["replicas"] = json!(numbers(&replicas));
+        self.report.targets.insert(index, numbers(&replicas));
         out.push(Effect::Record { kind: OpKind::Invoke, f: kind.name().into(), value });
         self.report.faults += 1;
         *self.report.by_kind.entry(kind.name().to_string()).or_default() += 1;

@@ -16,6 +16,7 @@
 //! Not simulated yet: twins (their faults are refused and reported), Byzantine clients, clock
 //! skew, power loss (a kill keeps every write, as SIGKILL does without `--fsync`).
 
+pub mod shrink;
 pub mod sweep;
 pub mod world;
 
@@ -122,6 +123,20 @@ pub fn simulate(
     seed: u64,
 ) -> anyhow::Result<Simulated> {
     let scenario = options.scenario.as_deref().map(Scenario::load).transpose()?;
+    simulate_with(options, scenario, network, seed)
+}
+
+/// [`simulate`] with the scenario given (`options.scenario` is not read).
+///
+/// # Errors
+///
+/// Options or a scenario that cannot make a run.
+pub fn simulate_with(
+    options: &TestOptions,
+    scenario: Option<Scenario>,
+    network: NetworkParams,
+    seed: u64,
+) -> anyhow::Result<Simulated> {
     let mut options = match &scenario {
         Some(scenario) => scenario.apply(options),
         None => options.resolved(seed),

@@ -96,7 +96,14 @@ pub fn run(args: &SimArgs) -> anyhow::Result<u8> {
     if let Some(range) = args.seeds {
         return sweep(args, range, network);
     }
-    let seed = args.test.seed.unwrap_or(1);
+    let scenario_seed = match &args.test.scenario {
+        Some(path) => crate::scenario::Scenario::load(path)?.seed,
+        None => None,
+    };
+    let seed = args.test.seed.or(scenario_seed).unwrap_or(1);
+    if args.shrink {
+        return super::shrink::run(args, network, seed);
+    }
     if args.check_determinism {
         return check_determinism(args, network, seed);
     }
@@ -166,6 +173,11 @@ pub fn reproduce_command(seed: u64) -> String {
         let flag = arg.split('=').next().unwrap_or_default().to_string();
         match flag.as_str() {
             "--seeds" | "--jobs" | "--shard" | "--seed" => {
+                if !arg.contains('=') {
+                    args.next();
+                }
+            }
+            "--shrink-runs" => {
                 if !arg.contains('=') {
                     args.next();
                 }

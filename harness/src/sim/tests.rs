@@ -68,6 +68,41 @@ fn correct_replicas_are_valid_under_faults() {
     }
 }
 
+/// Beyond the budget (two colluding replicas of four), a seed is INVALID; its shrunk scenario
+/// has no more faults, still fails the same oracle, and replays byte for byte from its TOML.
+#[test]
+fn a_shrunk_failure_replays() {
+    let args = args(&[
+        "--protocol",
+        "poe-mac",
+        "--nemesis",
+        "byzantine",
+        "--byzantine",
+        "2",
+        "--beyond-budget",
+        "--time-limit",
+        "15",
+        "--shrink-runs",
+        "12",
+    ]);
+    let network = NetworkParams::of(&args);
+    let shrunk = super::shrink::shrink(&args, network, 5).expect("a run").expect("seed 5 fails");
+    assert!(shrunk.faults.1 <= shrunk.faults.0 && shrunk.faults.1 >= 1, "{:?}", shrunk.faults);
+    assert!(shrunk.runs <= 12);
+    let text = toml::to_string(&shrunk.scenario).expect("a scenario serializes");
+    let scenario: crate::scenario::Scenario = toml::from_str(&text).expect("and parses");
+    assert_eq!(scenario.seed, Some(5));
+    let mut options = args.test.clone();
+    options.scenario = None;
+    let replay = |scenario: &crate::scenario::Scenario| {
+        super::simulate_with(&options, Some(scenario.clone()), network, 5).expect("a run")
+    };
+    let (first, second) = (replay(&scenario), replay(&scenario));
+    assert_eq!(first_difference(&first.fingerprint(), &second.fingerprint()), None);
+    let report = first.judge();
+    assert_eq!(report.checkers[&shrunk.oracle].verdict, history::Verdict::Invalid);
+}
+
 /// A long sweep of every protocol (`RUN_SLOW_TESTS=1`): no violation on the correct replicas.
 #[test]
 fn sweep_of_correct_replicas_finds_no_violation() {

@@ -215,11 +215,12 @@ fn forcing_moves_the_primary_role_onto_a_byzantine_replica() {
     play(&mut executor, &mut model, seconds(11.0));
     assert_eq!(model.view, 2, "views 0 and 1 cut, view 2 is the Byzantine replica's");
     assert_eq!(executor.report().forced_view_changes, 1);
-    let forced: Vec<&(Duration, Effect)> = model
-        .effects
-        .iter()
-        .filter(|(_, effect)| matches!(effect, Effect::Record { kind: OpKind::Info, f, .. } if f == "force-view-change"))
-        .collect();
+    let is_forcing_info = |effect: &Effect| match effect {
+        Effect::Record { kind: OpKind::Info, f, .. } => f == "force-view-change",
+        _ => false,
+    };
+    let forced: Vec<&(Duration, Effect)> =
+        model.effects.iter().filter(|(_, effect)| is_forcing_info(effect)).collect();
     let Effect::Record { value, .. } = &forced[0].1 else { unreachable!() };
     assert_eq!(value["primary"], 2, "{value}");
     assert_eq!(value["cut"], serde_json::json!([0, 1]), "{value}");
