@@ -7,8 +7,9 @@
 //! each Byzantine behaviour of a fault removed, each fault halved, each fault started later,
 //! half the clients, a shorter run (the heal right after the last fault), a declared Byzantine
 //! replica no fault uses made honest. It stops when no candidate fails any more or after
-//! `--shrink-runs` runs ([`RUNS_MAX`] by default). The result is a scenario TOML that `ordeal sim --scenario` replays
-//! deterministically and `ordeal test --scenario` replays on real processes.
+//! `--shrink-runs` runs ([`RUNS_MAX`] by default). The result is a scenario TOML that `ordeal
+//! sim --scenario` replays deterministically and `ordeal test --scenario` replays on real
+//! processes.
 
 use std::path::PathBuf;
 
