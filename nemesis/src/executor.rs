@@ -19,8 +19,10 @@
 //! fault, restarts and resumes every replica down, heals every link and switches every
 //! behaviour off, as one `heal` invoke/info pair.
 //!
-//! Not here yet: twins (they need a second process, or a second simulated core, with one
-//! identity), and the lone-executor choreography of `harness::faults`.
+//! A twin is started and stopped by effects too ([`Effect::StartTwin`], [`Effect::StopTwin`]):
+//! a second node with a declared Byzantine replica's identity, reached by a seeded half of the
+//! other replicas. Not here yet: the lone-executor and amnesia choreography of
+//! `harness::faults`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -91,6 +93,17 @@ pub enum Effect {
     Resume(ReplicaId),
     /// The network's link faults from now on (every active fault's, merged).
     Links(NetworkFaults),
+    /// Start a twin of the (declared Byzantine) replica: a second, correct node with its
+    /// identity and keys and an empty disk, which the replicas of `group` reach instead of the
+    /// original (and the only ones its packets reach).
+    StartTwin {
+        /// The replica.
+        replica: ReplicaId,
+        /// The replicas routed to the twin.
+        group: Vec<ReplicaId>,
+    },
+    /// Stop the replica's twin; its group reaches the original again.
+    StopTwin(ReplicaId),
     /// The replica's Byzantine hook behaves so from now on (none: correctly).
     Behave {
         /// The replica.
@@ -122,6 +135,8 @@ pub struct Report {
     pub restarts: u64,
     /// Views forced onto a Byzantine primary.
     pub forced_view_changes: u64,
+    /// Twins started.
+    pub twins: u64,
     /// Byzantine faults that acted.
     pub acted: u64,
     /// Byzantine faults that never acted, with the reason.
@@ -204,6 +219,8 @@ pub struct Executor {
     /// The behaviours of each active Byzantine fault, and its replicas.
     behaviours: BTreeMap<usize, (Vec<ReplicaId>, Vec<Behaviour>)>,
     forcing: Option<Forcing>,
+    /// The running twins, and the replicas routed to each.
+    twins: BTreeMap<ReplicaId, Vec<ReplicaId>>,
     healed: bool,
     report: Report,
 }
@@ -231,6 +248,7 @@ impl Executor {
             links: BTreeMap::new(),
             behaviours: BTreeMap::new(),
             forcing: None,
+            twins: BTreeMap::new(),
             healed: false,
             report: Report::default(),
         }
@@ -413,8 +431,21 @@ impl Executor {
                 replicas
             }
             FaultAction::Twins => {
-                self.error("twins not started: this executor does not run twins yet".into());
-                return;
+                let free: Vec<ReplicaId> = byzantine
+                    .iter()
+                    .copied()
+                    .filter(|replica| !self.twins.contains_key(replica))
+                    .collect();
+                let Some(replicas) = self.pick_byzantine(&fault.target, primary, &free) else {
+                    return;
+                };
+                let twin = replicas[0];
+                let others: Vec<ReplicaId> =
+                    self.all().into_iter().filter(|replica| *replica != twin).collect();
+                let group = self.picker.group(&others);
+                value["group"] = json!(numbers(&group));
+                self.twins.insert(twin, group);
+                vec![twin]
             }
         };
         value["replicas"] = json!(numbers(&replicas));
@@ -450,6 +481,11 @@ impl Executor {
                 active.switched = Some(snapshot);
             }
             FaultAction::ForceViewChange => self.begin_forcing(index, now, fault.end, out),
+            FaultAction::Twins => {
+                let group = self.twins[&replicas[0]].clone();
+                self.report.twins += 1;
+                out.push(Effect::StartTwin { replica: replicas[0], group });
+            }
             _ => out.push(self.links_effect()),
         }
         self.active.insert(index, active);
@@ -740,6 +776,7 @@ impl Executor {
             FaultKind::Kill => "restarted",
             FaultKind::Pause => "resumed",
             FaultKind::Byzantine => "behaving",
+            FaultKind::Twins => "twin-stopped",
             _ => "healed",
         };
         match active.kind {
@@ -777,6 +814,12 @@ impl Executor {
                 }
             }
             FaultKind::ForceViewChange => {}
+            FaultKind::Twins => {
+                for replica in &active.replicas {
+                    self.twins.remove(replica);
+                    out.push(Effect::StopTwin(*replica));
+                }
+            }
             _ => {
                 self.links.remove(&index);
                 out.push(self.links_effect());
@@ -812,6 +855,9 @@ impl Executor {
         self.behaviours.clear();
         for replica in self.byzantine.clone() {
             out.push(Effect::Behave { replica, behaviours: Vec::new() });
+        }
+        for (replica, _) in std::mem::take(&mut self.twins) {
+            out.push(Effect::StopTwin(replica));
         }
         let value = json!({
             "resumed": numbers(&paused.into_iter().collect::<Vec<_>>()),

@@ -13,8 +13,8 @@
 //! Determinism: no wall clock, thread or hash order reaches a decision, so a seed gives the
 //! same history and ledgers byte for byte ([`Simulated::fingerprint`]).
 //!
-//! Not simulated yet: twins (their faults are refused and reported), Byzantine clients, clock
-//! skew, power loss (a kill keeps every write, as SIGKILL does without `--fsync`).
+//! Not simulated yet: Byzantine clients, clock skew, power loss (a kill keeps every write, as
+//! SIGKILL does without `--fsync`).
 
 pub mod shrink;
 pub mod sweep;
@@ -208,17 +208,35 @@ fn plan(
         return Ok((scenario.byzantine(), Some(schedule), kinds));
     }
     let byzantine = nemesis::draw_byzantine(seed, n, options.byzantine_count(config));
-    let Some(mut schedule_options) = options.schedule_options(config)? else {
-        return Ok((byzantine, None, Vec::new()));
+    let mut schedule = match options.schedule_options(config)? {
+        Some(schedule_options) => {
+            let schedule =
+                Schedule::new(seed, &schedule_options).context("making the nemesis's schedule")?;
+            Some((schedule, schedule_options.kinds))
+        }
+        None => None,
     };
-    // Not simulated yet: twins (module docs).
-    schedule_options.kinds.retain(|kind| *kind != FaultKind::Twins);
-    if schedule_options.kinds.is_empty() {
-        return Ok((byzantine, None, Vec::new()));
+    if options.twins {
+        // A twin for the whole run, as in `ordeal test --twins`.
+        let heal = time_limit.saturating_sub(window);
+        let start = Duration::from_secs(1).min(heal / 2);
+        anyhow::ensure!(start < heal, "--twins: the final heal leaves no time for a twin");
+        let (schedule, kinds) = schedule.get_or_insert_with(|| {
+            (Schedule { faults: Vec::new(), heal, f: config.f() }, Vec::new())
+        });
+        let twin = nemesis::Fault {
+            start,
+            end: heal,
+            action: nemesis::FaultAction::Twins,
+            target: nemesis::TargetSpec::Random,
+        };
+        schedule.faults.insert(0, twin);
+        kinds.push(FaultKind::Twins);
     }
-    let schedule =
-        Schedule::new(seed, &schedule_options).context("making the nemesis's schedule")?;
-    Ok((byzantine, Some(schedule), schedule_options.kinds))
+    Ok(match schedule {
+        Some((schedule, kinds)) => (byzantine, Some(schedule), kinds),
+        None => (byzantine, None, Vec::new()),
+    })
 }
 
 /// Runs the world and the nemesis until the clients have drained after `time_limit` (or
@@ -315,7 +333,7 @@ impl Simulated {
             behaviours: nemesis.behaviours.clone(),
             restarts: nemesis.restarts,
             restarts_unanswered: 0,
-            twins: 0,
+            twins: nemesis.twins,
             crashed_max: nemesis.crashed_max,
             paused_max: nemesis.paused_max,
             final_heal_s: nemesis.final_heal.map(|at| at.as_secs_f64()),

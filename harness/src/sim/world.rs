@@ -11,6 +11,9 @@
 //!   socket's buffer) and its timers wait too; it handles them in order when resumed. Each life
 //!   of a replica has a number, and a packet from or to an earlier life is lost (its connection
 //!   was reset).
+//! - **Twins**: a twin is a second, correct node with a declared Byzantine replica's identity
+//!   and keys and an empty disk; the replicas of its group reach it instead of the original,
+//!   and it reaches only them (its link faults are the original's), as the real relay routes.
 //! - **Clients** are [`Worker`]s (one identity each, one operation at a time, `info` after the
 //!   operation timeout). They stop invoking at the time limit and finish what is under way.
 //! - **The network**: every packet first passes the relay's model ([`Relay`]) with the link
@@ -79,6 +82,8 @@ pub struct WorldOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Endpoint {
     Replica(ReplicaId),
+    /// A replica's twin.
+    Twin(ReplicaId),
     Client(ClientId),
 }
 
@@ -127,6 +132,7 @@ impl Ord for Scheduled {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Timer {
     Replica(ReplicaId),
+    Twin(ReplicaId),
     Client(ClientId),
 }
 
@@ -152,6 +158,17 @@ struct SimReplica {
     banked: BTreeMap<String, u64>,
     /// The configuration it is restarted with.
     config: Config,
+}
+
+/// A twin: a second node with a replica's identity and keys, its own empty disk and ledger.
+struct SimTwin {
+    node: Node,
+    disk: Durable,
+    events: Vec<LedgerEvent>,
+    /// The replicas that reach the twin instead of the original, and the only ones it reaches.
+    group: Vec<ReplicaId>,
+    /// Which twin of the replica this is (a packet to an earlier one is lost).
+    generation: u32,
 }
 
 /// A replica's IO in the simulator.
@@ -190,6 +207,8 @@ pub struct WorldStats {
     pub dropped: u64,
     /// Packets lost because their sender or receiver was killed or restarted.
     pub lost: u64,
+    /// Packets delivered to twins.
+    pub twin_delivered: u64,
 }
 
 /// The simulated cluster, its clients and its network.
@@ -198,6 +217,9 @@ pub struct World {
     keys: Arc<PublicKeys>,
     secrets: ClusterKeys,
     replicas: Vec<SimReplica>,
+    twins: BTreeMap<ReplicaId, SimTwin>,
+    /// Twins started so far, per replica (their generations).
+    twin_generations: BTreeMap<ReplicaId, u32>,
     workers: Vec<Worker>,
     /// Whether clients start new operations.
     issuing: bool,
@@ -285,6 +307,8 @@ impl World {
             keys: public,
             secrets: options.keys,
             replicas,
+            twins: BTreeMap::new(),
+            twin_generations: BTreeMap::new(),
             workers,
             issuing: true,
             faults: NetworkFaults::healthy(),
@@ -378,6 +402,13 @@ impl World {
             self.armed.remove(&timer);
             match timer {
                 Timer::Replica(id) => self.fire_replica(id),
+                Timer::Twin(id) => {
+                    let now = self.time;
+                    if let Some(twin) = self.twins.get_mut(&id) {
+                        twin.node.handle_timeout(now);
+                        self.after_twin_input(id);
+                    }
+                }
                 Timer::Client(id) => self.fire_client(id),
             }
         }
@@ -396,6 +427,11 @@ impl World {
                     }
                 }
                 Effect::Resume(id) => self.resume(id),
+                Effect::StartTwin { replica, group } => self.start_twin(replica, group),
+                Effect::StopTwin(replica) => {
+                    self.twins.remove(&replica);
+                    self.armed.remove(&Timer::Twin(replica));
+                }
                 Effect::Links(faults) => self.faults = faults,
                 Effect::Behave { replica, behaviours } => {
                     let now = self.time;
@@ -413,6 +449,25 @@ impl World {
         op.index = Some(self.history.len() as u64);
         op.time = self.time.as_nanos();
         self.history.push(op);
+    }
+
+    fn start_twin(&mut self, id: ReplicaId, group: Vec<ReplicaId>) {
+        let secrets = self.secrets.replicas[id.index()].clone();
+        let config = self.replicas[id.index()].config.clone();
+        let core = Replica::new(config, secrets, self.keys.clone())
+            .expect("a twin has its replica's configuration and keys");
+        let generation = self.twin_generations.entry(id).or_default();
+        *generation += 1;
+        let generation = *generation;
+        let twin = SimTwin {
+            node: Node::new(core, None),
+            disk: Durable::default(),
+            events: Vec::new(),
+            group,
+            generation,
+        };
+        self.twins.insert(id, twin);
+        self.after_twin_input(id);
     }
 
     fn kill(&mut self, id: ReplicaId) {
@@ -465,24 +520,35 @@ impl World {
     fn generation(&self, endpoint: Endpoint) -> u32 {
         match endpoint {
             Endpoint::Replica(id) => self.replicas[id.index()].generation,
+            Endpoint::Twin(id) => self.twins.get(&id).map_or(0, |twin| twin.generation),
             Endpoint::Client(_) => 0,
         }
     }
 
+    /// The network node of an endpoint: a twin shares its replica's links and their faults.
     fn net_node(endpoint: Endpoint) -> NetNode {
         match endpoint {
-            Endpoint::Replica(id) => NetNode::Replica(id),
+            Endpoint::Replica(id) | Endpoint::Twin(id) => NetNode::Replica(id),
             Endpoint::Client(_) => NetNode::Clients,
         }
     }
 
     /// Hands a packet to the network: the relay's model first, then the base latency.
     fn send(&mut self, from: Endpoint, to: Endpoint, payload: Payload) {
+        // A twin's group reaches the twin instead of the original.
+        let to = match (from, to) {
+            (Endpoint::Replica(sender), Endpoint::Replica(receiver))
+                if self.twins.get(&receiver).is_some_and(|twin| twin.group.contains(&sender)) =>
+            {
+                Endpoint::Twin(receiver)
+            }
+            _ => to,
+        };
         let lives = (self.generation(from), self.generation(to));
         let packet = Packet { from, to, lives, payload };
         let n = self.replicas.len();
         let index = |endpoint: Endpoint| match endpoint {
-            Endpoint::Replica(id) => id.index(),
+            Endpoint::Replica(id) | Endpoint::Twin(id) => id.index(),
             Endpoint::Client(_) => n,
         };
         let link = index(from) * (n + 1) + index(to);
@@ -552,6 +618,21 @@ impl World {
                 };
                 self.after_replica_input(to);
             }
+            Endpoint::Twin(to) => {
+                let (Endpoint::Replica(from), Payload::Envelope(envelope)) =
+                    (packet.from, &packet.payload)
+                else {
+                    return;
+                };
+                let Some(twin) = self.twins.get_mut(&to) else {
+                    self.stats.lost += 1;
+                    return;
+                };
+                self.stats.delivered += 1;
+                self.stats.twin_delivered += 1;
+                let _ = twin.node.handle_message(now, from, envelope);
+                self.after_twin_input(to);
+            }
             Endpoint::Client(to) => {
                 let (Endpoint::Replica(from), Payload::Inform(inform)) =
                     (packet.from, &packet.payload)
@@ -604,6 +685,25 @@ impl World {
             }
         }
         self.arm(Timer::Replica(id), deadline);
+    }
+
+    /// Drives replica `id`'s twin after an input: it reaches only its group's replicas.
+    fn after_twin_input(&mut self, id: ReplicaId) {
+        let now = self.time;
+        let Some(twin) = self.twins.get_mut(&id) else { return };
+        let mut io = SimIo { disk: &mut twin.disk, events: &mut twin.events, outbox: Vec::new() };
+        let Ok(deadline) = replica::node::drive(&mut twin.node, now, &mut io);
+        let outbox = io.outbox;
+        let group = twin.group.clone();
+        for transmit in outbox {
+            if let Transmit::Replica { to, envelope } = transmit
+                && group.contains(&to)
+            {
+                let payload = Payload::Envelope(envelope);
+                self.send(Endpoint::Twin(id), Endpoint::Replica(to), payload);
+            }
+        }
+        self.arm(Timer::Twin(id), deadline);
     }
 
     fn arm_replica(&mut self, id: ReplicaId) {

@@ -78,6 +78,7 @@ impl Model {
                     self.behaviours.insert(replica.0, behaviours.clone());
                 }
                 Effect::Record { kind, f, .. } => self.records.push((now, *kind, f.clone())),
+                Effect::StartTwin { .. } | Effect::StopTwin(_) => {}
             }
             self.effects.push((now, effect));
         }
