@@ -333,6 +333,10 @@ pub struct SimArgs {
     /// The longest one-way latency of a healthy link, in milliseconds.
     #[arg(long, default_value_t = 1.0)]
     pub latency_max_ms: f64,
+    /// Each replica's clock runs up to this many percent fast or slow (drawn from the seed,
+    /// below 49), from an offset of up to 1 s: timers of different replicas drift apart.
+    #[arg(long, default_value_t = 2.0)]
+    pub clock_drift: f64,
 }
 
 fn parse_planted_bug(name: &str) -> Result<PlantedBug, String> {

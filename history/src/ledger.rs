@@ -93,6 +93,19 @@ impl LedgerEvent {
             LedgerEvent::Recertified(event) => event.time,
         }
     }
+
+    /// Sets the time of the event (a simulated replica's events are stamped with the world's
+    /// time, whatever its own clock reads, as a replica process's are with the run's clock).
+    pub fn set_time(&mut self, time: u64) {
+        match self {
+            LedgerEvent::Execute(event) => event.time = time,
+            LedgerEvent::Rollback(event) => event.time = time,
+            LedgerEvent::Checkpoint(event) => event.time = time,
+            LedgerEvent::ViewEntered(event) => event.time = time,
+            LedgerEvent::StateTransfer(event) => event.time = time,
+            LedgerEvent::Recertified(event) => event.time = time,
+        }
+    }
 }
 
 /// A batch executed at `seq`.

@@ -35,7 +35,7 @@ use serde::Serialize;
 use serde_json::json;
 use workloads::generator::Workload;
 
-use crate::cli::{SimArgs, TestOptions};
+use crate::cli::{OptionError, SimArgs, TestOptions};
 use crate::faults::FaultReport;
 use crate::results::{self, PublicKeys, StoredRun};
 use crate::scenario::Scenario;
@@ -44,19 +44,55 @@ use world::{World, WorldOptions, WorldStats};
 /// The most events one simulated run handles (a run that needs more is reported, not hung).
 pub const STEPS_MAX: u64 = 50_000_000;
 
-/// How the simulated network behaves when healthy.
+/// How the simulated network and clocks behave when healthy.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct NetworkParams {
     /// The shortest one-way latency, in milliseconds.
     pub latency_min_ms: f64,
     /// The longest one-way latency, in milliseconds.
     pub latency_max_ms: f64,
+    /// The largest clock drift of a replica, in percent.
+    pub clock_drift_percent: f64,
 }
 
 impl NetworkParams {
     /// The parameters of `args`.
     pub fn of(args: &SimArgs) -> NetworkParams {
-        NetworkParams { latency_min_ms: args.latency_min_ms, latency_max_ms: args.latency_max_ms }
+        NetworkParams {
+            latency_min_ms: args.latency_min_ms,
+            latency_max_ms: args.latency_max_ms,
+            clock_drift_percent: args.clock_drift,
+        }
+    }
+
+    /// Refuses values that make no network.
+    ///
+    /// # Errors
+    ///
+    /// [`OptionError`] naming the option.
+    pub fn validate(self) -> Result<(), OptionError> {
+        let latency = |ms: f64| ms.is_finite() && (0.0..=10_000.0).contains(&ms);
+        if !latency(self.latency_min_ms) || !latency(self.latency_max_ms) {
+            return Err(OptionError {
+                option: "latency-min-ms",
+                reason: "latencies must be in [0, 10000] ms".into(),
+            });
+        }
+        if self.latency_min_ms > self.latency_max_ms {
+            return Err(OptionError {
+                option: "latency-max-ms",
+                reason: format!("{} is below --latency-min-ms", self.latency_max_ms),
+            });
+        }
+        if !(self.clock_drift_percent.is_finite()
+            && (0.0..49.0).contains(&self.clock_drift_percent))
+        {
+            return Err(OptionError {
+                option: "clock-drift",
+                reason: format!("{} is not in [0, 49) percent", self.clock_drift_percent),
+            });
+        }
+        Ok(())
     }
 
     fn latency(self) -> (Duration, Duration) {
@@ -162,6 +198,7 @@ pub fn simulate_with(
             .rate
             .map(|rate| Duration::from_secs_f64(f64::from(options.concurrency) / rate.max(1e-3))),
         latency: network.latency(),
+        clock_drift: network.clock_drift_percent / 100.0,
     })?;
     let schedule = schedule.unwrap_or_else(|| Schedule {
         faults: Vec::new(),

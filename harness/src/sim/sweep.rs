@@ -93,6 +93,7 @@ impl FromStr for Shard {
 /// Options that cannot make a run, or a store that cannot be written.
 pub fn run(args: &SimArgs) -> anyhow::Result<u8> {
     let network = NetworkParams::of(args);
+    network.validate()?;
     if let Some(range) = args.seeds {
         return sweep(args, range, network);
     }

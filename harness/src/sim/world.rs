@@ -20,6 +20,9 @@
 //!   faults the nemesis set (blocked, lost, delayed, duplicated, held back), then takes a base
 //!   latency drawn uniformly from the configured range. Clients are one node of the network, as
 //!   in the real relay.
+//! - **Clocks**: each replica (and its twin) reads its own clock, drawn from the seed: an offset
+//!   in [0, 1 s) and a rate in [1 − d, 1 + d] (`--clock-drift`), so timers of different
+//!   replicas fire at different rates; its deadlines are converted back to the world's time.
 //! - **Order**: each event has a time and a sequence number, so ties are broken by the order
 //!   in which events were scheduled; nothing iterates a hash map. The same options and seed
 //!   give the same history, byte for byte.
@@ -55,6 +58,9 @@ const LATENCY_SALT: u64 = 0x6c61_7465_6e63_7921;
 /// Salt of the relay's draws.
 const RELAY_SALT: u64 = 0x7265_6c61_7973_696d;
 
+/// Salt of the clocks' draws.
+const CLOCK_SALT: u64 = 0x636c_6f63_6b73_696d;
+
 /// What the world is made of.
 #[derive(Debug, Clone)]
 pub struct WorldOptions {
@@ -76,6 +82,9 @@ pub struct WorldOptions {
     pub op_interval: Option<Duration>,
     /// The base one-way latency range.
     pub latency: (Duration, Duration),
+    /// Each replica's clock runs at a rate drawn in [1 − d, 1 + d] for this `d` (a fraction
+    /// below 0.5), from an offset drawn in [0, 1 s).
+    pub clock_drift: f64,
 }
 
 /// An end of a simulated packet.
@@ -144,6 +153,34 @@ enum Life {
     Killed,
 }
 
+/// A replica's clock: `local = offset + global · (1 + ppm / 10⁶)`, monotonic (|ppm| < 10⁶).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Clock {
+    offset: u64,
+    ppm: i64,
+}
+
+impl Clock {
+    /// The local time at global time `global`.
+    fn local(self, global: Time) -> Time {
+        let global = i128::from(global.as_nanos());
+        let rate = 1_000_000 + i128::from(self.ppm);
+        let local = i128::from(self.offset) + (global * rate).div_euclid(1_000_000);
+        Time::from_nanos(local.clamp(0, i128::from(u64::MAX)) as u64)
+    }
+
+    /// The first global time whose local time is at least `local`.
+    fn global(self, local: Time) -> Time {
+        let since = i128::from(local.as_nanos()) - i128::from(self.offset);
+        if since <= 0 {
+            return Time::ZERO;
+        }
+        let rate = 1_000_000 + i128::from(self.ppm);
+        let global = (since * 1_000_000 + rate - 1) / rate;
+        Time::from_nanos(global.clamp(0, i128::from(u64::MAX)) as u64)
+    }
+}
+
 /// One simulated replica.
 struct SimReplica {
     node: Node,
@@ -158,6 +195,8 @@ struct SimReplica {
     banked: BTreeMap<String, u64>,
     /// The configuration it is restarted with.
     config: Config,
+    /// Its clock (its twin's too).
+    clock: Clock,
 }
 
 /// A twin: a second node with a replica's identity and keys, its own empty disk and ledger.
@@ -176,6 +215,9 @@ struct SimIo<'a> {
     disk: &'a mut Durable,
     events: &'a mut Vec<LedgerEvent>,
     outbox: Vec<Transmit>,
+    /// The world's time: ledger events are stamped with it (the records' clock), whatever the
+    /// replica's own clock reads (the protocol's clock).
+    recorded_at: Time,
 }
 
 impl Io for SimIo<'_> {
@@ -187,7 +229,11 @@ impl Io for SimIo<'_> {
     }
 
     fn record(&mut self, events: &[LedgerEvent]) -> Result<(), Self::Error> {
-        self.events.extend_from_slice(events);
+        let time = self.recorded_at.as_nanos();
+        self.events.extend(events.iter().cloned().map(|mut event| {
+            event.set_time(time);
+            event
+        }));
         Ok(())
     }
 
@@ -246,7 +292,13 @@ impl World {
         let public = Arc::new(options.keys.public.clone());
         let n = options.config.replica_count;
         let mut replicas = Vec::with_capacity(usize::from(n));
+        let mut clock_rng = ChaCha8Rng::seed_from_u64(options.seed ^ CLOCK_SALT);
+        let drift_ppm = (options.clock_drift.clamp(0.0, 0.49) * 1e6) as i64;
         for index in 0..n {
+            let clock = Clock {
+                offset: clock_rng.random_range(0..1_000_000_000),
+                ppm: clock_rng.random_range(-drift_ppm..=drift_ppm),
+            };
             let id = ReplicaId(index);
             let byzantine = options.byzantine.contains(&id);
             let mut config = options.config.clone();
@@ -276,6 +328,7 @@ impl World {
                 inbox: VecDeque::new(),
                 banked: BTreeMap::new(),
                 config,
+                clock,
             });
         }
         let client_count = options.config.client_count;
@@ -403,7 +456,7 @@ impl World {
             match timer {
                 Timer::Replica(id) => self.fire_replica(id),
                 Timer::Twin(id) => {
-                    let now = self.time;
+                    let now = self.replicas[id.index()].clock.local(self.time);
                     if let Some(twin) = self.twins.get_mut(&id) {
                         twin.node.handle_timeout(now);
                         self.after_twin_input(id);
@@ -434,7 +487,7 @@ impl World {
                 }
                 Effect::Links(faults) => self.faults = faults,
                 Effect::Behave { replica, behaviours } => {
-                    let now = self.time;
+                    let now = self.replicas[replica.index()].clock.local(self.time);
                     let node = &mut self.replicas[replica.index()].node;
                     if node.behave(now, behaviours) {
                         self.arm_replica(replica);
@@ -484,7 +537,7 @@ impl World {
     }
 
     fn restart(&mut self, id: ReplicaId) {
-        let now = self.time;
+        let now = self.replicas[id.index()].clock.local(self.time);
         let secrets = self.secrets.replicas[id.index()].clone();
         let replica = &mut self.replicas[id.index()];
         if replica.life != Life::Killed {
@@ -605,6 +658,7 @@ impl World {
                     Life::Up => {}
                 }
                 self.stats.delivered += 1;
+                let now = replica.clock.local(now);
                 let node = &mut replica.node;
                 // Refusals are counted by the core; the world carries on.
                 let _ = match (packet.from, packet.payload) {
@@ -624,6 +678,7 @@ impl World {
                 else {
                     return;
                 };
+                let now = self.replicas[to.index()].clock.local(now);
                 let Some(twin) = self.twins.get_mut(&to) else {
                     self.stats.lost += 1;
                     return;
@@ -647,8 +702,8 @@ impl World {
     }
 
     fn fire_replica(&mut self, id: ReplicaId) {
-        let now = self.time;
         let replica = &mut self.replicas[id.index()];
+        let now = replica.clock.local(self.time);
         if replica.life != Life::Up {
             return;
         }
@@ -664,11 +719,17 @@ impl World {
 
     /// Drives replica `id` after an input: disk, ledger, then its messages; re-arms its timer.
     fn after_replica_input(&mut self, id: ReplicaId) {
-        let now = self.time;
         let replica = &mut self.replicas[id.index()];
-        let mut io =
-            SimIo { disk: &mut replica.disk, events: &mut replica.events, outbox: Vec::new() };
+        let clock = replica.clock;
+        let now = clock.local(self.time);
+        let mut io = SimIo {
+            disk: &mut replica.disk,
+            events: &mut replica.events,
+            outbox: Vec::new(),
+            recorded_at: self.time,
+        };
         let Ok(deadline) = replica::node::drive(&mut replica.node, now, &mut io);
+        let deadline = deadline.map(|local| clock.global(local));
         let outbox = io.outbox;
         for transmit in outbox {
             match transmit {
@@ -689,10 +750,17 @@ impl World {
 
     /// Drives replica `id`'s twin after an input: it reaches only its group's replicas.
     fn after_twin_input(&mut self, id: ReplicaId) {
-        let now = self.time;
+        let clock = self.replicas[id.index()].clock;
+        let now = clock.local(self.time);
         let Some(twin) = self.twins.get_mut(&id) else { return };
-        let mut io = SimIo { disk: &mut twin.disk, events: &mut twin.events, outbox: Vec::new() };
+        let mut io = SimIo {
+            disk: &mut twin.disk,
+            events: &mut twin.events,
+            outbox: Vec::new(),
+            recorded_at: self.time,
+        };
         let Ok(deadline) = replica::node::drive(&mut twin.node, now, &mut io);
+        let deadline = deadline.map(|local| clock.global(local));
         let outbox = io.outbox;
         let group = twin.group.clone();
         for transmit in outbox {
@@ -707,7 +775,8 @@ impl World {
     }
 
     fn arm_replica(&mut self, id: ReplicaId) {
-        let deadline = self.replicas[id.index()].node.deadline();
+        let replica = &self.replicas[id.index()];
+        let deadline = replica.node.deadline().map(|local| replica.clock.global(local));
         self.arm(Timer::Replica(id), deadline);
     }
 
@@ -774,5 +843,38 @@ impl Observe for World {
             Life::Up | Life::Paused => sim.node.counter_map().get(name).copied().unwrap_or(0),
         };
         banked + live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use replica::core::Time;
+
+    use super::Clock;
+
+    /// A deadline converted to the world's time is reached no earlier than the replica's own
+    /// clock says, and no later than a nanosecond after.
+    #[test]
+    fn clocks_convert_both_ways() {
+        for clock in [
+            Clock { offset: 0, ppm: 0 },
+            Clock { offset: 123_456_789, ppm: 20_000 },
+            Clock { offset: 999_999_999, ppm: -20_000 },
+        ] {
+            for local in [0u64, 1, 999_999_999, 1_000_000_000, 31_415_926_535, 60_000_000_001] {
+                let local = Time::from_nanos(local);
+                let global = clock.global(local);
+                assert!(
+                    clock.local(global) >= local || global == Time::ZERO,
+                    "{clock:?} {local:?}"
+                );
+                if global > Time::ZERO {
+                    let before = Time::from_nanos(global.as_nanos() - 1);
+                    assert!(clock.local(before) < local, "{clock:?} {local:?}");
+                }
+            }
+            let (a, b) = (Time::from_nanos(5), Time::from_nanos(6));
+            assert!(clock.local(a) <= clock.local(b), "monotonic");
+        }
     }
 }
