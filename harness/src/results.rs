@@ -217,7 +217,7 @@ impl StoredRun {
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_default();
         let mut harness_checks = BTreeMap::new();
-        for name in ["replica-processes", "adversary"] {
+        for name in ["replica-processes", "adversary", "simulation"] {
             if let Some(result) = previous["checkers"].get(name)
                 && let Ok(result) = serde_json::from_value::<CheckResult>(result.clone())
             {

@@ -76,22 +76,25 @@ pub struct RunOutcome {
 /// Everything written to `test.toml`: the options after defaults, the seed, and what was
 /// derived from them, enough to replay the run.
 #[derive(Debug, Serialize)]
-struct TestRecord<'a> {
-    name: String,
-    seed: u64,
-    ordeal_version: &'static str,
-    options: &'a TestOptions,
-    cluster: &'a Config,
+pub(crate) struct TestRecord<'a> {
+    pub(crate) name: String,
+    pub(crate) seed: u64,
+    pub(crate) ordeal_version: &'static str,
+    /// The simulator's network and clocks, for a simulated run (`ordeal sim`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) simulated: Option<crate::sim::NetworkParams>,
+    pub(crate) options: &'a TestOptions,
+    pub(crate) cluster: &'a Config,
     /// The replicas declared Byzantine.
-    byzantine: Vec<u8>,
+    pub(crate) byzantine: Vec<u8>,
     /// The planted bug the honest replicas and the clients ran, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    planted_bug: Option<&'static str>,
+    pub(crate) planted_bug: Option<&'static str>,
     /// The scenario played, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
-    scenario: Option<&'a Scenario>,
+    pub(crate) scenario: Option<&'a Scenario>,
     /// The fault timeline (the schedule drawn from the seed, or the scenario's).
-    timeline: Vec<TimelineEntry>,
+    pub(crate) timeline: Vec<TimelineEntry>,
 }
 
 /// What the nemesis will do in a run: the declared Byzantine replicas and the schedule.
@@ -198,6 +201,7 @@ pub async fn run_once(
         name: name.clone(),
         seed,
         ordeal_version: env!("CARGO_PKG_VERSION"),
+        simulated: None,
         options: &replay,
         cluster: &config,
         byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),

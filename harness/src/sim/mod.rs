@@ -457,18 +457,17 @@ impl Simulated {
         replay.test_count = 1;
         replay.liveness_window = Some(self.options.liveness_window());
         replay.nemesis_interval = Some(self.options.nemesis_interval());
-        let record = SimRecord {
-            name: &self.name,
+        let record = crate::run::TestRecord {
+            name: self.name.clone(),
             seed: self.seed,
             ordeal_version: env!("CARGO_PKG_VERSION"),
-            simulated: true,
-            network,
+            simulated: Some(network),
             options: &replay,
             cluster: &self.config,
             byzantine: self.byzantine.iter().map(|replica| replica.0).collect(),
             planted_bug: self.config.planted_bug.map(|bug| bug.name()),
             scenario: self.scenario.as_ref(),
-            timeline: &self.timeline,
+            timeline: self.timeline.clone(),
         };
         let toml = toml::to_string(&record).context("serializing test.toml")?;
         write(&run_dir.join("test.toml"), &toml)?;
@@ -502,24 +501,6 @@ impl Simulated {
         crate::store::update_latest(store, &run_dir).context("updating store/latest")?;
         Ok((run, report))
     }
-}
-
-/// `test.toml` of a simulated run: `ordeal test`'s, plus `simulated` and the network.
-#[derive(Serialize)]
-struct SimRecord<'a> {
-    name: &'a str,
-    seed: u64,
-    ordeal_version: &'static str,
-    simulated: bool,
-    network: NetworkParams,
-    options: &'a TestOptions,
-    cluster: &'a Config,
-    byzantine: Vec<u8>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    planted_bug: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    scenario: Option<&'a Scenario>,
-    timeline: &'a [TimelineEntry],
 }
 
 fn to_line<T: Serialize>(value: &T) -> String {

@@ -720,48 +720,27 @@ impl World {
     /// Drives replica `id` after an input: disk, ledger, then its messages; re-arms its timer.
     fn after_replica_input(&mut self, id: ReplicaId) {
         let replica = &mut self.replicas[id.index()];
-        let clock = replica.clock;
-        let now = clock.local(self.time);
-        let mut io = SimIo {
-            disk: &mut replica.disk,
-            events: &mut replica.events,
-            outbox: Vec::new(),
-            recorded_at: self.time,
-        };
-        let Ok(deadline) = replica::node::drive(&mut replica.node, now, &mut io);
-        let deadline = deadline.map(|local| clock.global(local));
-        let outbox = io.outbox;
+        let (clock, time) = (replica.clock, self.time);
+        let (outbox, deadline) =
+            drive_node(&mut replica.node, &mut replica.disk, &mut replica.events, clock, time);
         for transmit in outbox {
-            match transmit {
+            let (to, payload) = match transmit {
                 Transmit::Replica { to, envelope } => {
-                    self.send(
-                        Endpoint::Replica(id),
-                        Endpoint::Replica(to),
-                        Payload::Envelope(envelope),
-                    );
+                    (Endpoint::Replica(to), Payload::Envelope(envelope))
                 }
-                Transmit::Client { to, inform } => {
-                    self.send(Endpoint::Replica(id), Endpoint::Client(to), Payload::Inform(inform));
-                }
-            }
+                Transmit::Client { to, inform } => (Endpoint::Client(to), Payload::Inform(inform)),
+            };
+            self.send(Endpoint::Replica(id), to, payload);
         }
         self.arm(Timer::Replica(id), deadline);
     }
 
     /// Drives replica `id`'s twin after an input: it reaches only its group's replicas.
     fn after_twin_input(&mut self, id: ReplicaId) {
-        let clock = self.replicas[id.index()].clock;
-        let now = clock.local(self.time);
+        let (clock, time) = (self.replicas[id.index()].clock, self.time);
         let Some(twin) = self.twins.get_mut(&id) else { return };
-        let mut io = SimIo {
-            disk: &mut twin.disk,
-            events: &mut twin.events,
-            outbox: Vec::new(),
-            recorded_at: self.time,
-        };
-        let Ok(deadline) = replica::node::drive(&mut twin.node, now, &mut io);
-        let deadline = deadline.map(|local| clock.global(local));
-        let outbox = io.outbox;
+        let (outbox, deadline) =
+            drive_node(&mut twin.node, &mut twin.disk, &mut twin.events, clock, time);
         let group = twin.group.clone();
         for transmit in outbox {
             if let Transmit::Replica { to, envelope } = transmit
@@ -821,6 +800,21 @@ impl World {
             }
         }
     }
+}
+
+/// Drives `node` at world time `time` (its clock reads `clock.local(time)`): writes to `disk`,
+/// ledger events (stamped with the world's time) to `events`; returns its messages and its next
+/// deadline in the world's time.
+fn drive_node(
+    node: &mut Node,
+    disk: &mut Durable,
+    events: &mut Vec<LedgerEvent>,
+    clock: Clock,
+    time: Time,
+) -> (Vec<Transmit>, Option<Time>) {
+    let mut io = SimIo { disk, events, outbox: Vec::new(), recorded_at: time };
+    let Ok(deadline) = replica::node::drive(node, clock.local(time), &mut io);
+    (io.outbox, deadline.map(|local| clock.global(local)))
 }
 
 impl Observe for World {
