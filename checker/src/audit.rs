@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use history::{LedgerEvent, OpKind, Verdict};
 use serde_json::json;
 
+use crate::digest::Keys;
 use crate::linear::LinearOptions;
 use crate::liveness::LivenessOptions;
 use crate::load::HistoryFile;
@@ -127,7 +128,8 @@ pub fn check(mut inputs: Inputs) -> Report {
         checkers.insert("checkpoint-agreement".into(), ledger::checkpoints(&inputs.ledgers));
         checkers
             .insert("one-batch-per-slot".into(), certificate::one_batch_per_slot(&inputs.ledgers));
-        let keys = inputs.context.replica_keys.as_deref();
+        let scheme = inputs.context.signatures;
+        let keys = inputs.context.replica_keys.as_deref().map(|keys| Keys { keys, scheme });
         checkers.insert(
             "checkpoint-certificates".into(),
             evidence::checkpoint_certificates(&inputs.ledgers, keys),

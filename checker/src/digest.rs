@@ -91,6 +91,49 @@ pub fn genesis_hash(replica_count: u64, primary: u64, key: &[u8; 32]) -> Digest 
     Hasher::new(b"ordeal/genesis/v1").u64(replica_count).u64(primary).bytes(key).finish()
 }
 
+/// The signature scheme of a run's replica and client keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Signatures {
+    /// ed25519 (every real run).
+    #[default]
+    Ed25519,
+    /// The simulator's keyed hash: SHA-512 of `ordeal/simulated-signature/v1`, the public key
+    /// and the message (a simulated run with cheap crypto; docs/simulation.md).
+    Simulated,
+}
+
+/// Public keys, replica r's or client c's at position r or c, and their scheme.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    /// The 32-byte public keys.
+    pub keys: &'a [[u8; 32]],
+    /// How their signatures verify.
+    pub scheme: Signatures,
+}
+
+impl<'a> Keys<'a> {
+    /// ed25519 keys.
+    pub fn ed25519(keys: &'a [[u8; 32]]) -> Keys<'a> {
+        Keys { keys, scheme: Signatures::Ed25519 }
+    }
+
+    /// Whether `signature` is the signature of `message` by key `index`.
+    pub fn verify(&self, index: usize, message: &[u8], signature: &[u8; 64]) -> bool {
+        let Some(key) = self.keys.get(index) else { return false };
+        match self.scheme {
+            Signatures::Ed25519 => verify_signature(key, message, signature),
+            Signatures::Simulated => {
+                let mut hash = Sha512::new();
+                hash.update(b"ordeal/simulated-signature/v1");
+                hash.update(key);
+                hash.update(message);
+                let expected: [u8; 64] = hash.finalize().into();
+                expected == *signature
+            }
+        }
+    }
+}
+
 /// Whether `signature` (R ‖ s) is `key`'s signature of `message` under ZIP 215.
 pub fn verify_signature(key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
     let r_bytes: [u8; 32] = signature[..32].try_into().expect("64 bytes");

@@ -29,7 +29,7 @@ use history::{
 use serde_json::{Value, json};
 
 use crate::CheckResult;
-use crate::digest::{Hasher, verify_signature};
+use crate::digest::{Hasher, Keys};
 
 /// The most violations listed.
 const LISTED_MAX: usize = 10;
@@ -51,19 +51,18 @@ impl Cluster {
 
 /// Verifies signatures once, however many ledgers and VC-REQUESTs carry them.
 struct Verifier<'a> {
-    keys: &'a [[u8; 32]],
+    keys: Keys<'a>,
     cluster: Cluster,
     verified: HashMap<(u32, [u8; 32], String), bool>,
 }
 
 impl<'a> Verifier<'a> {
-    fn new(keys: &'a [[u8; 32]]) -> Verifier<'a> {
-        Verifier { keys, cluster: Cluster::of(keys), verified: HashMap::new() }
+    fn new(keys: Keys<'a>) -> Verifier<'a> {
+        Verifier { keys, cluster: Cluster::of(keys.keys), verified: HashMap::new() }
     }
 
     /// Whether `signature` (hex) is `replica`'s signature of `message`'s 32 bytes.
     fn verify(&mut self, replica: u32, message: &Digest, signature: &str) -> bool {
-        let Some(key) = self.keys.get(replica as usize) else { return false };
         let cache_key = (replica, message.0, signature.to_string());
         if let Some(&valid) = self.verified.get(&cache_key) {
             return valid;
@@ -71,7 +70,7 @@ impl<'a> Verifier<'a> {
         let valid = hex::decode(signature)
             .ok()
             .and_then(|bytes| <[u8; 64]>::try_from(bytes).ok())
-            .is_some_and(|signature| verify_signature(key, &message.0, &signature));
+            .is_some_and(|signature| self.keys.verify(replica as usize, &message.0, &signature));
         self.verified.insert(cache_key, valid);
         valid
     }
@@ -113,7 +112,7 @@ fn checkpoint_message(certificate: &CheckpointCertificateRecord) -> Digest {
 /// `unknown` when there are any.
 fn judge_all<T>(
     records: Vec<T>,
-    keys: Option<&[[u8; 32]]>,
+    keys: Option<Keys<'_>>,
     what: &str,
     mut judge: impl FnMut(&mut Verifier<'_>, T) -> Option<Value>,
 ) -> CheckResult {
@@ -150,7 +149,7 @@ fn judge_all<T>(
 /// public key at position r (their count is n).
 pub fn checkpoint_certificates(
     ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
-    keys: Option<&[[u8; 32]]>,
+    keys: Option<Keys<'_>>,
 ) -> CheckResult {
     let stable: Vec<_> = ledgers
         .values()
@@ -185,7 +184,7 @@ pub fn checkpoint_certificates(
 /// instead of stopping at the first gap (PoE).
 pub fn view_change_decisions(
     ledgers: &BTreeMap<u32, Vec<LedgerEvent>>,
-    keys: Option<&[[u8; 32]]>,
+    keys: Option<Keys<'_>>,
     null_fill: bool,
 ) -> CheckResult {
     let entered: Vec<_> = ledgers

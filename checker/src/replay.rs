@@ -44,6 +44,8 @@ pub struct Context {
     pub client_keys: Option<Vec<[u8; 32]>>,
     /// Replica r's ed25519 public key at position r, when known (their count is n).
     pub replica_keys: Option<Vec<[u8; 32]>>,
+    /// The scheme of the replicas' and clients' signatures.
+    pub signatures: digest::Signatures,
     /// The operation each (client, request) invoked in the history, as (f, key, value), when the
     /// history carries client and request ids.
     pub issued: Option<HashMap<(u32, u64), Issued>>,
@@ -125,6 +127,7 @@ pub fn audit(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>, context: &Context) -> Au
         at_most_once(*replica, events, &mut findings);
     }
     if let Some(keys) = &context.client_keys {
+        let keys = digest::Keys { keys, scheme: context.signatures };
         for location in verify_all(keys, signatures) {
             findings.violation("ledger-validity", location);
         }
@@ -435,7 +438,7 @@ fn check_block(
 
 /// Checks every queued signature once, on all cores; returns the ones that fail.
 fn verify_all(
-    keys: &[[u8; 32]],
+    keys: digest::Keys<'_>,
     signatures: HashMap<SignatureKey, (Vec<u8>, Value)>,
 ) -> Vec<Value> {
     let items: Vec<(SignatureKey, (Vec<u8>, Value))> = signatures.into_iter().collect();
@@ -456,8 +459,7 @@ fn verify_all(
                         break;
                     }
                     for (key, (message, location)) in chunk {
-                        let public = &keys[key.client as usize];
-                        if !digest::verify_signature(public, message, &key.signature) {
+                        if !keys.verify(key.client as usize, message, &key.signature) {
                             let mut failed =
                                 failed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                             failed.push(location.clone());

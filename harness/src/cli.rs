@@ -337,6 +337,10 @@ pub struct SimArgs {
     /// below 49), from an offset of up to 1 s: timers of different replicas drift apart.
     #[arg(long, default_value_t = 2.0)]
     pub clock_drift: f64,
+    /// Sign with real ed25519 (default: the simulator's keyed hash, much cheaper; threshold
+    /// signatures and MACs are real either way).
+    #[arg(long)]
+    pub real_crypto: bool,
 }
 
 fn parse_planted_bug(name: &str) -> Result<PlantedBug, String> {

@@ -101,6 +101,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         byzantine_clients: summary.byzantine_clients.clone(),
         planted_bug: summary.planted_bug.clone(),
         network: summary.network.clone(),
+        signatures: checker::digest::Signatures::Ed25519,
     };
     let (verdict, report) = check_run(&run)?;
     print_summary(&run, &report);
@@ -161,6 +162,8 @@ pub struct StoredRun {
     pub network: Option<serde_json::Value>,
     /// The planted bug the honest replicas and the clients ran (`--planted-bug`), if any.
     pub planted_bug: Option<String>,
+    /// The scheme of the replicas' and clients' signatures (simulated only in `ordeal sim`).
+    pub signatures: checker::digest::Signatures,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -177,6 +180,16 @@ struct TestToml {
     scenario: Option<crate::scenario::Scenario>,
     #[serde(default)]
     options: RecordedOptions,
+    /// A simulated run's parameters (`ordeal sim`).
+    #[serde(default)]
+    simulated: Option<SimulatedToml>,
+}
+
+/// `[simulated]` of a simulated run's `test.toml`: what checking needs of it.
+#[derive(Debug, serde::Deserialize)]
+struct SimulatedToml {
+    #[serde(default)]
+    signatures: Option<String>,
 }
 
 /// The options of `test.toml` that checking needs (runs from before an option existed get
@@ -243,6 +256,10 @@ impl StoredRun {
             byzantine_clients: previous.get("byzantine_clients").filter(|v| !v.is_null()).cloned(),
             network: previous.get("network").filter(|network| !network.is_null()).cloned(),
             planted_bug: test.planted_bug,
+            signatures: match test.simulated.and_then(|simulated| simulated.signatures) {
+                Some(scheme) if scheme == "simulated" => checker::digest::Signatures::Simulated,
+                _ => checker::digest::Signatures::Ed25519,
+            },
         })
     }
 }
@@ -370,7 +387,10 @@ fn run_inputs(run: &StoredRun) -> Inputs {
     let history = checker::load::history(&run.run_dir.join("history.jsonl"))
         .map_err(|error| error.to_string());
     let (ledgers, problems) = read_ledgers(run);
-    let public = public_keys(&run.run_dir.join("public.json"));
+    let public = public_keys(&run.run_dir.join("public.json")).map(|mut keys| {
+        keys.signatures = run.signatures;
+        keys
+    });
     inputs(&run.cluster, history, ledgers, problems, public, run.liveness_window)
 }
 
@@ -386,7 +406,8 @@ pub fn inputs(
 ) -> Inputs {
     let mut context = Context { genesis_store: cluster.genesis.clone(), ..Context::default() };
     match public {
-        Ok(PublicKeys { replicas, clients }) => {
+        Ok(PublicKeys { replicas, clients, signatures }) => {
+            context.signatures = signatures;
             let primary = cluster.primary(View(0)).0;
             if let Some(key) = replicas.get(usize::from(primary)) {
                 let n = u64::from(cluster.replica_count);
@@ -424,6 +445,8 @@ pub struct PublicKeys {
     pub replicas: Vec<[u8; 32]>,
     /// Client c's key at position c.
     pub clients: Vec<[u8; 32]>,
+    /// How their signatures verify.
+    pub signatures: checker::digest::Signatures,
 }
 
 /// The replicas' and clients' ed25519 public keys from `public.json`.
@@ -444,7 +467,11 @@ fn public_keys(path: &Path) -> Result<PublicKeys, String> {
             })
             .collect()
     };
-    Ok(PublicKeys { replicas: keys("replicas")?, clients: keys("clients")? })
+    Ok(PublicKeys {
+        replicas: keys("replicas")?,
+        clients: keys("clients")?,
+        signatures: checker::digest::Signatures::Ed25519,
+    })
 }
 
 /// View changes (distinct views above 0 any replica entered), rollback events over all

@@ -21,6 +21,7 @@ use rand_chacha::ChaCha20Rng;
 use replica::byzantine::ByzantineConfig;
 use replica::core::{Client, Config, ReplicaId};
 use replica::crypto::dealer::ClusterKeys;
+use replica::crypto::ed25519::Scheme;
 use replica::net::client::ClientTransport;
 use replica::net::config::NodeConfig;
 use replica::net::endpoint;
@@ -82,7 +83,7 @@ pub(crate) struct TestRecord<'a> {
     pub(crate) ordeal_version: &'static str,
     /// The simulator's network and clocks, for a simulated run (`ordeal sim`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) simulated: Option<crate::sim::NetworkParams>,
+    pub(crate) simulated: Option<crate::sim::SimParams>,
     pub(crate) options: &'a TestOptions,
     pub(crate) cluster: &'a Config,
     /// The replicas declared Byzantine.
@@ -794,9 +795,23 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 ///
 /// When the dealer refuses the configuration's parameters.
 pub fn cluster_keys(config: &Config, seed: u64) -> anyhow::Result<ClusterKeys> {
+    cluster_keys_with(config, seed, Scheme::Ed25519)
+}
+
+/// [`cluster_keys`] with the replicas' and clients' signing keys in `scheme` (the simulator's
+/// cheap signatures; the public key bytes are the same).
+///
+/// # Errors
+///
+/// When the dealer refuses the configuration's parameters.
+pub fn cluster_keys_with(
+    config: &Config,
+    seed: u64,
+    scheme: Scheme,
+) -> anyhow::Result<ClusterKeys> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6f72_6465_616c_6b65);
     let n = u32::from(config.replica_count);
-    ClusterKeys::generate(&mut rng, n, config.client_count, config.nf() as u32)
+    ClusterKeys::generate_with(&mut rng, n, config.client_count, config.nf() as u32, scheme)
         .context("generating the cluster's keys")
 }
 

@@ -11,7 +11,7 @@ use history::{
 };
 
 use crate::CheckResult;
-use crate::digest::Hasher;
+use crate::digest::{Hasher, Keys, Signatures};
 use crate::evidence::{checkpoint_certificates, view_change_decisions};
 
 fn key(replica: u32) -> SigningKey {
@@ -55,7 +55,7 @@ fn stable(replica: u32, certificate: CheckpointCertificateRecord) -> LedgerEvent
 }
 
 fn check_checkpoints(n: u32, events: Vec<LedgerEvent>) -> CheckResult {
-    checkpoint_certificates(&BTreeMap::from([(1, events)]), Some(&public_keys(n)))
+    checkpoint_certificates(&BTreeMap::from([(1, events)]), Some(Keys::ed25519(&public_keys(n))))
 }
 
 #[test]
@@ -160,7 +160,11 @@ fn honest_decision() -> DecisionRecord {
 }
 
 fn check_views(events: Vec<LedgerEvent>) -> CheckResult {
-    view_change_decisions(&BTreeMap::from([(2, events)]), Some(&public_keys(4)), false)
+    view_change_decisions(
+        &BTreeMap::from([(2, events)]),
+        Some(Keys::ed25519(&public_keys(4))),
+        false,
+    )
 }
 
 fn reason(result: &CheckResult) -> String {
@@ -247,7 +251,11 @@ fn pbft_view_two(decision: DecisionRecord) -> LedgerEvent {
 }
 
 fn check_pbft_views(events: Vec<LedgerEvent>) -> CheckResult {
-    view_change_decisions(&BTreeMap::from([(2, events)]), Some(&public_keys(4)), true)
+    view_change_decisions(
+        &BTreeMap::from([(2, events)]),
+        Some(Keys::ed25519(&public_keys(4))),
+        true,
+    )
 }
 
 /// PROTOCOL §7 view change step 3: PBFT decides up to max-s with a null request (view 0, the
@@ -276,4 +284,30 @@ fn pbft_decisions_fill_gaps_with_null_requests() {
         slots: vec![evidence(9, 1, 2), null.clone(), evidence(11, 0, 4), null.clone()],
     };
     assert!(reason(&check_pbft_views(vec![pbft_view_two(past)])).contains("decided slot"));
+}
+
+/// A simulated run's signatures (the simulator's keyed hash) verify under the simulated scheme
+/// only, and real ed25519 signatures under ed25519 only; an altered byte fails either way.
+#[test]
+fn signature_schemes_do_not_mix() {
+    use sha2::{Digest as _, Sha512};
+    let key = key(1);
+    let public = [key.verifying_key().to_bytes()];
+    let message = b"ordeal/checkpoint/v1 and so on";
+    let mut hash = Sha512::new();
+    hash.update(b"ordeal/simulated-signature/v1");
+    hash.update(public[0]);
+    hash.update(message);
+    let simulated: [u8; 64] = hash.finalize().into();
+    let real = key.sign(message).to_bytes();
+    let simulated_keys = Keys { keys: &public, scheme: Signatures::Simulated };
+    let real_keys = Keys::ed25519(&public);
+    assert!(simulated_keys.verify(0, message, &simulated));
+    assert!(!real_keys.verify(0, message, &simulated));
+    assert!(real_keys.verify(0, message, &real));
+    assert!(!simulated_keys.verify(0, message, &real));
+    let mut altered = simulated;
+    altered[3] ^= 1;
+    assert!(!simulated_keys.verify(0, message, &altered));
+    assert!(!simulated_keys.verify(1, message, &simulated), "no key 1");
 }

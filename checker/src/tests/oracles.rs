@@ -246,6 +246,7 @@ fn context() -> Context {
         genesis_hash: Some(genesis_hash()),
         client_keys: Some((0..3).map(|c| client_key(c).verifying_key().to_bytes()).collect()),
         replica_keys: None,
+        signatures: crate::digest::Signatures::Ed25519,
         issued: Some(issued),
     }
 }

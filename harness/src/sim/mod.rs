@@ -31,6 +31,7 @@ use history::{LedgerEvent, Verdict};
 use nemesis::executor::{Executor, Report as ExecutorReport};
 use nemesis::{FaultKind, Schedule, TimelineEntry};
 use replica::core::{Config, ReplicaId, Time};
+use replica::crypto::ed25519::Scheme;
 use serde::Serialize;
 use serde_json::json;
 use workloads::generator::Workload;
@@ -44,24 +45,37 @@ use world::{World, WorldOptions, WorldStats};
 /// The most events one simulated run handles (a run that needs more is reported, not hung).
 pub const STEPS_MAX: u64 = 50_000_000;
 
-/// How the simulated network and clocks behave when healthy.
+/// What only a simulated run has: the healthy network's latencies, the clocks' drift, and the
+/// signature scheme (recorded in `test.toml`'s `[simulated]`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct NetworkParams {
+pub struct SimParams {
     /// The shortest one-way latency, in milliseconds.
     pub latency_min_ms: f64,
     /// The longest one-way latency, in milliseconds.
     pub latency_max_ms: f64,
     /// The largest clock drift of a replica, in percent.
     pub clock_drift_percent: f64,
+    /// The replicas' and clients' signatures: `simulated` (the keyed hash of
+    /// `replica::crypto::ed25519::Scheme`) or `ed25519` (`--real-crypto`).
+    pub signatures: &'static str,
 }
 
-impl NetworkParams {
+impl SimParams {
     /// The parameters of `args`.
-    pub fn of(args: &SimArgs) -> NetworkParams {
-        NetworkParams {
+    pub fn of(args: &SimArgs) -> SimParams {
+        SimParams {
             latency_min_ms: args.latency_min_ms,
             latency_max_ms: args.latency_max_ms,
             clock_drift_percent: args.clock_drift,
+            signatures: if args.real_crypto { "ed25519" } else { "simulated" },
+        }
+    }
+
+    /// The signature scheme of the keys.
+    pub fn scheme(self) -> Scheme {
+        match self.signatures {
+            "simulated" => Scheme::Simulated,
+            _ => Scheme::Ed25519,
         }
     }
 
@@ -153,11 +167,7 @@ pub struct SeedOutcome {
 /// # Errors
 ///
 /// Options or a scenario that cannot make a run (the message names the option).
-pub fn simulate(
-    options: &TestOptions,
-    network: NetworkParams,
-    seed: u64,
-) -> anyhow::Result<Simulated> {
+pub fn simulate(options: &TestOptions, network: SimParams, seed: u64) -> anyhow::Result<Simulated> {
     let scenario = options.scenario.as_deref().map(Scenario::load).transpose()?;
     simulate_with(options, scenario, network, seed)
 }
@@ -170,7 +180,7 @@ pub fn simulate(
 pub fn simulate_with(
     options: &TestOptions,
     scenario: Option<Scenario>,
-    network: NetworkParams,
+    network: SimParams,
     seed: u64,
 ) -> anyhow::Result<Simulated> {
     let mut options = match &scenario {
@@ -185,7 +195,7 @@ pub fn simulate_with(
         Some(scenario) => scenario.name.clone(),
         None => format!("sim-{}", options.test_name()),
     };
-    let keys = crate::run::cluster_keys(&config, seed)?;
+    let keys = crate::run::cluster_keys_with(&config, seed, network.scheme())?;
     let mut world = World::new(WorldOptions {
         config: config.clone(),
         keys,
@@ -350,9 +360,16 @@ impl Simulated {
 
     fn public_keys(&self) -> PublicKeys {
         let public = self.world.public_keys();
+        let simulated =
+            public.replicas.first().is_some_and(|key| key.scheme() == Scheme::Simulated);
         PublicKeys {
             replicas: public.replicas.iter().map(|key| key.to_bytes()).collect(),
             clients: public.clients.iter().map(|key| key.to_bytes()).collect(),
+            signatures: if simulated {
+                checker::digest::Signatures::Simulated
+            } else {
+                checker::digest::Signatures::Ed25519
+            },
         }
     }
 
@@ -442,11 +459,7 @@ impl Simulated {
     /// # Errors
     ///
     /// When a file cannot be written.
-    pub fn store(
-        &self,
-        store: &Path,
-        network: NetworkParams,
-    ) -> anyhow::Result<(StoredRun, Report)> {
+    pub fn store(&self, store: &Path, network: SimParams) -> anyhow::Result<(StoredRun, Report)> {
         // The directory's name carries the time of writing only: the records do not.
         #[allow(clippy::disallowed_methods, reason = "the store's directory names are dated")]
         let now = std::time::SystemTime::now();
@@ -496,6 +509,7 @@ impl Simulated {
             byzantine_clients: None,
             network: None,
             planted_bug: self.config.planted_bug.map(|bug| bug.name().to_string()),
+            signatures: self.public_keys().signatures,
         };
         let (_, report) = results::check_run(&run)?;
         crate::store::update_latest(store, &run_dir).context("updating store/latest")?;

@@ -18,7 +18,7 @@ use history::Verdict;
 use nemesis::TimelineEntry;
 use nemesis::timeline::TargetEntry;
 
-use super::{NetworkParams, Simulated, simulate_with};
+use super::{SimParams, Simulated, simulate_with};
 use crate::cli::{SimArgs, TestOptions};
 use crate::scenario::{ClusterSection, Expect, ExpectedVerdict, Scenario, WorkloadSection};
 
@@ -96,7 +96,7 @@ pub fn scenario_of(simulated: &Simulated, oracle: &str) -> Scenario {
 fn fails(
     options: &TestOptions,
     scenario: &Scenario,
-    network: NetworkParams,
+    network: SimParams,
     seed: u64,
     oracle: &str,
 ) -> bool {
@@ -173,7 +173,7 @@ fn candidates(scenario: &Scenario) -> Vec<Scenario> {
 /// # Errors
 ///
 /// Options that cannot make a run.
-pub fn shrink(args: &SimArgs, network: NetworkParams, seed: u64) -> anyhow::Result<Option<Shrunk>> {
+pub fn shrink(args: &SimArgs, network: SimParams, seed: u64) -> anyhow::Result<Option<Shrunk>> {
     let runs_max = args.shrink_runs.max(2);
     let scenario = args.test.scenario.as_deref().map(Scenario::load).transpose()?;
     let simulated = simulate_with(&args.test, scenario, network, seed)?;
@@ -221,7 +221,7 @@ pub fn shrink(args: &SimArgs, network: NetworkParams, seed: u64) -> anyhow::Resu
 /// # Errors
 ///
 /// Options that cannot make a run, or a file that cannot be written.
-pub fn run(args: &SimArgs, network: NetworkParams, seed: u64) -> anyhow::Result<u8> {
+pub fn run(args: &SimArgs, network: SimParams, seed: u64) -> anyhow::Result<u8> {
     let Some(shrunk) = shrink(args, network, seed)? else {
         println!("seed {seed} is not INVALID: nothing to shrink");
         return Ok(0);

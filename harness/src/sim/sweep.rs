@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use history::Verdict;
 
-use super::{NetworkParams, SeedOutcome, Simulated, simulate};
+use super::{SeedOutcome, SimParams, Simulated, simulate};
 use crate::cli::SimArgs;
 use crate::results::{print_summary, verdict_name};
 
@@ -92,7 +92,7 @@ impl FromStr for Shard {
 ///
 /// Options that cannot make a run, or a store that cannot be written.
 pub fn run(args: &SimArgs) -> anyhow::Result<u8> {
-    let network = NetworkParams::of(args);
+    let network = SimParams::of(args);
     network.validate()?;
     if let Some(range) = args.seeds {
         return sweep(args, range, network);
@@ -124,7 +124,7 @@ fn exit_code(verdict: Verdict) -> u8 {
 }
 
 /// Runs `seed` twice and compares the histories and ledgers line by line.
-fn check_determinism(args: &SimArgs, network: NetworkParams, seed: u64) -> anyhow::Result<u8> {
+fn check_determinism(args: &SimArgs, network: SimParams, seed: u64) -> anyhow::Result<u8> {
     let first = simulate(&args.test, network, seed)?.fingerprint();
     let second = simulate(&args.test, network, seed)?.fingerprint();
     match first_difference(&first, &second) {
@@ -197,7 +197,7 @@ struct Finished {
     stored: Option<String>,
 }
 
-fn sweep(args: &SimArgs, range: SeedRange, network: NetworkParams) -> anyhow::Result<u8> {
+fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result<u8> {
     // Fail on bad options once, before any thread starts.
     simulate_check(args)?;
     let shard = args.shard.unwrap_or(Shard { index: 0, count: 1 });
@@ -301,7 +301,7 @@ fn simulate_check(args: &SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn run_seed(args: &SimArgs, network: NetworkParams, seed: u64) -> anyhow::Result<Finished> {
+fn run_seed(args: &SimArgs, network: SimParams, seed: u64) -> anyhow::Result<Finished> {
     let simulated: Simulated = simulate(&args.test, network, seed)?;
     let report = simulated.judge();
     let outcome = simulated.outcome(&report);

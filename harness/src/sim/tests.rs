@@ -3,7 +3,7 @@
 use clap::Parser as _;
 
 use super::sweep::{Shard, first_difference};
-use super::{NetworkParams, simulate};
+use super::{SimParams, simulate};
 use crate::cli::{Cli, Command, SimArgs};
 
 fn args(extra: &[&str]) -> SimArgs {
@@ -32,7 +32,7 @@ fn sim_defaults_differ_from_test() {
 #[test]
 fn a_seed_replays_byte_for_byte() {
     let args = args(&["--protocol", "poe-mac", "--byzantine", "1", "--time-limit", "12"]);
-    let network = NetworkParams::of(&args);
+    let network = SimParams::of(&args);
     let first = simulate(&args.test, network, 5).expect("a run");
     let second = simulate(&args.test, network, 5).expect("a run");
     let (history, ledgers) = first.fingerprint();
@@ -51,7 +51,7 @@ fn a_seed_replays_byte_for_byte() {
 fn correct_replicas_are_valid_under_faults() {
     for protocol in ["poe-ts", "poe-mac", "pbft"] {
         let args = args(&["--protocol", protocol, "--time-limit", "15"]);
-        let network = NetworkParams::of(&args);
+        let network = SimParams::of(&args);
         for seed in [3, 4] {
             let simulated = simulate(&args.test, network, seed).expect("a run");
             let report = simulated.judge();
@@ -78,7 +78,7 @@ fn a_twin_takes_part_and_the_run_stays_valid() {
     for protocol in ["poe-mac", "pbft"] {
         let args =
             args(&["--protocol", protocol, "--twins", "--nemesis", "none", "--byzantine", "1"]);
-        let network = NetworkParams::of(&args);
+        let network = SimParams::of(&args);
         let simulated = simulate(&args.test, network, 2).expect("a run");
         let outcome = simulated.outcome(&simulated.judge());
         assert_eq!(outcome.verdict, history::Verdict::Valid, "{protocol}: {:?}", outcome.failing);
@@ -104,7 +104,7 @@ fn a_shrunk_failure_replays() {
         "--shrink-runs",
         "12",
     ]);
-    let network = NetworkParams::of(&args);
+    let network = SimParams::of(&args);
     let shrunk = super::shrink::shrink(&args, network, 5).expect("a run").expect("seed 5 fails");
     assert!(shrunk.faults.1 <= shrunk.faults.0 && shrunk.faults.1 >= 1, "{:?}", shrunk.faults);
     assert!(shrunk.runs <= 12);
@@ -130,7 +130,7 @@ fn sweep_of_correct_replicas_finds_no_violation() {
     }
     for protocol in ["poe-ts", "poe-mac", "pbft"] {
         let args = args(&["--protocol", protocol]);
-        let network = NetworkParams::of(&args);
+        let network = SimParams::of(&args);
         for seed in 1..=200 {
             let simulated = simulate(&args.test, network, seed).expect("a run");
             let outcome = simulated.outcome(&simulated.judge());

@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ed25519::{PublicKey, SigningKey};
+use super::ed25519::{PublicKey, Scheme, SigningKey};
 use super::mac::MacKey;
 use super::threshold::{self, SecretShare, ThresholdError, ThresholdPublicKeys};
 
@@ -77,12 +77,33 @@ impl ClusterKeys {
         client_count: u32,
         quorum: u32,
     ) -> Result<ClusterKeys, ThresholdError> {
+        ClusterKeys::generate_with(rng, replica_count, client_count, quorum, Scheme::Ed25519)
+    }
+
+    /// [`ClusterKeys::generate`] with the replicas' and clients' signing keys in `scheme` (the
+    /// simulator's sweeps use [`Scheme::Simulated`]; the same draws give the same public key
+    /// bytes either way). Threshold shares and MAC keys are real in both.
+    ///
+    /// # Errors
+    ///
+    /// As [`ClusterKeys::generate`].
+    pub fn generate_with(
+        rng: &mut impl rand::CryptoRng,
+        replica_count: u32,
+        client_count: u32,
+        quorum: u32,
+        scheme: Scheme,
+    ) -> Result<ClusterKeys, ThresholdError> {
         let (threshold, shares) = threshold::deal(rng, quorum, replica_count)?;
         let master = MacKey(random_bytes(rng));
+        let key = |seed: [u8; 32]| match scheme {
+            Scheme::Ed25519 => SigningKey::from_seed(seed),
+            Scheme::Simulated => SigningKey::simulated(seed),
+        };
         let replica_keys: Vec<SigningKey> =
-            (0..replica_count).map(|_| SigningKey::from_seed(random_bytes(rng))).collect();
+            (0..replica_count).map(|_| key(random_bytes(rng))).collect();
         let client_keys: Vec<SigningKey> =
-            (0..client_count).map(|_| SigningKey::from_seed(random_bytes(rng))).collect();
+            (0..client_count).map(|_| key(random_bytes(rng))).collect();
         let public = PublicKeys {
             replicas: replica_keys.iter().map(SigningKey::public_key).collect(),
             clients: client_keys.iter().map(SigningKey::public_key).collect(),

@@ -261,3 +261,42 @@ fn ed25519_rejects_small_order_public_keys() {
         assert!(ed25519::PublicKey::from_bytes(&point.compress().0).is_err());
     }
 }
+
+/// The simulator's signatures: a simulated key signs and verifies (alone and in a batch), its
+/// public key's bytes are the real key's, an altered message or signature is refused, a real
+/// key refuses its signatures and a simulated key refuses real ones, and a deserialized key is
+/// always real.
+#[test]
+fn simulated_signatures_keep_to_their_scheme() {
+    let seed = [7u8; 32];
+    let real = SigningKey::from_seed(seed);
+    let simulated = SigningKey::simulated(seed);
+    assert_eq!(real.public_key().to_bytes(), simulated.public_key().to_bytes());
+    assert_eq!(simulated.public_key().scheme(), ed25519::Scheme::Simulated);
+    let message = b"a support";
+    let signature = simulated.sign(message);
+    assert!(simulated.public_key().verify(message, &signature).is_ok());
+    assert!(simulated.public_key().verify(b"another support", &signature).is_err());
+    assert!(real.public_key().verify(message, &signature).is_err());
+    assert!(simulated.public_key().verify(message, &real.sign(message)).is_err());
+    let mut altered = signature;
+    altered.0[0] ^= 1;
+    assert!(simulated.public_key().verify(message, &altered).is_err());
+    let other = SigningKey::simulated([8u8; 32]);
+    let (key, other_key) = (simulated.public_key(), other.public_key());
+    let other_signature = other.sign(message);
+    let good = [
+        SignedMessage { key: &key, message, signature: &signature },
+        SignedMessage { key: &other_key, message, signature: &other_signature },
+    ];
+    assert!(ed25519::verify_batch(&good).is_ok());
+    let forged = [
+        SignedMessage { key: &key, message, signature: &signature },
+        SignedMessage { key: &other_key, message, signature: &signature },
+    ];
+    assert!(ed25519::verify_batch(&forged).is_err());
+    assert_eq!(ed25519::find_invalid(&forged), vec![1]);
+    let text = serde_json::to_string(&simulated).expect("a key serializes");
+    let back: SigningKey = serde_json::from_str(&text).expect("and parses");
+    assert_eq!(back.public_key().scheme(), ed25519::Scheme::Ed25519);
+}
