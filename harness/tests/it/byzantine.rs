@@ -67,8 +67,10 @@ fn beyond_budget_collusion_is_found_invalid() {
 }
 
 /// One Byzantine primary equivocating within the budget: it really equivocated (honest
-/// replicas refused votes for the other digest), a view change replaced it, and the run is
-/// valid.
+/// replicas refused votes for the other digest), its fault acted, and the run is valid. A view
+/// change is not required: with one Byzantine replica of four, the side of the split with two
+/// honest replicas has nf votes with the primary's own, so slots may keep certifying (a CI run
+/// on 2026-12-06 saw no view change, valid, the attack acted).
 #[test]
 fn equivocating_primary_within_budget_stays_valid() {
     let _cluster = cluster_lock();
@@ -78,7 +80,7 @@ fn equivocating_primary_within_budget_stays_valid() {
     let results = results(&run);
     assert_eq!(results["verdict"], "valid", "{results:#}");
     assert_eq!(results["faults"]["beyond_budget"], false);
-    assert!(results["stats"]["view_changes"].as_u64().unwrap() >= 1, "the primary was replaced");
+    assert!(results["faults"]["acted"].as_u64().unwrap() >= 1, "{results:#}");
     let statuses = statuses(&run);
     assert!(counter(&statuses[0], "byzantine.equivocate") > 0);
     let refused: u64 = statuses[1..]
