@@ -20,8 +20,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use replica::byzantine::ByzantineConfig;
 use replica::core::{Client, Config, ReplicaId};
+use replica::crypto::Scheme;
 use replica::crypto::dealer::ClusterKeys;
-use replica::crypto::ed25519::Scheme;
 use replica::net::client::ClientTransport;
 use replica::net::config::NodeConfig;
 use replica::net::endpoint;
@@ -795,7 +795,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
 ///
 /// When the dealer refuses the configuration's parameters.
 pub fn cluster_keys(config: &Config, seed: u64) -> anyhow::Result<ClusterKeys> {
-    cluster_keys_with(config, seed, Scheme::Ed25519)
+    cluster_keys_with(config, seed, Scheme::Real)
 }
 
 /// [`cluster_keys`] with the replicas' and clients' signing keys in `scheme` (the simulator's

@@ -31,7 +31,7 @@ use history::{LedgerEvent, Verdict};
 use nemesis::executor::{Executor, Report as ExecutorReport};
 use nemesis::{FaultKind, Schedule, TimelineEntry};
 use replica::core::{Config, ReplicaId, Time};
-use replica::crypto::ed25519::Scheme;
+use replica::crypto::Scheme;
 use serde::Serialize;
 use serde_json::json;
 use workloads::generator::Workload;
@@ -55,8 +55,8 @@ pub struct SimParams {
     pub latency_max_ms: f64,
     /// The largest clock drift of a replica, in percent.
     pub clock_drift_percent: f64,
-    /// The replicas' and clients' signatures: `simulated` (the keyed hash of
-    /// `replica::crypto::ed25519::Scheme`) or `ed25519` (`--real-crypto`).
+    /// The replicas' and clients' signatures: `simulated` (the keyed hashes of
+    /// `replica::crypto::Scheme::Simulated`) or `real` (ed25519 and BLS, `--real-crypto`).
     pub signatures: &'static str,
 }
 
@@ -67,7 +67,7 @@ impl SimParams {
             latency_min_ms: args.latency_min_ms,
             latency_max_ms: args.latency_max_ms,
             clock_drift_percent: args.clock_drift,
-            signatures: if args.real_crypto { "ed25519" } else { "simulated" },
+            signatures: if args.real_crypto { "real" } else { "simulated" },
         }
     }
 
@@ -75,7 +75,7 @@ impl SimParams {
     pub fn scheme(self) -> Scheme {
         match self.signatures {
             "simulated" => Scheme::Simulated,
-            _ => Scheme::Ed25519,
+            _ => Scheme::Real,
         }
     }
 

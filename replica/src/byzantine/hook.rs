@@ -1176,7 +1176,7 @@ impl Hook {
         if side.certified {
             return Vec::new();
         }
-        let Some(prepared) = side.prepared else { return Vec::new() };
+        let Some(prepared) = side.prepared.clone() else { return Vec::new() };
         side.shares.insert(u32::from(support.replica.0), share);
         if side.shares.len() < needed {
             return Vec::new();

@@ -1051,7 +1051,7 @@ impl Replica {
             return;
         }
         let prepared = match &proposal.prepared {
-            Some(prepared) => *prepared,
+            Some(prepared) => prepared.clone(),
             None => PreparedMessage::new(&support_signing_bytes(&digest)),
         };
         // A replica that sent a bad share in this view has its shares checked one by one
@@ -1135,7 +1135,7 @@ impl Replica {
                 actual: certify.digest,
             });
         }
-        let prepared = match proposal.and_then(|proposal| proposal.prepared) {
+        let prepared = match proposal.and_then(|proposal| proposal.prepared.clone()) {
             Some(prepared) => prepared,
             None => PreparedMessage::new(&support_signing_bytes(&certify.digest)),
         };

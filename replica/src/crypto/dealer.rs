@@ -11,7 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::ed25519::{PublicKey, Scheme, SigningKey};
+use super::Scheme;
+use super::ed25519::{PublicKey, SigningKey};
 use super::mac::MacKey;
 use super::threshold::{self, SecretShare, ThresholdError, ThresholdPublicKeys};
 
@@ -77,12 +78,12 @@ impl ClusterKeys {
         client_count: u32,
         quorum: u32,
     ) -> Result<ClusterKeys, ThresholdError> {
-        ClusterKeys::generate_with(rng, replica_count, client_count, quorum, Scheme::Ed25519)
+        ClusterKeys::generate_with(rng, replica_count, client_count, quorum, Scheme::Real)
     }
 
-    /// [`ClusterKeys::generate`] with the replicas' and clients' signing keys in `scheme` (the
+    /// [`ClusterKeys::generate`] with the signing keys and threshold shares in `scheme` (the
     /// simulator's sweeps use [`Scheme::Simulated`]; the same draws give the same public key
-    /// bytes either way). Threshold shares and MAC keys are real in both.
+    /// bytes either way). MAC keys are HMAC in both.
     ///
     /// # Errors
     ///
@@ -94,10 +95,10 @@ impl ClusterKeys {
         quorum: u32,
         scheme: Scheme,
     ) -> Result<ClusterKeys, ThresholdError> {
-        let (threshold, shares) = threshold::deal(rng, quorum, replica_count)?;
+        let (threshold, shares) = threshold::deal_with(rng, quorum, replica_count, scheme)?;
         let master = MacKey(random_bytes(rng));
         let key = |seed: [u8; 32]| match scheme {
-            Scheme::Ed25519 => SigningKey::from_seed(seed),
+            Scheme::Real => SigningKey::from_seed(seed),
             Scheme::Simulated => SigningKey::simulated(seed),
         };
         let replica_keys: Vec<SigningKey> =

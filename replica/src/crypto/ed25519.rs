@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha512};
 
+use super::Scheme;
 use super::encoding::{self, byte_array_newtype};
 
 byte_array_newtype!(
@@ -34,23 +35,6 @@ byte_array_newtype!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid ed25519 signature")]
 pub struct SignatureError;
-
-/// How a key signs and verifies.
-///
-/// `Simulated` exists for the simulator's sweeps (`ordeal sim`), where real signatures cost
-/// most of the time: a signature is SHA-512 of a domain tag, the signer's public key and the
-/// message ([`simulated_signature`]), 64 bytes like a real one. Inside a simulation nothing
-/// computes it for a key it does not hold (a Byzantine hook signs with its own key or garbles
-/// bytes), so a forged or altered signature is still refused; it is no signature against a
-/// real adversary. Only keys made by [`SigningKey::simulated`] use it, never a deserialized
-/// key: replica processes always sign and verify with ed25519.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// Real ed25519 (ZIP 215 verification).
-    Ed25519,
-    /// The simulator's keyed hash.
-    Simulated,
-}
 
 /// The simulated scheme's signature of `message` by the holder of `key` (the public key's
 /// bytes).
@@ -72,11 +56,11 @@ pub struct SigningKey {
 impl SigningKey {
     /// The key derived from a 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> SigningKey {
-        SigningKey { key: ed25519_dalek::SigningKey::from_bytes(&seed), scheme: Scheme::Ed25519 }
+        SigningKey { key: ed25519_dalek::SigningKey::from_bytes(&seed), scheme: Scheme::Real }
     }
 
-    /// The key derived from a 32-byte seed that signs with the simulated scheme ([`Scheme`]);
-    /// its public key's bytes are the real key's.
+    /// The key derived from a 32-byte seed that signs with [`Scheme::Simulated`]; its public
+    /// key's bytes are the real key's.
     pub fn simulated(seed: [u8; 32]) -> SigningKey {
         SigningKey { scheme: Scheme::Simulated, ..SigningKey::from_seed(seed) }
     }
@@ -91,7 +75,7 @@ impl SigningKey {
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> Signature {
         match self.scheme {
-            Scheme::Ed25519 => Signature(self.key.sign(message).to_bytes()),
+            Scheme::Real => Signature(self.key.sign(message).to_bytes()),
             Scheme::Simulated => simulated_signature(&self.key.verifying_key().to_bytes(), message),
         }
     }
@@ -136,7 +120,7 @@ impl PublicKey {
         if point.is_small_order() {
             return Err(SignatureError);
         }
-        Ok(PublicKey { bytes: *bytes, point, scheme: Scheme::Ed25519 })
+        Ok(PublicKey { bytes: *bytes, point, scheme: Scheme::Real })
     }
 
     /// The 32-byte encoding.

@@ -7,6 +7,11 @@
 //! p(0)·H(m), the one group signature on m, which verifies against the group public key. Fewer
 //! than t shares reveal nothing about it. Ordeal uses t = nf = n − f.
 //!
+//! Keys dealt for the simulator ([`deal_with`] and [`Scheme::Simulated`]) replace the curve by
+//! keyed hashes: a share is SHA-512 over the signer's share key and the message, the group
+//! signature the same over the group key, and combining yields the group signature only when
+//! every share combined is valid (as interpolation does).
+//!
 //! Combination is optimistic ([`ThresholdPublicKeys::combine_optimistic`]): combine the first t
 //! shares and verify the result once; only when that fails, verify the shares one by one and
 //! drop the bad ones.
@@ -16,7 +21,10 @@ use blst::min_pk::{
 };
 use blst::{blst_fr, blst_p1_affine, blst_p2, blst_p2_affine, blst_scalar};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha512};
+use std::sync::{Arc, OnceLock};
 
+use super::Scheme;
 use super::encoding::{self, byte_array_newtype};
 
 /// The hash-to-curve domain separation tag of Ordeal's BLS signatures.
@@ -31,31 +39,51 @@ byte_array_newtype!(
     96
 );
 
-/// A message hashed to G2 once, so that signing a share and verifying shares and the group
-/// signature on the same message do not each hash it again (hash-to-curve is about a sixth of
-/// a verification).
-#[derive(Clone, Copy)]
-pub struct PreparedMessage(blst_p2_affine);
+/// A message prepared for threshold operations: hashed to G2 once, the first time a BLS
+/// operation needs it, so that signing a share and verifying shares and the group signature on
+/// the same message do not each hash it again (hash-to-curve is about a sixth of a
+/// verification). Under [`Scheme::Simulated`] it is never hashed to the curve. Clones share the
+/// hash.
+#[derive(Clone)]
+pub struct PreparedMessage(Arc<Prepared>);
+
+struct Prepared {
+    message: Box<[u8]>,
+    point: OnceLock<blst_p2_affine>,
+}
 
 impl PreparedMessage {
-    /// Hashes `message` to G2 under [`DST`].
+    /// Prepares `message` (hashed to G2 under [`DST`] when first needed).
     pub fn new(message: &[u8]) -> PreparedMessage {
-        let mut point = blst_p2::default();
-        let mut affine = blst_p2_affine::default();
-        // SAFETY: the message and tag slices are valid for their lengths; no augmentation.
-        unsafe {
-            blst::blst_hash_to_g2(
-                &mut point,
-                message.as_ptr(),
-                message.len(),
-                DST.as_ptr(),
-                DST.len(),
-                std::ptr::null(),
-                0,
-            );
-            blst::blst_p2_to_affine(&mut affine, &point);
-        }
-        PreparedMessage(affine)
+        PreparedMessage(Arc::new(Prepared { message: message.into(), point: OnceLock::new() }))
+    }
+
+    /// The message's bytes.
+    fn message(&self) -> &[u8] {
+        &self.0.message
+    }
+
+    /// The message hashed to G2.
+    fn point(&self) -> &blst_p2_affine {
+        self.0.point.get_or_init(|| {
+            let message = &self.0.message;
+            let mut point = blst_p2::default();
+            let mut affine = blst_p2_affine::default();
+            // SAFETY: the message and tag slices are valid for their lengths; no augmentation.
+            unsafe {
+                blst::blst_hash_to_g2(
+                    &mut point,
+                    message.as_ptr(),
+                    message.len(),
+                    DST.as_ptr(),
+                    DST.len(),
+                    std::ptr::null(),
+                    0,
+                );
+                blst::blst_p2_to_affine(&mut affine, &point);
+            }
+            affine
+        })
     }
 }
 
@@ -63,6 +91,23 @@ impl std::fmt::Debug for PreparedMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PreparedMessage")
     }
+}
+
+/// Domain tags of the simulated scheme ([`Scheme::Simulated`]).
+const SIMULATED_SHARE: &[u8] = b"ordeal/simulated-threshold-share/v1";
+const SIMULATED_GROUP: &[u8] = b"ordeal/simulated-threshold-signature/v1";
+const SIMULATED_GARBLED: &[u8] = b"ordeal/simulated-threshold-garbled/v1";
+
+/// The simulated scheme's signature under `key`: SHA-512 of `tag`, the key and the message,
+/// padded to the 96 bytes of a real one.
+fn simulated(tag: &[u8], key: &BlsPublicKey, message: &[u8]) -> BlsSignature {
+    let mut hash = Sha512::new();
+    hash.update(tag);
+    hash.update(key.0.compress());
+    hash.update(message);
+    let mut bytes = [0u8; 96];
+    bytes[..64].copy_from_slice(&hash.finalize());
+    BlsSignature(bytes)
 }
 
 /// Why a threshold operation failed.
@@ -140,6 +185,9 @@ impl<'de> Deserialize<'de> for BlsPublicKey {
 pub struct SecretShare {
     signer: u32,
     key: BlstSecretKey,
+    /// The matching share key (what the simulated scheme hashes).
+    public: BlsPublicKey,
+    scheme: Scheme,
 }
 
 impl std::fmt::Debug for SecretShare {
@@ -178,7 +226,8 @@ impl<'de> Deserialize<'de> for SecretShare {
         let file = SecretShareFile::deserialize(deserializer)?;
         let key = BlstSecretKey::from_bytes(&file.key)
             .map_err(|error| serde::de::Error::custom(format!("invalid bls secret: {error:?}")))?;
-        Ok(SecretShare { signer: file.signer, key })
+        let public = BlsPublicKey(key.sk_to_pk());
+        Ok(SecretShare { signer: file.signer, key, public, scheme: Scheme::Real })
     }
 }
 
@@ -190,13 +239,16 @@ impl SecretShare {
 
     /// This signer's share of the group signature on `message`.
     pub fn sign(&self, message: &PreparedMessage) -> BlsSignature {
+        if self.scheme == Scheme::Simulated {
+            return simulated(SIMULATED_SHARE, &self.public, message.message());
+        }
         let scalar: &blst_scalar = (&self.key).into();
         let mut point = blst_p2::default();
         let mut hash = blst_p2::default();
         let mut affine = blst_p2_affine::default();
         // SAFETY: live blst values; `scalar` is the validated secret key.
         unsafe {
-            blst::blst_p2_from_affine(&mut hash, &message.0);
+            blst::blst_p2_from_affine(&mut hash, message.point());
             blst::blst_sign_pk_in_g1(&mut point, &hash, scalar);
             blst::blst_p2_to_affine(&mut affine, &point);
         }
@@ -210,6 +262,9 @@ pub struct ThresholdPublicKeys {
     threshold: u32,
     group: BlsPublicKey,
     shares: Vec<BlsPublicKey>,
+    /// Real unless dealt for the simulator (never read from a file).
+    #[serde(skip)]
+    scheme: Scheme,
 }
 
 /// The result of [`ThresholdPublicKeys::combine_optimistic`].
@@ -245,6 +300,9 @@ impl ThresholdPublicKeys {
         share: &BlsSignature,
     ) -> Result<(), ThresholdError> {
         let key = self.share_key(signer)?;
+        if self.scheme == Scheme::Simulated {
+            return simulated_check(share, simulated(SIMULATED_SHARE, key, message.message()));
+        }
         let point = decode_signature(share, Some(signer))?;
         check_subgroup(&point, Some(signer))?;
         verify_point(&key.0, message, &point)
@@ -260,19 +318,66 @@ impl ThresholdPublicKeys {
         message: &PreparedMessage,
         signature: &BlsSignature,
     ) -> Result<(), ThresholdError> {
+        if self.scheme == Scheme::Simulated {
+            let expected = simulated(SIMULATED_GROUP, &self.group, message.message());
+            return simulated_check(signature, expected);
+        }
         let point = decode_signature(signature, None)?;
         check_subgroup(&point, None)?;
         verify_point(&self.group.0, message, &point)
     }
 
-    /// Combines exactly `threshold` shares from distinct signers by Lagrange interpolation at 0.
-    /// The result is the group signature only if every share was valid; this does not verify.
+    /// Combines exactly `threshold` shares of `message` from distinct signers by Lagrange
+    /// interpolation at 0 (which does not read the message; the simulated scheme does). The
+    /// result is the group signature only if every share was valid; this does not verify.
     ///
     /// # Errors
     ///
     /// Wrong share count, unknown or duplicate signer, or an undecodable share.
-    pub fn combine(&self, shares: &[(u32, BlsSignature)]) -> Result<BlsSignature, ThresholdError> {
+    pub fn combine(
+        &self,
+        message: &PreparedMessage,
+        shares: &[(u32, BlsSignature)],
+    ) -> Result<BlsSignature, ThresholdError> {
+        if self.scheme == Scheme::Simulated {
+            return self.combine_simulated(message, shares);
+        }
         self.combine_point(shares).map(|point| BlsSignature(point.compress()))
+    }
+
+    /// Combination under the simulated scheme: the group signature when every share is valid,
+    /// otherwise bytes that verify as nothing (a real combination with a bad share is a point
+    /// nobody signed).
+    fn combine_simulated(
+        &self,
+        message: &PreparedMessage,
+        shares: &[(u32, BlsSignature)],
+    ) -> Result<BlsSignature, ThresholdError> {
+        self.check_shares(shares)?;
+        let valid =
+            shares.iter().all(|(signer, share)| self.verify_share(*signer, message, share).is_ok());
+        if valid {
+            return Ok(simulated(SIMULATED_GROUP, &self.group, message.message()));
+        }
+        let garbled: Vec<u8> = shares.iter().flat_map(|(_, share)| share.0).collect();
+        Ok(simulated(SIMULATED_GARBLED, &self.group, &garbled))
+    }
+
+    /// The shares name distinct known signers, exactly `threshold` of them.
+    fn check_shares(&self, shares: &[(u32, BlsSignature)]) -> Result<(), ThresholdError> {
+        if shares.len() != self.threshold as usize {
+            return Err(ThresholdError::WrongShareCount {
+                expected: self.threshold,
+                actual: shares.len() as u32,
+            });
+        }
+        for (position, (signer, _)) in shares.iter().enumerate() {
+            self.share_key(*signer)?;
+            if shares[..position].iter().any(|(other, _)| other == signer) {
+                return Err(ThresholdError::DuplicateSigner { signer: *signer });
+            }
+        }
+        Ok(())
     }
 
     /// [`ThresholdPublicKeys::combine`], keeping the point (no subgroup checks of the shares:
@@ -281,19 +386,10 @@ impl ThresholdPublicKeys {
         &self,
         shares: &[(u32, BlsSignature)],
     ) -> Result<BlstSignature, ThresholdError> {
-        if shares.len() != self.threshold as usize {
-            return Err(ThresholdError::WrongShareCount {
-                expected: self.threshold,
-                actual: shares.len() as u32,
-            });
-        }
+        self.check_shares(shares)?;
         let mut points = Vec::with_capacity(shares.len());
         let mut xs = Vec::with_capacity(shares.len());
-        for (position, (signer, share)) in shares.iter().enumerate() {
-            self.share_key(*signer)?;
-            if shares[..position].iter().any(|(other, _)| other == signer) {
-                return Err(ThresholdError::DuplicateSigner { signer: *signer });
-            }
+        for (signer, share) in shares {
             points.push(decode_signature(share, Some(*signer))?);
             xs.push(Scalar::from_u64(u64::from(*signer) + 1));
         }
@@ -360,6 +456,10 @@ impl ThresholdPublicKeys {
         message: &PreparedMessage,
         shares: &[(u32, BlsSignature)],
     ) -> Option<BlsSignature> {
+        if self.scheme == Scheme::Simulated {
+            let signature = self.combine(message, shares).ok()?;
+            return self.verify(message, &signature).ok().map(|()| signature);
+        }
         let point = self.combine_point(shares).ok()?;
         check_subgroup(&point, None).ok()?;
         verify_point(&self.group.0, message, &point).ok()?;
@@ -384,6 +484,21 @@ pub fn deal(
     threshold: u32,
     signer_count: u32,
 ) -> Result<(ThresholdPublicKeys, Vec<SecretShare>), ThresholdError> {
+    deal_with(rng, threshold, signer_count, Scheme::Real)
+}
+
+/// [`deal`] with keys that sign and verify in `scheme` (the same draws give the same key
+/// bytes either way).
+///
+/// # Errors
+///
+/// As [`deal`].
+pub fn deal_with(
+    rng: &mut impl rand::CryptoRng,
+    threshold: u32,
+    signer_count: u32,
+    scheme: Scheme,
+) -> Result<(ThresholdPublicKeys, Vec<SecretShare>), ThresholdError> {
     if threshold == 0 || threshold > signer_count || signer_count > SIGNER_COUNT_MAX {
         return Err(ThresholdError::InvalidParameters { threshold, signer_count });
     }
@@ -403,15 +518,27 @@ pub fn deal(
             threshold,
             group: BlsPublicKey(group.sk_to_pk()),
             shares: secrets.iter().map(|key| BlsPublicKey(key.sk_to_pk())).collect(),
+            scheme,
         };
         let shares = secrets
             .into_iter()
+            .zip(&public.shares)
             .enumerate()
-            .map(|(signer, key)| SecretShare { signer: signer as u32, key })
+            .map(|(signer, (key, public))| SecretShare {
+                signer: signer as u32,
+                key,
+                public: public.clone(),
+                scheme,
+            })
             .collect();
         return Ok((public, shares));
     }
     unreachable!("{ATTEMPTS_MAX} consecutive zero scalars from a cryptographic rng")
+}
+
+/// A simulated signature is valid when it equals the one expected.
+fn simulated_check(signature: &BlsSignature, expected: BlsSignature) -> Result<(), ThresholdError> {
+    if *signature == expected { Ok(()) } else { Err(ThresholdError::VerificationFailed) }
 }
 
 /// Decodes a compressed G2 point (on the curve; the subgroup is checked separately).
@@ -437,7 +564,7 @@ fn verify_point(
     let key: &blst_p1_affine = key.into();
     let signature: &blst_p2_affine = signature.into();
     let negated_generator = negated_generator();
-    let g2_points = [&message.0 as *const blst_p2_affine, signature as *const blst_p2_affine];
+    let g2_points = [message.point() as *const blst_p2_affine, signature as *const blst_p2_affine];
     let g1_points = [key as *const blst_p1_affine, &negated_generator as *const blst_p1_affine];
     let mut loop_product = blst::blst_fp12::default();
     let mut pairing = blst::blst_fp12::default();

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::crypto::Scheme;
 use crate::crypto::dealer::ClusterKeys;
 use crate::crypto::ed25519::{self, SignedMessage, SigningKey};
 use crate::crypto::mac::MacKey;
@@ -34,25 +35,25 @@ proptest! {
         let rotate = (pick % u64::from(n)) as usize;
         let mut rotated = signed.clone();
         rotated.rotate_left(rotate);
-        let first = public.combine(&signed[..t as usize]).unwrap();
-        let second = public.combine(&rotated[..t as usize]).unwrap();
+        let first = public.combine(message, &signed[..t as usize]).unwrap();
+        let second = public.combine(message, &rotated[..t as usize]).unwrap();
         prop_assert_eq!(first, second, "BLS threshold signatures are unique");
         prop_assert!(public.verify(message, &first).is_ok());
 
         if t >= 2 {
             let mut short = signed[..t as usize - 1].to_vec();
             prop_assert_eq!(
-                public.combine(&short),
+                public.combine(message, &short),
                 Err(ThresholdError::WrongShareCount { expected: t, actual: t - 1 })
             );
             let outsider = shares[t as usize - 1].sign(&PreparedMessage::new(b"another message"));
             short.push((shares[t as usize - 1].signer(), outsider));
-            let forged = public.combine(&short).unwrap();
+            let forged = public.combine(message, &short).unwrap();
             prop_assert!(public.verify(message, &forged).is_err());
             let mut duplicated = signed[..t as usize - 1].to_vec();
             duplicated.push(signed[0]);
             let duplicate = ThresholdError::DuplicateSigner { signer: signed[0].0 };
-            prop_assert_eq!(public.combine(&duplicated), Err(duplicate));
+            prop_assert_eq!(public.combine(message, &duplicated), Err(duplicate));
         }
     }
 
@@ -272,7 +273,7 @@ fn simulated_signatures_keep_to_their_scheme() {
     let real = SigningKey::from_seed(seed);
     let simulated = SigningKey::simulated(seed);
     assert_eq!(real.public_key().to_bytes(), simulated.public_key().to_bytes());
-    assert_eq!(simulated.public_key().scheme(), ed25519::Scheme::Simulated);
+    assert_eq!(simulated.public_key().scheme(), Scheme::Simulated);
     let message = b"a support";
     let signature = simulated.sign(message);
     assert!(simulated.public_key().verify(message, &signature).is_ok());
@@ -298,5 +299,39 @@ fn simulated_signatures_keep_to_their_scheme() {
     assert_eq!(ed25519::find_invalid(&forged), vec![1]);
     let text = serde_json::to_string(&simulated).expect("a key serializes");
     let back: SigningKey = serde_json::from_str(&text).expect("and parses");
-    assert_eq!(back.public_key().scheme(), ed25519::Scheme::Ed25519);
+    assert_eq!(back.public_key().scheme(), Scheme::Real);
+}
+
+/// The simulator's threshold scheme: shares verify under their signer's key only, nf valid
+/// shares combine into the group signature, a bad share is named and left out, a combination
+/// with a bad share verifies as nothing, and real keys refuse simulated signatures.
+#[test]
+fn simulated_threshold_shares_combine_only_when_valid() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (public, shares) = threshold::deal_with(&mut rng, 3, 4, Scheme::Simulated).unwrap();
+    let message = &PreparedMessage::new(b"slot digest");
+    let other = &PreparedMessage::new(b"another digest");
+    let signed: Vec<(u32, BlsSignature)> =
+        shares.iter().map(|share| (share.signer(), share.sign(message))).collect();
+    for (signer, share) in &signed {
+        assert!(public.verify_share(*signer, message, share).is_ok());
+        assert!(public.verify_share(*signer, other, share).is_err());
+        assert!(public.verify_share((*signer + 1) % 4, message, share).is_err());
+    }
+    let combined = public.combine_optimistic(message, &signed);
+    let signature = combined.signature.expect("three valid shares combine");
+    assert!(combined.invalid.is_empty());
+    assert!(public.verify(message, &signature).is_ok());
+    assert!(public.verify(other, &signature).is_err());
+    let mut bad = signed.clone();
+    bad[0].1 = shares[0].sign(other);
+    let garbled = public.combine(message, &bad[..3]).expect("the shares are well formed");
+    assert!(public.verify(message, &garbled).is_err());
+    let combined = public.combine_optimistic(message, &bad);
+    assert_eq!(combined.invalid, vec![0]);
+    assert_eq!(combined.signature, Some(signature));
+    assert!(public.combine_optimistic(message, &bad[..3]).signature.is_none());
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let (real, _) = threshold::deal(&mut rng, 3, 4).unwrap();
+    assert!(real.verify_share(1, message, &signed[1].1).is_err());
 }
