@@ -324,13 +324,15 @@ impl Cluster {
     }
 
     /// Every reachable replica's status, asked of all at once (each answer is bounded by the
-    /// control timeout, so a paused or dead replica costs one timeout, not one each).
+    /// control timeout, so a dead replica costs one timeout, not one each; a replica paused by
+    /// the harness is not asked: it cannot answer).
     pub async fn statuses(&self) -> Vec<Option<StatusReport>> {
         let asks: Vec<_> = self
             .controls
             .iter()
-            .map(|control| {
-                let control = control.clone();
+            .enumerate()
+            .map(|(index, control)| {
+                let control = control.clone().filter(|_| !self.paused[index]);
                 tokio::spawn(async move {
                     match control {
                         Some(control) => control.status().await.ok(),

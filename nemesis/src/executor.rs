@@ -21,8 +21,12 @@
 //!
 //! A twin is started and stopped by effects too ([`Effect::StartTwin`], [`Effect::StopTwin`]):
 //! a second node with a declared Byzantine replica's identity, reached by a seeded half of the
-//! other replicas. Not here yet: the lone-executor and amnesia choreography of
-//! `harness::faults`.
+//! other replicas. A Byzantine fault that makes a lone-executor attack runs its choreography
+//! (delay, amnesia crashes, a second view change after the rollback) once the primary role is
+//! forced ([`lone`]).
+//!
+//! The harness (`harness::faults`) and the simulator (`harness::sim`) both run this executor:
+//! each observes its own cluster and carries out the effects in its own world.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -36,6 +40,10 @@ use serde_json::{Value, json};
 use crate::network::{LinkFault, NetworkFaults, PartitionShape, partition};
 use crate::schedule::{Action, FaultAction, FaultKind, Schedule, Step, TargetPicker, TargetSpec};
 use crate::{Budget, Fault};
+
+mod lone;
+
+pub use lone::{AMNESIA_DOWN, LONE_DELAY, LONE_FAILURE_AFTER};
 
 /// How often a forced view change looks at the replicas' views.
 pub const FORCE_POLL: Duration = Duration::from_millis(100);
@@ -219,6 +227,11 @@ pub struct Executor {
     /// The behaviours of each active Byzantine fault, and its replicas.
     behaviours: BTreeMap<usize, (Vec<ReplicaId>, Vec<Behaviour>)>,
     forcing: Option<Forcing>,
+    /// The lone-executor choreography under way.
+    lone: Option<lone::Lone>,
+    /// Whether the world can change links (the harness without its relay cannot).
+    network: bool,
+    beyond_budget: bool,
     /// The running twins, and the replicas routed to each.
     twins: BTreeMap<ReplicaId, Vec<ReplicaId>>,
     healed: bool,
@@ -248,10 +261,20 @@ impl Executor {
             links: BTreeMap::new(),
             behaviours: BTreeMap::new(),
             forcing: None,
+            lone: None,
+            network: true,
+            beyond_budget,
             twins: BTreeMap::new(),
             healed: false,
             report: Report::default(),
         }
+    }
+
+    /// The executor for a world whose links it cannot change (the harness with `--no-relay`):
+    /// a forced view change gives up at once instead of cutting a primary off.
+    pub fn without_network(mut self) -> Executor {
+        self.network = false;
+        self
     }
 
     /// When the executor wants to be polled next; `None` once healed.
@@ -261,7 +284,8 @@ impl Executor {
         }
         let action = self.actions.get(self.next).map(|action| action.at);
         let forcing = self.forcing.as_ref().map(|forcing| forcing.wake);
-        action.into_iter().chain(forcing).min()
+        let lone = self.lone.as_ref().map(|lone| lone.wake);
+        action.into_iter().chain(forcing).chain(lone).min()
     }
 
     /// Whether the final heal is done.
@@ -286,6 +310,7 @@ impl Executor {
             return effects;
         }
         self.step_forcing(now, observe, &mut effects);
+        self.step_lone(now, observe, &mut effects);
         // Bounded: each iteration takes one action of the schedule.
         while let Some(action) = self.actions.get(self.next).copied() {
             if action.at > now {
@@ -673,7 +698,9 @@ impl Executor {
             && self.byzantine.contains(&primary)
         {
             if forcing.confirmed == Some((view, primary)) {
+                let fault = forcing.fault;
                 self.finish_forcing(forcing, Forced::Reached(view, primary), out);
+                self.begin_lone(fault, view, primary, now, observe, out);
                 return;
             }
             if !late || forcing.confirmed.is_none() {
@@ -694,7 +721,7 @@ impl Executor {
             return;
         };
         forcing.confirmed = None;
-        if forcing.cut.len() == n {
+        if forcing.cut.len() == n || !self.network {
             self.finish_forcing(forcing, Forced::Failed, out);
             return;
         }
@@ -771,6 +798,11 @@ impl Executor {
         {
             self.finish_forcing(forcing, Forced::Failed, out);
         }
+        if self.lone.as_ref().is_some_and(|lone| lone.fault == index)
+            && let Some(lone) = self.lone.take()
+        {
+            self.finish_lone(lone, out);
+        }
         let Some(active) = self.active.remove(&index) else { return };
         let done = match active.kind {
             FaultKind::Kill => "restarted",
@@ -809,6 +841,9 @@ impl Executor {
                     }
                 }
                 self.behaviours.remove(&index);
+                if self.links.remove(&index).is_some() {
+                    out.push(self.links_effect());
+                }
                 for replica in &active.replicas {
                     out.push(self.behave(*replica));
                 }
@@ -838,6 +873,9 @@ impl Executor {
         }
         if let Some(forcing) = self.forcing.take() {
             self.finish_forcing(forcing, Forced::Failed, out);
+        }
+        if let Some(lone) = self.lone.take() {
+            self.finish_lone(lone, out);
         }
         out.push(Effect::Record { kind: OpKind::Invoke, f: "heal".into(), value: Value::Null });
         let crashed: BTreeSet<ReplicaId> = self.budget.crashed().into_iter().collect();

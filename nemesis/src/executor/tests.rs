@@ -302,3 +302,79 @@ fn effects_follow_from_the_inputs() {
     };
     assert!((1..20).any(|seed| kills(seed) != kills(1)), "the seed picks the targets");
 }
+
+/// A lone-executor attack with `re-propose`: once the primary role is the Byzantine replica's,
+/// the lone replica's links to the honest ones are delayed; once the primary offers a second
+/// batch, the voter it needs is crashed and restarted (amnesia); once a later view is entered
+/// the delay is lifted; once the lone replica rolled back, the new honest primary is cut off
+/// until the view moves again; everything is undone by the fault's end.
+#[test]
+fn a_lone_executor_attack_plays_its_choreography() {
+    let behaviours =
+        vec![Behaviour::InTheDark, Behaviour::WithholdCertificate, Behaviour::RePropose];
+    let target = TargetSpec::Replicas(vec![ReplicaId(0)]);
+    let faults = vec![fault(1.0, 9.0, FaultAction::Byzantine(behaviours), target)];
+    let schedule = Schedule::from_timeline(faults, seconds(10.0), 1, 4).expect("a schedule");
+    let mut executor = Executor::new(&schedule, 4, &[ReplicaId(0)], false, 7);
+    let mut model = Model::new(4);
+    let mut delayed_at_two = None;
+    let mut now = Duration::ZERO;
+    // Bounded: 220 polls of 50 ms.
+    for _ in 0..220 {
+        model.tick(now);
+        if now == seconds(2.0) {
+            // The primary offers second batches; the lone replica (3) is delayed towards the
+            // honest replicas 1 and 2, not towards the primary.
+            model.counters.insert((0, "byzantine.re-propose".into()), 1);
+            let link = |from: u8, to: u8| {
+                model.links.link(Node::Replica(ReplicaId(from)), Node::Replica(ReplicaId(to)))
+            };
+            delayed_at_two = Some((link(3, 1).delay, link(3, 2).delay, link(3, 0).delay));
+        }
+        if now == seconds(3.0) {
+            model.view = 1;
+        }
+        if now == seconds(3.5) {
+            model.counters.insert((3, "rollbacks".into()), 1);
+        }
+        if executor.next_wake().is_some_and(|wake| wake <= now) {
+            let effects = executor.poll(now, &model);
+            model.apply(now, effects);
+        }
+        now += Duration::from_millis(50);
+    }
+    assert!(executor.healed());
+    let delay = super::LONE_DELAY;
+    assert_eq!(delayed_at_two, Some((delay, delay, Duration::ZERO)));
+    let infos: Vec<&str> = model
+        .records
+        .iter()
+        .filter(|(_, kind, _)| *kind == OpKind::Info)
+        .map(|(_, _, f)| f.as_str())
+        .collect();
+    assert_eq!(
+        infos,
+        vec![
+            "force-view-change",
+            "lone-executor",
+            "amnesia",
+            "lone-executor",
+            "force-view-change",
+            "byzantine",
+            "heal"
+        ]
+    );
+    let crashes: Vec<&(Duration, Effect)> = model
+        .effects
+        .iter()
+        .filter(|(_, effect)| matches!(effect, Effect::Kill(_) | Effect::Restart(_)))
+        .collect();
+    assert_eq!(crashes.len(), 2, "{crashes:?}");
+    assert_eq!(crashes[0].1, Effect::Kill(ReplicaId(2)), "the one voter the second batch needs");
+    assert_eq!(crashes[1].1, Effect::Restart(ReplicaId(2)));
+    assert!(crashes[1].0 >= crashes[0].0 + super::AMNESIA_DOWN);
+    assert_eq!(model.view, 2, "the new honest primary was cut off after the rollback");
+    assert!(model.links.is_healthy());
+    assert!(model.down.iter().all(|down| !down));
+    assert_eq!(executor.report().crashed_max, 0, "amnesia crashes are not budget faults");
+}
