@@ -33,12 +33,14 @@ pub enum Command {
     /// Simulate: the same protocol cores, nemesis and checker on virtual time, one seed (stored
     /// and summarised) or a sweep of seeds (`--seeds A..B`, failures stored, each with the
     /// command that reproduces it). The options are `ordeal test`'s; defaults differ: 30
-    /// simulated seconds, 4 clients, 15 operations per second. Exit 0 valid, 1 invalid, 2
-    /// unknown, 3 bad options.
+    /// simulated seconds, 4 clients, 15 operations per second, a checkpoint every 16 slots
+    /// (at that rate 128 would make about one per run). Exit 0 valid, 1 invalid, 2 unknown, 3
+    /// bad options.
     #[command(
         mut_arg("time_limit", |arg| arg.default_value("30")),
         mut_arg("concurrency", |arg| arg.default_value("4")),
-        mut_arg("rate", |arg| arg.default_value("15"))
+        mut_arg("rate", |arg| arg.default_value("15")),
+        mut_arg("checkpoint_interval", |arg| arg.default_value("16"))
     )]
     Sim(SimArgs),
     /// List the planted bugs this build can run with `ordeal test --planted-bug` (none without

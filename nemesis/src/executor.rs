@@ -234,6 +234,13 @@ pub struct Executor {
     beyond_budget: bool,
     /// The running twins, and the replicas routed to each.
     twins: BTreeMap<ReplicaId, Vec<ReplicaId>>,
+    /// Byzantine faults past their scheduled end that have not acted yet: how long they may
+    /// still be held, and their scheduled end ([`Executor::hold`]).
+    held: BTreeMap<usize, (Duration, Duration)>,
+    /// When the held faults are looked at next.
+    held_check: Duration,
+    /// When the final heal is due.
+    heal_at: Duration,
     healed: bool,
     report: Report,
 }
@@ -249,11 +256,16 @@ impl Executor {
         seed: u64,
     ) -> Executor {
         let budget = Budget::with_byzantine(schedule.f, byzantine, beyond_budget);
+        let actions = schedule.actions();
+        let heal_at = actions
+            .iter()
+            .find(|action| action.step == Step::Heal)
+            .map_or(Duration::MAX, |action| action.at);
         Executor {
             replica_count,
             byzantine: byzantine.to_vec(),
             faults: schedule.faults.clone(),
-            actions: schedule.actions(),
+            actions,
             next: 0,
             budget,
             picker: TargetPicker::new(seed),
@@ -265,6 +277,9 @@ impl Executor {
             network: true,
             beyond_budget,
             twins: BTreeMap::new(),
+            held: BTreeMap::new(),
+            held_check: Duration::ZERO,
+            heal_at,
             healed: false,
             report: Report::default(),
         }
@@ -285,7 +300,8 @@ impl Executor {
         let action = self.actions.get(self.next).map(|action| action.at);
         let forcing = self.forcing.as_ref().map(|forcing| forcing.wake);
         let lone = self.lone.as_ref().map(|lone| lone.wake);
-        action.into_iter().chain(forcing).chain(lone).min()
+        let held = (!self.held.is_empty()).then_some(self.held_check);
+        action.into_iter().chain(forcing).chain(lone).chain(held).min()
     }
 
     /// Whether the final heal is done.
@@ -311,6 +327,7 @@ impl Executor {
         }
         self.step_forcing(now, observe, &mut effects);
         self.step_lone(now, observe, &mut effects);
+        self.step_held(now, observe, &mut effects);
         // Bounded: each iteration takes one action of the schedule.
         while let Some(action) = self.actions.get(self.next).copied() {
             if action.at > now {
@@ -319,7 +336,11 @@ impl Executor {
             self.next += 1;
             match action.step {
                 Step::Start(index) => self.start(index, now, observe, &mut effects),
-                Step::End(index) => self.end(index, observe, &mut effects),
+                Step::End(index) => {
+                    if !self.hold(index, now, observe, &mut effects) {
+                        self.end(index, now, observe, &mut effects);
+                    }
+                }
                 Step::Heal => {
                     self.heal(now, observe, &mut effects);
                     break;
@@ -791,8 +812,74 @@ impl Executor {
         }
     }
 
+    /// Whether Byzantine fault `index` acted so far (judged as at its end).
+    fn acted(&self, index: usize, observe: &dyn Observe) -> bool {
+        self.active.get(&index).is_some_and(|active| {
+            active.before.is_some() && self.vacuity(active, observe).is_none()
+        })
+    }
+
+    /// Holds Byzantine fault `index` past its scheduled end while it has not acted: up to its
+    /// own duration again, never past the final heal. A blindly drawn attack whose behaviours
+    /// need the primary role often gets it late (the forcing cuts one honest primary after
+    /// another); without the hold it would end before acting and leave the seed `unknown`. A
+    /// forcing under way gets the longer deadline, one that failed is started again, and the
+    /// choreography of a lone-executor attack runs on. The fault ends as soon as it acted
+    /// (looked at every [`FORCE_POLL`]); its info then says how long it was held (`held_s`).
+    fn hold(
+        &mut self,
+        index: usize,
+        now: Duration,
+        observe: &dyn Observe,
+        out: &mut Vec<Effect>,
+    ) -> bool {
+        let Some(active) = self.active.get(&index) else { return false };
+        if active.kind != FaultKind::Byzantine || self.acted(index, observe) {
+            return false;
+        }
+        let needs_primary = active.behaviours.iter().any(|behaviour| behaviour.needs_primary());
+        let fault = &self.faults[index];
+        let duration = fault.end.saturating_sub(fault.start);
+        let limit = (fault.end + duration).min(self.heal_at);
+        if now >= limit {
+            return false;
+        }
+        let scheduled_end = fault.end;
+        let forcing_until = limit.saturating_sub(duration / 4).max(now);
+        self.held.insert(index, (limit, scheduled_end));
+        self.held_check = now + FORCE_POLL;
+        match self.forcing.as_mut() {
+            Some(forcing) if forcing.fault == index => forcing.until = forcing_until,
+            _ if needs_primary && self.lone.as_ref().is_none_or(|lone| lone.fault != index) => {
+                self.begin_forcing(index, now, forcing_until, out);
+            }
+            _ => {}
+        }
+        if let Some(lone) = self.lone.as_mut().filter(|lone| lone.fault == index) {
+            lone.extend(forcing_until, limit);
+        }
+        true
+    }
+
+    /// Ends the held faults that acted or whose hold is over.
+    fn step_held(&mut self, now: Duration, observe: &dyn Observe, out: &mut Vec<Effect>) {
+        if self.held.is_empty() || now < self.held_check {
+            return;
+        }
+        self.held_check = now + FORCE_POLL;
+        let due: Vec<usize> = self
+            .held
+            .iter()
+            .filter(|(index, (limit, _))| now >= *limit || self.acted(**index, observe))
+            .map(|(index, _)| *index)
+            .collect();
+        for index in due {
+            self.end(index, now, observe, out);
+        }
+    }
+
     /// Ends fault `index` if it is active: undoes it and records the info.
-    fn end(&mut self, index: usize, observe: &dyn Observe, out: &mut Vec<Effect>) {
+    fn end(&mut self, index: usize, now: Duration, observe: &dyn Observe, out: &mut Vec<Effect>) {
         if self.forcing.as_ref().is_some_and(|forcing| forcing.fault == index)
             && let Some(forcing) = self.forcing.take()
         {
@@ -862,6 +949,9 @@ impl Executor {
         }
         let mut value = json!({"target": active.target, "replicas": numbers(&active.replicas)});
         value[done] = json!(numbers(&active.replicas));
+        if let Some((_, scheduled_end)) = self.held.remove(&index) {
+            value["held_s"] = json!(now.saturating_sub(scheduled_end).as_secs_f64());
+        }
         out.push(Effect::Record { kind: OpKind::Info, f: active.kind.name().into(), value });
     }
 
@@ -869,7 +959,7 @@ impl Executor {
     fn heal(&mut self, now: Duration, observe: &dyn Observe, out: &mut Vec<Effect>) {
         let indices: Vec<usize> = self.active.keys().copied().collect();
         for index in indices {
-            self.end(index, observe, out);
+            self.end(index, now, observe, out);
         }
         if let Some(forcing) = self.forcing.take() {
             self.finish_forcing(forcing, Forced::Failed, out);

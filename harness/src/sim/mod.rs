@@ -492,6 +492,8 @@ impl Simulated {
         }
         let public = serde_json::to_string_pretty(self.world.public_keys())?;
         write(&run_dir.join("public.json"), &public)?;
+        let statuses = serde_json::to_string_pretty(&self.world.statuses())?;
+        write(&run_dir.join("replica-status.json"), &statuses)?;
         let run = StoredRun {
             name: self.name.clone(),
             seed: self.seed,

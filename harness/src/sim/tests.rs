@@ -15,13 +15,14 @@ fn args(extra: &[&str]) -> SimArgs {
 }
 
 /// `ordeal sim`'s own defaults (10 simulated seconds would leave the forcing too little time):
-/// 30 s, 4 clients at 15 operations per second.
+/// 30 s, 4 clients at 15 operations per second, a checkpoint every 16 slots.
 #[test]
 fn sim_defaults_differ_from_test() {
     let args = args(&[]);
     assert_eq!(args.test.time_limit, 30.0);
     assert_eq!(args.test.concurrency, 4);
     assert_eq!(args.test.rate, Some(15.0));
+    assert_eq!(args.test.checkpoint_interval, 16);
     assert!("3/2".parse::<Shard>().is_err());
     assert_eq!("1/2".parse::<Shard>(), Ok(Shard { index: 1, count: 2 }));
     assert!("5..5".parse::<super::sweep::SeedRange>().is_err());
@@ -69,6 +70,29 @@ fn correct_replicas_are_valid_under_faults() {
             assert_eq!(simulated.judge().verdict, report.verdict);
         }
     }
+}
+
+/// A regression found by a sweep (`ordeal sim --protocol pbft --seed 6 --checkpoint-interval
+/// 16`): a slot certified in a later view after a replica executed it lingered below the stable
+/// checkpoint and went into every VIEW-CHANGE's evidence, which every receiver then refused as
+/// out of order, so the view change never completed and no operation did for the rest of the
+/// run (`liveness` INVALID). The evidence now starts above the checkpoint, and executed slots
+/// go with it.
+#[test]
+fn a_view_change_after_a_stable_checkpoint_completes() {
+    let args = args(&["--protocol", "pbft"]);
+    let network = SimParams::of(&args);
+    let simulated = simulate(&args.test, network, 6).expect("a run");
+    let outcome = simulated.outcome(&simulated.judge());
+    assert_ne!(outcome.verdict, history::Verdict::Invalid, "{:?}", outcome.failing);
+    let statuses = simulated.world.statuses();
+    let refused: u64 = statuses
+        .iter()
+        .flatten()
+        .map(|status| status.counters.get("rejected.invalid_view_change").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(refused, 0, "honest VIEW-CHANGEs refused");
+    assert!(statuses.iter().flatten().all(|status| status.view >= 2), "{statuses:?}");
 }
 
 /// A twin of a declared Byzantine replica takes part (its group's messages reach it) for the

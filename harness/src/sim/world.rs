@@ -44,6 +44,7 @@ use replica::core::{
     Time, Transmit, Write,
 };
 use replica::crypto::dealer::{ClusterKeys, PublicKeys};
+use replica::net::control::StatusReport;
 use replica::node::{Io, Node};
 use workloads::generator::Workload;
 use workloads::recorder::nemesis_op;
@@ -398,6 +399,36 @@ impl World {
     /// Each replica's ledger events.
     pub fn ledgers(&self) -> impl Iterator<Item = (ReplicaId, &[LedgerEvent])> {
         self.replicas.iter().enumerate().map(|(i, r)| (ReplicaId(i as u8), r.events.as_slice()))
+    }
+
+    /// Every replica's status as a replica process reports it over its control endpoint
+    /// (`None` while killed; a paused one still answers here), its counters summed over its
+    /// lives: what a real run writes to `replica-status.json` at its end.
+    pub fn statuses(&self) -> Vec<Option<StatusReport>> {
+        let n = self.replicas.len() as u8;
+        self.replicas
+            .iter()
+            .map(|sim| {
+                if sim.life == Life::Killed {
+                    return None;
+                }
+                let status = sim.node.core().status();
+                let mut counters = sim.node.counter_map();
+                for (name, value) in &sim.banked {
+                    *counters.entry(name.clone()).or_default() += value;
+                }
+                Some(StatusReport {
+                    id: status.id.0,
+                    view: status.view.0,
+                    last_executed: status.last_executed.0,
+                    state_digest: status.state_digest,
+                    ledger_head: status.ledger_head,
+                    ready: true,
+                    peers_connected: (0..n).filter(|peer| *peer != status.id.0).collect(),
+                    counters,
+                })
+            })
+            .collect()
     }
 
     /// The cluster's public keys.

@@ -103,6 +103,14 @@ enum Phase {
     Done,
 }
 
+impl Lone {
+    /// The fault is held past its end: the amnesia probe and the rest get until these.
+    pub(super) fn extend(&mut self, amnesia_until: Duration, until: Duration) {
+        self.amnesia_until = self.amnesia_until.max(amnesia_until);
+        self.until = self.until.max(until);
+    }
+}
+
 impl Executor {
     /// Starts the choreography of Byzantine fault `fault` once Byzantine `primary` holds
     /// `view`, when the fault's behaviours make a lone-executor attack.
@@ -201,7 +209,7 @@ impl Executor {
             return;
         }
         lone.wake = now + FORCE_POLL / 2;
-        if now >= lone.until {
+        if now > lone.until {
             self.finish_lone(lone, out);
             return;
         }

@@ -230,7 +230,8 @@ fn forcing_moves_the_primary_role_onto_a_byzantine_replica() {
 }
 
 /// A Byzantine fault switches its behaviours on and off, and is vacuous unless both its hooks
-/// acted and an honest replica saw an effect.
+/// acted and an honest replica saw an effect; one that has not acted by its end is held (here
+/// until the next fault starts, its own duration later).
 #[test]
 fn byzantine_faults_are_judged_by_their_effects() {
     let behaviours = vec![Behaviour::Forge];
@@ -261,7 +262,10 @@ fn byzantine_faults_are_judged_by_their_effects() {
                 assert_eq!(model.behaviours.get(&3), Some(&behaviours));
             }
             if now == seconds(2.0) {
-                assert_eq!(model.behaviours.get(&3), Some(&Vec::new()));
+                assert_eq!(model.behaviours.get(&3), Some(&behaviours), "held: not acted yet");
+            }
+            if now == seconds(2.5) {
+                assert_eq!(executor.report().vacuous.len(), 0, "still held");
             }
         }
         now += Duration::from_millis(50);
@@ -377,4 +381,50 @@ fn a_lone_executor_attack_plays_its_choreography() {
     assert!(model.links.is_healthy());
     assert!(model.down.iter().all(|down| !down));
     assert_eq!(executor.report().crashed_max, 0, "amnesia crashes are not budget faults");
+}
+
+/// A Byzantine fault that acts only after its scheduled end is held until it acted, then ends
+/// with how long it was held; one that never acts ends after its own duration again.
+#[test]
+fn byzantine_faults_are_held_until_they_act() {
+    let behaviours = vec![Behaviour::Forge];
+    let faults = vec![
+        fault(1.0, 2.0, FaultAction::Byzantine(behaviours.clone()), TargetSpec::Random),
+        fault(4.0, 5.0, FaultAction::Byzantine(behaviours.clone()), TargetSpec::Random),
+    ];
+    let schedule = Schedule::from_timeline(faults, seconds(8.0), 1, 4).expect("a schedule");
+    let mut executor = Executor::new(&schedule, 4, &[ReplicaId(3)], false, 7);
+    let mut model = Model::new(4);
+    let mut now = Duration::ZERO;
+    // Bounded: 180 polls of 50 ms.
+    for _ in 0..180 {
+        if now == seconds(2.5) {
+            model.counters.insert((3, "byzantine.forge".into()), 2);
+            model.counters.insert((1, "rejected_from.3".into()), 2);
+        }
+        if executor.next_wake().is_some_and(|wake| wake <= now) {
+            let effects = executor.poll(now, &model);
+            model.apply(now, effects);
+        }
+        now += Duration::from_millis(50);
+    }
+    let ends: Vec<(Duration, serde_json::Value)> = model
+        .effects
+        .iter()
+        .filter_map(|(at, effect)| match effect {
+            Effect::Record { kind: OpKind::Info, f, value } if f == "byzantine" => {
+                Some((*at, value.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ends.len(), 2, "{ends:?}");
+    assert_eq!(ends[0].0, seconds(2.5), "ended once it acted");
+    assert_eq!(ends[0].1["held_s"], 0.5);
+    assert_eq!(ends[1].0, seconds(6.0), "never acted: held for its own duration");
+    assert_eq!(ends[1].1["held_s"], 1.0);
+    let report = executor.report();
+    assert_eq!(report.acted, 1, "{report:?}");
+    assert_eq!(report.vacuous.len(), 1, "{report:?}");
+    assert_eq!(report.vacuous[0]["fault"], 1);
 }

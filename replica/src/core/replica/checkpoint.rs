@@ -227,6 +227,10 @@ impl Replica {
         });
         self.ledger.prune_through(seq);
         self.state.discard_undo_through(seq);
+        // Slots this replica executed cannot execute again (one certified in a later view
+        // after it executed would otherwise stay until a snapshot is installed).
+        let executed = self.last_executed().min(seq);
+        self.slots.retain(|slot, _| *slot > executed);
         self.checkpointing.checkpoints.retain(|pending, _| *pending > seq);
         self.changes.carried.retain(|carried, _| *carried > seq);
         self.changes.prepared.retain(|prepared, _| *prepared > seq);

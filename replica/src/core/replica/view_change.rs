@@ -459,7 +459,10 @@ impl Replica {
                 },
             );
         }
-        for (seq, slot) in &self.slots {
+        // A slot at or below the stable checkpoint can linger (certified in a later view after
+        // this replica executed it); the evidence starts above the checkpoint, or every
+        // receiver refuses the request as out of order and no view change ever completes.
+        for (seq, slot) in self.slots.iter().filter(|(seq, _)| **seq > stable) {
             if let (Some(proposal), Some(certificate)) = (&slot.proposal, &slot.certificate) {
                 evidence.entry(*seq).or_insert_with(|| SlotEvidence {
                     view: proposal.view,
