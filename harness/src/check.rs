@@ -50,7 +50,7 @@ pub fn check_file(path: &Path, options: &CheckOptions) -> anyhow::Result<(Report
     let started = Instant::now();
     let file = checker::load::history(path)?;
     let linear = LinearOptions {
-        key_time_max: Duration::from_secs_f64(options.key_time_limit),
+        key_time_max: Some(Duration::from_secs_f64(options.key_time_limit)),
         ..LinearOptions::default()
     };
     let inputs = Inputs { history: Some(Ok(file)), linear, ..Inputs::default() };

@@ -102,6 +102,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         planted_bug: summary.planted_bug.clone(),
         network: summary.network.clone(),
         signatures: checker::digest::Signatures::Ed25519,
+        simulated: false,
     };
     let (verdict, report) = check_run(&run)?;
     print_summary(&run, &report);
@@ -164,6 +165,8 @@ pub struct StoredRun {
     pub planted_bug: Option<String>,
     /// The scheme of the replicas' and clients' signatures (simulated only in `ordeal sim`).
     pub signatures: checker::digest::Signatures,
+    /// Whether `ordeal sim` made the run (its `test.toml` has `[simulated]`).
+    pub simulated: bool,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -256,6 +259,7 @@ impl StoredRun {
             byzantine_clients: previous.get("byzantine_clients").filter(|v| !v.is_null()).cloned(),
             network: previous.get("network").filter(|network| !network.is_null()).cloned(),
             planted_bug: test.planted_bug,
+            simulated: test.simulated.is_some(),
             signatures: match test.simulated.and_then(|simulated| simulated.signatures) {
                 Some(scheme) if scheme == "simulated" => checker::digest::Signatures::Simulated,
                 _ => checker::digest::Signatures::Ed25519,
@@ -391,11 +395,15 @@ fn run_inputs(run: &StoredRun) -> Inputs {
         keys.signatures = run.signatures;
         keys
     });
-    inputs(&run.cluster, history, ledgers, problems, public, run.liveness_window)
+    // A simulated run is judged by work alone, so that its results are a pure function of its
+    // records; a real run's linearizability search also has a time limit per key.
+    let linear = if run.simulated { LinearOptions::untimed() } else { LinearOptions::default() };
+    inputs(&run.cluster, history, ledgers, problems, public, run.liveness_window, linear)
 }
 
 /// The oracles' inputs of a run of `cluster`: its history, its honest replicas' ledgers (and
-/// the problems met reading them), its public keys, and its liveness window.
+/// the problems met reading them), its public keys, its liveness window, and the
+/// linearizability search's budgets.
 pub fn inputs(
     cluster: &Config,
     history: Result<checker::load::HistoryFile, String>,
@@ -403,6 +411,7 @@ pub fn inputs(
     mut ledger_problems: Vec<String>,
     public: Result<PublicKeys, String>,
     liveness_window: Duration,
+    linear: LinearOptions,
 ) -> Inputs {
     let mut context = Context { genesis_store: cluster.genesis.clone(), ..Context::default() };
     match public {
@@ -431,7 +440,7 @@ pub fn inputs(
         context,
         bank_total,
         liveness: Some(LivenessOptions { window: liveness_window, ..LivenessOptions::default() }),
-        linear: LinearOptions::default(),
+        linear,
         protocol: checker::protocol::Rules::of(
             cluster.protocol.name(),
             u32::from(cluster.replica_count),

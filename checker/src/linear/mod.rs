@@ -40,8 +40,10 @@ use crate::validate::Operation;
 /// How the checker may spend its effort.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinearOptions {
-    /// Time allowed per key before it is `unknown`.
-    pub key_time_max: Duration,
+    /// Time allowed per key before it is `unknown`; `None`: the search is bounded by its work
+    /// alone (`nodes_max`, `configs_max`) and the result carries no timing, so that it is a
+    /// pure function of the history ([`LinearOptions::untimed`]).
+    pub key_time_max: Option<Duration>,
     /// Search nodes allowed per key.
     pub nodes_max: u64,
     /// Configurations alive at once allowed per key (bounds memory).
@@ -53,11 +55,19 @@ pub struct LinearOptions {
 impl Default for LinearOptions {
     fn default() -> LinearOptions {
         LinearOptions {
-            key_time_max: Duration::from_secs(20),
+            key_time_max: Some(Duration::from_secs(20)),
             nodes_max: 500_000_000,
             configs_max: 200_000,
             threads: std::thread::available_parallelism().map_or(2, |count| count.get()),
         }
+    }
+}
+
+impl LinearOptions {
+    /// The default budgets without the time limit: the simulator's judgements must be the
+    /// same on every machine and with any number of threads.
+    pub fn untimed() -> LinearOptions {
+        LinearOptions { key_time_max: None, ..LinearOptions::default() }
     }
 }
 
@@ -104,7 +114,7 @@ pub fn check(
     });
     let mut outcomes = outcomes.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     outcomes.sort_by(|a, b| a.key.cmp(&b.key));
-    summarize(&outcomes, started.elapsed())
+    summarize(&outcomes, options.key_time_max.map(|_| started.elapsed()))
 }
 
 /// Decides one key.
@@ -153,7 +163,7 @@ pub fn check_key(
     let budget = Budget {
         nodes_max: options.nodes_max,
         configs_max: options.configs_max,
-        deadline: Some(Instant::now() + options.key_time_max),
+        deadline: options.key_time_max.map(|limit| Instant::now() + limit),
     };
     match search::check(&history.ops, budget) {
         SearchOutcome::Linearizable => outcome(Verdict::Valid, "search", None),
@@ -270,7 +280,8 @@ fn explain_stale(
     }
 }
 
-fn summarize(outcomes: &[KeyOutcome], elapsed: Duration) -> CheckResult {
+/// The verdict over every key; `elapsed` only when the search was timed.
+fn summarize(outcomes: &[KeyOutcome], elapsed: Option<Duration>) -> CheckResult {
     let verdict = Verdict::merge_all(outcomes.iter().map(|outcome| outcome.verdict));
     let ops: usize = outcomes.iter().map(|outcome| outcome.ops).sum();
     let mut methods: BTreeMap<&str, usize> = BTreeMap::new();
@@ -289,15 +300,15 @@ fn summarize(outcomes: &[KeyOutcome], elapsed: Duration) -> CheckResult {
         .filter_map(|outcome| outcome.evidence.as_ref())
         .take(10)
         .collect();
-    CheckResult::new(
-        verdict,
-        json!({
-            "keys": outcomes.len(),
-            "ops": ops,
-            "methods": methods,
-            "seconds": elapsed.as_secs_f64(),
-            "failures": failures,
-            "unknown": unknown,
-        }),
-    )
+    let mut details = json!({
+        "keys": outcomes.len(),
+        "ops": ops,
+        "methods": methods,
+        "failures": failures,
+        "unknown": unknown,
+    });
+    if let Some(elapsed) = elapsed {
+        details["seconds"] = json!(elapsed.as_secs_f64());
+    }
+    CheckResult::new(verdict, details)
 }

@@ -427,6 +427,7 @@ impl Simulated {
             Vec::new(),
             Ok(self.public_keys()),
             Duration::from_secs_f64(self.options.liveness_window()),
+            checker::linear::LinearOptions::untimed(),
         );
         results::judge(inputs, &self.harness_checks(), None)
     }
@@ -512,6 +513,7 @@ impl Simulated {
             network: None,
             planted_bug: self.config.planted_bug.map(|bug| bug.name().to_string()),
             signatures: self.public_keys().signatures,
+            simulated: true,
         };
         let (_, report) = results::check_run(&run)?;
         crate::store::update_latest(store, &run_dir).context("updating store/latest")?;
