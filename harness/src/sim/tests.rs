@@ -100,6 +100,30 @@ fn a_view_change_after_a_stable_checkpoint_completes() {
     assert!(statuses.iter().flatten().all(|status| status.view >= 2), "{statuses:?}");
 }
 
+/// A regression found by a 10 000-seed sweep (`ordeal sim --protocol pbft --seed 4173`): view
+/// 3 formed on one side of a partition (with a VC-REQUEST one replica of the other side had
+/// sent before it), the NV-PROPOSE never reached the other side, and after the heal the two
+/// replicas there waited for it forever: the replicas in view 3 refused their VC-REQUESTs for
+/// view 3 as stale and sent none of their own, so they never saw nf of them and never started
+/// the new-view timer (`liveness` INVALID, nothing executed for 25 s). A replica in a view now
+/// sends a straggler asking for it the NV-PROPOSE that started it.
+#[test]
+fn a_replica_that_missed_a_new_view_is_sent_it() {
+    let args = args(&["--protocol", "pbft"]);
+    let network = SimParams::of(&args);
+    let simulated = simulate(&args.test, network, 4173).expect("a run");
+    let outcome = simulated.outcome(&simulated.judge());
+    assert_ne!(outcome.verdict, history::Verdict::Invalid, "{:?}", outcome.failing);
+    let resent: u64 = simulated
+        .world
+        .statuses()
+        .iter()
+        .flatten()
+        .map(|status| status.counters.get("new_views_resent").copied().unwrap_or(0))
+        .sum();
+    assert!(resent > 0, "the stragglers were sent the NV-PROPOSE");
+}
+
 /// A twin of a declared Byzantine replica takes part (its group's messages reach it) for the
 /// whole run, and the honest replicas stay safe.
 #[test]

@@ -490,6 +490,9 @@ pub struct Counters {
     pub state_requests_sent: u64,
     /// State transfers sent in answer.
     pub state_transfers_served: u64,
+    /// NV-PROPOSEs sent again, in a state transfer, to a replica that asked for a view this
+    /// replica had already entered (it missed the NV-PROPOSE).
+    pub new_views_resent: u64,
     /// Snapshots installed from another replica.
     pub snapshots_installed: u64,
     /// Slots executed from a state transfer's certified tail.

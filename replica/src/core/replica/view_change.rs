@@ -35,8 +35,8 @@ use super::{Certificate, Replica};
 use crate::core::durable::Write;
 use crate::core::error::Rejection;
 use crate::core::message::{
-    CheckpointCertificate, Message, NewView, SignedRequest, SlotEvidence, SupportProof, ViewChange,
-    batch_digest, proposal_digest, support_signing_bytes,
+    CheckpointCertificate, Message, NewView, SignedRequest, SlotEvidence, StateTransfer,
+    SupportProof, ViewChange, batch_digest, proposal_digest, support_signing_bytes,
 };
 use crate::core::types::{Digest, ReplicaId, Seq, Time, View};
 use crate::crypto::hash::Hasher;
@@ -505,6 +505,7 @@ impl Replica {
             });
         }
         if request.target <= self.view {
+            self.resend_new_view(now, from);
             return Err(Rejection::StaleView {
                 message: "view-change",
                 view: request.target,
@@ -529,6 +530,31 @@ impl Replica {
         self.join_view_change(now);
         self.view_change_quorum(now);
         Ok(())
+    }
+
+    /// Sends replica `to`, which asks for a view this replica has entered, the NV-PROPOSE that
+    /// started the current view, in a state transfer (whose NV-PROPOSE is validated by its
+    /// content, whoever sends it). Without it a replica that missed the NV-PROPOSE (a partition
+    /// dropped it) would wait for it forever: the others are in the view and no longer send
+    /// VC-REQUESTs for it, so it never sees nf of them and never starts its new-view timer. At
+    /// most once per [`Config::state_request_interval`] per replica, as state transfers are.
+    ///
+    /// [`Config::state_request_interval`]: crate::core::Config::state_request_interval
+    fn resend_new_view(&mut self, now: Time, to: ReplicaId) {
+        let Some(new_view) = self.changes.new_view.clone().filter(|nv| nv.view == self.view) else {
+            return;
+        };
+        let interval = self.config.state_request_interval;
+        let served = &mut self.checkpointing.state_requests_served;
+        if served.get(&to).is_some_and(|at| now < *at + interval) {
+            return;
+        }
+        served.insert(to, now);
+        self.counters.new_views_resent += 1;
+        let head = self.last_executed();
+        let transfer =
+            StateTransfer { checkpoint: None, new_view: Some(new_view), tail: Vec::new(), head };
+        self.send(to, &Message::StateTransfer(Arc::new(transfer)));
     }
 
     /// Joins a view change once f + 1 other replicas asked for views above the one this replica
