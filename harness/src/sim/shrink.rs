@@ -61,8 +61,10 @@ pub fn scenario_of(simulated: &Simulated, oracle: &str) -> Scenario {
         .planted_bug
         .map(|bug| format!(" with planted bug {bug} (replay with --planted-bug {bug})"))
         .unwrap_or_default();
+    // The planted bug is in the name too: two bugs failing one seed must not share a file.
+    let bug = simulated.config.planted_bug.map(|bug| format!("-{bug}")).unwrap_or_default();
     Scenario {
-        name: format!("shrunk-{}-s{}", simulated.name, simulated.seed),
+        name: format!("shrunk-{}-s{}{bug}", simulated.name, simulated.seed),
         description: format!(
             "Shrunk by `ordeal sim --shrink` from seed {} of {}{planted}: {oracle} is INVALID.",
             simulated.seed, simulated.name
