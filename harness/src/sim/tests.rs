@@ -85,19 +85,25 @@ fn correct_replicas_are_valid_under_faults() {
 /// go with it.
 #[test]
 fn a_view_change_after_a_stable_checkpoint_completes() {
-    let args = args(&["--protocol", "pbft"]);
-    let network = SimParams::of(&args);
-    let simulated = simulate(&args.test, network, 6).expect("a run");
-    let outcome = simulated.outcome(&simulated.judge());
-    assert_ne!(outcome.verdict, history::Verdict::Invalid, "{:?}", outcome.failing);
+    let simulated = pbft_seed_not_invalid(6);
+    assert_eq!(counter_sum(&simulated, "rejected.invalid_view_change"), 0, "VIEW-CHANGEs refused");
     let statuses = simulated.world.statuses();
-    let refused: u64 = statuses
-        .iter()
-        .flatten()
-        .map(|status| status.counters.get("rejected.invalid_view_change").copied().unwrap_or(0))
-        .sum();
-    assert_eq!(refused, 0, "honest VIEW-CHANGEs refused");
     assert!(statuses.iter().flatten().all(|status| status.view >= 2), "{statuses:?}");
+}
+
+/// PBFT seed `seed` at the simulator's defaults, asserted not INVALID.
+fn pbft_seed_not_invalid(seed: u64) -> super::Simulated {
+    let args = args(&["--protocol", "pbft"]);
+    let simulated = simulate(&args.test, SimParams::of(&args), seed).expect("a run");
+    let outcome = simulated.outcome(&simulated.judge());
+    assert_ne!(outcome.verdict, history::Verdict::Invalid, "seed {seed}: {:?}", outcome.failing);
+    simulated
+}
+
+/// Counter `name` summed over the replicas at the end of `simulated`.
+fn counter_sum(simulated: &super::Simulated, name: &str) -> u64 {
+    let statuses = simulated.world.statuses();
+    statuses.iter().flatten().map(|status| status.counters.get(name).copied().unwrap_or(0)).sum()
 }
 
 /// A regression found by a 10 000-seed sweep (`ordeal sim --protocol pbft --seed 4173`): view
@@ -109,19 +115,8 @@ fn a_view_change_after_a_stable_checkpoint_completes() {
 /// sends a straggler asking for it the NV-PROPOSE that started it.
 #[test]
 fn a_replica_that_missed_a_new_view_is_sent_it() {
-    let args = args(&["--protocol", "pbft"]);
-    let network = SimParams::of(&args);
-    let simulated = simulate(&args.test, network, 4173).expect("a run");
-    let outcome = simulated.outcome(&simulated.judge());
-    assert_ne!(outcome.verdict, history::Verdict::Invalid, "{:?}", outcome.failing);
-    let resent: u64 = simulated
-        .world
-        .statuses()
-        .iter()
-        .flatten()
-        .map(|status| status.counters.get("new_views_resent").copied().unwrap_or(0))
-        .sum();
-    assert!(resent > 0, "the stragglers were sent the NV-PROPOSE");
+    let simulated = pbft_seed_not_invalid(4173);
+    assert!(counter_sum(&simulated, "new_views_resent") > 0, "the NV-PROPOSE was sent again");
 }
 
 /// A twin of a declared Byzantine replica takes part (its group's messages reach it) for the
