@@ -309,8 +309,9 @@ impl Interpreter<'_> {
             },
             Effect::StopTwin(replica) => self.stop_twin(replica).await,
             Effect::Record { kind, f, value } => {
-                let phase = if kind == OpKind::Invoke { "starts" } else { "info" };
-                eprintln!("ordeal: nemesis at {:.1} s: {f} {phase} {value}", self.elapsed_s());
+                if let Some(line) = line(kind, &f, &value) {
+                    eprintln!("ordeal: nemesis at {:.1} s: {line}", self.elapsed_s());
+                }
                 self.context.recorder.nemesis(kind, &f, value);
             }
         }
@@ -403,5 +404,58 @@ impl Interpreter<'_> {
         for index in self.context.cluster.twins() {
             self.stop_twin(ReplicaId(index as u8)).await;
         }
+    }
+}
+
+/// A nemesis event as a line for a person: `kill [0] (primary)` when a fault starts, `kill
+/// ended, restarted [0]` when it ends, `final heal` once the heal is done (its invoke is not
+/// printed), and the event's value otherwise (`force-view-change {"primary":2,...}`).
+fn line(kind: OpKind, f: &str, value: &Value) -> Option<String> {
+    let list = |key: &str| {
+        let items = value.get(key)?.as_array()?;
+        let items: Vec<String> = items.iter().map(Value::to_string).collect();
+        Some(format!("[{}]", items.join(", ")))
+    };
+    let line = match (kind, f) {
+        (OpKind::Invoke, "heal") => return None,
+        (_, "heal") => "final heal".to_string(),
+        (OpKind::Invoke, _) => match (list("replicas"), value["target"].as_str()) {
+            (Some(replicas), Some(target)) => format!("{f} {replicas} ({target})"),
+            _ => format!("{f} {value}"),
+        },
+        (_, _) => {
+            let done = ["restarted", "resumed", "behaving", "twin-stopped", "healed"]
+                .into_iter()
+                .find_map(|key| list(key).map(|replicas| format!("{key} {replicas}")));
+            match done {
+                Some(done) if value.get("target").is_some() => format!("{f} ended, {done}"),
+                _ => format!("{f} {value}"),
+            }
+        }
+    };
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use history::OpKind;
+    use serde_json::json;
+
+    use super::line;
+
+    /// Nemesis events print as a person reads them; the heal's invoke does not print.
+    #[test]
+    fn nemesis_events_print_as_lines() {
+        let start = json!({"target": "primary", "primary": 0, "replicas": [0]});
+        assert_eq!(line(OpKind::Invoke, "kill", &start).as_deref(), Some("kill [0] (primary)"));
+        let end = json!({"target": "all", "replicas": [0, 1], "healed": [0, 1]});
+        assert_eq!(line(OpKind::Info, "loss", &end).as_deref(), Some("loss ended, healed [0, 1]"));
+        assert_eq!(line(OpKind::Invoke, "heal", &serde_json::Value::Null), None);
+        assert_eq!(line(OpKind::Info, "heal", &json!({})).as_deref(), Some("final heal"));
+        let forced = json!({"primary": 2, "view": 2});
+        assert_eq!(
+            line(OpKind::Info, "force-view-change", &forced).as_deref(),
+            Some(r#"force-view-change {"primary":2,"view":2}"#)
+        );
     }
 }
