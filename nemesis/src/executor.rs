@@ -562,6 +562,15 @@ impl Executor {
         Some(replicas)
     }
 
+    /// Restarts `replica`, and gives it back its behaviours when an active Byzantine fault
+    /// holds it (a restarted process starts correct).
+    fn restart(&self, replica: ReplicaId, out: &mut Vec<Effect>) {
+        out.push(Effect::Restart(replica));
+        if self.behaviours.values().any(|(replicas, _)| replicas.contains(&replica)) {
+            out.push(self.behave(replica));
+        }
+    }
+
     /// `replica`'s behaviours: the union of its active Byzantine faults'.
     fn behave(&self, replica: ReplicaId) -> Effect {
         let mut behaviours: Vec<Behaviour> = self
@@ -902,12 +911,8 @@ impl Executor {
             FaultKind::Kill | FaultKind::Pause => {
                 for replica in &active.replicas {
                     if active.kind == FaultKind::Kill {
-                        out.push(Effect::Restart(*replica));
+                        self.restart(*replica, out);
                         self.report.restarts += 1;
-                        if self.behaviours.values().any(|(replicas, _)| replicas.contains(replica))
-                        {
-                            out.push(self.behave(*replica));
-                        }
                     } else {
                         out.push(Effect::Resume(*replica));
                     }

@@ -217,10 +217,7 @@ impl Executor {
             Phase::Amnesia { baseline, offered, voters, down, rising, crashed } => {
                 if let Some((voter, restart_at)) = *down {
                     if now >= restart_at {
-                        out.push(Effect::Restart(voter));
-                        if self.behaviours.values().any(|(replicas, _)| replicas.contains(&voter)) {
-                            out.push(self.behave(voter));
-                        }
+                        self.restart(voter, out);
                         *down = None;
                         *rising = Some(voter);
                     } else {
@@ -346,10 +343,7 @@ impl Executor {
         match lone.phase {
             Phase::Amnesia { down, offered, crashed, .. } => {
                 if let Some((voter, _)) = down {
-                    out.push(Effect::Restart(voter));
-                    if self.behaviours.values().any(|(replicas, _)| replicas.contains(&voter)) {
-                        out.push(self.behave(voter));
-                    }
+                    self.restart(voter, out);
                 }
                 if offered {
                     let value = json!({"primary": lone.primary.0, "view": lone.view,
