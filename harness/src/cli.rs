@@ -43,6 +43,13 @@ pub enum Command {
         mut_arg("checkpoint_interval", |arg| arg.default_value("16"))
     )]
     Sim(SimArgs),
+    /// Write (again) a stored run's `report.html`: verdict, failing oracles with their evidence,
+    /// a timeline of faults, replicas and clients, throughput and latency, the failing window
+    /// or divergence, and the command that reproduces the run.
+    Report {
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// List the planted bugs this build can run with `ordeal test --planted-bug` (none without
     /// the `planted-bugs` feature), one name per line; with `--describe`, each with the part of
     /// the protocol and the rule of PROTOCOL.md it breaks.

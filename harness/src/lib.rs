@@ -16,6 +16,7 @@
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
 //! - [`results`]: checking a run and writing `results.json`.
+//! - [`report`]: `report.html`, one self-contained page per run.
 //! - [`workers`]: the threads hosting client processes.
 //!
 //! The harness owns every process it starts and stops them on every exit path.
@@ -29,6 +30,7 @@ pub mod cluster;
 pub mod compare;
 pub mod faults;
 pub mod network;
+pub mod report;
 pub mod results;
 pub mod run;
 pub mod scenario;

@@ -53,6 +53,16 @@ fn main() -> ExitCode {
                 ExitCode::from(harness::check::EXIT_BAD_INPUT)
             }
         },
+        Command::Report { run_dir } => match harness::report::write(&run_dir) {
+            Ok(path) => {
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("ordeal report: {error:#}");
+                ExitCode::from(harness::check::EXIT_BAD_INPUT)
+            }
+        },
         Command::Sim(args) => match harness::sim::sweep::run(&args) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {

@@ -302,6 +302,9 @@ pub async fn run_once(
         planted_bug: config.planted_bug.map(|bug| bug.name().to_string()),
     };
     let verdict = results::check_and_write(&summary, &config)?;
+    if let Some(report) = crate::report::write_or_warn(&run_dir) {
+        println!("  report    {}", report.display());
+    }
     let expected = summary.expected;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
     if let Some(expected) = expected {

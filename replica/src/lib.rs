@@ -9,6 +9,7 @@
 //! - [`byzantine`]: the Byzantine hook on the send and receive paths, only in replicas the run
 //!   declares Byzantine.
 //! - [`crypto`]: ed25519, HMAC-SHA256, BLS threshold signatures and the trusted dealer.
+//! - [`flight`]: the flight recorder of the last protocol messages a replica sent and received.
 //! - [`planted`]: the catalogue of planted bugs, compiled in only with the `planted-bugs`
 //!   feature (tests of the harness's checkers; never a product build).
 //! - [`sim`]: an in-memory deterministic cluster on virtual time that drives the core, for
@@ -22,6 +23,7 @@
 pub mod byzantine;
 pub mod core;
 pub mod crypto;
+pub mod flight;
 pub mod net;
 pub mod node;
 pub mod planted;

@@ -491,6 +491,11 @@ impl Simulated {
             std::fs::create_dir_all(path.parent().expect("a ledger has a directory"))?;
             write(&path, &lines(events.unwrap_or_default()))?;
         }
+        for (replica, flight) in self.world.flights() {
+            let path =
+                run_dir.join("replicas").join(format!("r{}", replica.0)).join("flight.jsonl");
+            flight.write_to(&path).with_context(|| format!("writing {}", path.display()))?;
+        }
         let public = serde_json::to_string_pretty(self.world.public_keys())?;
         write(&run_dir.join("public.json"), &public)?;
         let statuses = serde_json::to_string_pretty(&self.world.statuses())?;
@@ -516,6 +521,7 @@ impl Simulated {
             simulated: true,
         };
         let (_, report) = results::check_run(&run)?;
+        crate::report::write_or_warn(&run_dir);
         crate::store::update_latest(store, &run_dir).context("updating store/latest")?;
         Ok((run, report))
     }

@@ -44,6 +44,7 @@ use replica::core::{
     Time, Transmit, Write,
 };
 use replica::crypto::dealer::{ClusterKeys, PublicKeys};
+use replica::flight::{Direction, FlightRecorder};
 use replica::net::control::StatusReport;
 use replica::node::{Io, Node};
 use workloads::generator::Workload;
@@ -198,6 +199,8 @@ struct SimReplica {
     config: Config,
     /// Its clock (its twin's too).
     clock: Clock,
+    /// The last messages it sent and received, on the world's time, over all its lives.
+    flight: FlightRecorder,
 }
 
 /// A twin: a second node with a replica's identity and keys, its own empty disk and ledger.
@@ -330,6 +333,7 @@ impl World {
                 banked: BTreeMap::new(),
                 config,
                 clock,
+                flight: FlightRecorder::new(None),
             });
         }
         let client_count = options.config.client_count;
@@ -399,6 +403,11 @@ impl World {
     /// Each replica's ledger events.
     pub fn ledgers(&self) -> impl Iterator<Item = (ReplicaId, &[LedgerEvent])> {
         self.replicas.iter().enumerate().map(|(i, r)| (ReplicaId(i as u8), r.events.as_slice()))
+    }
+
+    /// Each replica's flight recorder: the last messages it sent and received.
+    pub fn flights(&self) -> impl Iterator<Item = (ReplicaId, &FlightRecorder)> {
+        self.replicas.iter().enumerate().map(|(i, r)| (ReplicaId(i as u8), &r.flight))
     }
 
     /// Every replica's status as a replica process reports it over its control endpoint
@@ -689,6 +698,11 @@ impl World {
                     Life::Up => {}
                 }
                 self.stats.delivered += 1;
+                if let (Endpoint::Replica(from), Payload::Envelope(envelope)) =
+                    (packet.from, &packet.payload)
+                {
+                    replica.flight.record(now, Direction::Received, from, envelope);
+                }
                 let now = replica.clock.local(now);
                 let node = &mut replica.node;
                 // Refusals are counted by the core; the world carries on.
@@ -757,6 +771,7 @@ impl World {
         for transmit in outbox {
             let (to, payload) = match transmit {
                 Transmit::Replica { to, envelope } => {
+                    self.replicas[id.index()].flight.record(time, Direction::Sent, to, &envelope);
                     (Endpoint::Replica(to), Payload::Envelope(envelope))
                 }
                 Transmit::Client { to, inform } => (Endpoint::Client(to), Payload::Inform(inform)),

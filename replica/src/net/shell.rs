@@ -46,6 +46,7 @@ use super::tls::{Identity, TlsMaterial, peer_identity};
 use crate::byzantine::Hook;
 use crate::core::{ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
 use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
+use crate::flight::{Direction, FlightRecorder};
 use crate::node::Node;
 
 /// The most decoded inputs waiting for the main loop. Connection tasks wait when it is full,
@@ -293,6 +294,8 @@ async fn serve(
             ledger: BufWriter::new(ledger),
             store,
             counters: counters.clone(),
+            flight: FlightRecorder::new(Some(config.ledger.with_file_name("flight.jsonl"))),
+            now: Time::ZERO,
         },
         counters,
         inputs: receiver,
@@ -352,6 +355,10 @@ struct ShellIo {
     ledger: BufWriter<File>,
     store: Store,
     counters: Arc<NetCounters>,
+    /// The last messages sent and received; `flight.jsonl` when the shell ends (or unwinds).
+    flight: FlightRecorder,
+    /// The time of the `Ready` being sent (the flight recorder's stamp).
+    now: Time,
 }
 
 impl crate::node::Io for ShellIo {
@@ -376,6 +383,7 @@ impl crate::node::Io for ShellIo {
     fn send(&mut self, transmit: Transmit) {
         match transmit {
             Transmit::Replica { to, envelope } => {
+                self.flight.record(self.now, Direction::Sent, to, &envelope);
                 let link = self.links.get(to.index()).and_then(Option::as_ref);
                 if !link.is_some_and(|link| link.try_send(encode_framed(&envelope))) {
                     NetCounters::bump(&self.counters.frames_dropped);
@@ -432,6 +440,7 @@ impl Shell {
             if deadline.is_some_and(|at| at <= now) {
                 self.node.handle_timeout(now);
             }
+            self.io.now = now;
             deadline = crate::node::drive(&mut self.node, now, &mut self.io)?;
         }
         Ok(())
@@ -441,6 +450,7 @@ impl Shell {
         let now = self.clock.now();
         match input {
             Input::Peer { from, envelope, .. } => {
+                self.io.flight.record(now, Direction::Received, from, &envelope);
                 if let Err(rejection) = self.node.handle_message(now, from, &envelope) {
                     debug!(%from, kind = rejection.kind(), %rejection, "rejected message");
                 }
