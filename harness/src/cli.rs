@@ -50,6 +50,17 @@ pub enum Command {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// Serve the store over HTTP on 127.0.0.1: every run newest first with its verdict, seed
+    /// and throughput, filtered by `?verdict=` and `?test=`, each linked to its report and
+    /// files (`store/index.html` is the same page, written after every run).
+    Serve {
+        /// The store.
+        #[arg(default_value = "store")]
+        store: PathBuf,
+        /// The port (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
     /// List the planted bugs this build can run with `ordeal test --planted-bug` (none without
     /// the `planted-bugs` feature), one name per line; with `--describe`, each with the part of
     /// the protocol and the rule of PROTOCOL.md it breaks.

@@ -15,6 +15,7 @@
 //! - [`network`]: the network nemesis at run time: the UDP relay between every pair of nodes.
 //! - [`certs`]: the run's CA and every node's certificate.
 //! - [`store`]: run directories and `store/latest`.
+//! - [`site`]: the store as a site: `store/index.html` and `ordeal serve`.
 //! - [`results`]: checking a run and writing `results.json`.
 //! - [`report`]: `report.html`, one self-contained page per run.
 //! - [`workers`]: the threads hosting client processes.
@@ -35,6 +36,7 @@ pub mod results;
 pub mod run;
 pub mod scenario;
 pub mod sim;
+pub mod site;
 pub mod store;
 pub mod workers;
 

@@ -63,6 +63,21 @@ fn main() -> ExitCode {
                 ExitCode::from(harness::check::EXIT_BAD_INPUT)
             }
         },
+        Command::Serve { store, port } => {
+            let served = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(anyhow::Error::from)
+                .and_then(|runtime| runtime.block_on(harness::site::serve(store, port)));
+            match served {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("ordeal serve: {error:#}");
+                    ExitCode::from(EXIT_HARNESS_ERROR)
+                }
+            }
+        }
         Command::Sim(args) => match harness::sim::sweep::run(&args) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {

@@ -307,6 +307,7 @@ pub async fn run_once(
     }
     let expected = summary.expected;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
+    crate::site::write_index_or_warn(&options.store);
     if let Some(expected) = expected {
         let (got, want) = (results::verdict_name(verdict), results::verdict_name(expected));
         if verdict == expected {

@@ -110,6 +110,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<u8> {
     }
     let simulated = simulate(&args.test, network, seed)?;
     let (run, report) = simulated.store(&args.test.store, network)?;
+    crate::site::write_index_or_warn(&args.test.store);
     print_summary(&run, &report);
     let outcome = simulated.outcome(&report);
     println!(
@@ -277,6 +278,9 @@ fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result
         bar.finish_and_clear();
     }
     outcomes.sort_by_key(|outcome| outcome.seed);
+    if outcomes.iter().any(|outcome| outcome.verdict != Verdict::Valid) {
+        crate::site::write_index_or_warn(&args.test.store);
+    }
     print_sweep_summary(&outcomes, range, shard, started.elapsed().as_secs_f64());
     let worst = Verdict::merge_all(outcomes.iter().map(|outcome| outcome.verdict));
     anyhow::ensure!(
