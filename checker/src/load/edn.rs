@@ -3,9 +3,9 @@
 //! linearizability checker judge a Jepsen run.
 //!
 //! The EDN itself is read by the `clojure-reader` crate; this module only walks the forms it
-//! returns. A file is either one map per line (as Jepsen's store writes it) or one vector of
-//! maps (as Knossos's test data are written); either way each event keeps the line its map
-//! starts on, so an error names it.
+//! returns. A file is either one map per line (as Jepsen's store writes it) or one vector or
+//! list of maps (as Knossos's test data are written); either way each event keeps the line its
+//! map starts on, so an error names it.
 //!
 //! # Mapping
 //!
@@ -29,7 +29,7 @@
 //! # Rules
 //!
 //! Each violation is an [`EdnError`] naming the line and the rule:
-//! - `edn-syntax`: the file is not EDN, or its vector of events is not closed;
+//! - `edn-syntax`: the file is not EDN, or the vector or list of its events is not closed;
 //! - `not-a-map`: an event is not a map;
 //! - `missing-field`: an event has no `:type`, `:process` or `:f`;
 //! - `unknown-type`: `:type` is not `:invoke`, `:ok`, `:fail` or `:info`;
@@ -76,12 +76,12 @@ impl EdnError {
 }
 
 /// Whether `text` looks like an EDN history rather than JSON lines: its first form is a map
-/// whose first key is a keyword (`{:type ...`), a vector (JSON lines never start with one), or
-/// an EDN comment.
+/// whose first key is a keyword (`{:type ...`), a vector or a list (JSON lines never start with
+/// one), or an EDN comment.
 pub fn sniff(text: &str) -> bool {
     let start = skip_blank(text, 0);
     let rest = &text[start..];
-    if rest.starts_with('[') || rest.starts_with(';') {
+    if rest.starts_with(['[', '(', ';']) {
         return true;
     }
     rest.strip_prefix('{').is_some_and(|map| map.trim_start().starts_with(':'))
@@ -140,23 +140,29 @@ impl LineCounter {
     }
 }
 
-/// The top-level forms of the history (the elements of its vector, in the vector form), each
-/// with the line it starts on.
+/// The top-level forms of the history (the elements of its vector or list, when the events are
+/// in one), each with the line it starts on.
 fn forms(text: &str) -> Result<Vec<(usize, Edn<'_>)>, EdnError> {
     let mut counter = LineCounter { offset: 0, line: 1 };
     let mut offset = skip_blank(text, 0);
-    let vector = text[offset..].starts_with('[');
-    if vector {
+    // The closing delimiter of the collection holding the events, if they are in one.
+    let closer = match text[offset..].chars().next() {
+        Some('[') => Some(']'),
+        Some('(') => Some(')'),
+        _ => None,
+    };
+    if closer.is_some() {
         offset = skip_blank(text, offset + 1);
     }
     let mut forms = Vec::new();
     while offset < text.len() {
         let line = counter.line_at(text, offset);
-        if vector && text[offset..].starts_with(']') {
+        if closer.is_some_and(|closer| text[offset..].starts_with(closer)) {
             let after = skip_blank(text, offset + 1);
             if after < text.len() {
                 let line = counter.line_at(text, after);
-                return Err(EdnError::new(line, "edn-syntax", "text after the history's vector"));
+                let detail = "text after the history's collection";
+                return Err(EdnError::new(line, "edn-syntax", detail));
             }
             return Ok(forms);
         }
@@ -173,9 +179,10 @@ fn forms(text: &str) -> Result<Vec<(usize, Edn<'_>)>, EdnError> {
         forms.push((line, form));
         offset = skip_blank(text, text.len() - rest.len());
     }
-    if vector {
+    if let Some(closer) = closer {
         let line = counter.line_at(text, offset);
-        return Err(EdnError::new(line, "edn-syntax", "the history's vector is not closed by `]`"));
+        let detail = format!("the history's collection is not closed by `{closer}`");
+        return Err(EdnError::new(line, "edn-syntax", detail));
     }
     Ok(forms)
 }

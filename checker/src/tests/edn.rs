@@ -173,3 +173,17 @@ fn only_client_functions_must_be_register_functions() {
     assert_eq!((file.ops[0].process, file.ops[0].f.as_str()), (Process::Nemesis, "kill"));
     assert_eq!(file.ops[0].value, json!("{:n1 :killed}"));
 }
+
+/// Knossos keeps some histories as a list of maps with comments between the events; a
+/// record printed with its type (`#jepsen.history.Op{...}`) is read as its map.
+#[test]
+fn jepsen_histories_as_lists_and_records_load() {
+    let text = "; a comment\n({:type :invoke, :f :write, :value 0, :process 0}\n ; between\n \
+                {:type :ok, :f :write, :value 0, :process 0}\n)\n";
+    let file = edn::parse(text).unwrap();
+    assert_eq!((file.ops.len(), file.lines.clone()), (2, vec![2, 4]));
+    let record = "#jepsen.history.Op{:index 0, :time 7, :type :invoke, :process 3, :f :read, \
+                  :value nil}\n";
+    let file = edn::parse(record).unwrap();
+    assert_eq!((file.ops[0].process, file.ops[0].time), (Process::Client(3), 7));
+}
