@@ -91,7 +91,9 @@ pub fn sniff(text: &str) -> bool {
 ///
 /// # Errors
 ///
-/// The first [`EdnError`].
+/// An [`EdnError`]: the first syntax error; else the first event whose own fields break a rule;
+/// else the first whose time or value does not fit the rest of the history (`:time` on some
+/// events only, a value of the wrong shape, a scalar among `jepsen.independent` tuples).
 pub fn parse(text: &str) -> Result<HistoryFile, EdnError> {
     let forms = forms(text)?;
     let mut events = Vec::with_capacity(forms.len());
@@ -99,7 +101,7 @@ pub fn parse(text: &str) -> Result<HistoryFile, EdnError> {
         events.push(Event::new(*line, form)?);
     }
     let independent = events.iter().any(Event::looks_independent);
-    let timed = events.first().is_some_and(|event| event.field("time").is_some());
+    let timed = events.first().is_some_and(|event| event.time.is_some());
     let mut ops = Vec::with_capacity(events.len());
     let mut lines = Vec::with_capacity(events.len());
     for (position, event) in events.iter().enumerate() {
@@ -187,12 +189,17 @@ fn forms(text: &str) -> Result<Vec<(usize, Edn<'_>)>, EdnError> {
     Ok(forms)
 }
 
-/// One event: a map, with its line.
+/// One event: a map, with its line and the fields that do not depend on the rest of the
+/// history, checked.
 struct Event<'a, 'e> {
     line: usize,
     map: &'a BTreeMap<Edn<'e>, Edn<'e>>,
+    kind: OpKind,
     process: Process,
     f: String,
+    /// `:time`, when the event has one.
+    time: Option<u64>,
+    index: Option<u64>,
 }
 
 impl<'a, 'e> Event<'a, 'e> {
@@ -209,7 +216,25 @@ impl<'a, 'e> Event<'a, 'e> {
         let Some(map) = map else {
             return Err(EdnError::new(line, "not-a-map", format!("an event is {}", kind(form))));
         };
-        let mut event = Event { line, map, process: Process::Nemesis, f: String::new() };
+        let mut event = Event {
+            line,
+            map,
+            kind: OpKind::Info,
+            process: Process::Nemesis,
+            f: String::new(),
+            time: None,
+            index: None,
+        };
+        event.kind = match event.required("type")? {
+            Edn::Key("invoke") => OpKind::Invoke,
+            Edn::Key("ok") => OpKind::Ok,
+            Edn::Key("fail") => OpKind::Fail,
+            Edn::Key("info") => OpKind::Info,
+            other => {
+                let detail = format!("{other} is not :invoke, :ok, :fail or :info");
+                return Err(event.error("unknown-type", detail));
+            }
+        };
         event.process = match event.required("process")? {
             Edn::Key("nemesis") => Process::Nemesis,
             Edn::Int(number) if *number >= 0 => Process::Client(*number as u64),
@@ -228,7 +253,20 @@ impl<'a, 'e> Event<'a, 'e> {
             let detail = format!(":f :{} ({SUPPORTED})", event.f);
             return Err(event.error("unsupported-function", detail));
         }
+        event.time = event.natural("time", "bad-time")?;
+        event.index = event.natural("index", "bad-index")?;
         Ok(event)
+    }
+
+    /// The optional non-negative integer field `name`; anything else breaks `rule`.
+    fn natural(&self, name: &'static str, rule: &'static str) -> Result<Option<u64>, EdnError> {
+        match self.field(name) {
+            None => Ok(None),
+            Some(Edn::Int(number)) if *number >= 0 => Ok(Some(*number as u64)),
+            Some(other) => {
+                Err(self.error(rule, format!(":{name} {other} is not a non-negative integer")))
+            }
+        }
     }
 
     fn field(&self, name: &'static str) -> Option<&'a Edn<'e>> {
@@ -260,34 +298,12 @@ impl<'a, 'e> Event<'a, 'e> {
 
     /// The history event; `position` is the event's 0-based place in the file.
     fn op(&self, position: u64, timed: bool, independent: bool) -> Result<Op, EdnError> {
-        let kind = match self.required("type")? {
-            Edn::Key("invoke") => OpKind::Invoke,
-            Edn::Key("ok") => OpKind::Ok,
-            Edn::Key("fail") => OpKind::Fail,
-            Edn::Key("info") => OpKind::Info,
-            other => {
-                let detail = format!("{other} is not :invoke, :ok, :fail or :info");
-                return Err(self.error("unknown-type", detail));
-            }
-        };
-        let time = match (self.field("time"), timed) {
-            (Some(Edn::Int(time)), true) if *time >= 0 => *time as u64,
+        let kind = self.kind;
+        let time = match (self.time, timed) {
+            (Some(time), true) => time,
             (None, false) => position,
-            (Some(other), true) => {
-                return Err(
-                    self.error("bad-time", format!("{other} is not a non-negative integer"))
-                );
-            }
-            (_, false) => return Err(self.error("bad-time", "the first event has no :time")),
+            (Some(_), false) => return Err(self.error("bad-time", "the first event has no :time")),
             (None, true) => return Err(self.error("bad-time", "no :time, unlike the first event")),
-        };
-        let index = match self.field("index") {
-            None => None,
-            Some(Edn::Int(index)) if *index >= 0 => Some(*index as u64),
-            Some(other) => {
-                let detail = format!("{other} is not a non-negative integer");
-                return Err(self.error("bad-index", detail));
-            }
         };
         let error = self.field("error").map(|error| match error {
             Edn::Str(text) => (*text).to_string(),
@@ -304,7 +320,7 @@ impl<'a, 'e> Event<'a, 'e> {
             (None, self.value(kind, value)?)
         };
         Ok(Op {
-            index,
+            index: self.index,
             time,
             process: self.process,
             kind,

@@ -118,7 +118,7 @@ fn jepsen_history_is_told_apart_from_json_lines() {
         load::history(&path)
             .unwrap_err()
             .to_string()
-            .contains("history.edn:1: missing-field: no :process")
+            .contains("history.edn:1: missing-field: no :type")
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -160,6 +160,9 @@ fn malformed_jepsen_histories_name_the_line_and_the_rule() {
     let tuple_then_scalar =
         format!("{{:type :invoke, :f :write, :value [0 1], :process 1, :time 0}}\n{invoke}");
     assert_eq!(rule(&tuple_then_scalar), (2, "bad-tuple"));
+    // An event's own fields are checked in file order: the earlier line is named.
+    let two = "{:type :done, :f :read, :process 0}\n{:type :invoke, :f :add, :process 1}\n";
+    assert_eq!(rule(two), (1, "unknown-type"));
     let unsupported = edn::parse("{:type :invoke, :f :add, :value 1, :process 0}").unwrap_err();
     assert!(unsupported.detail.contains(":read, :write, :cas"), "{unsupported}");
 }
