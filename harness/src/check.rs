@@ -1,6 +1,10 @@
 //! `ordeal check`: re-check a stored run, check a plain history file, or benchmark the checker
 //! over a directory of histories.
 //!
+//! A history file is Ordeal's JSON lines or Jepsen's `history.edn` of a register or
+//! cas-register test (`checker::load::history` tells them apart by the extension `.edn` or the
+//! first form).
+//!
 //! Exit codes: 0 valid, 1 invalid, 2 unknown, 3 bad input (a malformed history names its line
 //! and the rule it breaks).
 
@@ -182,4 +186,53 @@ fn bench_one(program: &Path, file: &Path, options: &CheckOptions) -> anyhow::Res
         // ru_maxrss is in kilobytes on Linux.
         peak_mb: usage.ru_maxrss as f64 / 1024.0,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+
+    /// The example Jepsen histories kept with the checker's tests.
+    fn jepsen(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../checker/tests/data/jepsen").join(name)
+    }
+
+    fn options(path: PathBuf) -> CheckOptions {
+        CheckOptions { path, bench: false, json: false, key_time_limit: 5.0 }
+    }
+
+    /// `ordeal check history.edn`: a Jepsen cas-register run with a crash and a nemesis is
+    /// valid (exit 0), a stale read is invalid (exit 1), a completion without an invocation
+    /// is bad input naming its line and rule (exit 3).
+    #[test]
+    fn check_file_judges_jepsen_edn_histories() {
+        let valid = jepsen("cas-register-ok.edn");
+        let (report, _) = check_file(&valid, &options(valid.clone())).expect("checks");
+        assert_eq!((report.verdict, report.operations), (Verdict::Valid, 9));
+        assert_eq!(run(&options(valid)).expect("checks"), 0);
+        let stale = jepsen("register-stale-read-bad.edn");
+        let (report, _) = check_file(&stale, &options(stale.clone())).expect("checks");
+        assert_eq!(report.verdict, Verdict::Invalid);
+        assert_eq!(run(&options(stale)).expect("checks"), 1);
+        let malformed = jepsen("completion-without-invoke.edn");
+        let error = run(&options(malformed)).expect_err("bad input").to_string();
+        assert!(error.contains("line 3: completion-without-invoke"), "{error}");
+    }
+
+    /// Unsupported Jepsen workloads are bad input that says what is supported.
+    #[test]
+    fn check_file_refuses_a_jepsen_set_history() {
+        let dir = std::env::temp_dir().join(format!("ordeal-check-edn-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("history.edn");
+        let text = "{:type :invoke, :f :add, :value 1, :process 0, :time 5, :index 0}\n";
+        std::fs::write(&path, text).expect("written");
+        let error = check_file(&path, &options(path.clone())).expect_err("bad input");
+        let error = format!("{error:#}");
+        assert!(error.contains("history.edn:1: unsupported-function: :f :add"), "{error}");
+        assert!(error.contains("register and cas-register"), "{error}");
+        std::fs::remove_dir_all(&dir).expect("removed");
+    }
 }

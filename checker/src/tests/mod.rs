@@ -6,6 +6,7 @@ use history::{Digest, ExecuteEvent, LedgerEvent, Op, OpKind, Process, RollbackEv
 
 use crate::{ledger, load, perf};
 
+mod edn;
 mod evidence;
 mod informs;
 mod linear;
