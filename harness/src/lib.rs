@@ -17,6 +17,7 @@
 //! - [`store`]: run directories and `store/latest`.
 //! - [`results`]: checking a run and writing `results.json`.
 //! - [`workers`]: the threads hosting client processes.
+//! - [`junit`]: JUnit XML reports for CI (`--junit`, `ordeal junit`).
 //!
 //! The harness owns every process it starts and stops them on every exit path.
 
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compare;
 pub mod faults;
+pub mod junit;
 pub mod network;
 pub mod results;
 pub mod run;
