@@ -121,7 +121,7 @@ fn test(options: &TestOptions, cases: &mut Vec<harness::junit::Case>) -> anyhow:
     match &options.scenario {
         Some(path) => {
             let scenario = harness::scenario::Scenario::load(path)?;
-            scenario.apply(&options).cluster_config()?;
+            scenario.apply(options).cluster_config()?;
             scenario_seed = scenario.seed;
         }
         None => {

@@ -97,7 +97,10 @@ fn a_report_of_every_outcome_validates_against_the_junit_schema() {
         "{xml}"
     );
     assert!(
-        xml.contains(r#"<testsuite name="ordeal.test" tests="4" failures="1" errors="1" skipped="1" time="5.000">"#),
+        xml.contains(concat!(
+            r#"<testsuite name="ordeal.test" tests="4" failures="1" errors="1" skipped="1" "#,
+            r#"time="5.000">"#
+        )),
         "{xml}"
     );
     assert!(xml.contains(r#"tests="0" failures="0" errors="0" skipped="0" time="0.000""#), "{xml}");
@@ -117,19 +120,29 @@ fn a_report_of_every_outcome_validates_against_the_junit_schema() {
 /// above can fail.
 #[test]
 fn the_validator_rejects_documents_that_break_the_schema() {
-    let without_name = r#"<?xml version="1.0" encoding="UTF-8"?>
-<testsuites><testsuite name="s" tests="1" failures="0" errors="0"><testcase classname="c"/></testsuite></testsuites>"#;
-    let violation = violations(without_name);
+    // A suite of one case, its `<testcase>` carrying `attributes`, holding `content`.
+    let document = |attributes: &str, content: &str| {
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<testsuites><testsuite name="s" tests="1" failures="0" errors="0">
+<testcase {attributes}>{content}</testcase></testsuite></testsuites>"#
+        )
+    };
+    assert_eq!(violations(&document(r#"name="a""#, "")), "");
+    let without_name = document(r#"classname="c""#, "");
+    let violation = violations(&without_name);
     assert!(violation.contains("name"), "{violation}");
 
     let without_counts =
         r#"<testsuites><testsuite name="s"><testcase name="a"/></testsuite></testsuites>"#;
     assert_ne!(violations(without_counts), "");
 
-    let unknown_child = r#"<testsuites><testsuite name="s" tests="1" failures="0" errors="0"><testcase name="a"><verdict/></testcase></testsuite></testsuites>"#;
-    assert_ne!(violations(unknown_child), "");
+    assert_ne!(violations(&document(r#"name="a""#, "<verdict/>")), "");
 
-    let bad_time = r#"<testsuites time="1.5s"><testsuite name="s" tests="0" failures="0" errors="0"/></testsuites>"#;
+    let bad_time = concat!(
+        r#"<testsuites time="1.5s">"#,
+        r#"<testsuite name="s" tests="0" failures="0" errors="0"/></testsuites>"#
+    );
     assert_ne!(violations(bad_time), "");
 }
 
@@ -200,6 +213,13 @@ fn the_reproduce_command_runs_one_run() {
     );
     let sweep = words("sim --seeds 1..200 --jobs 2 --stop-on-failure --protocol pbft --shrink");
     assert_eq!(reproduce_command(&sweep, 17, None), "ordeal sim --protocol pbft --seed 17");
+    // `--junit` is no part of the run: `test.toml` does not record it.
+    let cli =
+        <crate::cli::Cli as clap::Parser>::try_parse_from(["ordeal", "test", "--junit", "r.xml"])
+            .expect("--junit parses");
+    let crate::cli::Command::Test(options) = cli.command else { panic!("not a test") };
+    assert_eq!(options.junit.as_deref(), Some(Path::new("r.xml")));
+    assert!(!toml::to_string(&options).expect("serializes").contains("junit"));
     let spaced = vec!["test".to_string(), "--store".into(), "my runs/it's".into()];
     assert_eq!(
         reproduce_command(&spaced, 1, None),
