@@ -69,6 +69,20 @@ pub enum Command {
         #[arg(long)]
         describe: bool,
     },
+    /// Write a JUnit XML report from a tab-separated cases file (`ci/gate --junit`): the
+    /// format is `harness::junit::parse_cases`'s. Exit 0 written, 3 bad input.
+    #[command(hide = true)]
+    Junit {
+        /// The suite's name.
+        #[arg(long)]
+        suite: String,
+        /// The cases file.
+        #[arg(long)]
+        cases: PathBuf,
+        /// The report to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run one replica process from its configuration file (`ordeal test` starts replicas this
     /// way; the `replica` binary is the same code).
     #[command(hide = true)]
@@ -315,6 +329,13 @@ pub struct TestOptions {
     #[arg(long, value_parser = parse_planted_bug)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub planted_bug: Option<PlantedBug>,
+    /// Also write a JUnit XML report to FILE, for CI systems: one test case per run (per
+    /// protocol, per `--test-count` run; with `ordeal sim --seeds`, one per failing seed and
+    /// one for the seeds that passed), failed with the verdict, the failing oracles and the
+    /// command that reproduces it. Not recorded in `test.toml`: it does not change the run.
+    #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
+    pub junit: Option<PathBuf>,
 }
 
 /// Options of `ordeal sim`.
@@ -365,6 +386,56 @@ pub struct SimArgs {
 
 fn parse_planted_bug(name: &str) -> Result<PlantedBug, String> {
     name.parse().map_err(|error: replica::planted::UnknownPlantedBug| error.to_string())
+}
+
+/// The command that runs one run again: `args` (the arguments after the program's name,
+/// subcommand first) without the options that choose several runs or write reports (`--seeds`,
+/// `--jobs`, `--shard`, `--seed`, `--test-count`, `--junit`, `--shrink`, `--shrink-runs`,
+/// `--stop-on-failure`, `--check-determinism`), with `--protocol PROTOCOL` when given (one of
+/// several compared) and `--seed SEED`. Words a shell would split or expand are quoted.
+pub fn reproduce_command(args: &[String], seed: u64, protocol: Option<ProtocolArg>) -> String {
+    let mut words = vec!["ordeal".to_string()];
+    let mut args = args.iter();
+    // Bounded by the arguments.
+    while let Some(arg) = args.next() {
+        let flag = arg.split('=').next().unwrap_or_default();
+        let with_value = matches!(
+            flag,
+            "--seeds"
+                | "--jobs"
+                | "--shard"
+                | "--seed"
+                | "--shrink-runs"
+                | "--test-count"
+                | "--junit"
+        ) || (flag == "--protocol" && protocol.is_some());
+        if with_value {
+            if !arg.contains('=') {
+                args.next();
+            }
+            continue;
+        }
+        if matches!(flag, "--stop-on-failure" | "--shrink" | "--check-determinism") {
+            continue;
+        }
+        words.push(shell_word(arg));
+    }
+    if let Some(protocol) = protocol {
+        let name = protocol.to_possible_value().map(|value| value.get_name().to_string());
+        words.push(format!("--protocol {}", name.unwrap_or_default()));
+    }
+    words.push(format!("--seed {seed}"));
+    words.join(" ")
+}
+
+/// `word`, single-quoted when a shell would split or expand it.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "-_=.,/:+@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// An option is out of range.

@@ -19,6 +19,7 @@
 //! - [`results`]: checking a run and writing `results.json`.
 //! - [`report`]: `report.html`, one self-contained page per run.
 //! - [`workers`]: the threads hosting client processes.
+//! - [`junit`]: JUnit XML reports for CI (`--junit`, `ordeal junit`).
 //!
 //! The harness owns every process it starts and stops them on every exit path.
 
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod cluster;
 pub mod compare;
 pub mod faults;
+pub mod junit;
 pub mod network;
 pub mod report;
 pub mod results;

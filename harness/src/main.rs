@@ -5,8 +5,11 @@
 
 #![allow(clippy::disallowed_methods, reason = "a random default seed comes from the clock")]
 
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
 
 use clap::Parser as _;
 use harness::cli::{Cli, Command, TestOptions};
@@ -78,6 +81,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Junit { suite, cases, out } => match junit(&suite, &cases, &out) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ordeal junit: {error:#}");
+                ExitCode::from(EXIT_HARNESS_ERROR)
+            }
+        },
         Command::Sim(args) => match harness::sim::sweep::run(&args) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {
@@ -85,7 +95,7 @@ fn main() -> ExitCode {
                 ExitCode::from(harness::check::EXIT_BAD_INPUT)
             }
         },
-        Command::Test(options) => match test(options) {
+        Command::Test(options) => match test_with_junit(options) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {
                 eprintln!("ordeal: {error:#}");
@@ -95,13 +105,48 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs `--test-count` tests and returns the exit code of the worst verdict.
-fn test(options: TestOptions) -> anyhow::Result<u8> {
+/// `ordeal junit`: the cases file as a JUnit XML report.
+fn junit(suite: &str, cases: &Path, out: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(cases)
+        .with_context(|| format!("reading the cases file {}", cases.display()))?;
+    let cases = harness::junit::parse_cases(&text)
+        .with_context(|| format!("the cases file {}", cases.display()))?;
+    harness::junit::Report::single(suite, cases).write_file(out)
+}
+
+/// The suite and class name of `ordeal test`'s JUnit cases.
+const JUNIT_CLASSNAME: &str = "ordeal.test";
+
+/// [`test`], then the JUnit report when `--junit` asks for one: written whatever the runs'
+/// verdicts, also after a harness error (the run it stopped is an error case).
+fn test_with_junit(options: TestOptions) -> anyhow::Result<u8> {
+    let mut cases = Vec::new();
+    let result = test(&options, &mut cases);
+    if let Some(path) = &options.junit {
+        if let Err(error) = &result {
+            cases.push(harness::junit::Case {
+                name: "ordeal test".into(),
+                classname: JUNIT_CLASSNAME.into(),
+                time_s: 0.0,
+                outcome: harness::junit::Outcome::Errored {
+                    message: format!("{error}"),
+                    text: format!("{error:#}"),
+                },
+            });
+        }
+        harness::junit::Report::single(JUNIT_CLASSNAME, cases).write_file(path)?;
+    }
+    result
+}
+
+/// Runs `--test-count` tests and returns the exit code of the worst verdict; each run is
+/// added to `cases` (as a JUnit case) once judged.
+fn test(options: &TestOptions, cases: &mut Vec<harness::junit::Case>) -> anyhow::Result<u8> {
     let mut scenario_seed = None;
     match &options.scenario {
         Some(path) => {
             let scenario = harness::scenario::Scenario::load(path)?;
-            scenario.apply(&options).cluster_config()?;
+            scenario.apply(options).cluster_config()?;
             scenario_seed = scenario.seed;
         }
         None => {
@@ -153,8 +198,13 @@ fn test(options: TestOptions) -> anyhow::Result<u8> {
             let mut rows = Vec::new();
             for &protocol in &protocols {
                 let options = options.with_protocol(protocol);
+                let started = Instant::now();
                 let outcome =
                     harness::run::run_once(&options, run_seed, interrupted.clone()).await?;
+                if options.junit.is_some() && !outcome.interrupted {
+                    let compared = (protocols.len() > 1).then_some(protocol);
+                    cases.push(junit_case(&outcome, run_seed, compared, started)?);
+                }
                 worst = worst.merge(outcome.verdict);
                 if let Some(expected) = outcome.expected {
                     scenario = true;
@@ -177,4 +227,30 @@ fn test(options: TestOptions) -> anyhow::Result<u8> {
         }
         Ok(worst.exit_code() as u8)
     })
+}
+
+/// A judged run as a JUnit case: named after its test, seed and (when several were
+/// compared) protocol, judged from its `results.json`.
+fn junit_case(
+    outcome: &harness::run::RunOutcome,
+    seed: u64,
+    protocol: Option<harness::cli::ProtocolArg>,
+    started: Instant,
+) -> anyhow::Result<harness::junit::Case> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let reproduce = harness::cli::reproduce_command(&args, seed, protocol);
+    // The run directory's name is the test's name, its seed and the time.
+    let name = std::fs::read_to_string(outcome.run_dir.join("results.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|results| results.get("test")?.as_str().map(str::to_string))
+        .unwrap_or_else(|| outcome.run_dir.display().to_string());
+    let name = match protocol {
+        Some(protocol) => {
+            format!("{name} seed {seed} ({})", replica::core::Protocol::from(protocol).name())
+        }
+        None => format!("{name} seed {seed}"),
+    };
+    let time_s = started.elapsed().as_secs_f64();
+    harness::junit::run_case(&outcome.run_dir, name, JUNIT_CLASSNAME, time_s, &reproduce)
 }

@@ -102,15 +102,30 @@ pub fn run(args: &SimArgs) -> anyhow::Result<u8> {
         None => None,
     };
     let seed = args.test.seed.or(scenario_seed).unwrap_or(1);
+    anyhow::ensure!(
+        args.test.junit.is_none() || !(args.shrink || args.check_determinism),
+        "--junit reports runs and sweeps, not --shrink or --check-determinism"
+    );
     if args.shrink {
         return super::shrink::run(args, network, seed);
     }
     if args.check_determinism {
         return check_determinism(args, network, seed);
     }
+    let started = Instant::now();
     let simulated = simulate(&args.test, network, seed)?;
     let (run, report) = simulated.store(&args.test.store, network)?;
     crate::site::write_index_or_warn(&args.test.store);
+    if let Some(path) = &args.test.junit {
+        let case = crate::junit::run_case(
+            &run.run_dir,
+            format!("{} seed {seed}", run.name),
+            JUNIT_CLASSNAME,
+            started.elapsed().as_secs_f64(),
+            &reproduce_command(seed),
+        )?;
+        crate::junit::Report::single(JUNIT_CLASSNAME, vec![case]).write_file(path)?;
+    }
     print_summary(&run, &report);
     let outcome = simulated.outcome(&report);
     println!(
@@ -166,36 +181,24 @@ pub fn first_difference(first: &Fingerprint, second: &Fingerprint) -> Option<Str
     None
 }
 
-/// The command that reproduces `seed` of this sweep: the same arguments, without the sweep's.
+/// The command that reproduces `seed` of this sweep: the same arguments, without the sweep's
+/// (and without `--junit`).
 pub fn reproduce_command(seed: u64) -> String {
-    let mut words = vec!["ordeal".to_string()];
-    let mut args = std::env::args().skip(1).peekable();
-    // Bounded by the arguments.
-    while let Some(arg) = args.next() {
-        let flag = arg.split('=').next().unwrap_or_default().to_string();
-        match flag.as_str() {
-            "--seeds" | "--jobs" | "--shard" | "--seed" => {
-                if !arg.contains('=') {
-                    args.next();
-                }
-            }
-            "--shrink-runs" => {
-                if !arg.contains('=') {
-                    args.next();
-                }
-            }
-            "--stop-on-failure" | "--shrink" | "--check-determinism" => {}
-            _ => words.push(arg),
-        }
-    }
-    words.push(format!("--seed {seed}"));
-    words.join(" ")
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    crate::cli::reproduce_command(&args, seed, None)
 }
+
+/// The suite and class name of `ordeal sim`'s JUnit cases.
+const JUNIT_CLASSNAME: &str = "ordeal.sim";
 
 /// What the sweep's threads send back.
 struct Finished {
     outcome: SeedOutcome,
     stored: Option<String>,
+    /// The test's name.
+    name: String,
+    /// Wall-clock seconds the seed took.
+    time_s: f64,
 }
 
 fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result<u8> {
@@ -222,6 +225,10 @@ fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result
     let (sender, receiver) = mpsc::channel::<anyhow::Result<Finished>>();
     let mut outcomes = Vec::with_capacity(seeds.len());
     let mut failures = 0u64;
+    // The JUnit cases: one per failing seed or harness error (the passing seeds are one case,
+    // added at the end).
+    let mut cases = Vec::new();
+    let mut valid_time_s = 0.0;
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let sender = sender.clone();
@@ -245,10 +252,37 @@ fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result
                 Err(error) => {
                     stop.store(true, Ordering::Relaxed);
                     eprintln!("ordeal sim: {error:#}");
+                    let case = crate::junit::Case {
+                        name: format!("harness error {}", cases.len() + 1),
+                        classname: JUNIT_CLASSNAME.into(),
+                        time_s: 0.0,
+                        outcome: crate::junit::Outcome::Errored {
+                            message: format!("{error}"),
+                            text: format!("{error:#}"),
+                        },
+                    };
+                    cases.push((u64::MAX, case));
                     continue;
                 }
             };
             let outcome = finished.outcome;
+            if outcome.verdict == Verdict::Valid {
+                valid_time_s += finished.time_s;
+            } else {
+                let case = crate::junit::Case {
+                    name: format!("{} seed {}", finished.name, outcome.seed),
+                    classname: JUNIT_CLASSNAME.into(),
+                    time_s: finished.time_s,
+                    outcome: crate::junit::failure(
+                        verdict_name(outcome.verdict),
+                        None,
+                        &outcome.failing,
+                        finished.stored.as_deref().unwrap_or_default(),
+                        &reproduce_command(outcome.seed),
+                    ),
+                };
+                cases.push((outcome.seed, case));
+            }
             if outcome.verdict != Verdict::Valid {
                 failures += 1;
                 let line = format!(
@@ -282,6 +316,11 @@ fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result
         crate::site::write_index_or_warn(&args.test.store);
     }
     print_sweep_summary(&outcomes, range, shard, started.elapsed().as_secs_f64());
+    if let Some(path) = &args.test.junit {
+        let valid = outcomes.iter().filter(|outcome| outcome.verdict == Verdict::Valid).count();
+        let report = sweep_report(args, range, shard, valid, valid_time_s, cases);
+        report.write_file(path)?;
+    }
     let worst = Verdict::merge_all(outcomes.iter().map(|outcome| outcome.verdict));
     anyhow::ensure!(
         outcomes.len() == seeds.len() || args.stop_on_failure,
@@ -290,6 +329,39 @@ fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result
         seeds.len()
     );
     Ok(exit_code(worst))
+}
+
+/// The JUnit report of a sweep: `seed_cases` (the failing seeds, sorted by seed, then harness
+/// errors) after one passing case for the `valid` seeds (none when no seed was valid).
+fn sweep_report(
+    args: &SimArgs,
+    range: SeedRange,
+    shard: Shard,
+    valid: usize,
+    valid_time_s: f64,
+    mut seed_cases: Vec<(u64, crate::junit::Case)>,
+) -> crate::junit::Report {
+    seed_cases.sort_by_key(|(seed, _)| *seed);
+    let mut cases: Vec<crate::junit::Case> = seed_cases.into_iter().map(|(_, case)| case).collect();
+    let shard_text = if shard.count > 1 {
+        format!(" shard {}/{}", shard.index, shard.count)
+    } else {
+        String::new()
+    };
+    let name = match &args.test.scenario {
+        Some(path) => format!("sim {}", path.display()),
+        None => format!("sim-{}", args.test.test_name()),
+    };
+    if valid > 0 {
+        let summary = crate::junit::Case {
+            name: format!("{name} seeds {range}{shard_text}: {valid} valid"),
+            classname: JUNIT_CLASSNAME.into(),
+            time_s: valid_time_s,
+            outcome: crate::junit::Outcome::Passed,
+        };
+        cases.insert(0, summary);
+    }
+    crate::junit::Report::single(JUNIT_CLASSNAME, cases)
 }
 
 /// Fails on options that cannot make a run.
@@ -306,6 +378,7 @@ fn simulate_check(args: &SimArgs) -> anyhow::Result<()> {
 }
 
 fn run_seed(args: &SimArgs, network: SimParams, seed: u64) -> anyhow::Result<Finished> {
+    let started = Instant::now();
     let simulated: Simulated = simulate(&args.test, network, seed)?;
     let report = simulated.judge();
     let outcome = simulated.outcome(&report);
@@ -315,7 +388,8 @@ fn run_seed(args: &SimArgs, network: SimParams, seed: u64) -> anyhow::Result<Fin
         let (run, _) = simulated.store(&args.test.store, network)?;
         Some(run.run_dir.display().to_string())
     };
-    Ok(Finished { outcome, stored })
+    let time_s = started.elapsed().as_secs_f64();
+    Ok(Finished { outcome, stored, name: simulated.name.clone(), time_s })
 }
 
 fn print_sweep_summary(outcomes: &[SeedOutcome], range: SeedRange, shard: Shard, wall_s: f64) {

@@ -6,6 +6,7 @@
 
 mod byzantine;
 mod faults;
+mod junit;
 mod network;
 mod process;
 mod transport;
