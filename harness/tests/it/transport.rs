@@ -53,8 +53,7 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
     let config = Config::new(Protocol::PoeTs, 4, 4);
     let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let setup = Setup::create(&dir, &config, 7, epoch, false).expect("cluster files");
-    let mut cluster =
-        Cluster::spawn(ordeal(), &setup.configs, setup.addresses.clone()).expect("spawn");
+    let mut cluster = setup.spawn_cluster(ordeal()).expect("spawn");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
