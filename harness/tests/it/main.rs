@@ -8,6 +8,7 @@ mod byzantine;
 mod faults;
 mod network;
 mod process;
+mod secrets;
 mod transport;
 
 use std::path::{Path, PathBuf};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use harness::cluster::{self, Cluster};
+use harness::cluster;
 use harness::network::Network;
 use harness::run::{Routes, Setup};
 use nemesis::{Node, PartitionShape, partition};

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::certs::RunCa;
-use harness::cluster::Cluster;
 use harness::run::Setup;
 use replica::core::{ClientId, Config, Protocol, ReplicaId};
 use replica::net::control::ControlClient;
