@@ -8,6 +8,11 @@
 //! main thread, not a tokio blocking thread. That holds for restarts too: [`Cluster::restart`]
 //! refuses to spawn from any thread but the one that called [`Cluster::spawn`].
 //!
+//! Keys reach a replica through a pipe, never a file: at every start (the first, each restart,
+//! a twin) [`Cluster`] makes a pipe, the child inherits its read end as
+//! [`replica::net::secrets::SECRETS_FD`], and the harness writes the node's
+//! [`SecretMessage`] (held in memory for the whole run) and closes its end.
+//!
 //! The process nemesis works through [`Cluster::kill`] (SIGKILL, then reap), [`Cluster::restart`]
 //! (the same command again, in the same group, appending to the same `stdout.log`),
 //! [`Cluster::pause`] (SIGSTOP) and [`Cluster::resume`] (SIGCONT). A paused replica is resumed
@@ -28,6 +33,7 @@ use anyhow::Context as _;
 use replica::core::{ReplicaId, View};
 use replica::net::config::NodeConfig;
 use replica::net::control::{ControlClient, StatusReport};
+use replica::net::secrets::{SECRETS_FD, SecretMessage};
 use replica::net::tls::TlsMaterial;
 
 /// How often readiness and exits are polled.
@@ -79,6 +85,16 @@ pub struct StopReport {
     pub exits: Vec<String>,
 }
 
+/// What starts one replica process: its configuration file and the secret message it is
+/// handed on [`SECRETS_FD`] at each start.
+#[derive(Debug, Clone)]
+pub struct NodeStart {
+    /// The configuration file (`replica --config`).
+    pub config: PathBuf,
+    /// The keys: held in memory, written only into the process's pipe.
+    pub secrets: SecretMessage,
+}
+
 /// The replica processes of a run.
 pub struct Cluster {
     children: Vec<Child>,
@@ -86,7 +102,7 @@ pub struct Cluster {
     addresses: Vec<SocketAddr>,
     controls: Vec<Option<ControlClient>>,
     program: PathBuf,
-    configs: Vec<PathBuf>,
+    nodes: Vec<NodeStart>,
     /// The thread that spawned the replicas: their death signal is tied to it.
     spawner: ThreadId,
     /// Replicas killed by [`Cluster::kill`] and not restarted since.
@@ -95,39 +111,42 @@ pub struct Cluster {
     paused: Vec<bool>,
     /// How often each replica was restarted.
     restarts: Vec<u32>,
-    /// The configuration of each Byzantine replica's twin.
-    twin_configs: BTreeMap<usize, PathBuf>,
+    /// How each Byzantine replica's twin starts.
+    twin_nodes: BTreeMap<usize, NodeStart>,
     /// The twins running now.
     twins: BTreeMap<usize, Child>,
 }
 
 impl Cluster {
-    /// Starts `program replica --config <config>` for every config, in one new process group,
-    /// with stdout and stderr in `stdout.log` beside each config.
+    /// Starts `program replica --config <config>` for every node, in one new process group,
+    /// with stdout and stderr in `stdout.log` beside each config, and hands each its secret
+    /// message.
     ///
     /// # Errors
     ///
-    /// When a process cannot be started (those already started are killed).
+    /// When a process cannot be started or given its secrets (those already started are
+    /// killed).
     pub fn spawn(
         program: &Path,
-        configs: &[PathBuf],
+        nodes: Vec<NodeStart>,
         addresses: Vec<SocketAddr>,
     ) -> anyhow::Result<Cluster> {
+        let count = nodes.len();
         let mut cluster = Cluster {
             children: Vec::new(),
             process_group: 0,
             addresses,
             controls: Vec::new(),
             program: program.to_path_buf(),
-            configs: configs.to_vec(),
+            nodes,
             spawner: std::thread::current().id(),
-            killed: vec![false; configs.len()],
-            paused: vec![false; configs.len()],
-            restarts: vec![0; configs.len()],
-            twin_configs: BTreeMap::new(),
+            killed: vec![false; count],
+            paused: vec![false; count],
+            restarts: vec![0; count],
+            twin_nodes: BTreeMap::new(),
             twins: BTreeMap::new(),
         };
-        for index in 0..configs.len() {
+        for index in 0..count {
             let child = cluster.spawn_replica(index, false)?;
             if cluster.process_group == 0 {
                 cluster.process_group = child.id() as i32;
@@ -141,11 +160,16 @@ impl Cluster {
     /// Starts replica `index` in the cluster's process group (a new group for the first),
     /// with stdout and stderr in `stdout.log` beside its config, appended to when `append`.
     fn spawn_replica(&self, index: usize, append: bool) -> anyhow::Result<Child> {
-        self.spawn_process(&self.configs[index], append)
+        self.spawn_process(&self.nodes[index], append)
     }
 
-    /// Starts `program replica --config <config>` in the cluster's process group.
-    fn spawn_process(&self, config: &Path, append: bool) -> anyhow::Result<Child> {
+    /// Starts `program replica --config <config>` in the cluster's process group, with the read
+    /// end of a fresh pipe as its [`SECRETS_FD`], and writes the node's secret message into the
+    /// pipe. A child that cannot be handed its secrets is killed and reaped.
+    fn spawn_process(&self, node: &NodeStart, append: bool) -> anyhow::Result<Child> {
+        use std::io::Write as _;
+        use std::os::fd::AsRawFd as _;
+        let config = &node.config;
         let directory = config.parent().unwrap_or(Path::new("."));
         let path = directory.join("stdout.log");
         let output = std::fs::OpenOptions::new()
@@ -155,23 +179,58 @@ impl Cluster {
             .truncate(!append)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Command::new(&self.program)
+        // Both ends are close-on-exec: no other child (a concurrent spawn elsewhere) inherits
+        // either, and this child gets the read end only through the dup2 below.
+        let (reader, mut writer) = std::io::pipe().context("making the secrets pipe")?;
+        let read_fd = reader.as_raw_fd();
+        // Standard streams are set up in the child before `pre_exec` runs, so a read end
+        // among them would be overwritten.
+        anyhow::ensure!(read_fd > 2, "the secrets pipe got descriptor {read_fd} (stdio closed?)");
+        let mut command = Command::new(&self.program);
+        command
             .arg("replica")
             .arg("--config")
             .arg(config)
             .stdin(Stdio::null())
             .stdout(output.try_clone().context("duplicating the log handle")?)
             .stderr(output)
-            .process_group(self.process_group)
-            .spawn()
-            .with_context(|| {
-                format!("starting {} for {}", self.program.display(), config.display())
-            })
+            .process_group(self.process_group);
+        // SAFETY: the closure runs in the forked child before exec and calls only dup2 and
+        // fcntl, which are async-signal-safe; it allocates nothing and touches no lock.
+        // `read_fd` stays open in the parent until `spawn` returns (`reader` lives until then).
+        unsafe {
+            command.pre_exec(move || {
+                if read_fd == SECRETS_FD {
+                    // dup2 onto itself keeps close-on-exec: clear it instead.
+                    if libc::fcntl(read_fd, libc::F_SETFD, 0) == -1 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                } else if libc::dup2(read_fd, SECRETS_FD) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().with_context(|| {
+            format!("starting {} for {}", self.program.display(), config.display())
+        })?;
+        // The parent's read end closes here, so a child that dies before reading makes the
+        // write fail (EPIPE) instead of blocking once the pipe's buffer is full.
+        drop(reader);
+        let sent = writer.write_all(&node.secrets.encode());
+        drop(writer);
+        if let Err(error) = sent {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(error).with_context(|| format!("handing {} its secrets", config.display()));
+        }
+        Ok(child)
     }
 
-    /// Registers the configuration of replica `index`'s twin (written beside its own).
-    pub fn set_twin_config(&mut self, index: usize, config: PathBuf) {
-        self.twin_configs.insert(index, config);
+    /// Registers how replica `index`'s twin starts (its configuration is written beside the
+    /// replica's own).
+    pub fn set_twin(&mut self, index: usize, twin: NodeStart) {
+        self.twin_nodes.insert(index, twin);
     }
 
     /// Starts replica `index`'s twin: a second process with its identity and keys, its own
@@ -186,11 +245,11 @@ impl Cluster {
             std::thread::current().id() == self.spawner,
             "replicas must be spawned from the thread that started the cluster (PR_SET_PDEATHSIG)"
         );
-        let config = self
-            .twin_configs
+        let twin = self
+            .twin_nodes
             .get(&index)
             .ok_or_else(|| anyhow::anyhow!("replica {index} has no twin configuration"))?;
-        let child = self.spawn_process(config, true)?;
+        let child = self.spawn_process(twin, true)?;
         self.twins.insert(index, child);
         Ok(())
     }
@@ -409,7 +468,7 @@ impl Cluster {
             "replica {index} was restarted {RESTARTS_MAX} times"
         );
         let generation = self.restarts[index] + 1;
-        if let Ok(node) = NodeConfig::load(&self.configs[index])
+        if let Ok(node) = NodeConfig::load(&self.nodes[index].config)
             && node.log.exists()
         {
             let kept = node.log.with_extension(format!("log.{generation}"));

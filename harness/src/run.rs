@@ -25,6 +25,7 @@ use replica::crypto::dealer::ClusterKeys;
 use replica::net::client::ClientTransport;
 use replica::net::config::NodeConfig;
 use replica::net::endpoint;
+use replica::net::secrets::{SECRETS_FD, SecretMessage};
 use replica::net::tls::{Identity, TlsFiles};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -34,7 +35,7 @@ use workloads::recorder::Recorder;
 
 use crate::certs::RunCa;
 use crate::cli::TestOptions;
-use crate::cluster::{self, Cluster};
+use crate::cluster::{self, Cluster, NodeStart};
 use crate::faults::{self, FaultContext, FaultReport};
 use crate::network::{Network, NetworkHandle};
 use crate::results::{self, RunSummary};
@@ -238,7 +239,6 @@ pub async fn run_once(
         },
         None => Routes::direct(&addresses),
     };
-    // Secrets are deleted when `setup` is dropped, on every path out of this function.
     let mut setup = Setup::create_routed(
         &run_dir,
         &config,
@@ -255,11 +255,7 @@ pub async fn run_once(
     let controller_endpoint =
         endpoint::bind(local, None, None).context("binding the harness's QUIC endpoint")?;
     // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
-    let mut cluster = Cluster::spawn(&program, &setup.configs, setup.addresses.clone())?;
-    for replica in twin_addresses.keys() {
-        let config = setup.configs[replica.index()].with_file_name("twin").join("config.toml");
-        cluster.set_twin_config(replica.index(), config);
-    }
+    let mut cluster = setup.spawn_cluster(&program)?;
     let run = Run {
         options,
         config: &config,
@@ -319,8 +315,13 @@ pub async fn run_once(
     Ok(RunOutcome { verdict, expected, run_dir, interrupted: drive.interrupted })
 }
 
-/// The files and addresses of a run, made before any process starts: keys, certificates and
-/// one configuration file per replica under `<run_dir>/replicas/r<i>/`.
+/// The files and addresses of a run, made before any process starts: certificates and one
+/// configuration file per replica under `<run_dir>/replicas/r<i>/`, and every key in memory.
+///
+/// **Invariant:** nothing secret is written under the run directory (DESIGN: the store keeps no
+/// secrets). Private keys (the CA's, every node's TLS key, the protocol keys) live in this value
+/// only; a replica process gets its own through a pipe ([`crate::cluster`]), so a harness killed
+/// with SIGKILL leaves none behind.
 pub struct Setup {
     /// The run's CA.
     pub ca: RunCa,
@@ -332,7 +333,11 @@ pub struct Setup {
     pub client_addresses: Vec<SocketAddr>,
     /// Replica i's configuration file, at position i.
     pub configs: Vec<PathBuf>,
-    secrets: Vec<PathBuf>,
+    /// Replica i's secret message (its TLS key and protocol keys), at position i: handed to it
+    /// at every start.
+    pub secrets: Vec<SecretMessage>,
+    /// How each twin starts (made by [`Setup::write_twins`]).
+    twins: BTreeMap<ReplicaId, NodeStart>,
 }
 
 impl Setup {
@@ -392,25 +397,18 @@ impl Setup {
                 .issue(Identity::Replica(replica::core::ReplicaId(index)))
                 .context("issuing a replica certificate")?;
             write(&directory.join("node.crt"), &cert.cert_pem)?;
-            // Registered before writing, so that a failure halfway leaves nothing behind.
-            secrets.push(directory.join("secrets.json"));
-            secrets.push(directory.join("node.key"));
-            write_secret(&directory.join("node.key"), cert.key_pem.as_bytes())?;
-            let replica_secrets = serde_json::to_vec_pretty(&keys.replicas[usize::from(index)])
-                .context("serializing replica secrets")?;
-            write_secret(&directory.join("secrets.json"), &replica_secrets)?;
+            secrets.push(SecretMessage {
+                tls_key_pem: cert.key_pem.clone(),
+                replica: keys.replicas[usize::from(index)].clone(),
+            });
             let node = NodeConfig {
                 id: index,
                 listen: addresses[usize::from(index)],
                 peers: routes.peers[usize::from(index)].clone(),
                 cluster: config.clone(),
                 public_keys: run_dir.join("public.json"),
-                secrets: directory.join("secrets.json"),
-                tls: TlsFiles {
-                    ca: run_dir.join("ca.crt"),
-                    cert: directory.join("node.crt"),
-                    key: directory.join("node.key"),
-                },
+                secrets_fd: SECRETS_FD,
+                tls: TlsFiles { ca: run_dir.join("ca.crt"), cert: directory.join("node.crt") },
                 ledger: directory.join("ledger.jsonl"),
                 fsync,
                 log: directory.join("replica.log"),
@@ -423,12 +421,15 @@ impl Setup {
             write(&path, &node.to_toml())?;
             configs.push(path);
         }
-        Ok(Setup { ca, keys, addresses, client_addresses: routes.clients, configs, secrets })
+        let client_addresses = routes.clients;
+        let twins = BTreeMap::new();
+        Ok(Setup { ca, keys, addresses, client_addresses, configs, secrets, twins })
     }
 
     /// Declares the replicas of `twins` Byzantine in their configuration (their hook may then
     /// be switched on), and writes a twin's configuration beside each: the same identity, keys
-    /// and cluster, its own certificate, store and ledger (under `r<i>/twin/`), listening on
+    /// and cluster, its own certificate (its key kept in memory), store and ledger (under
+    /// `r<i>/twin/`), listening on
     /// its address in `twins` and dialing the relay's twin links (`network`; the replicas
     /// themselves without the relay).
     ///
@@ -457,39 +458,46 @@ impl Setup {
             let cert =
                 self.ca.issue(Identity::Replica(*replica)).context("issuing a twin certificate")?;
             write(&directory.join("node.crt"), &cert.cert_pem)?;
-            self.secrets.push(directory.join("node.key"));
-            write_secret(&directory.join("node.key"), cert.key_pem.as_bytes())?;
+            let secrets = SecretMessage {
+                tls_key_pem: cert.key_pem.clone(),
+                replica: self.keys.replicas[replica.index()].clone(),
+            };
             let peers = network.and_then(|network| network.twin_peer_addresses(*replica));
             let twin = NodeConfig {
                 listen: address,
                 peers: peers.unwrap_or_else(|| node.peers.clone()),
-                tls: TlsFiles {
-                    ca: run_dir.join("ca.crt"),
-                    cert: directory.join("node.crt"),
-                    key: directory.join("node.key"),
-                },
+                tls: TlsFiles { ca: run_dir.join("ca.crt"), cert: directory.join("node.crt") },
                 ledger: directory.join("ledger.jsonl"),
                 log: directory.join("replica.log"),
                 byzantine: None,
                 ..node
             };
-            write(&directory.join("config.toml"), &twin.to_toml())?;
+            let config = directory.join("config.toml");
+            write(&config, &twin.to_toml())?;
+            self.twins.insert(*replica, NodeStart { config, secrets });
         }
         Ok(())
     }
 
-    /// Deletes the secret files: keys are deleted at the end of a run (DESIGN: the store keeps
-    /// no secrets). Dropping the setup does it too.
-    pub fn delete_secrets(&self) {
-        for path in &self.secrets {
-            let _ = std::fs::remove_file(path);
+    /// Starts the replica processes (`program replica`), each handed its secret message, with
+    /// every twin registered (not started). Call it from the thread that lives as long as the
+    /// run: see [`crate::cluster`] on PR_SET_PDEATHSIG.
+    ///
+    /// # Errors
+    ///
+    /// When a process cannot be started or given its secrets.
+    pub fn spawn_cluster(&self, program: &Path) -> anyhow::Result<Cluster> {
+        let nodes = self
+            .configs
+            .iter()
+            .zip(&self.secrets)
+            .map(|(config, secrets)| NodeStart { config: config.clone(), secrets: secrets.clone() })
+            .collect();
+        let mut cluster = Cluster::spawn(program, nodes, self.addresses.clone())?;
+        for (replica, twin) in &self.twins {
+            cluster.set_twin(replica.index(), twin.clone());
         }
-    }
-}
-
-impl Drop for Setup {
-    fn drop(&mut self) {
-        self.delete_secrets();
+        Ok(cluster)
     }
 }
 
@@ -767,20 +775,6 @@ fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indica
         }
     });
     Some(bar)
-}
-
-/// Writes a file only its owner can read.
-fn write_secret(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents).with_context(|| format!("writing {}", path.display()))
 }
 
 fn write(path: &Path, contents: &str) -> anyhow::Result<()> {

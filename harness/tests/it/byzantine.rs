@@ -212,7 +212,7 @@ fn a_twin_runs_beside_its_replica_and_the_run_stays_valid() {
     let ledger =
         std::fs::read_to_string(directory.join("ledger.jsonl")).expect("the twin's ledger");
     assert!(ledger.lines().count() > 1, "the twin caught up and executed:\n{ledger}");
-    assert!(!directory.join("node.key").exists(), "the twin's key is deleted too");
+    super::secrets::assert_no_secret_under(&run, 5);
     let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
     let invoke = history
         .lines()

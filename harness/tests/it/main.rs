@@ -9,6 +9,7 @@ mod faults;
 mod junit;
 mod network;
 mod process;
+mod secrets;
 mod transport;
 
 use std::path::{Path, PathBuf};

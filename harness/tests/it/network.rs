@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use harness::cluster::{self, Cluster};
+use harness::cluster;
 use harness::network::Network;
 use harness::run::{Routes, Setup};
 use nemesis::{Node, PartitionShape, partition};
@@ -91,8 +91,7 @@ fn a_partition_cuts_replica_links_and_healing_restores_them() {
     assert!(routes.peers[0][1] != addresses[1] && routes.clients[2] != addresses[2]);
     let setup =
         Setup::create_routed(&dir, &config, 7, epoch, false, addresses, routes).expect("files");
-    let mut cluster =
-        Cluster::spawn(ordeal(), &setup.configs, setup.addresses.clone()).expect("spawn");
+    let mut cluster = setup.spawn_cluster(ordeal()).expect("spawn");
     let handle = network.handle();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();

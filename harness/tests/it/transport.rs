@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::certs::RunCa;
-use harness::cluster::Cluster;
 use harness::run::Setup;
 use replica::core::{ClientId, Config, Protocol, ReplicaId};
 use replica::net::control::ControlClient;
@@ -53,8 +52,7 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
     let config = Config::new(Protocol::PoeTs, 4, 4);
     let epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let setup = Setup::create(&dir, &config, 7, epoch, false).expect("cluster files");
-    let mut cluster =
-        Cluster::spawn(ordeal(), &setup.configs, setup.addresses.clone()).expect("spawn");
+    let mut cluster = setup.spawn_cluster(ordeal()).expect("spawn");
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {

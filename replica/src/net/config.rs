@@ -23,8 +23,9 @@ pub struct NodeConfig {
     pub cluster: Config,
     /// The cluster's public keys (JSON, `crypto::PublicKeys`).
     pub public_keys: PathBuf,
-    /// This replica's secrets (JSON, `crypto::ReplicaSecrets`).
-    pub secrets: PathBuf,
+    /// The inherited file descriptor this replica reads its secret message from at start
+    /// (its protocol keys and TLS private key, [`super::secrets`]): no file holds them.
+    pub secrets_fd: i32,
     /// Transport certificates.
     pub tls: TlsFiles,
     /// Where ledger events are appended (JSON lines).

@@ -9,6 +9,7 @@
 //! - [`client`]: a client's links to every replica.
 //! - [`control`]: the control protocol and the controller's side of it.
 //! - [`config`]: the replica's configuration file.
+//! - [`secrets`]: the secret message a replica reads its keys from (never a file).
 //!
 //! **Invariant:** only this module (and the binaries) know sockets and wire formats; the core
 //! sees decoded messages and `Time` values.
@@ -19,6 +20,7 @@ pub mod control;
 pub mod endpoint;
 pub mod frame;
 pub mod link;
+pub mod secrets;
 pub mod shell;
 pub mod store;
 pub mod tls;

@@ -41,11 +41,12 @@ use super::frame::{
     write_framed,
 };
 use super::link::{self, LinkHandle, LinkTarget};
+use super::secrets::SecretMessage;
 use super::store::Store;
 use super::tls::{Identity, TlsMaterial, peer_identity};
 use crate::byzantine::Hook;
 use crate::core::{ClientId, Durable, Envelope, Replica, ReplicaId, SignedRequest, Time, Transmit};
-use crate::crypto::dealer::{PublicKeys, ReplicaSecrets};
+use crate::crypto::dealer::PublicKeys;
 use crate::flight::{Direction, FlightRecorder};
 use crate::node::Node;
 
@@ -142,15 +143,13 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
     if let Some(parent) = config.parent_pid {
         die_with_parent(parent)?;
     }
+    // Before anything opens a file: the descriptor must be the inherited one.
+    let message = SecretMessage::read_fd(config.secrets_fd, &config.cluster, ReplicaId(config.id))
+        .context("receiving the secret message")?;
+    let tls_key = message.tls_key().context("the TLS key")?;
+    let secrets = message.replica;
     init_logging(&config.log)?;
     let public: PublicKeys = read_json(&config.public_keys).context("public keys")?;
-    let secrets: ReplicaSecrets = read_json(&config.secrets).context("replica secrets")?;
-    anyhow::ensure!(
-        secrets.id == u32::from(config.id),
-        "secrets of replica {} given to {}",
-        secrets.id,
-        config.id
-    );
     let public = Arc::new(public);
     let hook = config.byzantine.clone().map(|byzantine| {
         info!(seed = byzantine.seed, "declared Byzantine: behaviours switch over control");
@@ -172,7 +171,7 @@ pub fn run(config_path: &Path) -> anyhow::Result<()> {
         Replica::recover(config.cluster.clone(), secrets, public, durable, &recorded, now)
     }
     .context("building the replica")?;
-    let tls = TlsMaterial::load(&config.tls).context("transport certificates")?;
+    let tls = TlsMaterial::load(&config.tls, tls_key).context("transport certificates")?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

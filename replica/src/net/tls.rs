@@ -81,15 +81,14 @@ impl fmt::Display for Identity {
     }
 }
 
-/// Where a node's TLS files are (PEM).
+/// Where a node's TLS certificates are (PEM). Its private key is no file: it comes in the
+/// secret message ([`super::secrets`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TlsFiles {
     /// The run's CA certificate.
     pub ca: PathBuf,
     /// This node's certificate.
     pub cert: PathBuf,
-    /// This node's private key.
-    pub key: PathBuf,
 }
 
 /// A TLS file could not be used.
@@ -135,12 +134,12 @@ impl TlsMaterial {
         TlsMaterial { ca, cert, key }
     }
 
-    /// Material from PEM files.
+    /// Material from PEM certificate files and the node's private `key`.
     ///
     /// # Errors
     ///
     /// [`TlsError::File`] when a file is missing or holds no usable PEM object.
-    pub fn load(files: &TlsFiles) -> Result<TlsMaterial, TlsError> {
+    pub fn load(files: &TlsFiles, key: PrivateKeyDer<'static>) -> Result<TlsMaterial, TlsError> {
         let file_error = |what, path: &Path, reason: String| TlsError::File {
             what,
             path: path.to_path_buf(),
@@ -150,8 +149,6 @@ impl TlsMaterial {
             .map_err(|error| file_error("the CA certificate", &files.ca, error.to_string()))?;
         let cert = CertificateDer::from_pem_file(&files.cert)
             .map_err(|error| file_error("a certificate", &files.cert, error.to_string()))?;
-        let key = PrivateKeyDer::from_pem_file(&files.key)
-            .map_err(|error| file_error("a private key", &files.key, error.to_string()))?;
         Ok(TlsMaterial { ca, cert, key })
     }
 

@@ -120,11 +120,10 @@ fn node_config_planted_bug() {
         peers: vec![address; 4],
         cluster: Config::new(Protocol::PoeMac, 4, 2),
         public_keys: directory.join("public.json"),
-        secrets: directory.join("secrets.json"),
+        secrets_fd: crate::net::secrets::SECRETS_FD,
         tls: crate::net::tls::TlsFiles {
             ca: directory.join("ca.crt"),
             cert: directory.join("node.crt"),
-            key: directory.join("node.key"),
         },
         ledger: directory.join("ledger.jsonl"),
         fsync: false,

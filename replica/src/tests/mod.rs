@@ -13,6 +13,7 @@ mod pbft;
 mod planted;
 mod recovery;
 mod safety;
+mod secrets;
 mod state_machine;
 mod store;
 mod vectors;
