@@ -36,6 +36,7 @@ pub fn run(options: &CheckOptions) -> anyhow::Result<u8> {
     if options.path.is_dir() {
         let run = StoredRun::open(&options.path)?;
         let (verdict, report) = check_run(&run)?;
+        crate::report::write_or_warn(&run.run_dir);
         print_summary(&run, &report);
         println!("  rewrote   {}", options.path.join("results.json").display());
         return Ok(verdict.exit_code() as u8);

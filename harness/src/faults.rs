@@ -102,6 +102,57 @@ pub struct FaultReport {
     pub errors: Vec<String>,
 }
 
+/// What the nemesis knows while a run goes on, for the progress line: the highest view a
+/// replica reported at the last poll, and the faults under way.
+#[derive(Debug, Default)]
+pub struct Live {
+    state: std::sync::Mutex<LiveState>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct LiveState {
+    view: Option<u64>,
+    faults: Vec<String>,
+}
+
+impl Live {
+    /// `view 3, faults kill+partition` (empty before the first poll, without faults).
+    pub fn describe(&self) -> String {
+        let state = self.state.lock().map(|state| state.clone()).unwrap_or_default();
+        let mut parts = Vec::new();
+        if let Some(view) = state.view {
+            parts.push(format!("view {view}"));
+        }
+        if !state.faults.is_empty() {
+            parts.push(format!("faults {}", state.faults.join("+")));
+        }
+        parts.join(", ")
+    }
+
+    fn observed(&self, observed: &Observed) {
+        let view = observed.statuses.iter().flatten().map(|status| status.view).max();
+        if let Ok(mut state) = self.state.lock()
+            && view.is_some()
+        {
+            state.view = view;
+        }
+    }
+
+    /// A nemesis event: an invocation starts a fault, its `info` ends it.
+    fn event(&self, kind: OpKind, f: &str) {
+        let Ok(mut state) = self.state.lock() else { return };
+        match kind {
+            OpKind::Invoke if f != "heal" => state.faults.push(f.to_string()),
+            OpKind::Invoke => {}
+            _ => {
+                if let Some(index) = state.faults.iter().position(|fault| fault == f) {
+                    state.faults.remove(index);
+                }
+            }
+        }
+    }
+}
+
 /// What the executor works on.
 pub struct FaultContext<'a> {
     /// The replicas.
@@ -122,6 +173,8 @@ pub struct FaultContext<'a> {
     pub beyond_budget: bool,
     /// Where each Byzantine replica's twin listens, when it runs.
     pub twin_addresses: &'a BTreeMap<ReplicaId, SocketAddr>,
+    /// What the progress line shows.
+    pub live: &'a Live,
 }
 
 /// What the interpreter sees of the cluster at one poll.
@@ -190,6 +243,7 @@ pub async fn execute(
                 _ = halt.wait_for(|halted| *halted) => true,
             };
         let observed = world.observe().await;
+        world.context.live.observed(&observed);
         let now = start.elapsed();
         let effects =
             if halted { executor.heal_now(now, &observed) } else { executor.poll(now, &observed) };
@@ -312,6 +366,7 @@ impl Interpreter<'_> {
                 if let Some(line) = line(kind, &f, &value) {
                     eprintln!("ordeal: nemesis at {:.1} s: {line}", self.elapsed_s());
                 }
+                self.context.live.event(kind, &f);
                 self.context.recorder.nemesis(kind, &f, value);
             }
         }
@@ -441,7 +496,22 @@ mod tests {
     use history::OpKind;
     use serde_json::json;
 
-    use super::line;
+    use super::{Live, line};
+
+    /// The progress line's nemesis part: faults under way until their end, the heal not one.
+    #[test]
+    fn the_progress_line_names_the_faults_under_way() {
+        let live = Live::default();
+        assert_eq!(live.describe(), "");
+        live.event(OpKind::Invoke, "kill");
+        live.event(OpKind::Invoke, "partition");
+        assert_eq!(live.describe(), "faults kill+partition");
+        live.event(OpKind::Info, "kill");
+        live.event(OpKind::Invoke, "heal");
+        assert_eq!(live.describe(), "faults partition");
+        live.event(OpKind::Info, "partition");
+        assert_eq!(live.describe(), "");
+    }
 
     /// Nemesis events print as a person reads them; the heal's invoke does not print.
     #[test]

@@ -58,8 +58,8 @@ pub struct RunSummary {
     pub planted_bug: Option<String>,
 }
 
-/// Runs the checkers on the run's history and ledgers, writes `results.json`, prints a
-/// summary, and returns the overall verdict (the worst of the checkers').
+/// Runs the checkers on the run's history and ledgers, writes `results.json` and
+/// `report.html`, prints a summary, and returns the overall verdict (the worst of the checkers').
 ///
 /// # Errors
 ///
@@ -105,6 +105,7 @@ pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<
         simulated: false,
     };
     let (verdict, report) = check_run(&run)?;
+    crate::report::write_or_warn(&run.run_dir);
     print_summary(&run, &report);
     Ok(verdict)
 }
@@ -517,8 +518,44 @@ pub fn print_summary(run: &StoredRun, report: &Report) {
         "  latency   p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latency.p50, latency.p95, latency.p99, latency.max
     );
-    for (name, result) in &report.checkers {
-        println!("  {name:<22} {}", verdict_name(result.verdict));
+    // The oracles by group (what clients saw, the ledgers, speculation, the processes): a
+    // group that passed in one line, and every oracle that did not on its own line.
+    for group in crate::report::GROUPS {
+        let members: Vec<(&String, &CheckResult)> = report
+            .checkers
+            .iter()
+            .filter(|(name, _)| crate::report::group(name) == group)
+            .collect();
+        if members.is_empty() {
+            continue;
+        }
+        let verdict = Verdict::merge_all(members.iter().map(|(_, result)| result.verdict));
+        let passed: Vec<&str> = members
+            .iter()
+            .filter(|(_, result)| result.verdict == Verdict::Valid)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        let mut lines = vec![String::new()];
+        for name in passed {
+            let line = lines.last_mut().expect("a line");
+            if !line.is_empty() && line.len() + name.len() > 72 {
+                lines.push(String::new());
+            }
+            let line = lines.last_mut().expect("a line");
+            if !line.is_empty() {
+                line.push_str(", ");
+            }
+            line.push_str(name);
+        }
+        println!(
+            "  {group:<11} {:<8} {}",
+            verdict_name(verdict),
+            lines.join(&format!(",\n{:23}", ""))
+        );
+        for (name, result) in members.iter().filter(|(_, result)| result.verdict != Verdict::Valid)
+        {
+            println!("    {name:<24} {}", verdict_name(result.verdict));
+        }
     }
     if run.interrupted {
         println!("  interrupted by Ctrl-C: the records end early");
@@ -535,6 +572,10 @@ pub fn print_summary(run: &StoredRun, report: &Report) {
     }
     println!("  verdict   {}", verdict_name(report.verdict));
     println!("  store     {}", run.run_dir.display());
+    let page = run.run_dir.join(crate::report::FILE);
+    if page.is_file() {
+        println!("  report    {}", page.display());
+    }
 }
 
 /// A verdict as printed: `INVALID` stands out.

@@ -298,9 +298,6 @@ pub async fn run_once(
         planted_bug: config.planted_bug.map(|bug| bug.name().to_string()),
     };
     let verdict = results::check_and_write(&summary, &config)?;
-    if let Some(report) = crate::report::write_or_warn(&run_dir) {
-        println!("  report    {}", report.display());
-    }
     let expected = summary.expected;
     store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
     crate::site::write_index_or_warn(&options.store);
@@ -652,7 +649,8 @@ async fn drive(
         ));
     }
 
-    let progress = progress_bar(options, recorder.clone());
+    let live = Arc::new(faults::Live::default());
+    let progress = progress_bar(options, recorder.clone(), live.clone());
     // The history reaches the disk as the run goes, not only at its end.
     let flusher = {
         let recorder = recorder.clone();
@@ -681,6 +679,7 @@ async fn drive(
             byzantine: &plan.byzantine,
             beyond_budget: options.beyond_budget,
             twin_addresses,
+            live: &live,
         };
         Some(faults::execute(schedule, kinds, seed, context, halted).await)
     };
@@ -753,7 +752,13 @@ async fn drive(
     Ok(DriveOutcome { ready, interrupted, history_error, faults, byzantine_clients })
 }
 
-fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indicatif::ProgressBar> {
+/// The progress line on a terminal: elapsed time, ok/fail/info so far, the highest view a
+/// replica reported and the faults under way.
+fn progress_bar(
+    options: &TestOptions,
+    recorder: Arc<Recorder>,
+    live: Arc<faults::Live>,
+) -> Option<indicatif::ProgressBar> {
     if options.no_progress || !std::io::stderr().is_terminal() {
         return None;
     }
@@ -767,8 +772,10 @@ fn progress_bar(options: &TestOptions, recorder: Arc<Recorder>) -> Option<indica
     tokio::spawn(async move {
         while !shown.is_finished() {
             let counts = recorder.counts();
+            let nemesis = live.describe();
+            let separator = if nemesis.is_empty() { "" } else { "  " };
             shown.set_message(format!(
-                "ok {}  fail {}  info {}",
+                "ok {}  fail {}  info {}{separator}{nemesis}",
                 counts.ok, counts.fail, counts.info
             ));
             tokio::time::sleep(Duration::from_millis(200)).await;
