@@ -19,95 +19,40 @@ use crate::cluster::StopReport;
 use crate::faults::FaultReport;
 use crate::run::ledger_paths;
 
-/// What the run knows beyond its files.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    /// The test's name.
-    pub name: String,
-    /// The seed.
-    pub seed: u64,
-    /// The run's directory.
-    pub run_dir: PathBuf,
-    /// n.
-    pub replica_count: u8,
-    /// f.
-    pub f: usize,
-    /// How long the cluster took to become ready.
-    pub ready: Duration,
-    /// True when Ctrl-C cut the run short.
-    pub interrupted: bool,
-    /// Why the history may be incomplete, if it may.
-    pub history_error: Option<String>,
-    /// How the replicas ended.
-    pub stopped: StopReport,
-    /// What the nemesis did (empty without faults).
-    pub faults: FaultReport,
-    /// How long after the final heal the cluster must make progress.
-    pub liveness_window: Duration,
-    /// The replicas declared Byzantine.
-    pub byzantine: Vec<u8>,
-    /// Whether the run allowed f + 1 Byzantine replicas.
-    pub beyond_budget: bool,
-    /// The verdict its scenario expects, if it played one.
-    pub expected: Option<Verdict>,
-    /// What the Byzantine clients sent and the replicas refused, if there were any.
-    pub byzantine_clients: Option<serde_json::Value>,
-    /// What the network relay did (`None` without it).
-    pub network: Option<serde_json::Value>,
-    /// The planted bug the honest replicas and the clients ran (`--planted-bug`), if any.
-    pub planted_bug: Option<String>,
-}
-
-/// Runs the checkers on the run's history and ledgers, writes `results.json` and
-/// `report.html`, prints a summary, and returns the overall verdict (the worst of the checkers').
+/// Checks a finished run (its files and the record of what only the harness saw), writes
+/// `results.json` and `report.html`, prints a summary, and returns the overall verdict (the
+/// worst of the checkers').
 ///
 /// # Errors
 ///
 /// When `results.json` cannot be written. Unreadable records are not errors: the checker that
 /// needed them reports `unknown` with the reason.
-pub fn check_and_write(summary: &RunSummary, config: &Config) -> anyhow::Result<Verdict> {
-    let mut harness_checks = BTreeMap::new();
+pub fn check_and_write(run: &StoredRun) -> anyhow::Result<Verdict> {
+    let (verdict, report) = check_run(run)?;
+    crate::report::write_or_warn(&run.run_dir);
+    print_summary(run, &report);
+    Ok(verdict)
+}
+
+/// The checks only the harness can make: how the replica processes ended, and whether the
+/// Byzantine faults acted.
+pub fn harness_checks(stopped: &StopReport, faults: &FaultReport) -> BTreeMap<String, CheckResult> {
+    let mut checks = BTreeMap::new();
     // Replicas the nemesis killed are not among `crashed`: a replica that exited on its own
     // crashed, a replica bug. One the nemesis killed and could not start again leaves the run
     // unhealed, so its end proves less.
-    let processes = if !summary.stopped.crashed.is_empty() {
+    let processes = if !stopped.crashed.is_empty() {
         Verdict::Invalid
-    } else if !summary.stopped.killed.is_empty() {
+    } else if !stopped.killed.is_empty() {
         Verdict::Unknown
     } else {
         Verdict::Valid
     };
-    harness_checks.insert(
-        "replica-processes".to_string(),
-        CheckResult::new(processes, json!(summary.stopped)),
-    );
-    if let Some(adversary) = adversary(&summary.faults) {
-        harness_checks.insert("adversary".to_string(), adversary);
+    checks.insert("replica-processes".to_string(), CheckResult::new(processes, json!(stopped)));
+    if let Some(adversary) = adversary(faults) {
+        checks.insert("adversary".to_string(), adversary);
     }
-    let run = StoredRun {
-        name: summary.name.clone(),
-        seed: summary.seed,
-        run_dir: summary.run_dir.clone(),
-        cluster: config.clone(),
-        history_error: summary.history_error.clone(),
-        harness_checks,
-        ready_ms: summary.ready.as_millis() as u64,
-        interrupted: summary.interrupted,
-        faults: summary.faults.clone(),
-        liveness_window: summary.liveness_window,
-        byzantine: summary.byzantine.clone(),
-        beyond_budget: summary.beyond_budget,
-        expected: summary.expected,
-        byzantine_clients: summary.byzantine_clients.clone(),
-        planted_bug: summary.planted_bug.clone(),
-        network: summary.network.clone(),
-        signatures: checker::digest::Signatures::Ed25519,
-        simulated: false,
-    };
-    let (verdict, report) = check_run(&run)?;
-    crate::report::write_or_warn(&run.run_dir);
-    print_summary(&run, &report);
-    Ok(verdict)
+    checks
 }
 
 /// Whether the run's Byzantine faults acted (none when it had none): a run in which every
@@ -128,8 +73,10 @@ pub fn adversary(faults: &FaultReport) -> Option<CheckResult> {
     Some(CheckResult::new(verdict, evidence))
 }
 
-/// What a stored run is re-checked from: its files, plus what only the harness saw (kept from
-/// the `results.json` written at the end of the run).
+/// The one record of a finished run: what it is checked from besides its files (what only
+/// the harness saw). A run just finished builds it from what the harness observed
+/// ([`crate::run`], [`crate::sim`]); a stored run reads it back from `test.toml` and the
+/// `results.json` written at the end of the run ([`StoredRun::open`]).
 #[derive(Debug, Clone)]
 pub struct StoredRun {
     /// The test's name.

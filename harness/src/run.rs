@@ -35,10 +35,10 @@ use workloads::recorder::Recorder;
 
 use crate::certs::RunCa;
 use crate::cli::TestOptions;
-use crate::cluster::{self, Cluster, NodeStart};
+use crate::cluster::{self, Cluster, NodeStart, StopReport};
 use crate::faults::{self, FaultContext, FaultReport};
 use crate::network::{Network, NetworkHandle};
-use crate::results::{self, RunSummary};
+use crate::results::{self, StoredRun};
 use crate::scenario::Scenario;
 use crate::store;
 use crate::workers::Workers;
@@ -165,7 +165,10 @@ impl Plan {
     }
 }
 
-/// Runs the test once with `seed`.
+/// Runs the test once with `seed`, in phases: [`Prepared::new`] (options, plan, run directory,
+/// `test.toml`), [`Started::start`] (ports, relay, keys, replica processes), [`drive`] (clients
+/// and nemesis until the time limit), [`Started::stop`], [`record`] (one [`StoredRun`]), then
+/// the check, `results.json`, `report.html` and the store's index.
 ///
 /// # Errors
 ///
@@ -176,132 +179,18 @@ pub async fn run_once(
     seed: u64,
     interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<RunOutcome> {
-    let scenario = options.scenario.as_deref().map(Scenario::load).transpose()?;
-    let applied = match &scenario {
-        Some(scenario) => scenario.apply(options),
-        None => options.resolved(seed),
-    };
-    let options = &applied;
-    let config = options.cluster_config()?;
-    let plan = Plan::new(options, scenario.as_ref(), &config, seed)?;
-    let started = SystemTime::now();
-    let start = Instant::now();
-    let epoch_unix_nanos = started.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    let name = match &scenario {
-        Some(scenario) => scenario.name.clone(),
-        None => options.test_name(),
-    };
-    let run_dir = store::create_run_dir(&options.store, &name, seed, started)
-        .with_context(|| format!("creating the run directory under {}", options.store.display()))?;
-    let mut replay = options.clone();
-    replay.seed = Some(seed);
-    replay.test_count = 1;
-    // The values the defaults resolved to, so that re-checking and replaying need no rule.
-    replay.liveness_window = Some(options.liveness_window());
-    replay.nemesis_interval = Some(options.nemesis_interval());
-    let record = TestRecord {
-        name: name.clone(),
-        seed,
-        ordeal_version: env!("CARGO_PKG_VERSION"),
-        simulated: None,
-        options: &replay,
-        cluster: &config,
-        byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
-        planted_bug: config.planted_bug.map(|bug| bug.name()),
-        scenario: scenario.as_ref(),
-        timeline: plan.timeline(),
-    };
-    write(&run_dir.join("test.toml"), &toml::to_string(&record).context("serializing test.toml")?)?;
-    eprintln!("ordeal: {name}, seed {seed}, {}", run_dir.display());
-
-    // The relay's sockets are bound while the replicas' (and their twins') ports are reserved,
-    // so none collide. Every declared Byzantine replica may get a twin.
-    let n = usize::from(config.replica_count);
-    let reserved = cluster::reserve_ports(n + plan.byzantine.len()).context("allocating ports")?;
-    let mut addresses = reserved
-        .iter()
-        .map(std::net::UdpSocket::local_addr)
-        .collect::<std::io::Result<Vec<_>>>()
-        .context("allocating ports")?;
-    let twin_addresses: BTreeMap<ReplicaId, SocketAddr> =
-        plan.byzantine.iter().copied().zip(addresses.split_off(n)).collect();
-    // Stopped (its sockets closed, its thread joined) when dropped, on every path.
-    let network = if options.no_relay {
-        None
-    } else {
-        Some(Network::start(&addresses, &twin_addresses, seed).context("starting the relay")?)
-    };
-    drop(reserved);
-    let routes = match &network {
-        Some(network) => Routes {
-            peers: (0..n).map(|index| network.peer_addresses(ReplicaId(index as u8))).collect(),
-            clients: network.client_addresses(),
-        },
-        None => Routes::direct(&addresses),
-    };
-    let mut setup = Setup::create_routed(
-        &run_dir,
-        &config,
-        seed,
-        epoch_unix_nanos,
-        options.fsync,
-        addresses,
-        routes,
-    )?;
-    setup.write_twins(&run_dir, &twin_addresses, seed, network.as_ref())?;
-    let handle = network.as_ref().map(Network::handle);
-    let program = std::env::current_exe().context("locating the ordeal binary")?;
-    let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
-    let controller_endpoint =
-        endpoint::bind(local, None, None).context("binding the harness's QUIC endpoint")?;
-    // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
-    let mut cluster = setup.spawn_cluster(&program)?;
-    let run = Run {
-        options,
-        config: &config,
-        seed,
-        run_dir: &run_dir,
-        setup: &setup,
-        start,
-        plan: &plan,
-        network: handle.as_ref(),
-        twin_addresses: &twin_addresses,
-    };
-    let outcome = drive(&run, &controller_endpoint, &mut cluster, interrupt).await;
-    // The control connections stay open until the replicas were told to stop.
-    let stopped = cluster.stop(STOP_GRACE).await;
-    controller_endpoint.close(0u32.into(), b"done");
-    drop(cluster);
-    drop(setup);
-    let network = network.map(Network::stop);
+    let prepared = Prepared::new(options, seed)?;
+    let mut started = Started::start(&prepared)?;
+    let outcome = drive(&prepared, &mut started, interrupt).await;
+    // The replicas stop on every path; the history recorded so far is kept.
+    let (stopped, network) = started.stop().await;
     let drive = outcome?;
-    if !stopped.escalated.is_empty() {
-        eprintln!("ordeal: replicas did not all stop gracefully ({:?})", stopped.escalated);
-    }
-    let summary = RunSummary {
-        name,
-        seed,
-        run_dir: run_dir.clone(),
-        replica_count: config.replica_count,
-        f: config.f(),
-        ready: drive.ready,
-        interrupted: drive.interrupted,
-        history_error: drive.history_error,
-        stopped,
-        faults: drive.faults.unwrap_or_default(),
-        liveness_window: Duration::from_secs_f64(options.liveness_window()),
-        network: network.and_then(|stats| serde_json::to_value(stats).ok()),
-        byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
-        beyond_budget: options.beyond_budget,
-        expected: scenario.as_ref().map(|scenario| Verdict::from(scenario.expect.verdict)),
-        byzantine_clients: drive.byzantine_clients,
-        planted_bug: config.planted_bug.map(|bug| bug.name().to_string()),
-    };
-    let verdict = results::check_and_write(&summary, &config)?;
-    let expected = summary.expected;
-    store::update_latest(&options.store, &run_dir).context("updating store/latest")?;
+    let run = record(&prepared, drive, stopped, network);
+    let verdict = results::check_and_write(&run)?;
+    let Prepared { options, run_dir, .. } = &prepared;
+    store::update_latest(&options.store, run_dir).context("updating store/latest")?;
     crate::site::write_index_or_warn(&options.store);
-    if let Some(expected) = expected {
+    if let Some(expected) = run.expected {
         let (got, want) = (results::verdict_name(verdict), results::verdict_name(expected));
         if verdict == expected {
             eprintln!("ordeal: scenario verdict {got}, as expected");
@@ -309,7 +198,200 @@ pub async fn run_once(
             eprintln!("ordeal: scenario verdict {got}, but {want} was expected");
         }
     }
-    Ok(RunOutcome { verdict, expected, run_dir, interrupted: drive.interrupted })
+    Ok(RunOutcome {
+        verdict,
+        expected: run.expected,
+        run_dir: run_dir.clone(),
+        interrupted: run.interrupted,
+    })
+}
+
+/// A run before any process starts: its options (a scenario's applied, defaults resolved), the
+/// cluster, the nemesis's plan, and its directory with `test.toml` written.
+struct Prepared {
+    options: TestOptions,
+    scenario: Option<Scenario>,
+    config: Config,
+    plan: Plan,
+    seed: u64,
+    name: String,
+    run_dir: PathBuf,
+    /// Time zero of the history (the recorder's clock).
+    start: Instant,
+    /// Time zero of the replicas' ledgers, on the wall clock.
+    epoch_unix_nanos: u64,
+}
+
+impl Prepared {
+    fn new(options: &TestOptions, seed: u64) -> anyhow::Result<Prepared> {
+        let scenario = options.scenario.as_deref().map(Scenario::load).transpose()?;
+        let options = match &scenario {
+            Some(scenario) => scenario.apply(options),
+            None => options.resolved(seed),
+        };
+        let config = options.cluster_config()?;
+        let plan = Plan::new(&options, scenario.as_ref(), &config, seed)?;
+        let started = SystemTime::now();
+        let start = Instant::now();
+        let epoch_unix_nanos =
+            started.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
+        let name = match &scenario {
+            Some(scenario) => scenario.name.clone(),
+            None => options.test_name(),
+        };
+        let run_dir =
+            store::create_run_dir(&options.store, &name, seed, started).with_context(|| {
+                format!("creating the run directory under {}", options.store.display())
+            })?;
+        let prepared = Prepared {
+            options,
+            scenario,
+            config,
+            plan,
+            seed,
+            name,
+            run_dir,
+            start,
+            epoch_unix_nanos,
+        };
+        prepared.write_test_toml()?;
+        eprintln!("ordeal: {}, seed {seed}, {}", prepared.name, prepared.run_dir.display());
+        Ok(prepared)
+    }
+
+    /// `test.toml`: the options after defaults, enough to replay the run.
+    fn write_test_toml(&self) -> anyhow::Result<()> {
+        let mut replay = self.options.clone();
+        replay.seed = Some(self.seed);
+        replay.test_count = 1;
+        // The values the defaults resolved to, so that re-checking and replaying need no rule.
+        replay.liveness_window = Some(self.options.liveness_window());
+        replay.nemesis_interval = Some(self.options.nemesis_interval());
+        let record = TestRecord {
+            name: self.name.clone(),
+            seed: self.seed,
+            ordeal_version: env!("CARGO_PKG_VERSION"),
+            simulated: None,
+            options: &replay,
+            cluster: &self.config,
+            byzantine: self.plan.byzantine.iter().map(|replica| replica.0).collect(),
+            planted_bug: self.config.planted_bug.map(|bug| bug.name()),
+            scenario: self.scenario.as_ref(),
+            timeline: self.plan.timeline(),
+        };
+        let text = toml::to_string(&record).context("serializing test.toml")?;
+        write(&self.run_dir.join("test.toml"), &text)
+    }
+}
+
+/// A run's processes and sockets: the relay, the replicas (and twins), the harness's control
+/// endpoint, and the keys in memory.
+struct Started {
+    network: Option<Network>,
+    handle: Option<NetworkHandle>,
+    setup: Setup,
+    cluster: Cluster,
+    controller_endpoint: quinn::Endpoint,
+    twin_addresses: BTreeMap<ReplicaId, SocketAddr>,
+}
+
+impl Started {
+    fn start(prepared: &Prepared) -> anyhow::Result<Started> {
+        let Prepared { options, config, plan, seed, run_dir, epoch_unix_nanos, .. } = prepared;
+        // The relay's sockets are bound while the replicas' (and their twins') ports are
+        // reserved, so none collide. Every declared Byzantine replica may get a twin.
+        let n = usize::from(config.replica_count);
+        let reserved =
+            cluster::reserve_ports(n + plan.byzantine.len()).context("allocating ports")?;
+        let mut addresses = reserved
+            .iter()
+            .map(std::net::UdpSocket::local_addr)
+            .collect::<std::io::Result<Vec<_>>>()
+            .context("allocating ports")?;
+        let twin_addresses: BTreeMap<ReplicaId, SocketAddr> =
+            plan.byzantine.iter().copied().zip(addresses.split_off(n)).collect();
+        // Stopped (its sockets closed, its thread joined) when dropped, on every path.
+        let network = if options.no_relay {
+            None
+        } else {
+            let network =
+                Network::start(&addresses, &twin_addresses, *seed).context("starting the relay")?;
+            Some(network)
+        };
+        drop(reserved);
+        let routes = match &network {
+            Some(network) => Routes {
+                peers: (0..n).map(|index| network.peer_addresses(ReplicaId(index as u8))).collect(),
+                clients: network.client_addresses(),
+            },
+            None => Routes::direct(&addresses),
+        };
+        let mut setup = Setup::create_routed(
+            run_dir,
+            config,
+            *seed,
+            *epoch_unix_nanos,
+            options.fsync,
+            addresses,
+            routes,
+        )?;
+        setup.write_twins(run_dir, &twin_addresses, *seed, network.as_ref())?;
+        let handle = network.as_ref().map(Network::handle);
+        let program = std::env::current_exe().context("locating the ordeal binary")?;
+        let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+        let controller_endpoint =
+            endpoint::bind(local, None, None).context("binding the harness's QUIC endpoint")?;
+        // Spawned from this (the main) thread: see the `cluster` module on PR_SET_PDEATHSIG.
+        let cluster = setup.spawn_cluster(&program)?;
+        Ok(Started { network, handle, setup, cluster, controller_endpoint, twin_addresses })
+    }
+
+    /// Stops the replicas (the control connections stay open until they were told to), closes
+    /// the endpoint and stops the relay; returns how the replicas ended and what the relay did.
+    async fn stop(self) -> (StopReport, Option<serde_json::Value>) {
+        let Started { network, mut cluster, controller_endpoint, setup, .. } = self;
+        let stopped = cluster.stop(STOP_GRACE).await;
+        controller_endpoint.close(0u32.into(), b"done");
+        drop(cluster);
+        drop(setup);
+        let network = network.map(Network::stop);
+        if !stopped.escalated.is_empty() {
+            eprintln!("ordeal: replicas did not all stop gracefully ({:?})", stopped.escalated);
+        }
+        (stopped, network.and_then(|stats| serde_json::to_value(stats).ok()))
+    }
+}
+
+/// The record of the finished run: what the files will not say (how the processes ended, what
+/// the nemesis and the relay did), beside what they will.
+fn record(
+    prepared: &Prepared,
+    drive: DriveOutcome,
+    stopped: StopReport,
+    network: Option<serde_json::Value>,
+) -> StoredRun {
+    let Prepared { options, scenario, config, plan, seed, name, run_dir, .. } = prepared;
+    let faults = drive.faults.unwrap_or_default();
+    StoredRun {
+        name: name.clone(),
+        seed: *seed,
+        run_dir: run_dir.clone(),
+        cluster: config.clone(),
+        history_error: drive.history_error,
+        harness_checks: results::harness_checks(&stopped, &faults),
+        ready_ms: drive.ready.as_millis() as u64,
+        interrupted: drive.interrupted,
+        faults,
+        liveness_window: Duration::from_secs_f64(options.liveness_window()),
+        byzantine: plan.byzantine.iter().map(|replica| replica.0).collect(),
+        beyond_budget: options.beyond_budget,
+        expected: scenario.as_ref().map(|scenario| Verdict::from(scenario.expect.verdict)),
+        byzantine_clients: drive.byzantine_clients,
+        network,
+        planted_bug: config.planted_bug.map(|bug| bug.name().to_string()),
+        signatures: checker::digest::Signatures::Ed25519,
+        simulated: false,
+    }
 }
 
 /// The files and addresses of a run, made before any process starts: certificates and one
@@ -525,43 +607,26 @@ struct DriveOutcome {
     byzantine_clients: Option<serde_json::Value>,
 }
 
-/// What the workload phase works with.
-struct Run<'a> {
-    options: &'a TestOptions,
-    config: &'a Config,
-    seed: u64,
-    run_dir: &'a Path,
-    setup: &'a Setup,
-    start: Instant,
-    plan: &'a Plan,
-    network: Option<&'a NetworkHandle>,
-    twin_addresses: &'a BTreeMap<ReplicaId, SocketAddr>,
-}
-
+/// The workload phase: waits for the cluster, connects and starts the clients, runs them and
+/// the nemesis until the time limit (or Ctrl-C), drains the clients, and reads the replicas'
+/// statuses.
 async fn drive(
-    run: &Run<'_>,
-    endpoint: &quinn::Endpoint,
-    cluster: &mut Cluster,
+    prepared: &Prepared,
+    started: &mut Started,
     mut interrupt: watch::Receiver<bool>,
 ) -> anyhow::Result<DriveOutcome> {
-    let Run { options, config, seed, run_dir, setup, start, plan, network, twin_addresses } = *run;
-    if let Some((schedule, kinds)) = &plan.schedule {
-        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
-        eprintln!(
-            "ordeal: nemesis {}, {} faults, final heal at {:.1} s, Byzantine replicas {:?}",
-            kinds.join("+"),
-            schedule.faults.len(),
-            schedule.heal.as_secs_f64(),
-            plan.byzantine.iter().map(|replica| replica.0).collect::<Vec<_>>()
-        );
-    }
-    let schedule = plan.schedule.as_ref();
-    let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
-    let controller =
-        setup.ca.issue(Identity::Controller).context("issuing the controller certificate")?;
-    let controller_tls = controller.tls(&setup.ca);
+    let Prepared { options, config, plan, run_dir, start, .. } = prepared;
+    announce(plan);
+    let controller = started
+        .setup
+        .ca
+        .issue(Identity::Controller)
+        .context("issuing the controller certificate")?;
+    let controller_tls = controller.tls(&started.setup.ca);
     let ready = tokio::select! {
-        ready = cluster.wait_ready(endpoint, &controller_tls, READY_TIMEOUT) => ready?,
+        ready = started.cluster.wait_ready(
+            &started.controller_endpoint, &controller_tls, READY_TIMEOUT
+        ) => ready?,
         _ = interrupt.wait_for(|interrupted| *interrupted) => {
             anyhow::bail!("interrupted during startup")
         }
@@ -569,86 +634,13 @@ async fn drive(
     eprintln!("ordeal: cluster of {} ready in {} ms", config.replica_count, ready.as_millis());
 
     let recorder = Arc::new(
-        Recorder::create(&run_dir.join("history.jsonl"), start)
+        Recorder::create(&run_dir.join("history.jsonl"), *start)
             .context("creating history.jsonl")?,
     );
-    let (stop, stopped) = watch::channel(false);
     let workers = Workers::start(CLIENT_WORKERS).context("starting the client workers")?;
-    let workload = Workload::from(options.workload);
-    let op_interval =
-        options.rate.map(|rate| Duration::from_secs_f64(f64::from(options.concurrency) / rate));
-    let mut transports = Vec::new();
-    let mut client_endpoints = Vec::new();
-    for index in 0..setup.keys.clients.len() {
-        let cert = setup
-            .ca
-            .issue(Identity::Client(replica::core::ClientId(index as u32)))
-            .context("issuing a client certificate")?;
-        // Clients share endpoints in blocks, and a block lives on one worker: one socket and
-        // one driver task for all would serialize every client's packets; one each would use a
-        // descriptor per client.
-        let block = index / CLIENTS_PER_ENDPOINT;
-        if index % CLIENTS_PER_ENDPOINT == 0 {
-            let bound = workers.enter(block, || endpoint::bind(local, None, None));
-            client_endpoints.push(bound.context("binding a client endpoint")?);
-        }
-        let client_endpoint = &client_endpoints[block];
-        let tls = cert.tls(&setup.ca);
-        let transport = workers
-            .enter(block, || {
-                ClientTransport::connect(client_endpoint, &tls, &setup.client_addresses)
-            })
-            .context("starting a client's links")?;
-        transports.push(transport);
-    }
-    // The clock starts when every client can reach every replica, so connection setup is not
-    // measured as operation latency.
-    let connecting = Instant::now();
-    while !transports.iter().all(ClientTransport::is_connected) {
-        anyhow::ensure!(
-            connecting.elapsed() < READY_TIMEOUT,
-            "clients could not connect within {READY_TIMEOUT:?}"
-        );
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
-            _ = interrupt.wait_for(|interrupted| *interrupted) => {
-                anyhow::bail!("interrupted during startup")
-            }
-        }
-    }
-    eprintln!(
-        "ordeal: {} clients connected in {} ms",
-        transports.len(),
-        connecting.elapsed().as_millis()
-    );
-    let mut clients = Vec::new();
-    for (index, (secrets, transport)) in setup.keys.clients.iter().zip(transports).enumerate() {
-        let client = Client::new(config.clone(), secrets.clone());
-        let client_count = config.client_count;
-        let generator = workload.generator(seed, options.keys, index as u32, client_count);
-        let process_options = ProcessOptions {
-            op_timeout: Duration::from_secs_f64(options.op_timeout),
-            op_interval,
-            first_process: index as u64,
-            process_stride: u64::from(client_count),
-            // Clients past the correct ones are Byzantine.
-            byzantine: index as u32 >= options.concurrency,
-            client_count,
-        };
-        let block = index / CLIENTS_PER_ENDPOINT;
-        clients.push(workers.spawn(
-            block,
-            process::run(
-                client,
-                transport,
-                generator,
-                recorder.clone(),
-                process_options,
-                stopped.clone(),
-            ),
-        ));
-    }
-
+    let mut clients = Clients::connect(&started.setup, &workers, &mut interrupt).await?;
+    let (stop, stopped) = watch::channel(false);
+    let handles = clients.spawn(prepared, &started.setup, &workers, &recorder, &stopped);
     let live = Arc::new(faults::Live::default());
     let progress = progress_bar(options, recorder.clone(), live.clone());
     // The history reaches the disk as the run goes, not only at its end.
@@ -661,27 +653,182 @@ async fn drive(
             }
         })
     };
+    let (faults, interrupted) =
+        load_and_nemesis(prepared, started, &controller_tls, &recorder, &live, interrupt).await;
+    let _ = stop.send(true);
+    let junk =
+        drain(handles, Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE).await;
+    if let Some(progress) = progress {
+        progress.finish_and_clear();
+    }
+    flusher.abort();
+    let history_error = recorder.flush().err().map(|error| error.to_string());
+    let statuses = started.cluster.statuses().await;
+    write_json(&run_dir.join("replica-status.json"), &statuses)?;
+    let byzantine_clients = (config.client_count > options.concurrency)
+        .then(|| byzantine_clients(&statuses, config.client_count - options.concurrency, junk));
+    clients.close();
+    drop(workers);
+    Ok(DriveOutcome { ready, interrupted, history_error, faults, byzantine_clients })
+}
+
+/// Prints what the nemesis will do.
+fn announce(plan: &Plan) {
+    if let Some((schedule, kinds)) = &plan.schedule {
+        let kinds: Vec<&str> = kinds.iter().map(|kind| kind.name()).collect();
+        eprintln!(
+            "ordeal: nemesis {}, {} faults, final heal at {:.1} s, Byzantine replicas {:?}",
+            kinds.join("+"),
+            schedule.faults.len(),
+            schedule.heal.as_secs_f64(),
+            plan.byzantine.iter().map(|replica| replica.0).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// The clients' links, connected before the clock starts.
+struct Clients {
+    transports: Vec<ClientTransport>,
+    endpoints: Vec<quinn::Endpoint>,
+}
+
+impl Clients {
+    /// Connects every client (the correct and the Byzantine ones) to every replica. The clock
+    /// starts when every client can reach every replica, so connection setup is not measured as
+    /// operation latency.
+    async fn connect(
+        setup: &Setup,
+        workers: &Workers,
+        interrupt: &mut watch::Receiver<bool>,
+    ) -> anyhow::Result<Clients> {
+        let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+        let mut transports = Vec::new();
+        let mut endpoints = Vec::new();
+        for index in 0..setup.keys.clients.len() {
+            let cert = setup
+                .ca
+                .issue(Identity::Client(replica::core::ClientId(index as u32)))
+                .context("issuing a client certificate")?;
+            // Clients share endpoints in blocks, and a block lives on one worker: one socket
+            // and one driver task for all would serialize every client's packets; one each
+            // would use a descriptor per client.
+            let block = index / CLIENTS_PER_ENDPOINT;
+            if index % CLIENTS_PER_ENDPOINT == 0 {
+                let bound = workers.enter(block, || endpoint::bind(local, None, None));
+                endpoints.push(bound.context("binding a client endpoint")?);
+            }
+            let client_endpoint = &endpoints[block];
+            let tls = cert.tls(&setup.ca);
+            let transport = workers
+                .enter(block, || {
+                    ClientTransport::connect(client_endpoint, &tls, &setup.client_addresses)
+                })
+                .context("starting a client's links")?;
+            transports.push(transport);
+        }
+        let connecting = Instant::now();
+        while !transports.iter().all(ClientTransport::is_connected) {
+            anyhow::ensure!(
+                connecting.elapsed() < READY_TIMEOUT,
+                "clients could not connect within {READY_TIMEOUT:?}"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+                _ = interrupt.wait_for(|interrupted| *interrupted) => {
+                    anyhow::bail!("interrupted during startup")
+                }
+            }
+        }
+        eprintln!(
+            "ordeal: {} clients connected in {} ms",
+            transports.len(),
+            connecting.elapsed().as_millis()
+        );
+        Ok(Clients { transports, endpoints })
+    }
+
+    /// Starts one client process per link, each on its block's worker; they run until
+    /// `stopped` turns true.
+    fn spawn(
+        &mut self,
+        prepared: &Prepared,
+        setup: &Setup,
+        workers: &Workers,
+        recorder: &Arc<Recorder>,
+        stopped: &watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<process::ProcessReport>> {
+        let Prepared { options, config, seed, .. } = prepared;
+        let workload = Workload::from(options.workload);
+        let op_interval =
+            options.rate.map(|rate| Duration::from_secs_f64(f64::from(options.concurrency) / rate));
+        let client_count = config.client_count;
+        let links = setup.keys.clients.iter().zip(self.transports.drain(..)).enumerate();
+        links
+            .map(|(index, (secrets, transport))| {
+                let client = Client::new(config.clone(), secrets.clone());
+                let generator = workload.generator(*seed, options.keys, index as u32, client_count);
+                let process_options = ProcessOptions {
+                    op_timeout: Duration::from_secs_f64(options.op_timeout),
+                    op_interval,
+                    first_process: index as u64,
+                    process_stride: u64::from(client_count),
+                    // Clients past the correct ones are Byzantine.
+                    byzantine: index as u32 >= options.concurrency,
+                    client_count,
+                };
+                workers.spawn(
+                    index / CLIENTS_PER_ENDPOINT,
+                    process::run(
+                        client,
+                        transport,
+                        generator,
+                        recorder.clone(),
+                        process_options,
+                        stopped.clone(),
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    fn close(&self) {
+        for client_endpoint in &self.endpoints {
+            client_endpoint.close(0u32.into(), b"done");
+        }
+    }
+}
+
+/// Runs until the time limit (or Ctrl-C) with the nemesis executing its schedule. The nemesis
+/// runs in this future (not a spawned task): a restart spawns a replica, which must happen on
+/// this thread (the `cluster` module). It heals at its schedule's end, or at once when the time
+/// limit or Ctrl-C comes first. Returns what it did and whether Ctrl-C ended the run.
+async fn load_and_nemesis(
+    prepared: &Prepared,
+    started: &mut Started,
+    controller_tls: &replica::net::tls::TlsMaterial,
+    recorder: &Recorder,
+    live: &faults::Live,
+    mut interrupt: watch::Receiver<bool>,
+) -> (Option<FaultReport>, bool) {
+    let Prepared { options, plan, seed, .. } = prepared;
     let time_limit = Duration::from_secs_f64(options.time_limit);
     let workload_start = Instant::now();
-    // The nemesis runs in this future (not a spawned task): a restart spawns a replica, which
-    // must happen on this thread (the `cluster` module). It heals at its schedule's end, or at
-    // once when the time limit or Ctrl-C comes first.
     let (halt, halted) = watch::channel(false);
     let nemesis = async {
-        let (schedule, kinds) = schedule?;
+        let (schedule, kinds) = plan.schedule.as_ref()?;
         let context = FaultContext {
-            cluster: &mut *cluster,
-            network,
-            recorder: &recorder,
-            endpoint,
-            controller: &controller_tls,
+            cluster: &mut started.cluster,
+            network: started.handle.as_ref(),
+            recorder,
+            endpoint: &started.controller_endpoint,
+            controller: controller_tls,
             start: workload_start,
             byzantine: &plan.byzantine,
             beyond_budget: options.beyond_budget,
-            twin_addresses,
-            live: &live,
+            twin_addresses: &started.twin_addresses,
+            live,
         };
-        Some(faults::execute(schedule, kinds, seed, context, halted).await)
+        Some(faults::execute(schedule, kinds, *seed, context, halted).await)
     };
     let limit = async {
         let interrupted = tokio::select! {
@@ -691,13 +838,20 @@ async fn drive(
         let _ = halt.send(true);
         interrupted
     };
-    let (faults, interrupted) = tokio::join!(nemesis, limit);
-    let _ = stop.send(true);
-    let drain = Duration::from_secs_f64(options.op_timeout) + CLIENT_DRAIN_GRACE;
+    tokio::join!(nemesis, limit)
+}
+
+/// Waits up to `drain` for the client processes to finish (operations still in flight then
+/// stay without completion: the checker counts them as info); returns what the Byzantine ones
+/// sent, by kind.
+async fn drain(
+    mut handles: Vec<tokio::task::JoinHandle<process::ProcessReport>>,
+    drain: Duration,
+) -> BTreeMap<&'static str, u64> {
     let mut junk: BTreeMap<&'static str, u64> = BTreeMap::new();
     let drained = tokio::time::timeout(drain, async {
-        for client in &mut clients {
-            match client.await {
+        for handle in &mut handles {
+            match handle.await {
                 Ok(report) => {
                     for (kind, count) in report.junk {
                         *junk.entry(kind).or_default() += count;
@@ -709,47 +863,37 @@ async fn drive(
     })
     .await;
     if drained.is_err() {
-        // Operations still in flight stay without completion: the checker counts them as info.
-        for client in &clients {
-            client.abort();
+        for handle in &handles {
+            handle.abort();
         }
     }
-    if let Some(progress) = progress {
-        progress.finish_and_clear();
-    }
-    flusher.abort();
-    let history_error = recorder.flush().err().map(|error| error.to_string());
-    let statuses = cluster.statuses().await;
-    write_json(&run_dir.join("replica-status.json"), &statuses)?;
-    let byzantine_clients = (config.client_count > options.concurrency).then(|| {
-        // What the replicas counted against bad client input, over all replicas.
-        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
-        for status in statuses.iter().flatten() {
-            for (name, count) in &status.counters {
-                let client_input = [
-                    "net.frames_malformed",
-                    "net.frames_too_large",
-                    "rejected.client_mismatch",
-                    "rejected.invalid_client_signature",
-                    "rejected.stale_request",
-                    "rejected.malformed_request",
-                ];
-                if client_input.contains(&name.as_str()) && *count > 0 {
-                    *refused.entry(name.clone()).or_default() += count;
-                }
+    junk
+}
+
+/// What the Byzantine clients sent, and what the replicas counted against bad client input,
+/// over all replicas.
+fn byzantine_clients(
+    statuses: &[Option<replica::net::control::StatusReport>],
+    count: u32,
+    sent: BTreeMap<&'static str, u64>,
+) -> serde_json::Value {
+    const CLIENT_INPUT: [&str; 6] = [
+        "net.frames_malformed",
+        "net.frames_too_large",
+        "rejected.client_mismatch",
+        "rejected.invalid_client_signature",
+        "rejected.stale_request",
+        "rejected.malformed_request",
+    ];
+    let mut refused: BTreeMap<String, u64> = BTreeMap::new();
+    for status in statuses.iter().flatten() {
+        for (name, count) in &status.counters {
+            if CLIENT_INPUT.contains(&name.as_str()) && *count > 0 {
+                *refused.entry(name.clone()).or_default() += count;
             }
         }
-        serde_json::json!({
-            "count": config.client_count - options.concurrency,
-            "sent": junk,
-            "refused": refused,
-        })
-    });
-    for client_endpoint in &client_endpoints {
-        client_endpoint.close(0u32.into(), b"done");
     }
-    drop(workers);
-    Ok(DriveOutcome { ready, interrupted, history_error, faults, byzantine_clients })
+    serde_json::json!({"count": count, "sent": sent, "refused": refused})
 }
 
 /// The progress line on a terminal: elapsed time, ok/fail/info so far, the highest view a
