@@ -367,14 +367,20 @@ fn summary(evidence: &Value) -> String {
         }
         match value {
             Value::Object(fields) => {
-                for key in ["explanation", "reason", "why", "message", "error"] {
+                for key in ["explanation", "reason", "problem", "why", "message", "error"] {
                     if let Some(text) = fields.get(key).and_then(Value::as_str) {
                         return Some(text.to_string());
                     }
                 }
-                if let Some(first) = fields.get("violations").and_then(|list| list.get(0)) {
+                // A list of violations, or a count of them with the first ones listed.
+                let listed = fields.get("violations").filter(|list| list.is_array());
+                let listed = listed.or_else(|| fields.get("first").filter(|list| list.is_array()));
+                if let Some(first) = listed.and_then(|list| list.get(0)) {
                     let at = |key: &str| first[key].as_u64().map(|n| format!(" {key} {n}"));
-                    let count = fields["violations"].as_array().map_or(0, Vec::len);
+                    let count = match &fields["violations"] {
+                        Value::Array(list) => list.len() as u64,
+                        count => count.as_u64().unwrap_or(1),
+                    };
                     let first = find(first, depth + 1).map(|what| format!(": {what}"));
                     return Some(format!(
                         "{count} violation(s), the first at{}{}{}",
@@ -479,7 +485,11 @@ fn divergence(
         .into_iter()
         .find_map(|name| {
             let evidence = &results["checkers"][name];
-            let found = evidence.get("divergence").or_else(|| evidence["violations"].get(0))?;
+            let found = evidence
+                .get("divergence")
+                .or_else(|| evidence["violations"].get(0))
+                .or_else(|| evidence["first"].get(0))
+                .filter(|found| found["seq"].is_u64())?;
             (results["checkers"][name]["verdict"] == "invalid").then_some((name, found))
         })?;
     let seq = found["seq"].as_u64()?;
