@@ -113,3 +113,48 @@ fn section<'a>(html: &'a str, start: &str, end: &str) -> &'a str {
     let length = html[from..].find(end).unwrap_or(html.len() - from);
     &html[from..from + length]
 }
+
+/// A kill and its restart, read from the nemesis's events: a bar on the nemesis lane, downtime
+/// on the killed replica's lane ending in a restart mark, and a band over every lane; a
+/// forced view change without a start is an instant.
+#[test]
+fn the_timeline_draws_a_kill_as_downtime_ending_in_a_restart() {
+    use history::{Op, OpKind, Process};
+    let event = |time: u64, kind: OpKind, f: &str, value: serde_json::Value| Op {
+        index: None,
+        time,
+        process: Process::Nemesis,
+        kind,
+        f: f.into(),
+        key: None,
+        value,
+        client: None,
+        request: None,
+        proof: None,
+        error: None,
+    };
+    let ops = [
+        event(1_000_000_000, OpKind::Invoke, "kill", serde_json::json!({"replicas": [2]})),
+        event(1_500_000_000, OpKind::Info, "force-view-change", serde_json::json!({"view": 1})),
+        event(2_000_000_000, OpKind::Info, "kill", serde_json::json!({"restarted": [2]})),
+    ];
+    let faults = super::timeline::faults(&ops);
+    assert_eq!(faults.len(), 2);
+    assert_eq!((faults[0].kind.as_str(), faults[0].end), ("kill", Some(2_000_000_000)));
+    assert_eq!(faults[1].start, faults[1].end.expect("an instant"));
+    let timeline = super::timeline::layout(&super::timeline::Inputs {
+        intervals: &[],
+        faults: &faults,
+        ledgers: &Default::default(),
+        replica_count: 4,
+        byzantine: &[],
+    });
+    let classes = |shapes: &[super::timeline::Shape]| -> Vec<String> {
+        shapes.iter().map(|shape| shape.class.clone()).collect()
+    };
+    assert!(classes(&timeline.bars).contains(&"fault process".to_string()));
+    assert!(classes(&timeline.bars).contains(&"state down".to_string()));
+    assert_eq!(classes(&timeline.marks), ["mark restart"]);
+    assert!(timeline.marks[0].title.contains("r2 restarted"));
+    assert_eq!(classes(&timeline.bands), ["band fault process"], "the instant is no band");
+}

@@ -194,7 +194,8 @@ pub struct Timeline {
     pub bands: Vec<Shape>,
     /// Bars: nemesis faults, replica downtime, client operations.
     pub bars: Vec<Shape>,
-    /// Instants: view changes, rollbacks, checkpoints, state transfers, restarts.
+    /// Instants: view changes, rollbacks, checkpoints, state transfers, restarts (the end of a
+    /// kill).
     pub marks: Vec<Shape>,
     /// Shapes left out because the drawing reached its bound.
     pub omitted: usize,
@@ -354,6 +355,20 @@ pub fn layout(inputs: &Inputs<'_>) -> Timeline {
                 title: format!("r{replica} {}: {}", fault.kind, fault.detail),
             };
             push(&mut timeline.bars, bar, &mut timeline.omitted);
+            if fault.kind == "kill"
+                && let Some(restarted) = fault.end
+            {
+                let mark = Shape {
+                    x: x(restarted),
+                    y: y + LANE / 2.0,
+                    w: 0.0,
+                    h: LANE,
+                    class: "mark restart".into(),
+                    label: String::new(),
+                    title: format!("r{replica} restarted at {:.3} s", seconds(restarted)),
+                };
+                push(&mut timeline.marks, mark, &mut timeline.omitted);
+            }
         }
         for event in inputs.ledgers.get(&replica).map(Vec::as_slice).unwrap_or_default() {
             let (class, label, title) = match event {
