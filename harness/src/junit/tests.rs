@@ -191,8 +191,8 @@ fn the_validator_rejects_documents_that_break_the_schema() {
 /// scenario expected, passes.
 #[test]
 fn a_failed_run_names_its_oracles_and_the_command_that_reproduces_it() {
-    let dir = std::env::temp_dir().join(format!("ordeal-junit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary run directory");
+    let dir = temporary.path();
     let results = serde_json::json!({
         "verdict": "invalid",
         "test": "poe-ts-register-mixed",
@@ -210,7 +210,7 @@ fn a_failed_run_names_its_oracles_and_the_command_that_reproduces_it() {
             .into();
     let reproduce = crate::cli::reproduce_command(&args, 10, None);
     assert_eq!(reproduce, "ordeal test --nemesis byzantine --seed 10");
-    let case = super::run_case(&dir, "t seed 10".into(), "ordeal.test", 2.0, &reproduce).unwrap();
+    let case = super::run_case(dir, "t seed 10".into(), "ordeal.test", 2.0, &reproduce).unwrap();
     let Outcome::Failed { message, text } = &case.outcome else {
         panic!("not a failure: {case:?}");
     };
@@ -235,7 +235,6 @@ fn a_failed_run_names_its_oracles_and_the_command_that_reproduces_it() {
         panic!("a scenario expecting invalid fails when valid");
     };
     assert_eq!(message, "verdict valid (expected invalid); failing oracles: none");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Setup: the arguments of several compared protocols and of a sweep. Test: the reproduce
