@@ -225,8 +225,8 @@ mod tests {
     /// Unsupported Jepsen workloads are bad input that says what is supported.
     #[test]
     fn check_file_refuses_a_jepsen_set_history() {
-        let dir = std::env::temp_dir().join(format!("ordeal-check-edn-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let temporary = tempfile::tempdir().expect("a temporary directory");
+        let dir = temporary.path();
         let path = dir.join("history.edn");
         let text = "{:type :invoke, :f :add, :value 1, :process 0, :time 5, :index 0}\n";
         std::fs::write(&path, text).expect("written");
@@ -234,6 +234,5 @@ mod tests {
         let error = format!("{error:#}");
         assert!(error.contains("history.edn:1: unsupported-function: :f :add"), "{error}");
         assert!(error.contains("register and cas-register"), "{error}");
-        std::fs::remove_dir_all(&dir).expect("removed");
     }
 }

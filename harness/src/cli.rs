@@ -688,7 +688,7 @@ impl TestOptions {
             && !self.beyond_budget;
         if self.byzantine.is_none() && mixed_decides {
             let f = (u64::from(self.replicas.max(1)) - 1) / 3;
-            let draw = (seed ^ 0x6279_7a61_6e74_696e).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let draw = history::seeds::byzantine_count_draw(seed);
             options.byzantine = Some(((draw >> 33) % (f + 1)) as u8);
         }
         options

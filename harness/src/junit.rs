@@ -3,10 +3,10 @@
 //!
 //! A [`Report`] is one `<testsuites>` document of [`Suite`]s of [`Case`]s; [`Report::to_xml`]
 //! writes it with quick-xml's writer, which escapes every attribute and text (never string
-//! concatenation of XML). The document follows the Jenkins xUnit plugin's `junit-10.xsd`
-//! (`src/junit/junit-10.xsd`, which the tests validate against): counts on `<testsuites>`
-//! (tests, failures, errors, time; that schema has no `skipped` there) and on every
-//! `<testsuite>` (tests, failures, errors, skipped, time).
+//! concatenation of XML). The document follows Ordeal's own schema of the JUnit XML format as
+//! CI systems read it (`src/junit/junit.xsd`, which the tests validate every report against):
+//! counts on `<testsuites>` (tests, failures, errors, time) and on every `<testsuite>` (tests,
+//! failures, errors, skipped, time).
 //!
 //! It is not a JUnit reader: Ordeal only writes these files.
 //!

@@ -194,7 +194,7 @@ fn test(options: &TestOptions, cases: &mut Vec<harness::junit::Case>) -> anyhow:
             _ => options.protocol.clone(),
         };
         for index in 0..options.test_count {
-            let run_seed = seed.wrapping_add(u64::from(index));
+            let run_seed = history::seeds::repetition(seed, index);
             let mut rows = Vec::new();
             for &protocol in &protocols {
                 let options = options.with_protocol(protocol);

@@ -80,9 +80,6 @@ const SLOT_BYTES: usize = 1 << 16;
 /// How often the relay thread publishes its counters for [`NetworkHandle::stats`].
 const STATS_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The seed's salt for the relay's draws.
-const RELAY_SALT: u64 = 0x6e65_7477_6f72_6b31;
-
 /// Whom a twin replica talks to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Twin {
@@ -781,7 +778,7 @@ fn relay_thread(
             healthy: vec![true; links],
             twins: vec![None; n],
             real,
-            relay: Relay::new(seed ^ RELAY_SALT),
+            relay: Relay::new(history::seeds::relay(seed)),
             slots: Vec::new(),
             free: Vec::new(),
             generations: 0,

@@ -529,7 +529,10 @@ impl Setup {
             node.planted_bug = None;
             // Every declared Byzantine replica is an accomplice of the others: one adversary.
             let colluders = twins.keys().filter(|other| *other != replica).map(|r| r.0).collect();
-            node.byzantine = Some(ByzantineConfig { seed: seed ^ u64::from(replica.0), colluders });
+            node.byzantine = Some(ByzantineConfig {
+                seed: history::seeds::byzantine(seed, replica.0),
+                colluders,
+            });
             write(path, &node.to_toml())?;
             let directory = path.with_file_name("twin");
             std::fs::create_dir_all(&directory)
@@ -958,7 +961,7 @@ pub fn cluster_keys_with(
     seed: u64,
     scheme: Scheme,
 ) -> anyhow::Result<ClusterKeys> {
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ 0x6f72_6465_616c_6b65);
+    let mut rng = ChaCha20Rng::seed_from_u64(history::seeds::keys(seed));
     let n = u32::from(config.replica_count);
     ClusterKeys::generate_with(&mut rng, n, config.client_count, config.nf() as u32, scheme)
         .context("generating the cluster's keys")

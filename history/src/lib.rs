@@ -15,6 +15,8 @@
 //!   (known answers in `history/vectors/digests.json`).
 //! - [`digest`]: the 32-byte digest type used for batch digests, block hashes and state digests.
 //! - [`verdict`]: `valid` / `invalid` / `unknown` and how verdicts merge.
+//! - [`seeds`]: how a run's recorded seed becomes the seeds of its random streams (every salt
+//!   in one place, so that a seed replays the same run in every crate that draws from it).
 //!
 //! What this crate is not: it does not validate histories (the checker does), and it does not
 //! compute digests (their byte layout is documented in [`ledger`]; the replica and the checker
@@ -26,6 +28,7 @@ pub mod digest;
 pub mod kv;
 pub mod ledger;
 pub mod op;
+pub mod seeds;
 pub mod verdict;
 
 pub use digest::Digest;

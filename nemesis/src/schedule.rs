@@ -32,6 +32,7 @@
 
 use std::time::Duration;
 
+use history::seeds;
 use rand::{RngExt as _, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
 use replica::byzantine::Behaviour;
@@ -51,12 +52,6 @@ pub const FAULTS_MAX: u64 = 1_000_000;
 /// How far past the heal a timeline's fault may end and still be cut at the heal (rounding).
 const HEAL_SLACK: Duration = Duration::from_micros(1);
 
-/// Salt of the schedule's random stream (the workload generators and keys use others).
-const SCHEDULE_SALT: u64 = 0x6e65_6d65_7369_7331;
-
-/// Salt of the stream that picks the Byzantine replicas.
-const BYZANTINE_SALT: u64 = 0x6e65_6d65_7369_7333;
-
 /// The replicas a run with `seed` declares Byzantine: `count` of `replica_count`, ascending.
 ///
 /// The adversary goes where it matters: with probability 1/2 the set holds replica 0 (the
@@ -69,7 +64,7 @@ const BYZANTINE_SALT: u64 = 0x6e65_6d65_7369_7333;
 pub fn draw_byzantine(seed: u64, replica_count: u8, count: u8) -> Vec<ReplicaId> {
     assert!(count <= replica_count, "{count} Byzantine replicas of {replica_count}");
     let mut replicas: Vec<u8> = (0..replica_count).collect();
-    let mut rng = ChaCha20Rng::seed_from_u64(seed ^ BYZANTINE_SALT);
+    let mut rng = ChaCha20Rng::seed_from_u64(seeds::byzantine_replicas(seed));
     let lead: Option<usize> = match rng.random_range(0..4u32) {
         0 | 1 => Some(0),
         2 if replica_count > 1 => Some(1),
@@ -91,9 +86,6 @@ pub fn draw_byzantine(seed: u64, replica_count: u8, count: u8) -> Vec<ReplicaId>
     chosen.sort();
     chosen
 }
-
-/// Salt of the target picker's random stream.
-const PICKER_SALT: u64 = 0x6e65_6d65_7369_7332;
 
 /// A kind of fault, as `--nemesis` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -484,7 +476,7 @@ impl Schedule {
         let mut kinds = options.kinds.clone();
         kinds.sort();
         kinds.dedup();
-        let mut rng = ChaCha20Rng::seed_from_u64(seed ^ SCHEDULE_SALT);
+        let mut rng = ChaCha20Rng::seed_from_u64(seeds::schedule(seed));
         let heal = options.heal();
         let interval = options.interval;
         let ticks = options.tick_count();
@@ -726,7 +718,7 @@ pub struct TargetPicker {
 impl TargetPicker {
     /// The picker of a run with `seed`.
     pub fn new(seed: u64) -> TargetPicker {
-        TargetPicker { rng: ChaCha20Rng::seed_from_u64(seed ^ PICKER_SALT) }
+        TargetPicker { rng: ChaCha20Rng::seed_from_u64(seeds::targets(seed)) }
     }
 
     /// The replicas `spec` names, ascending and distinct, drawn among `candidates` (the

@@ -218,8 +218,8 @@ mod tests {
 
     #[test]
     fn the_recorder_keeps_the_last_entries_and_writes_them_when_dropped() {
-        let directory = std::env::temp_dir().join(format!("ordeal-flight-{}", std::process::id()));
-        std::fs::create_dir_all(&directory).expect("a directory");
+        let temporary = tempfile::tempdir().expect("a temporary directory");
+        let directory = temporary.path();
         let path = directory.join("flight.jsonl");
         let key = crate::crypto::mac::MacKey([1; 32]);
         let message = Message::StateRequest(StateRequest { view: View(1), last_executed: Seq(2) });
@@ -237,6 +237,5 @@ mod tests {
         assert!(
             text.lines().next().is_some_and(|line| line.contains("\"kind\":\"state-request\""))
         );
-        std::fs::remove_dir_all(&directory).expect("removed");
     }
 }

@@ -49,8 +49,7 @@ impl Workload {
 
     /// A generator for client `client` of `client_count`, seeded from the run's seed.
     pub fn generator(self, seed: u64, key_count: u32, client: u32, client_count: u32) -> Generator {
-        let rng =
-            ChaCha8Rng::seed_from_u64(seed ^ (u64::from(client) << 32) ^ 0x9e37_79b9_7f4a_7c15);
+        let rng = ChaCha8Rng::seed_from_u64(history::seeds::generator(seed, client));
         let key_count = key_count.max(1);
         match self {
             Workload::Register => Generator::Register(RegisterGenerator {

@@ -73,8 +73,8 @@ fn bank_generator_moves_money_between_distinct_accounts() {
 /// `fail` for a refused cas and `info` with its reason.
 #[test]
 fn recorder_writes_jepsen_history_lines() {
-    let dir = std::env::temp_dir().join(format!("ordeal-recorder-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let dir = temporary.path();
     let path = dir.join("history.jsonl");
     #[allow(clippy::disallowed_methods, reason = "the recorder stamps with the wall clock")]
     let start = Instant::now();
@@ -117,5 +117,4 @@ fn recorder_writes_jepsen_history_lines() {
     assert_eq!((ops[5].client, ops[5].request), (Some(3), Some(4)));
     let counts = recorder.counts();
     assert_eq!((counts.invoke, counts.ok, counts.fail, counts.info), (3, 1, 1, 1));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

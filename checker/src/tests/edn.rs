@@ -107,8 +107,8 @@ fn jepsen_history_is_told_apart_from_json_lines() {
     assert!(!edn::sniff("{\"process\":0,\"type\":\"invoke\"}"));
     assert!(!edn::sniff(""));
     // A `.edn` file is EDN whatever it starts with, so a bad one is an EDN error.
-    let dir = std::env::temp_dir().join(format!("ordeal-checker-edn-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let dir = temporary.path();
     let path = dir.join("history.edn");
     std::fs::write(&path, "{\"process\":0}\n").unwrap();
     let error = load::history(&path).unwrap_err();
@@ -120,7 +120,6 @@ fn jepsen_history_is_told_apart_from_json_lines() {
             .to_string()
             .contains("history.edn:1: missing-field: no :type")
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Each rule of the mapping, on a one- or two-line history that breaks it.

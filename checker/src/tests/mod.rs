@@ -118,8 +118,8 @@ fn stats_count_completions_and_latencies() {
 
 #[test]
 fn loading_names_the_bad_line_and_tolerates_a_cut_ledger_tail() {
-    let dir = std::env::temp_dir().join(format!("ordeal-checker-load-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let dir = temporary.path();
     let history = dir.join("history.jsonl");
     let good = serde_json::to_string(&op(0, OpKind::Invoke, 1)).unwrap();
     std::fs::write(&history, format!("{good}\n{{\"process\":0,\"type\":\"oops\"}}\n{good}\n"))
@@ -133,5 +133,4 @@ fn loading_names_the_bad_line_and_tolerates_a_cut_ledger_tail() {
     assert_eq!((file.events.len(), file.truncated_line), (1, Some(2)));
     std::fs::write(&ledger_path, format!("{}\n{line}\n", &line[..10])).unwrap();
     assert!(load::ledger(&ledger_path).is_err(), "only the last line may be cut");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

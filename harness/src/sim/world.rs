@@ -32,7 +32,7 @@ use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use history::{LedgerEvent, Op};
+use history::{LedgerEvent, Op, seeds};
 use nemesis::executor::{CLIENT_DISSENT, Effect, Observe, Status};
 use nemesis::relay::{Handled, Relay};
 use nemesis::{NetworkFaults, Node as NetNode};
@@ -53,15 +53,6 @@ use workloads::worker::{Finished, Worker};
 
 /// The most packets a paused replica's inbox holds (later ones are lost, as on a full socket).
 const INBOX_MAX: usize = 8192;
-
-/// Salt of the network's latency draws.
-const LATENCY_SALT: u64 = 0x6c61_7465_6e63_7921;
-
-/// Salt of the relay's draws.
-const RELAY_SALT: u64 = 0x7265_6c61_7973_696d;
-
-/// Salt of the clocks' draws.
-const CLOCK_SALT: u64 = 0x636c_6f63_6b73_696d;
 
 /// What the world is made of.
 #[derive(Debug, Clone)]
@@ -296,7 +287,7 @@ impl World {
         let public = Arc::new(options.keys.public.clone());
         let n = options.config.replica_count;
         let mut replicas = Vec::with_capacity(usize::from(n));
-        let mut clock_rng = ChaCha8Rng::seed_from_u64(options.seed ^ CLOCK_SALT);
+        let mut clock_rng = ChaCha8Rng::seed_from_u64(seeds::sim_clocks(options.seed));
         let drift_ppm = (options.clock_drift.clamp(0.0, 0.49) * 1e6) as i64;
         for index in 0..n {
             let clock = Clock {
@@ -315,7 +306,7 @@ impl World {
             let hook = byzantine.then(|| {
                 let colluders =
                     options.byzantine.iter().map(|r| r.0).filter(|r| *r != index).collect();
-                let seed = options.seed ^ u64::from(index);
+                let seed = seeds::byzantine(options.seed, index);
                 Hook::new(
                     config.clone(),
                     secrets,
@@ -370,12 +361,12 @@ impl World {
             workers,
             issuing: true,
             faults: NetworkFaults::healthy(),
-            relay: Relay::new(options.seed ^ RELAY_SALT),
+            relay: Relay::new(seeds::sim_relay(options.seed)),
             network: BinaryHeap::new(),
             timers: BinaryHeap::new(),
             armed: BTreeMap::new(),
             order: 0,
-            rng: ChaCha8Rng::seed_from_u64(options.seed ^ LATENCY_SALT),
+            rng: ChaCha8Rng::seed_from_u64(seeds::sim_latency(options.seed)),
             latency: (options.latency.0, options.latency.1.max(options.latency.0)),
             history: Vec::new(),
             dissent: BTreeMap::new(),

@@ -63,7 +63,6 @@ fn beyond_budget_collusion_is_found_invalid() {
     let test = std::fs::read_to_string(run.join("test.toml")).unwrap();
     assert!(test.contains("[[timeline]]") && test.contains("equivocate"), "{test}");
     assert!(processes_mentioning(store.to_str().unwrap()).is_empty());
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// One Byzantine primary equivocating within the budget: it really equivocated (honest
@@ -94,7 +93,6 @@ fn equivocating_primary_within_budget_stays_valid() {
     // The history records the behaviour as a nemesis invoke/info pair.
     let history = std::fs::read_to_string(run.join("history.jsonl")).unwrap();
     assert!(history.contains(r#""f":"byzantine","value":{"behaviours":["equivocate"]"#));
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// Attacks whose effect the adversary's accounting once missed acted (`faults.acted`, no
@@ -112,7 +110,6 @@ fn attacks_seen_only_by_clients_or_across_a_restart_acted() {
         assert_eq!(results["checkers"]["adversary"]["verdict"], "valid", "{name}: {results:#}");
         assert_eq!(results["faults"]["vacuous"], serde_json::json!([]), "{name}");
         assert!(results["faults"]["acted"].as_u64().unwrap_or(0) >= 1, "{name}");
-        let _ = std::fs::remove_dir_all(&store);
     }
 }
 
@@ -147,7 +144,6 @@ fn byzantine_clients_are_refused_and_counted() {
         assert!(byzantine["refused"][refusal].as_u64().unwrap_or(0) > 0, "{refusal}: {byzantine}");
     }
     assert!(results["stats"]["ok"].as_u64().unwrap() > 100, "correct clients were served");
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// A scenario that is not one (bad TOML, an unknown fault or behaviour, a fault past the heal,
@@ -183,7 +179,6 @@ fn bad_scenarios_are_refused() {
         assert!(stderr.contains(expected), "{text}: {stderr}");
     }
     assert!(!store.join("latest").exists(), "no run was made");
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// A twin for the whole run (`--twins`): a second process with the Byzantine replica's
@@ -220,7 +215,6 @@ fn a_twin_runs_beside_its_replica_and_the_run_stays_valid() {
         .expect("the twin is a nemesis event");
     assert!(invoke.contains(r#""group":["#), "{invoke}");
     assert!(processes_mentioning(store.to_str().unwrap()).is_empty(), "no twin outlives the run");
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// Link faults really happen on real traffic: a short scenario with overlapping loss,
@@ -254,5 +248,4 @@ fn link_faults_are_applied_by_the_relay() {
         assert!(total[counter].as_u64().unwrap_or(0) > 0, "{counter}: {total}");
     }
     assert_eq!(results["verdict"], "valid");
-    let _ = std::fs::remove_dir_all(&store);
 }

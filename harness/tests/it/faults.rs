@@ -179,7 +179,6 @@ fn kill_and_pause_are_real_recorded_within_budget_and_healed() {
     {
         assert!(test.contains(line), "test.toml records {line}:\n{test}");
     }
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// SIGKILL of the harness after a restart leaves no replica: a restarted replica is spawned
@@ -249,5 +248,4 @@ fn nemesis_options_that_make_no_schedule_are_refused() {
         assert!(stderr.contains(expected), "{arguments:?}: {stderr}");
     }
     assert!(!Path::new(&store).join("latest").exists(), "no run was made");
-    let _ = std::fs::remove_dir_all(&store);
 }

@@ -27,7 +27,6 @@ fn a_simulated_sweep_writes_a_junit_report() {
         "{xml}"
     );
     assert!(xml.contains("seeds 1..3: 2 valid"), "{xml}");
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }
 
 /// Setup: a cases file whose second line has three fields. Test: `ordeal junit` exits 3 with
@@ -49,5 +48,4 @@ fn a_malformed_cases_file_is_an_error_naming_the_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("line 2: 3 tab-separated fields, expected 6"), "{stderr}");
     assert!(!report.exists());
-    std::fs::remove_dir_all(&dir).expect("cleanup");
 }

@@ -28,16 +28,73 @@ fn ordeal() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_ordeal"))
 }
 
-/// A fresh directory for one test.
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ordeal-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("a temporary directory");
-    dir
+/// A fresh directory for one test, `ordeal-it-NAME-XXXXXX` in the system's temporary directory
+/// (its random suffix keeps tests and concurrent `cargo test`s apart, and it is what
+/// [`processes_mentioning`] looks for).
+fn temp_dir(name: &str) -> Scratch {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("ordeal-it-{name}-"))
+        .tempdir()
+        .expect("a temporary directory");
+    Scratch(Some(dir))
+}
+
+/// A test's directory (a run's store, cluster files), removed when the test ends. When the test
+/// fails it is kept, and its path printed, so that the run can be read: that is when it is worth
+/// reading.
+struct Scratch(Option<tempfile::TempDir>);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.as_ref().expect("present until dropped").path()
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        self
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take()
+            && std::thread::panicking()
+        {
+            eprintln!("the failed test's directory, kept: {}", dir.keep().display());
+        }
+    }
+}
+
+/// Setup: a test directory dropped normally, and one dropped while its test panics. Test: the
+/// first is removed, the second kept for debugging.
+#[test]
+fn a_test_directory_is_removed_unless_the_test_fails() {
+    let passed = temp_dir("scratch-passed");
+    let path = passed.to_path_buf();
+    assert!(path.is_dir() && path.to_str().unwrap().contains("ordeal-it-scratch-passed-"));
+    drop(passed);
+    assert!(!path.exists(), "{}", path.display());
+
+    let failed = std::panic::catch_unwind(|| {
+        let failed = temp_dir("scratch-failed");
+        std::panic::panic_any(failed.to_path_buf());
+    });
+    let path = *failed.expect_err("it panicked").downcast::<PathBuf>().expect("its path");
+    assert!(path.is_dir(), "{}", path.display());
+    std::fs::remove_dir(&path).expect("the kept directory, empty");
 }
 
 /// Kills the harness with SIGKILL (its whole process group) and asserts that none of the
-/// replicas of its run (`store`) outlives it; removes the store.
+/// replicas of its run (`store`) outlives it.
 fn kill_harness_expecting_no_replica(harness: &mut std::process::Child, store: &Path) {
     // SAFETY: kill with a negative pid signals the process group; no pointers.
     unsafe { libc::kill(-(harness.id() as i32), libc::SIGKILL) };
@@ -48,7 +105,6 @@ fn kill_harness_expecting_no_replica(harness: &mut std::process::Child, store: &
         "replicas outlived the harness: {:?}",
         processes_mentioning(&marker)
     );
-    let _ = std::fs::remove_dir_all(store);
 }
 
 /// The processes whose command line mentions `marker` (all of a run's replicas mention its

@@ -83,7 +83,6 @@ fn cluster_runs_end_to_end_and_leaves_nothing_behind() {
     assert!(!totals.is_empty());
     assert!(totals.iter().all(|total| *total == 400), "{totals:?}");
     assert!(history.iter().any(|op| op.kind == OpKind::Ok && op.f == "transfer"));
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// The checker's oracles every run ends with.
@@ -135,7 +134,6 @@ fn checking_a_history_file_sets_the_exit_code() {
     assert_eq!(invalid.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("linearizable   INVALID"), "{stdout}");
     let dir = temp_dir("check-file");
-    std::fs::create_dir_all(&dir).unwrap();
     let malformed = dir.join("double.jsonl");
     let invoke = r#"{"process":1,"type":"invoke","f":"read","key":"k","value":null,"time":1}"#;
     std::fs::write(&malformed, format!("{invoke}\n{invoke}\n")).unwrap();
@@ -143,7 +141,6 @@ fn checking_a_history_file_sets_the_exit_code() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("line 2") && stderr.contains("double-invoke"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Waits until the run under `store` has started all four replicas.
@@ -212,7 +209,6 @@ fn interrupting_the_harness_keeps_the_history() {
     assert!(ops.iter().any(|op| op.kind == OpKind::Ok));
     let results = results(path.parent().unwrap());
     assert_eq!(results["interrupted"], true);
-    let _ = std::fs::remove_dir_all(&store);
 }
 
 /// `--protocol poe-mac,pbft`: each protocol runs on real processes with the same seed, the

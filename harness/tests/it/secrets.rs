@@ -146,5 +146,4 @@ fn a_sigkilled_harness_leaves_no_secret_in_the_store() {
         processes_mentioning(&marker)
     );
     assert_no_secret_under(&run, SEED);
-    let _ = std::fs::remove_dir_all(&store);
 }

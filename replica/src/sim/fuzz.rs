@@ -516,7 +516,7 @@ impl FuzzSession {
         let secrets = cluster.keys().replicas[byzantine.index()].clone();
         let honest: Vec<ReplicaId> =
             (0..config.replica_count).map(ReplicaId).filter(|id| *id != byzantine).collect();
-        let rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x6675_7a7a_5f69_6e70);
+        let rng = ChaCha8Rng::seed_from_u64(history::seeds::fuzz(options.seed));
         let hints = vec![Hints::default(); usize::from(config.replica_count)];
         let view_change_floor = vec![0; usize::from(config.replica_count)];
         let report = FuzzReport { sessions: 1, ..FuzzReport::default() };
@@ -1826,7 +1826,7 @@ pub fn fuzz_sessions(
     let mut session = 0u64;
     while total.inputs < inputs {
         let protocol = protocols[(session % protocols.len() as u64) as usize];
-        let session_seed = seed.wrapping_mul(1_000_003).wrapping_add(session);
+        let session_seed = history::seeds::fuzz_session(seed, session);
         let options = FuzzOptions { requests, ..FuzzOptions::new(protocol, session_seed) };
         let mut fuzz = FuzzSession::new(options.clone());
         let describe = |error: String| {

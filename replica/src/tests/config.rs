@@ -109,10 +109,8 @@ fn planted_bugs_only_with_the_feature() {
 /// refuses it in a declared Byzantine replica.
 #[test]
 fn node_config_planted_bug() {
-    let directory =
-        std::env::temp_dir().join(format!("ordeal-node-config-planted-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let directory = temporary.path();
     let address: std::net::SocketAddr = "127.0.0.1:1".parse().unwrap();
     let mut node = NodeConfig {
         id: 1,
@@ -151,5 +149,4 @@ fn node_config_planted_bug() {
     node.planted_bug = None;
     std::fs::write(&path, node.to_toml()).unwrap();
     assert_eq!(NodeConfig::load(&path).expect("no bug: fine").cluster.planted_bug, None);
-    let _ = std::fs::remove_dir_all(&directory);
 }

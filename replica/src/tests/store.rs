@@ -22,9 +22,8 @@ fn view_change(target: u64) -> Write {
 
 #[test]
 fn the_vote_floor_survives_and_is_never_lowered() {
-    let directory = std::env::temp_dir().join(format!("ordeal-store-floor-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let directory = temporary.path();
     let store = Store::open(&directory.join("store.redb"), false).unwrap();
     // Asks for view 3, enters view 1 passively, asks for view 2 (a lower target).
     let batches = [vec![view_change(3)], vec![Write::View(View(1))], vec![view_change(2)]];
@@ -42,8 +41,6 @@ fn the_vote_floor_survives_and_is_never_lowered() {
     let entered = store.load().unwrap();
     assert_eq!((entered.view, entered.vote_floor), (View(3), View(3)));
     assert!(entered.view_change.is_none(), "the view change completed");
-    drop(store);
-    let _ = std::fs::remove_dir_all(&directory);
 }
 
 /// PBFT's prepared certificates (`Write::Prepared`): the store and `Durable::apply` keep the
@@ -55,10 +52,8 @@ fn prepared_certificates_survive_and_are_collected() {
     use crate::core::message::{CheckpointCertificate, SlotEvidence};
     use crate::core::state_machine::StateMachine;
 
-    let directory =
-        std::env::temp_dir().join(format!("ordeal-store-prepared-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&directory);
-    std::fs::create_dir_all(&directory).unwrap();
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let directory = temporary.path();
     let store = Store::open(&directory.join("store.redb"), false).unwrap();
     let prepared = |view: u64, seq: u64| {
         let mut evidence = SlotEvidence::null(Seq(seq));
@@ -95,6 +90,4 @@ fn prepared_certificates_survive_and_are_collected() {
         vec![(5, 2), (6, 1)],
         "highest view per slot, none at or below the checkpoint"
     );
-    drop(store);
-    let _ = std::fs::remove_dir_all(&directory);
 }
