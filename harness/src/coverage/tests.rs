@@ -137,9 +137,9 @@ fn bad_input_is_an_error_not_a_panic() {
     assert!(message(&[unchecked]).contains("without results.json"));
     let broken = run_dir(empty.path(), "t", "r", None, None);
     std::fs::write(broken.join("results.json"), "{not json").unwrap();
-    assert!(message(&[broken.clone()]).contains("is not JSON"));
+    assert!(message(std::slice::from_ref(&broken)).contains("is not JSON"));
     std::fs::write(broken.join("results.json"), "{\"verdict\": \"valid\"}").unwrap();
-    assert!(message(&[broken.clone()]).contains("is not a run's results"));
+    assert!(message(std::slice::from_ref(&broken)).contains("is not a run's results"));
     std::fs::write(broken.join("results.json"), results(1, 1, 1, &[]).to_string()).unwrap();
     std::fs::write(broken.join("replica-status.json"), "{}").unwrap();
     assert!(message(&[broken]).contains("is not a list of replica statuses"));
