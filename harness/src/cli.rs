@@ -83,6 +83,28 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Sum coverage counters ("sometimes" facts: view changes, rollbacks, checkpoints, state
+    /// transfers, restarts, Byzantine faults acted, refused equivocations, forgeries and bad
+    /// client input, twins, forced view changes) over stored runs, stores and `ordeal sim
+    /// --coverage` files, and print them. Exit 0, 1 when a counter of `--expect` is zero, 3 bad
+    /// input.
+    Coverage {
+        /// Stores, run directories or coverage files (`ordeal sim --coverage FILE`).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Print the sums as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Counters that must not be zero, comma-separated (exit 1 naming each one that is).
+        #[arg(long, value_name = "NAME,NAME")]
+        expect: Option<String>,
+    },
+    /// Write (again) a store's `index.html` (every run, newest first).
+    #[command(hide = true)]
+    Index {
+        /// The store.
+        store: PathBuf,
+    },
     /// Run one replica process from its configuration file (`ordeal test` starts replicas this
     /// way; the `replica` binary is the same code).
     #[command(hide = true)]
@@ -382,6 +404,10 @@ pub struct SimArgs {
     /// signatures and MACs are real either way).
     #[arg(long)]
     pub real_crypto: bool,
+    /// Write the sweep's coverage counters, summed over every seed (stored or not), to this
+    /// JSON file (`ordeal coverage` sums it with stored runs).
+    #[arg(long, value_name = "FILE")]
+    pub coverage: Option<PathBuf>,
 }
 
 fn parse_planted_bug(name: &str) -> Result<PlantedBug, String> {
@@ -408,6 +434,7 @@ pub fn reproduce_command(args: &[String], seed: u64, protocol: Option<ProtocolAr
                 | "--shrink-runs"
                 | "--test-count"
                 | "--junit"
+                | "--coverage"
         ) || (flag == "--protocol" && protocol.is_some());
         if with_value {
             if !arg.contains('=') {

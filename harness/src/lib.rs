@@ -20,6 +20,8 @@
 //! - [`report`]: `report.html`, one self-contained page per run.
 //! - [`workers`]: the threads hosting client processes.
 //! - [`junit`]: JUnit XML reports for CI (`--junit`, `ordeal junit`).
+//! - [`coverage`]: coverage counters summed over runs (`ordeal coverage`, `ordeal sim
+//!   --coverage`).
 //!
 //! The harness owns every process it starts and stops them on every exit path.
 
@@ -30,6 +32,7 @@ pub mod check;
 pub mod cli;
 pub mod cluster;
 pub mod compare;
+pub mod coverage;
 pub mod faults;
 pub mod junit;
 pub mod network;

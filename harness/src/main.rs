@@ -88,6 +88,32 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_HARNESS_ERROR)
             }
         },
+        Command::Coverage { paths, json, expect } => {
+            match harness::coverage::run(&paths, json, expect.as_deref()) {
+                Ok(code) => ExitCode::from(code),
+                Err(error) => {
+                    eprintln!("ordeal coverage: {error:#}");
+                    ExitCode::from(EXIT_HARNESS_ERROR)
+                }
+            }
+        }
+        Command::Index { store } => {
+            let written = if store.is_dir() {
+                harness::site::write_index(&store)
+            } else {
+                Err(anyhow::anyhow!("{} is not a directory", store.display()))
+            };
+            match written {
+                Ok(path) => {
+                    println!("{}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("ordeal index: {error:#}");
+                    ExitCode::from(EXIT_HARNESS_ERROR)
+                }
+            }
+        }
         Command::Sim(args) => match harness::sim::sweep::run(&args) {
             Ok(code) => ExitCode::from(code),
             Err(error) => {

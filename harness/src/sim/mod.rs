@@ -160,6 +160,8 @@ pub struct SeedOutcome {
     pub world: WorldStats,
     /// Why the run stopped early, if it did.
     pub error: Option<String>,
+    /// What the seed adds to the coverage counters (`crate::coverage`).
+    pub coverage: crate::coverage::RunFacts,
 }
 
 /// Runs one seed of `options` in the simulator.
@@ -441,17 +443,42 @@ impl Simulated {
             .map(|(name, result)| (result.verdict, name.clone()))
             .collect();
         failing.sort_by_key(|(verdict, _)| *verdict != Verdict::Invalid);
-        let (view_changes, _, _) = results::ledger_event_counts(&self.honest_ledgers());
+        let coverage = self.coverage_facts();
         SeedOutcome {
             seed: self.seed,
             verdict: report.verdict,
             failing: failing.into_iter().map(|(_, name)| name).collect(),
             ok: report.stats.ok,
-            view_changes,
+            view_changes: coverage.view_changes,
             simulated_s: self.world.time().as_nanos() as f64 / 1e9,
             world: self.world.stats(),
             error: self.error.clone(),
+            coverage,
         }
+    }
+
+    /// What the run adds to the coverage counters: the figures a stored run's `results.json`
+    /// and `replica-status.json` give (`crate::coverage::RunFacts::read`), from memory.
+    pub fn coverage_facts(&self) -> crate::coverage::RunFacts {
+        let (view_changes, rollbacks, checkpoints) =
+            results::ledger_event_counts(&self.honest_ledgers());
+        let faults = self.fault_report();
+        let mut facts = crate::coverage::RunFacts {
+            view_changes,
+            rollbacks,
+            checkpoints,
+            restarts: faults.restarts,
+            byzantine_acted: faults.acted,
+            twins: faults.twins,
+            forced_view_changes: faults.forced_view_changes,
+            counters: BTreeMap::new(),
+        };
+        for status in self.world.statuses().iter().flatten() {
+            if !self.byzantine.contains(&ReplicaId(status.id)) {
+                facts.add_counters(&status.counters);
+            }
+        }
+        facts
     }
 
     /// Writes the run to the store in the real format and checks it from its files (which

@@ -106,6 +106,7 @@ pub fn run(args: &SimArgs) -> anyhow::Result<u8> {
         args.test.junit.is_none() || !(args.shrink || args.check_determinism),
         "--junit reports runs and sweeps, not --shrink or --check-determinism"
     );
+    anyhow::ensure!(args.coverage.is_none(), "--coverage sums a sweep: give --seeds A..B");
     if args.shrink {
         return super::shrink::run(args, network, seed);
     }
@@ -316,6 +317,15 @@ fn sweep(args: &SimArgs, range: SeedRange, network: SimParams) -> anyhow::Result
         crate::site::write_index_or_warn(&args.test.store);
     }
     print_sweep_summary(&outcomes, range, shard, started.elapsed().as_secs_f64());
+    // Every seed counts towards the coverage, stored or not.
+    let mut coverage = crate::coverage::Coverage::new();
+    for outcome in &outcomes {
+        coverage.add(&outcome.coverage);
+    }
+    println!("  coverage: {}", coverage.line());
+    if let Some(path) = &args.coverage {
+        coverage.write_file(path)?;
+    }
     if let Some(path) = &args.test.junit {
         let valid = outcomes.iter().filter(|outcome| outcome.verdict == Verdict::Valid).count();
         let report = sweep_report(args, range, shard, valid, valid_time_s, cases);

@@ -191,3 +191,26 @@ fn sweep_of_correct_replicas_finds_no_violation() {
         }
     }
 }
+
+/// The coverage a sweep sums in memory (`SeedOutcome::coverage`) is what `ordeal coverage`
+/// reads back from the stored run (its `results.json` and `replica-status.json`): the pair of
+/// the two paths. Setup: n = 4 PoE-MAC with a Byzantine replica, seed 5. Test: both give the
+/// same facts, with the Byzantine replica's counters left out, and the run did something.
+#[test]
+fn sweep_coverage_equals_the_stored_runs() {
+    let args = args(&["--protocol", "poe-mac", "--byzantine", "1", "--time-limit", "12"]);
+    let network = SimParams::of(&args);
+    let simulated = simulate(&args.test, network, 5).expect("a run");
+    let outcome = simulated.outcome(&simulated.judge());
+    let store = tempfile::tempdir().expect("a store");
+    let (run, _) = simulated.store(store.path(), network).expect("stored");
+    let read = crate::coverage::RunFacts::read(&run.run_dir).expect("readable");
+    assert_eq!(outcome.coverage, read);
+    assert_eq!(outcome.view_changes, read.view_changes);
+    assert!(read.checkpoints > 0, "{read:?}");
+    assert!(read.counter("messages_received") > 0, "{read:?}");
+    let mut coverage = crate::coverage::Coverage::new();
+    coverage.add(&outcome.coverage);
+    assert_eq!(coverage.runs, 1);
+    assert_eq!(coverage.get("checkpoints"), read.checkpoints);
+}

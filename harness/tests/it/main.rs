@@ -8,6 +8,7 @@ mod byzantine;
 mod faults;
 mod junit;
 mod network;
+mod nightly;
 mod process;
 mod secrets;
 mod transport;
