@@ -26,7 +26,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use history::{LedgerEvent, Verdict};
+use history::LedgerEvent;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -590,13 +590,4 @@ fn files(run_dir: &Path) -> Vec<String> {
     }
     files.sort();
     files
-}
-
-/// The verdict of a stored run's `results.json`, for the store's index.
-pub fn verdict_of(results: &Value) -> Verdict {
-    match results["verdict"].as_str() {
-        Some("valid") => Verdict::Valid,
-        Some("invalid") => Verdict::Invalid,
-        _ => Verdict::Unknown,
-    }
 }
