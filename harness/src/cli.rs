@@ -69,6 +69,11 @@ pub enum Command {
         #[arg(long)]
         describe: bool,
     },
+    /// Benchmark the replicas: open-loop Poisson load at rising rates up to the latency knee,
+    /// for each protocol (interleaved step by step) and cluster size, fault-free and with one
+    /// backup crashed; prints a table and writes `bench.json` and `bench.svg`. Clients reach
+    /// the replicas directly (no relay).
+    Bench(BenchOptions),
     /// Write a JUnit XML report from a tab-separated cases file (`ci/gate --junit`): the
     /// format is `harness::junit::parse_cases`'s. Exit 0 written, 3 bad input.
     #[command(hide = true)]
@@ -490,6 +495,185 @@ where
         OneOrMany::One(protocol) => vec![protocol],
         OneOrMany::Many(protocols) => protocols,
     })
+}
+
+/// The fault case of a benchmark series.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BenchFault {
+    /// Every replica up.
+    None,
+    /// The last replica (a backup in view 0) SIGKILLed before the load starts: the PoE
+    /// paper's failure case.
+    Crash,
+}
+
+impl BenchFault {
+    /// The name in tables and `bench.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchFault::None => "none",
+            BenchFault::Crash => "crash",
+        }
+    }
+}
+
+/// `ordeal bench`'s options. The cluster knobs are `ordeal test`'s, with its defaults.
+#[derive(Debug, Clone, Args, Serialize)]
+pub struct BenchOptions {
+    /// The protocols, interleaved step by step so that their ratio holds on a noisy machine
+    /// (default: `poe-ts,pbft`; with `--full`, all three).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub protocol: Vec<ProtocolArg>,
+    /// Cluster sizes (default: 4,16; with `--full`, 4,7,10,16).
+    #[arg(long, value_delimiter = ',')]
+    pub replicas: Vec<u8>,
+    /// Fault cases: `none` (fault-free) and `crash` (one backup crashed).
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "none,crash")]
+    pub faults: Vec<BenchFault>,
+    /// Every protocol and more cluster sizes (see `--protocol`, `--replicas`).
+    #[arg(long)]
+    pub full: bool,
+    /// Client identities serving the arrivals of each cluster (default: 1024 / n, at least
+    /// 96): enough that the pool, not the cluster, is never what limits a step.
+    #[arg(long)]
+    pub clients: Option<u32>,
+    /// The first step's offered rate, operations per second (default: 2000 / n).
+    #[arg(long)]
+    pub start_rate: Option<f64>,
+    /// Each step offers this many times the previous step's rate.
+    #[arg(long, default_value_t = 1.5)]
+    pub factor: f64,
+    /// The most steps of a series before its knee.
+    #[arg(long, default_value_t = 14)]
+    pub max_steps: u32,
+    /// Seconds of load before a step's measuring window (not measured).
+    #[arg(long, default_value_t = 0.5)]
+    pub warmup: f64,
+    /// Seconds a step is measured.
+    #[arg(long, default_value_t = 2.0)]
+    pub step_time: f64,
+    /// Seconds an operation may take before it counts as unfinished.
+    #[arg(long, default_value_t = 2.0)]
+    pub op_timeout: f64,
+    /// The most requests per proposal.
+    #[arg(long, default_value_t = 100)]
+    pub batch_size: u32,
+    /// Milliseconds the primary waits for a batch to fill.
+    #[arg(long, default_value_t = 1.0)]
+    pub batch_timeout_ms: f64,
+    /// The most slots the primary has in flight.
+    #[arg(long, default_value_t = 32)]
+    pub window: u64,
+    /// Slots between checkpoints.
+    #[arg(long, default_value_t = 128)]
+    pub checkpoint_interval: u64,
+    /// Replicas fsync every commit of their store.
+    #[arg(long)]
+    pub fsync: bool,
+    /// Registers the operations read, write and cas.
+    #[arg(long, default_value_t = 8)]
+    pub keys: u32,
+    /// The seed of keys, operations and arrival times.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// The output directory (default: `store/bench/<time>`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+impl BenchOptions {
+    /// The protocols benchmarked, in order.
+    pub fn protocols(&self) -> Vec<ProtocolArg> {
+        match (self.protocol.is_empty(), self.full) {
+            (false, _) => self.protocol.clone(),
+            (true, false) => vec![ProtocolArg::PoeTs, ProtocolArg::Pbft],
+            (true, true) => vec![ProtocolArg::PoeTs, ProtocolArg::PoeMac, ProtocolArg::Pbft],
+        }
+    }
+
+    /// The cluster sizes benchmarked, in order.
+    pub fn replica_counts(&self) -> Vec<u8> {
+        match (self.replicas.is_empty(), self.full) {
+            (false, _) => self.replicas.clone(),
+            (true, false) => vec![4, 16],
+            (true, true) => vec![4, 7, 10, 16],
+        }
+    }
+
+    /// The pool size of a cluster of `n`.
+    pub fn client_count(&self, n: u8) -> u32 {
+        self.clients.unwrap_or((1024 / u32::from(n.max(1))).max(96))
+    }
+
+    /// The first offered rate of a cluster of `n`.
+    pub fn first_rate(&self, n: u8) -> f64 {
+        self.start_rate.unwrap_or(2000.0 / f64::from(n.max(1)))
+    }
+
+    /// `ordeal test`'s options for one cluster of this benchmark (no faults, no Byzantine
+    /// clients), from which its configuration is made and checked.
+    pub fn test_options(&self, protocol: ProtocolArg, n: u8) -> TestOptions {
+        let Ok(Cli { command: Command::Test(defaults) }) = Cli::try_parse_from(["ordeal", "test"])
+        else {
+            unreachable!("`ordeal test` parses without options");
+        };
+        TestOptions {
+            protocol: vec![protocol],
+            replicas: n,
+            concurrency: self.client_count(n),
+            keys: self.keys,
+            op_timeout: self.op_timeout,
+            nemesis: vec![NemesisArg::None],
+            byzantine_clients: Some(0),
+            batch_size: self.batch_size,
+            batch_timeout_ms: self.batch_timeout_ms,
+            window: self.window,
+            checkpoint_interval: self.checkpoint_interval,
+            fsync: self.fsync,
+            seed: Some(self.seed),
+            ..defaults
+        }
+    }
+
+    /// Checks every option, each cluster's configuration included.
+    ///
+    /// # Errors
+    ///
+    /// The first option out of range.
+    pub fn validate(&self) -> Result<(), OptionError> {
+        let fail = |option, reason: String| Err(OptionError { option, reason });
+        let positive = |value: f64, max: f64| value.is_finite() && value > 0.0 && value <= max;
+        if !(self.factor.is_finite() && self.factor > 1.0 && self.factor <= 10.0) {
+            return fail("factor", format!("{} is not in (1, 10]", self.factor));
+        }
+        if !(1..=64).contains(&self.max_steps) {
+            return fail("max-steps", format!("{} is not in 1..=64", self.max_steps));
+        }
+        if !(self.warmup.is_finite() && (0.0..=60.0).contains(&self.warmup)) {
+            return fail("warmup", format!("{} is not in [0, 60] seconds", self.warmup));
+        }
+        if !positive(self.step_time, 600.0) {
+            return fail("step-time", format!("{} is not in (0, 600] seconds", self.step_time));
+        }
+        if let Some(rate) = self.start_rate
+            && !positive(rate, 1e6)
+        {
+            return fail("start-rate", format!("{rate} is not in (0, 1000000] ops/s"));
+        }
+        if self.faults.is_empty() {
+            return fail("faults", "name at least one of none, crash".into());
+        }
+        for protocol in self.protocols() {
+            for n in self.replica_counts() {
+                if self.faults.contains(&BenchFault::Crash) && n < 4 {
+                    return fail("replicas", format!("{n}: crashing a backup needs n >= 4"));
+                }
+                self.test_options(protocol, n).cluster_config()?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl TestOptions {

@@ -5,6 +5,8 @@
 //! - [`cli`]: the command line.
 //! - [`check`]: `ordeal check` (a stored run, a history file, a benchmark directory).
 //! - [`run`]: one run of `ordeal test`, from keys to results.
+//! - [`bench`]: `ordeal bench`: open-loop load at rising rates up to the latency knee, per
+//!   protocol (interleaved), cluster size and fault case.
 //! - [`cluster`]: replica processes (ports, spawning, readiness, kill, restart, pause, resume,
 //!   stopping).
 //! - [`faults`]: the nemesis at run time (a schedule executed with real signals, the relay and
@@ -27,6 +29,7 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod bench;
 pub mod certs;
 pub mod check;
 pub mod cli;

@@ -81,6 +81,13 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Bench(options) => match harness::bench::run(&options) {
+            Ok(code) => ExitCode::from(code),
+            Err(error) => {
+                eprintln!("ordeal bench: {error:#}");
+                ExitCode::from(EXIT_HARNESS_ERROR)
+            }
+        },
         Command::Junit { suite, cases, out } => match junit(&suite, &cases, &out) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

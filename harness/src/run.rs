@@ -44,20 +44,20 @@ use crate::store;
 use crate::workers::Workers;
 
 /// How long the cluster may take to become ready.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// How long each stop step (control stop, SIGTERM) waits before the next.
-const STOP_GRACE: Duration = Duration::from_secs(2);
+pub(crate) const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How often the history is flushed to disk during a run.
 const HISTORY_FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Threads hosting the client processes (the machine has two cores; the replicas need them
 /// too).
-const CLIENT_WORKERS: usize = 2;
+pub(crate) const CLIENT_WORKERS: usize = 2;
 
 /// How many clients share one QUIC endpoint (UDP socket) in the harness.
-const CLIENTS_PER_ENDPOINT: usize = 16;
+pub(crate) const CLIENTS_PER_ENDPOINT: usize = 16;
 
 /// Extra time client processes get, beyond one operation timeout, to finish after the limit.
 const CLIENT_DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -690,8 +690,8 @@ fn announce(plan: &Plan) {
 }
 
 /// The clients' links, connected before the clock starts.
-struct Clients {
-    transports: Vec<ClientTransport>,
+pub(crate) struct Clients {
+    pub(crate) transports: Vec<ClientTransport>,
     endpoints: Vec<quinn::Endpoint>,
 }
 
@@ -699,7 +699,7 @@ impl Clients {
     /// Connects every client (the correct and the Byzantine ones) to every replica. The clock
     /// starts when every client can reach every replica, so connection setup is not measured as
     /// operation latency.
-    async fn connect(
+    pub(crate) async fn connect(
         setup: &Setup,
         workers: &Workers,
         interrupt: &mut watch::Receiver<bool>,
@@ -794,7 +794,7 @@ impl Clients {
             .collect()
     }
 
-    fn close(&self) {
+    pub(crate) fn close(&self) {
         for client_endpoint in &self.endpoints {
             client_endpoint.close(0u32.into(), b"done");
         }

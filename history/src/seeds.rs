@@ -50,6 +50,9 @@ const BYZANTINE_REPLICAS_SALT: u64 = 0x6e65_6d65_7369_7333;
 /// Salt of the clients' workload generators (the 64-bit golden ratio).
 const GENERATOR_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
 
+/// Salt of `ordeal bench`'s arrival times (`arrivals`).
+const ARRIVALS_SALT: u64 = 0x6172_7269_7661_6c73;
+
 /// Salt of the replica fuzzer's inputs (`fuzz_inp`).
 const FUZZ_SALT: u64 = 0x6675_7a7a_5f69_6e70;
 
@@ -113,6 +116,12 @@ pub fn targets(seed: u64) -> u64 {
 /// Client `client`'s workload generator: its operations, keys and values.
 pub fn generator(seed: u64, client: u32) -> u64 {
     seed ^ (u64::from(client) << 32) ^ GENERATOR_SALT
+}
+
+/// `ordeal bench`'s arrival times for the pool on client worker `worker` of its clusters of
+/// `replicas` replicas (every protocol's cluster gets the same arrivals).
+pub fn arrivals(seed: u64, replicas: u64, worker: u64) -> u64 {
+    seed ^ ARRIVALS_SALT ^ (replicas << 40) ^ (worker << 56)
 }
 
 /// The replica fuzzer's inputs (one session's forged, replayed and mutated messages).

@@ -143,6 +143,7 @@ fn seed_derivations_are_pinned() {
     assert_eq!(seeds::generator(big, 5), 0x409a_c753_7e69_3972);
     assert_eq!(seeds::fuzz_session(7, 9), 0x006a_cfde);
     assert_eq!(seeds::fuzz_session(big, 9), 0x42b3_a7e9_7528_b7fe);
+    assert_eq!(seeds::arrivals(7, 4, 1), 0x6072_7669_7661_6c74);
     assert_eq!(seeds::repetition(7, 2), 9);
     assert_eq!(seeds::repetition(u64::MAX, 2), 1, "wraps");
 }
@@ -163,6 +164,9 @@ fn salted_streams_are_distinct() {
             seeds::schedule(seed),
             seeds::targets(seed),
             seeds::fuzz(seed),
+            seeds::arrivals(seed, 4, 0),
+            seeds::arrivals(seed, 4, 1),
+            seeds::arrivals(seed, 16, 0),
         ];
         streams.extend((0..16).map(|client| seeds::generator(seed, client)));
         streams.extend((0..16).map(|replica| seeds::byzantine(seed, replica)));

@@ -19,7 +19,7 @@ use crate::generator::Generator;
 use crate::recorder::{Completion, Recorder};
 
 /// Why an operation ended unknown when the client's links are all gone.
-const TRANSPORT_CLOSED: &str = "transport closed";
+pub(crate) const TRANSPORT_CLOSED: &str = "transport closed";
 
 /// How a client process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +90,14 @@ pub async fn run(
         if let Some(current) = &current {
             send_junk(&transport, &mut report, current, previous.as_ref(), options.client_count);
         }
-        let completion =
-            await_completion(&mut client, &mut transport, &recorder, options.op_timeout).await;
+        let completion = await_completion(
+            &mut client,
+            &mut transport,
+            recorder.start(),
+            Some(&recorder),
+            options.op_timeout,
+        )
+        .await;
         recorder.complete(Process::Client(process), &op, client_id, request_id, &completion);
         previous = current;
         if matches!(&completion, Completion::Unknown { reason } if reason == TRANSPORT_CLOSED) {
@@ -127,33 +133,41 @@ fn send_junk(
     }
 }
 
-fn send_all(client: &mut Client, transport: &ClientTransport) {
+pub(crate) fn send_all(client: &mut Client, transport: &ClientTransport) {
     while let Some(transmit) = client.poll_transmit() {
         // A dropped request is retransmitted by the client core on its timer.
         let _ = transport.send(transmit.to, &transmit.request);
     }
 }
 
-async fn await_completion(
+/// Waits for the submitted request's proof of execution, retransmitting on the client core's
+/// timer, for at most `op_timeout`. The client core's clock counts from `start`; dissenting
+/// INFORMs are recorded when a `recorder` is given.
+pub(crate) async fn await_completion(
     client: &mut Client,
     transport: &mut ClientTransport,
-    recorder: &Recorder,
+    start: std::time::Instant,
+    recorder: Option<&Recorder>,
     op_timeout: Duration,
 ) -> Completion {
     let deadline = tokio::time::Instant::now() + op_timeout;
-    let origin = tokio::time::Instant::now() - Duration::from_nanos(recorder.now_nanos());
+    let origin = tokio::time::Instant::from_std(start);
+    let now_nanos = || start.elapsed().as_nanos() as u64;
     // Bounded by `deadline`.
     loop {
         let retry_at = client.poll_timeout().map(|at| origin + Duration::from_nanos(at.as_nanos()));
         tokio::select! {
             inform = transport.recv() => match inform {
                 Some((from, inform)) => {
-                    let now = Time::from_nanos(recorder.now_nanos());
+                    let now = Time::from_nanos(now_nanos());
                     // Late, forged or misaddressed INFORMs are refused by the client core and
                     // change nothing.
                     let _ = client.handle_inform(now, from, &inform);
                     if let Some(done) = client.poll_completion() {
-                        recorder.dissent(done.dissent.iter().map(|replica| u32::from(replica.0)));
+                        if let Some(recorder) = recorder {
+                            let dissent = done.dissent.iter().map(|replica| u32::from(replica.0));
+                            recorder.dissent(dissent);
+                        }
                         let proof = (&done.proof).into();
                         return Completion::Done { result: done.result, proof };
                     }
@@ -164,7 +178,7 @@ async fn await_completion(
                 }
             },
             _ = sleep_until(retry_at) => {
-                client.handle_timeout(Time::from_nanos(recorder.now_nanos()));
+                client.handle_timeout(Time::from_nanos(now_nanos()));
                 send_all(client, transport);
             }
             _ = tokio::time::sleep_until(deadline) => {

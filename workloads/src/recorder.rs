@@ -166,6 +166,11 @@ impl Recorder {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).counts
     }
 
+    /// Time zero of the history.
+    pub fn start(&self) -> Instant {
+        self.start
+    }
+
     /// Nanoseconds since time zero.
     pub fn now_nanos(&self) -> u64 {
         self.start.elapsed().as_nanos() as u64

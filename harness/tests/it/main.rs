@@ -4,6 +4,7 @@
 
 #![allow(clippy::disallowed_methods, reason = "integration tests wait on real processes")]
 
+mod bench;
 mod byzantine;
 mod faults;
 mod junit;

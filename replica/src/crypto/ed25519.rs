@@ -22,8 +22,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha512};
 
-use super::Scheme;
 use super::encoding::{self, byte_array_newtype};
+use super::{Scheme, tally};
 
 byte_array_newtype!(
     /// An ed25519 signature: R (32 bytes) then s (32 bytes).
@@ -74,6 +74,7 @@ impl SigningKey {
 
     /// Signs `message`.
     pub fn sign(&self, message: &[u8]) -> Signature {
+        tally::add(tally::Op::Ed25519Sign, 1);
         match self.scheme {
             Scheme::Real => Signature(self.key.sign(message).to_bytes()),
             Scheme::Simulated => simulated_signature(&self.key.verifying_key().to_bytes(), message),
@@ -139,6 +140,7 @@ impl PublicKey {
     ///
     /// [`SignatureError`] when it does not verify.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> Result<(), SignatureError> {
+        tally::add(tally::Op::Ed25519Verify, 1);
         if self.scheme == Scheme::Simulated {
             let expected = simulated_signature(&self.bytes, message);
             return if expected == *signature { Ok(()) } else { Err(SignatureError) };
@@ -233,6 +235,7 @@ pub fn verify_batch(items: &[SignedMessage<'_>]) -> Result<(), SignatureError> {
             false => Err(SignatureError),
         };
     }
+    tally::add(tally::Op::Ed25519BatchVerify, items.len() as u64);
     let parsed: Vec<Parsed> = items
         .iter()
         .map(|item| Parsed::new(item.key, item.message, item.signature))

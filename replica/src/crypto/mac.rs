@@ -27,6 +27,7 @@ pub struct MacError;
 impl MacKey {
     /// The tag over the concatenation of `parts`.
     pub fn tag(&self, parts: &[&[u8]]) -> Mac {
+        super::tally::add(super::tally::Op::MacTag, 1);
         let mut mac = self.hmac();
         for part in parts {
             mac.update(part);
@@ -40,6 +41,7 @@ impl MacKey {
     ///
     /// [`MacError`] when the tag does not match.
     pub fn verify(&self, parts: &[&[u8]], tag: &Mac) -> Result<(), MacError> {
+        super::tally::add(super::tally::Op::MacVerify, 1);
         let mut mac = self.hmac();
         for part in parts {
             mac.update(part);

@@ -8,6 +8,7 @@
 //!   signatures in G2), trusted-dealer Shamir sharing with t = nf.
 //! - [`dealer`]: generates every key of a cluster and serializes them per node.
 //! - [`hash`]: SHA-256 with domain separation.
+//! - [`tally`]: process-wide counts of the operations above, for benchmarks.
 //!
 //! Nothing here reads a clock or global randomness: key generation takes a caller's RNG.
 //!
@@ -19,6 +20,7 @@ pub mod dealer;
 pub mod ed25519;
 pub mod hash;
 pub mod mac;
+pub mod tally;
 pub mod threshold;
 
 mod encoding;

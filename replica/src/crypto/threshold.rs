@@ -24,8 +24,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest as _, Sha512};
 use std::sync::{Arc, OnceLock};
 
-use super::Scheme;
 use super::encoding::{self, byte_array_newtype};
+use super::{Scheme, tally};
 
 /// The hash-to-curve domain separation tag of Ordeal's BLS signatures.
 pub const DST: &[u8] = b"ORDEAL_POE_V1_BLS_SIG_BLS12381G2_XMD:SHA-256_SSWU_RO_NUL_";
@@ -239,6 +239,7 @@ impl SecretShare {
 
     /// This signer's share of the group signature on `message`.
     pub fn sign(&self, message: &PreparedMessage) -> BlsSignature {
+        tally::add(tally::Op::BlsShareSign, 1);
         if self.scheme == Scheme::Simulated {
             return simulated(SIMULATED_SHARE, &self.public, message.message());
         }
@@ -300,6 +301,7 @@ impl ThresholdPublicKeys {
         share: &BlsSignature,
     ) -> Result<(), ThresholdError> {
         let key = self.share_key(signer)?;
+        tally::add(tally::Op::BlsShareVerify, 1);
         if self.scheme == Scheme::Simulated {
             return simulated_check(share, simulated(SIMULATED_SHARE, key, message.message()));
         }
@@ -318,6 +320,7 @@ impl ThresholdPublicKeys {
         message: &PreparedMessage,
         signature: &BlsSignature,
     ) -> Result<(), ThresholdError> {
+        tally::add(tally::Op::BlsVerify, 1);
         if self.scheme == Scheme::Simulated {
             let expected = simulated(SIMULATED_GROUP, &self.group, message.message());
             return simulated_check(signature, expected);
@@ -339,6 +342,7 @@ impl ThresholdPublicKeys {
         message: &PreparedMessage,
         shares: &[(u32, BlsSignature)],
     ) -> Result<BlsSignature, ThresholdError> {
+        tally::add(tally::Op::BlsCombine, 1);
         if self.scheme == Scheme::Simulated {
             return self.combine_simulated(message, shares);
         }
@@ -460,6 +464,8 @@ impl ThresholdPublicKeys {
             let signature = self.combine(message, shares).ok()?;
             return self.verify(message, &signature).ok().map(|()| signature);
         }
+        tally::add(tally::Op::BlsCombine, 1);
+        tally::add(tally::Op::BlsVerify, 1);
         let point = self.combine_point(shares).ok()?;
         check_subgroup(&point, None).ok()?;
         verify_point(&self.group.0, message, &point).ok()?;

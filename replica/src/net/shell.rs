@@ -97,11 +97,27 @@ pub struct NetCounters {
     frames_malformed: AtomicU64,
     frames_dropped: AtomicU64,
     informs_undeliverable: AtomicU64,
+    /// Frames handed to a link or a client's writer, and their bytes (framing included).
+    frames_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    /// Frames read from replicas and clients, and their bytes.
+    frames_received: AtomicU64,
+    bytes_received: AtomicU64,
 }
 
 impl NetCounters {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn sent(&self, bytes: usize) {
+        self.frames_sent.fetch_add(1, Ordering::Relaxed);
+        self.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn received(&self, bytes: usize) {
+        self.frames_received.fetch_add(1, Ordering::Relaxed);
+        self.bytes_received.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> BTreeMap<String, u64> {
@@ -115,6 +131,10 @@ impl NetCounters {
             ("net.frames_malformed".into(), read(&self.frames_malformed)),
             ("net.frames_dropped".into(), read(&self.frames_dropped)),
             ("net.informs_undeliverable".into(), read(&self.informs_undeliverable)),
+            ("net.frames_sent".into(), read(&self.frames_sent)),
+            ("net.bytes_sent".into(), read(&self.bytes_sent)),
+            ("net.frames_received".into(), read(&self.frames_received)),
+            ("net.bytes_received".into(), read(&self.bytes_received)),
         ])
     }
 }
@@ -384,20 +404,31 @@ impl crate::node::Io for ShellIo {
             Transmit::Replica { to, envelope } => {
                 self.flight.record(self.now, Direction::Sent, to, &envelope);
                 let link = self.links.get(to.index()).and_then(Option::as_ref);
-                if !link.is_some_and(|link| link.try_send(encode_framed(&envelope))) {
+                let frame = encode_framed(&envelope);
+                let bytes = frame.len();
+                if link.is_some_and(|link| link.try_send(frame)) {
+                    self.counters.sent(bytes);
+                } else {
                     NetCounters::bump(&self.counters.frames_dropped);
                 }
             }
             Transmit::Client { to, inform } => {
                 let delivered = match self.clients.get(&to) {
-                    Some(writer) => match writer.try_send(encode_framed(&inform)) {
-                        Ok(()) => true,
-                        Err(mpsc::error::TrySendError::Full(_)) => false,
-                        Err(mpsc::error::TrySendError::Closed(_)) => {
-                            self.clients.remove(&to);
-                            false
+                    Some(writer) => {
+                        let frame = encode_framed(&inform);
+                        let bytes = frame.len();
+                        match writer.try_send(frame) {
+                            Ok(()) => {
+                                self.counters.sent(bytes);
+                                true
+                            }
+                            Err(mpsc::error::TrySendError::Full(_)) => false,
+                            Err(mpsc::error::TrySendError::Closed(_)) => {
+                                self.clients.remove(&to);
+                                false
+                            }
                         }
-                    },
+                    }
                     None => false,
                 };
                 if !delivered {
@@ -505,6 +536,7 @@ impl Shell {
         let status = self.node.core().status();
         let mut counters = self.counters.snapshot();
         counters.extend(self.node.counter_map());
+        counters.extend(crate::crypto::tally::snapshot());
         let peers_connected = self
             .io
             .links
@@ -667,6 +699,7 @@ async fn serve_stream(
             // The stream's announcement.
             continue;
         }
+        context.counters.received(frame.len());
         let bytes = context.input_bytes.clone().acquire_many_owned(frame.len() as u32);
         let Ok(bytes) = bytes.await else { return };
         let input = match identity {
