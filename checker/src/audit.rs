@@ -8,26 +8,28 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use history::{LedgerEvent, OpKind, Verdict};
+use std::path::Path;
+
+use history::{LedgerEvent, Op, OpKind, Verdict};
 use serde_json::json;
 
 use crate::digest::Keys;
 use crate::linear::LinearOptions;
 use crate::liveness::LivenessOptions;
-use crate::load::HistoryFile;
-use crate::perf::{Stats, Throughput};
+use crate::load::{HistoryFile, LoadError};
+use crate::perf::{Stats, Tally, Throughput};
 use crate::replay::{Context, Issued};
-use crate::validate::Operation;
+use crate::validate::{HistoryError, Operation, Pairing};
 use crate::{
-    CheckResult, bank, certificate, evidence, informs, ledger, linear, liveness, perf, protocol,
-    replay, speculation, validate,
+    CheckResult, bank, certificate, evidence, informs, ledger, linear, liveness, protocol, replay,
+    speculation, validate,
 };
 
 /// What a check is given.
 #[derive(Debug, Clone, Default)]
 pub struct Inputs {
     /// The history, or why it could not be read.
-    pub history: Option<Result<HistoryFile, String>>,
+    pub history: Option<Result<History, String>>,
     /// The ledgers of the honest replicas, by replica id (empty for a plain history).
     pub ledgers: BTreeMap<u32, Vec<LedgerEvent>>,
     /// Ledgers that could not be read or were cut off, as messages.
@@ -79,15 +81,16 @@ pub fn check(mut inputs: Inputs) -> Report {
                 CheckResult::new(Verdict::Unknown, json!({"errors": [error]})),
             );
         }
-        Some(Ok(file)) => {
-            stats = perf::stats(&file.ops);
-            throughput = perf::throughput(&file.ops);
+        Some(Ok(history)) => {
+            let History { events, truncated_line, operations: paired, tally, liveness, issued } =
+                history;
+            (stats, throughput) = tally.finish();
             let mut problems = Vec::new();
-            if let Some(line) = file.truncated_line {
+            if let Some(line) = truncated_line {
                 problems.push(format!("line {line} is cut off"));
             }
-            match validate::pair(&file.ops, &file.lines) {
-                Ok(paired) => operations = paired,
+            match paired {
+                Ok(pairing) => operations = pairing.finish(),
                 Err(error) => {
                     problems.push(error.to_string());
                     history_error = Some(error);
@@ -96,14 +99,14 @@ pub fn check(mut inputs: Inputs) -> Report {
             let verdict = if problems.is_empty() { Verdict::Valid } else { Verdict::Unknown };
             checkers.insert(
                 "history".into(),
-                CheckResult::new(verdict, json!({"events": file.ops.len(), "errors": problems})),
+                CheckResult::new(verdict, json!({"events": events, "errors": problems})),
             );
             if let Some(options) = inputs.liveness {
                 let backoff = liveness::backoff(&inputs.ledgers);
-                checkers.insert("liveness".into(), liveness::check(&file.ops, options, backoff));
+                checkers.insert("liveness".into(), liveness.check(options, backoff));
             }
             if inputs.context.issued.is_none() {
-                inputs.context.issued = issued(&file.ops);
+                inputs.context.issued = (!issued.is_empty()).then_some(issued);
             }
         }
     }
@@ -169,15 +172,93 @@ pub fn check(mut inputs: Inputs) -> Report {
     }
 }
 
-/// The invocation of every (client, request) of the history, if it records them.
-fn issued(history: &[history::Op]) -> Option<HashMap<(u32, u64), Issued>> {
-    let mut issued = HashMap::new();
-    for op in history.iter().filter(|op| op.kind == OpKind::Invoke) {
-        if let (Some(client), Some(request)) = (op.client, op.request) {
-            issued.insert((client, request), (op.f.clone(), op.key.clone(), op.value.clone()));
+/// A history as the oracles take it: its operations, paired as its events were read, and what
+/// the performance figures, the liveness oracle and the replay audit need of its events, but
+/// not the events themselves (a million-operation history holds two million).
+#[derive(Debug, Clone)]
+pub struct History {
+    /// Events read.
+    events: usize,
+    /// The 1-based number of a truncated last line, if any.
+    truncated_line: Option<usize>,
+    /// The pairing of the client events, or the first rule they broke.
+    operations: Result<Pairing, HistoryError>,
+    /// Throughput and latency.
+    tally: Tally,
+    /// Progress after the final heal.
+    liveness: liveness::Trace,
+    /// The invocation of every (client, request) of the history.
+    issued: HashMap<(u32, u64), Issued>,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History {
+            events: 0,
+            truncated_line: None,
+            operations: Ok(Pairing::default()),
+            tally: Tally::default(),
+            liveness: liveness::Trace::default(),
+            issued: HashMap::new(),
         }
     }
-    (!issued.is_empty()).then_some(issued)
+}
+
+impl History {
+    /// Reads the history at `path` (as [`crate::load::history`] does), pairing each event as it
+    /// is read.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] naming the first bad line. A history that breaks a pairing rule loads;
+    /// [`check`] reports the rule.
+    pub fn load(path: &Path) -> Result<History, LoadError> {
+        let mut history = History::default();
+        history.truncated_line = crate::load::history_events(path, |line, op| {
+            history.handle_event(line, op);
+        })?;
+        Ok(history)
+    }
+
+    /// The history of `ops`, their lines numbered from 1.
+    pub fn from_ops(ops: &[Op]) -> History {
+        let mut history = History::default();
+        for (index, op) in ops.iter().enumerate() {
+            history.handle_event(index + 1, op.clone());
+        }
+        history
+    }
+
+    /// Takes `op`, the next event, read at `line`. After a pairing error the operations are
+    /// dropped and the rest is only counted, as when a whole history was paired after loading.
+    fn handle_event(&mut self, line: usize, op: Op) {
+        let event = self.events;
+        self.events += 1;
+        self.tally.handle_event(&op);
+        self.liveness.handle_event(&op);
+        if op.kind == OpKind::Invoke
+            && let (Some(client), Some(request)) = (op.client, op.request)
+        {
+            let invocation = (op.f.clone(), op.key.clone(), op.value.clone());
+            self.issued.insert((client, request), invocation);
+        }
+        if let Ok(pairing) = &mut self.operations
+            && let Err(error) = pairing.handle_event(event, line, op)
+        {
+            self.operations = Err(error);
+        }
+    }
+}
+
+impl From<HistoryFile> for History {
+    fn from(file: HistoryFile) -> History {
+        let HistoryFile { ops, lines, truncated_line } = file;
+        let mut history = History { truncated_line, ..History::default() };
+        for (event, op) in ops.into_iter().enumerate() {
+            history.handle_event(lines.get(event).copied().unwrap_or(event + 1), op);
+        }
+        history
+    }
 }
 
 /// Per key, the order in which the honest replica with the longest final ledger executed the

@@ -50,73 +50,100 @@ pub fn backoff(ledgers: &BTreeMap<u32, Vec<LedgerEvent>>) -> Option<Duration> {
 /// Checks `history` (in time order) for progress after the final heal; `backoff` is the
 /// longest view-change backoff the honest replicas reached (module docs).
 pub fn check(history: &[Op], options: LivenessOptions, backoff: Option<Duration>) -> CheckResult {
-    let heal = history
-        .iter()
-        .filter(|op| op.process == Process::Nemesis)
-        .map(|op| op.time)
-        .max()
-        .unwrap_or(0);
-    let end = history.iter().map(|op| op.time).max().unwrap_or(0);
-    let window = options.window.as_nanos() as u64;
-    let deadline = heal.saturating_add(window);
-    let mut ok_after_heal = 0u64;
-    let mut first_ok_after_heal = None;
-    let mut in_flight = 0i64;
-    let mut last_progress = 0u64;
-    let mut stall = (0u64, 0u64, 0u64);
-    for op in history.iter().filter(|op| op.process != Process::Nemesis) {
-        if in_flight > 0 && op.time - last_progress.min(op.time) > stall.0 {
-            stall = (op.time - last_progress.min(op.time), last_progress, op.time);
+    let mut trace = Trace::default();
+    for op in history {
+        trace.handle_event(op);
+    }
+    trace.check(options, backoff)
+}
+
+/// What the oracle needs of a history, gathered one event at a time so that a history need not
+/// be kept in memory to be checked: the final heal, the end, the longest stall and the time of
+/// every client `ok` completion.
+#[derive(Debug, Clone, Default)]
+pub struct Trace {
+    /// The time of the nemesis's last event (its final heal).
+    heal: u64,
+    /// The time of the last event.
+    end: u64,
+    /// Client operations in flight.
+    in_flight: i64,
+    /// The last `ok` completion, or the invocation that ended an idle stretch.
+    last_progress: u64,
+    /// The longest stall so far: (length, from, to), nanoseconds.
+    stall: (u64, u64, u64),
+    /// The time of every client `ok` completion, in history order.
+    ok_times: Vec<u64>,
+}
+
+impl Trace {
+    /// Records `op`, the next event of the history.
+    pub fn handle_event(&mut self, op: &Op) {
+        self.end = self.end.max(op.time);
+        if op.process == Process::Nemesis {
+            self.heal = self.heal.max(op.time);
+            return;
+        }
+        let idle = op.time - self.last_progress.min(op.time);
+        if self.in_flight > 0 && idle > self.stall.0 {
+            self.stall = (idle, self.last_progress, op.time);
         }
         match op.kind {
             OpKind::Invoke => {
-                if in_flight == 0 {
-                    last_progress = op.time;
+                if self.in_flight == 0 {
+                    self.last_progress = op.time;
                 }
-                in_flight += 1;
+                self.in_flight += 1;
             }
             kind => {
-                in_flight -= 1;
+                self.in_flight -= 1;
                 if kind == OpKind::Ok {
-                    last_progress = op.time;
-                    if op.time >= heal && op.time <= deadline {
-                        ok_after_heal += 1;
-                        first_ok_after_heal.get_or_insert(op.time);
-                    }
+                    self.last_progress = op.time;
+                    self.ok_times.push(op.time);
                 }
             }
         }
     }
-    let evidence = json!({
-        "final_heal_s": heal as f64 / 1e9,
-        "window_s": options.window.as_secs_f64(),
-        "ok_in_window": ok_after_heal,
-        "ok_required": options.ok_min,
-        "first_ok_after_heal_s": first_ok_after_heal.map(|time| (time - heal) as f64 / 1e9),
-        "longest_stall": {
-            "seconds": stall.0 as f64 / 1e9,
-            "from_s": stall.1 as f64 / 1e9,
-            "to_s": stall.2 as f64 / 1e9,
-        },
-    });
-    let mut evidence = evidence;
-    if let Some(backoff) = backoff {
-        evidence["backoff_s"] = json!(backoff.as_secs_f64());
+
+    /// The oracle's verdict on the events recorded; `backoff` as for [`check`].
+    pub fn check(&self, options: LivenessOptions, backoff: Option<Duration>) -> CheckResult {
+        let (heal, end, stall) = (self.heal, self.end, self.stall);
+        let window = options.window.as_nanos() as u64;
+        let deadline = heal.saturating_add(window);
+        let mut in_window = self.ok_times.iter().filter(|&&time| time >= heal && time <= deadline);
+        let first_ok_after_heal = in_window.next().copied();
+        let ok_after_heal = u64::from(first_ok_after_heal.is_some()) + in_window.count() as u64;
+        let evidence = json!({
+            "final_heal_s": heal as f64 / 1e9,
+            "window_s": options.window.as_secs_f64(),
+            "ok_in_window": ok_after_heal,
+            "ok_required": options.ok_min,
+            "first_ok_after_heal_s": first_ok_after_heal.map(|time| (time - heal) as f64 / 1e9),
+            "longest_stall": {
+                "seconds": stall.0 as f64 / 1e9,
+                "from_s": stall.1 as f64 / 1e9,
+                "to_s": stall.2 as f64 / 1e9,
+            },
+        });
+        let mut evidence = evidence;
+        if let Some(backoff) = backoff {
+            evidence["backoff_s"] = json!(backoff.as_secs_f64());
+        }
+        let verdict = if ok_after_heal >= options.ok_min {
+            Verdict::Valid
+        } else if end < deadline {
+            // The history ends inside the window: progress may still have come.
+            evidence["reason"] = json!("the history ends inside the liveness window");
+            Verdict::Unknown
+        } else if backoff.is_some_and(|backoff| backoff >= options.window) {
+            evidence["reason"] = json!(
+                "the replicas' view-change backoff is at least the liveness window: no progress \
+                 within it proves no bug"
+            );
+            Verdict::Unknown
+        } else {
+            Verdict::Invalid
+        };
+        CheckResult::new(verdict, evidence)
     }
-    let verdict = if ok_after_heal >= options.ok_min {
-        Verdict::Valid
-    } else if end < deadline {
-        // The history ends inside the window: progress may still have come.
-        evidence["reason"] = json!("the history ends inside the liveness window");
-        Verdict::Unknown
-    } else if backoff.is_some_and(|backoff| backoff >= options.window) {
-        evidence["reason"] = json!(
-            "the replicas' view-change backoff is at least the liveness window: no progress \
-             within it proves no bug"
-        );
-        Verdict::Unknown
-    } else {
-        Verdict::Invalid
-    };
-    CheckResult::new(verdict, evidence)
 }

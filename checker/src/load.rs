@@ -1,11 +1,14 @@
 //! Reading recorded files. A malformed line is an error naming the file, the line and what is
 //! wrong, never a panic. A process killed while writing may leave its last line cut off (no
 //! final newline); that one line is tolerated and reported. Blank lines and lines starting with
-//! `#` are skipped.
+//! `#` are skipped. JSON lines are read one line at a time ([`history_events`]), never as one
+//! text.
 //!
 //! A history may also be Jepsen's `history.edn` of a register or cas-register test (module
 //! [`edn`]); [`history`] tells the formats apart by the extension or the first form.
 
+use std::fs::File;
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 
 use history::{LedgerEvent, Op};
@@ -65,13 +68,42 @@ pub struct HistoryFile {
 ///
 /// [`LoadError`] naming the first bad line.
 pub fn history(path: &Path) -> Result<HistoryFile, LoadError> {
-    let text = read(path)?;
-    if path.extension().is_some_and(|extension| extension == "edn") || edn::sniff(&text) {
-        return edn::parse(&text)
-            .map_err(|error| LoadError::Edn { path: path.to_path_buf(), error });
-    }
-    let (ops, lines, truncated_line) = json_lines::<Op>(path, &text, true)?;
+    let (mut ops, mut lines) = (Vec::new(), Vec::new());
+    let truncated_line = history_events(path, |line, op| {
+        ops.push(op);
+        lines.push(line);
+    })?;
     Ok(HistoryFile { ops, lines, truncated_line })
+}
+
+/// Reads a history like [`history`], handing each event and its 1-based line to `visit` in
+/// file order instead of keeping them: a JSON-lines history is streamed, so only one line is
+/// in memory at a time (a Jepsen `history.edn` is still read whole). Returns the number of a
+/// tolerated truncated last line. `visit` may have seen events when an error comes: the error
+/// is the same as [`history`]'s, the one that matters.
+///
+/// # Errors
+///
+/// [`LoadError`] naming the first bad line.
+pub fn history_events(
+    path: &Path,
+    mut visit: impl FnMut(usize, Op),
+) -> Result<Option<usize>, LoadError> {
+    let mut pieces = Pieces::open(path)?;
+    let edn_named = path.extension().is_some_and(|extension| extension == "edn");
+    // The first lines decide the format; they are kept to be read again.
+    let mut head = String::new();
+    while !edn_named && !sniff_decided(&head) && pieces.next(&mut head)? {}
+    if edn_named || edn::sniff(&head) {
+        while pieces.next(&mut head)? {}
+        let file = edn::parse(&head)
+            .map_err(|error| LoadError::Edn { path: path.to_path_buf(), error })?;
+        for (op, line) in file.ops.into_iter().zip(file.lines) {
+            visit(line, op);
+        }
+        return Ok(None);
+    }
+    json_lines(&mut pieces, &head, visit)
 }
 
 /// A replica's ledger events, and whether its last line was cut off.
@@ -89,45 +121,93 @@ pub struct LedgerFile {
 ///
 /// [`LoadError`] naming the first bad line (other than a truncated last line).
 pub fn ledger(path: &Path) -> Result<LedgerFile, LoadError> {
-    let text = read(path)?;
-    let (events, _, truncated_line) = json_lines::<LedgerEvent>(path, &text, true)?;
+    let mut pieces = Pieces::open(path)?;
+    let mut events = Vec::new();
+    let truncated_line = json_lines(&mut pieces, "", |_, event| events.push(event))?;
     Ok(LedgerFile { events, truncated_line })
 }
 
-/// Records, their 1-based lines, and a tolerated truncated last line.
-type Lines<T> = (Vec<T>, Vec<usize>, Option<usize>);
-
-fn read(path: &Path) -> Result<String, LoadError> {
-    std::fs::read_to_string(path)
-        .map_err(|error| LoadError::Read { path: path.to_path_buf(), reason: error.to_string() })
+/// Whether `head`, the first lines of a history, is enough for [`edn::sniff`]: it holds a first
+/// form, and when that is a map, what follows its brace.
+fn sniff_decided(head: &str) -> bool {
+    let rest = &head[edn::skip_blank(head, 0)..];
+    match rest.strip_prefix('{') {
+        Some(map) => !map.trim_start().is_empty(),
+        None => !rest.is_empty(),
+    }
 }
 
+/// A file read one piece at a time, a piece being what lies between two newlines (the last
+/// piece has none after it), as `str::split('\n')` would cut the whole text.
+struct Pieces<'a> {
+    path: &'a Path,
+    reader: BufReader<File>,
+}
+
+impl<'a> Pieces<'a> {
+    fn open(path: &'a Path) -> Result<Pieces<'a>, LoadError> {
+        let file = File::open(path).map_err(|error| read_error(path, &error))?;
+        Ok(Pieces { path, reader: BufReader::with_capacity(PIECES_BUFFER_SIZE, file) })
+    }
+
+    /// Appends the next piece, with its newline if it has one, to `text`; false at the end.
+    fn next(&mut self, text: &mut String) -> Result<bool, LoadError> {
+        // `read_line` refuses bytes that are not UTF-8 with the error `read_to_string` gives.
+        let size = self.reader.read_line(text).map_err(|error| read_error(self.path, &error))?;
+        Ok(size > 0)
+    }
+}
+
+/// The read buffer of [`Pieces`], bytes.
+const PIECES_BUFFER_SIZE: usize = 1 << 16;
+
+fn read_error(path: &Path, error: &std::io::Error) -> LoadError {
+    LoadError::Read { path: path.to_path_buf(), reason: error.to_string() }
+}
+
+/// Parses the JSON lines of `head` (whole pieces already read) and then of the rest of
+/// `pieces`, handing each record and its 1-based line to `visit`; returns the number of a
+/// tolerated truncated last line. Blank lines and `#` comments are skipped.
 fn json_lines<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    text: &str,
-    tolerate_truncated_tail: bool,
-) -> Result<Lines<T>, LoadError> {
-    let line_error =
-        |line, reason: String| LoadError::Line { path: path.to_path_buf(), line, reason };
-    let mut records = Vec::new();
-    let mut numbers = Vec::new();
-    let mut lines = text.split('\n').enumerate().peekable();
-    while let Some((index, line)) = lines.next() {
-        let line = line.trim();
+    pieces: &mut Pieces<'_>,
+    head: &str,
+    mut visit: impl FnMut(usize, T),
+) -> Result<Option<usize>, LoadError> {
+    let path = pieces.path;
+    let mut number = 0;
+    let mut truncated_line = None;
+    let mut handle = |piece: &str| -> Result<(), LoadError> {
+        number += 1;
+        let line = piece.trim();
         if line.is_empty() || line.starts_with('#') {
-            continue;
+            return Ok(());
         }
         match serde_json::from_str::<T>(line) {
-            Ok(record) => {
-                records.push(record);
-                numbers.push(index + 1);
-            }
+            Ok(record) => visit(number, record),
             // The last line without its newline was cut off while being written.
-            Err(_) if tolerate_truncated_tail && lines.peek().is_none() => {
-                return Ok((records, numbers, Some(index + 1)));
+            Err(_) if !piece.ends_with('\n') => truncated_line = Some(number),
+            Err(error) => {
+                let reason = error.to_string();
+                return Err(LoadError::Line { path: path.to_path_buf(), line: number, reason });
             }
-            Err(error) => return Err(line_error(index + 1, error.to_string())),
+        }
+        Ok(())
+    };
+    let mut first_error = head.split_inclusive('\n').map(&mut handle).find_map(Result::err);
+    let mut piece = String::new();
+    loop {
+        piece.clear();
+        if !pieces.next(&mut piece)? {
+            break;
+        }
+        // After a bad line the rest is still read, so that a later byte that is not UTF-8
+        // is the error, as it is for `std::fs::read_to_string` (the file is one text).
+        if first_error.is_none() {
+            first_error = handle(&piece).err();
         }
     }
-    Ok((records, numbers, None))
+    match first_error {
+        Some(error) => Err(error),
+        None => Ok(truncated_line),
+    }
 }

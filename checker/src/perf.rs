@@ -39,43 +39,81 @@ pub struct Stats {
 
 /// Computes the statistics of the client operations of `history`.
 pub fn stats(history: &[Op]) -> Stats {
-    let mut stats = Stats::default();
-    let mut invoked: HashMap<Process, u64> = HashMap::new();
-    let mut latencies = Vec::new();
-    let (mut first, mut last) = (u64::MAX, 0u64);
-    for op in history.iter().filter(|op| op.process != Process::Nemesis) {
-        first = first.min(op.time);
-        last = last.max(op.time);
+    tally(history).0
+}
+
+/// The statistics and the throughput of a history, accumulated one event at a time so that a
+/// history need not be kept in memory to be measured.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    stats: Stats,
+    /// The invocation time of each process's operation in flight.
+    invoked: HashMap<Process, u64>,
+    /// Latencies of `ok` operations, nanoseconds.
+    latencies: Vec<u64>,
+    /// The first and last client event times.
+    first: Option<u64>,
+    last: u64,
+    /// The time of every `ok` completion (the nemesis's too).
+    completions: Vec<u64>,
+}
+
+impl Tally {
+    /// Counts `op`, the next event of the history.
+    pub fn handle_event(&mut self, op: &Op) {
+        if op.kind == OpKind::Ok {
+            self.completions.push(op.time);
+        }
+        if op.process == Process::Nemesis {
+            return;
+        }
+        self.first = Some(self.first.map_or(op.time, |first| first.min(op.time)));
+        self.last = self.last.max(op.time);
+        let stats = &mut self.stats;
         match op.kind {
             OpKind::Invoke => {
                 stats.invoke += 1;
-                invoked.insert(op.process, op.time);
+                self.invoked.insert(op.process, op.time);
             }
             OpKind::Ok => {
                 stats.ok += 1;
-                if let Some(start) = invoked.remove(&op.process) {
-                    latencies.push(op.time.saturating_sub(start));
+                if let Some(start) = self.invoked.remove(&op.process) {
+                    self.latencies.push(op.time.saturating_sub(start));
                 }
             }
             OpKind::Fail => {
                 stats.fail += 1;
-                invoked.remove(&op.process);
+                self.invoked.remove(&op.process);
             }
             OpKind::Info => {
                 stats.info += 1;
-                invoked.remove(&op.process);
+                self.invoked.remove(&op.process);
             }
         }
     }
-    // An invocation without completion is an `info`.
-    stats.info += invoked.len() as u64;
-    if last > first {
-        stats.duration_s = (last - first) as f64 / 1e9;
-        stats.ops_per_s = stats.ok as f64 / stats.duration_s;
+
+    /// The statistics and the throughput of the events counted.
+    pub fn finish(self) -> (Stats, Throughput) {
+        let Tally { mut stats, invoked, mut latencies, first, last, completions } = self;
+        // An invocation without completion is an `info`.
+        stats.info += invoked.len() as u64;
+        let first = first.unwrap_or(u64::MAX);
+        if last > first {
+            stats.duration_s = (last - first) as f64 / 1e9;
+            stats.ops_per_s = stats.ok as f64 / stats.duration_s;
+        }
+        latencies.sort_unstable();
+        stats.latency_ms = quantiles(&latencies);
+        (stats, throughput_of(&completions))
     }
-    latencies.sort_unstable();
-    stats.latency_ms = quantiles(&latencies);
-    stats
+}
+
+fn tally(history: &[Op]) -> (Stats, Throughput) {
+    let mut tally = Tally::default();
+    for op in history {
+        tally.handle_event(op);
+    }
+    tally.finish()
 }
 
 fn quantiles(sorted_nanos: &[u64]) -> Quantiles {
@@ -103,8 +141,11 @@ pub const THROUGHPUT_BUCKETS_MAX: u64 = 600;
 
 /// The throughput of `history` over time.
 pub fn throughput(history: &[Op]) -> Throughput {
-    let completions: Vec<u64> =
-        history.iter().filter(|op| op.kind == OpKind::Ok).map(|op| op.time).collect();
+    tally(history).1
+}
+
+/// The throughput of `ok` completions at `completions` (nanoseconds, in any order).
+fn throughput_of(completions: &[u64]) -> Throughput {
     let Some(&last) = completions.iter().max() else { return Throughput::default() };
     let seconds = last / 1_000_000_000 + 1;
     let bucket_s = seconds.div_ceil(THROUGHPUT_BUCKETS_MAX).max(1);

@@ -63,8 +63,9 @@ pub struct Operation {
     pub client: Option<u32>,
     /// The request id the client signed (Ordeal runs only).
     pub request: Option<u64>,
-    /// On `ok`: the proof of execution the client accepted (Ordeal runs only).
-    pub proof: Option<Proof>,
+    /// On `ok`: the proof of execution the client accepted (Ordeal runs only); boxed, as most
+    /// operations have none and a million of them are kept at once.
+    pub proof: Option<Box<Proof>>,
 }
 
 impl Operation {
@@ -78,7 +79,7 @@ impl Operation {
     /// (a promise); `None` for any other operation.
     pub fn promise(&self) -> Option<(u32, u64, &Proof)> {
         let Outcome::Ok(_) = self.outcome else { return None };
-        Some((self.client?, self.request?, self.proof.as_ref()?))
+        Some((self.client?, self.request?, self.proof.as_deref()?))
     }
 }
 
@@ -89,15 +90,38 @@ impl Operation {
 ///
 /// The first [`HistoryError`].
 pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError> {
-    let mut in_flight: HashMap<u64, usize> = HashMap::new();
-    let mut retired: HashMap<u64, usize> = HashMap::new();
-    let mut last_time: HashMap<u64, u64> = HashMap::new();
-    let mut operations: Vec<Operation> = Vec::new();
+    let mut pairing = Pairing::default();
     for (event, op) in ops.iter().enumerate() {
         let line = lines.get(event).copied().unwrap_or(event + 1);
-        let Process::Client(process) = op.process else { continue };
+        pairing.handle_event(event, line, op.clone())?;
+    }
+    Ok(pairing.finish())
+}
+
+/// Pairs a history's events one at a time, as they are read, so that the events themselves
+/// need not be kept: only the operations (module docs for the rules).
+#[derive(Debug, Clone, Default)]
+pub struct Pairing {
+    /// Per process, the index of its operation in flight.
+    in_flight: HashMap<u64, usize>,
+    /// Per process retired by an `info`, the line of that `info`.
+    retired: HashMap<u64, usize>,
+    /// Per process, the time of its last event.
+    last_time: HashMap<u64, u64>,
+    /// The operations so far, in invocation order.
+    operations: Vec<Operation>,
+}
+
+impl Pairing {
+    /// Pairs `op`, the history's event number `event` (0-based) at `line` (1-based).
+    ///
+    /// # Errors
+    ///
+    /// The [`HistoryError`] of the rule `op` breaks; the pairing must not go on after one.
+    pub fn handle_event(&mut self, event: usize, line: usize, op: Op) -> Result<(), HistoryError> {
+        let Process::Client(process) = op.process else { return Ok(()) };
         let error = |rule, detail: String| HistoryError { line, rule, detail };
-        if let Some(&previous) = last_time.get(&process)
+        if let Some(&previous) = self.last_time.get(&process)
             && op.time < previous
         {
             return Err(error(
@@ -105,11 +129,11 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                 format!("process {process} at time {} after time {previous}", op.time),
             ));
         }
-        last_time.insert(process, op.time);
+        self.last_time.insert(process, op.time);
         match op.kind {
             OpKind::Invoke => {
-                if let Some(&open) = in_flight.get(&process) {
-                    let open_line = operations[open].line;
+                if let Some(&open) = self.in_flight.get(&process) {
+                    let open_line = self.operations[open].line;
                     return Err(error(
                         "double-invoke",
                         format!(
@@ -118,20 +142,20 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                         ),
                     ));
                 }
-                if let Some(&info_line) = retired.get(&process) {
+                if let Some(&info_line) = self.retired.get(&process) {
                     return Err(error(
                         "invoke-after-info",
                         format!("process {process} was retired by the info of line {info_line}"),
                     ));
                 }
-                in_flight.insert(process, operations.len());
-                operations.push(Operation {
+                self.in_flight.insert(process, self.operations.len());
+                self.operations.push(Operation {
                     event,
                     line,
                     process,
-                    f: op.f.clone(),
-                    key: op.key.clone(),
-                    value: op.value.clone(),
+                    f: op.f,
+                    key: op.key,
+                    value: op.value,
                     outcome: Outcome::Info,
                     call: op.time,
                     ret: None,
@@ -141,13 +165,13 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                 });
             }
             kind => {
-                let Some(open) = in_flight.remove(&process) else {
+                let Some(open) = self.in_flight.remove(&process) else {
                     return Err(error(
                         "completion-without-invoke",
                         format!("process {process} has no operation in flight"),
                     ));
                 };
-                let operation = &mut operations[open];
+                let operation = &mut self.operations[open];
                 if operation.f != op.f || (op.key.is_some() && operation.key != op.key) {
                     return Err(error(
                         "completion-mismatch",
@@ -158,22 +182,31 @@ pub fn pair(ops: &[Op], lines: &[usize]) -> Result<Vec<Operation>, HistoryError>
                     ));
                 }
                 operation.ret = Some(op.time);
-                operation.outcome = match kind {
-                    OpKind::Ok => Outcome::Ok(op.value.clone()),
-                    OpKind::Fail => Outcome::Fail,
-                    _ => {
-                        retired.insert(process, line);
-                        Outcome::Info
-                    }
-                };
                 if operation.value.is_null() {
                     operation.value = op.value.clone();
                 }
+                operation.outcome = match kind {
+                    OpKind::Ok => Outcome::Ok(op.value),
+                    OpKind::Fail => Outcome::Fail,
+                    _ => {
+                        self.retired.insert(process, line);
+                        Outcome::Info
+                    }
+                };
                 operation.client = operation.client.or(op.client);
                 operation.request = operation.request.or(op.request);
-                operation.proof = op.proof.clone();
+                operation.proof = op.proof.map(Box::new);
             }
         }
+        Ok(())
     }
-    Ok(operations)
+
+    /// The operations, in invocation order.
+    pub fn finish(self) -> Vec<Operation> {
+        self.operations
+    }
 }
+
+// A checked history keeps every operation at once (a million for the largest benchmark): a
+// field that makes them larger costs that much more memory (docs/performance.md).
+const _: () = assert!(std::mem::size_of::<Operation>() <= 192);

@@ -8,8 +8,9 @@ use checker::audit::{Inputs, Report};
 use history::Verdict;
 
 fn check(path: &Path) -> Report {
-    let file = checker::load::history(path).expect("loads");
-    checker::audit::check(Inputs { history: Some(Ok(file)), ..Inputs::default() })
+    // The path `ordeal check` takes: each event paired as it is read.
+    let history = checker::audit::History::load(path).expect("loads");
+    checker::audit::check(Inputs { history: Some(Ok(history)), ..Inputs::default() })
 }
 
 fn expected(path: &Path) -> Verdict {

@@ -53,12 +53,12 @@ pub fn run(options: &CheckOptions) -> anyhow::Result<u8> {
 /// When the file cannot be read or breaks a rule of the format.
 pub fn check_file(path: &Path, options: &CheckOptions) -> anyhow::Result<(Report, Duration)> {
     let started = Instant::now();
-    let file = checker::load::history(path)?;
+    let history = checker::audit::History::load(path)?;
     let linear = LinearOptions {
         key_time_max: Some(Duration::from_secs_f64(options.key_time_limit)),
         ..LinearOptions::default()
     };
-    let inputs = Inputs { history: Some(Ok(file)), linear, ..Inputs::default() };
+    let inputs = Inputs { history: Some(Ok(history)), linear, ..Inputs::default() };
     let report = checker::audit::check(inputs);
     // A malformed history is bad input, not an unknown verdict.
     if let Some(error) = &report.history_error {

@@ -336,7 +336,7 @@ fn read_ledgers(run: &StoredRun) -> (BTreeMap<u32, Vec<LedgerEvent>>, Vec<String
 
 /// Everything the oracles need from the run's files.
 fn run_inputs(run: &StoredRun) -> Inputs {
-    let history = checker::load::history(&run.run_dir.join("history.jsonl"))
+    let history = checker::audit::History::load(&run.run_dir.join("history.jsonl"))
         .map_err(|error| error.to_string());
     let (ledgers, problems) = read_ledgers(run);
     let public = public_keys(&run.run_dir.join("public.json")).map(|mut keys| {
@@ -354,7 +354,7 @@ fn run_inputs(run: &StoredRun) -> Inputs {
 /// linearizability search's budgets.
 pub fn inputs(
     cluster: &Config,
-    history: Result<checker::load::HistoryFile, String>,
+    history: Result<checker::audit::History, String>,
     ledgers: BTreeMap<u32, Vec<LedgerEvent>>,
     mut ledger_problems: Vec<String>,
     public: Result<PublicKeys, String>,

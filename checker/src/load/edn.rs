@@ -114,7 +114,7 @@ pub fn parse(text: &str) -> Result<HistoryFile, EdnError> {
 
 /// Skips EDN whitespace (which includes commas) and `;` comments from `offset`; returns the
 /// offset of the next form, or `text.len()`.
-fn skip_blank(text: &str, mut offset: usize) -> usize {
+pub(crate) fn skip_blank(text: &str, mut offset: usize) -> usize {
     // Each round consumes blanks and at most one comment, so it ends within `text.len()` rounds.
     for _ in 0..=text.len() {
         let rest = text[offset..].trim_start_matches(|c: char| c.is_whitespace() || c == ',');

@@ -16,7 +16,7 @@ fn data(name: &str) -> PathBuf {
 
 fn check(name: &str) -> Report {
     let file = load::history(&data(name)).expect("the example history loads");
-    audit::check(Inputs { history: Some(Ok(file)), ..Inputs::default() })
+    audit::check(Inputs { history: Some(Ok(file.into())), ..Inputs::default() })
 }
 
 /// The rule `text` breaks, and the line it names.
@@ -86,7 +86,7 @@ fn jepsen_independent_tuples_become_keys() {
             ":value [1 2], :process 1, :time 4100",
         ))
         .unwrap();
-    let report = audit::check(Inputs { history: Some(Ok(file)), ..Inputs::default() });
+    let report = audit::check(Inputs { history: Some(Ok(file.into())), ..Inputs::default() });
     assert_eq!(report.verdict, Verdict::Invalid, "{report:#?}");
 }
 

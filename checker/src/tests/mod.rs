@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use history::{Digest, ExecuteEvent, LedgerEvent, Op, OpKind, Process, RollbackEvent, Verdict};
 
-use crate::{ledger, load, perf};
+use crate::linear::LinearOptions;
+use crate::{audit, ledger, load, perf};
 
 mod edn;
 mod evidence;
@@ -133,4 +134,76 @@ fn loading_names_the_bad_line_and_tolerates_a_cut_ledger_tail() {
     assert_eq!((file.events.len(), file.truncated_line), (1, Some(2)));
     std::fs::write(&ledger_path, format!("{}\n{line}\n", &line[..10])).unwrap();
     assert!(load::ledger(&ledger_path).is_err(), "only the last line may be cut");
+}
+
+/// `ordeal check` pairs a history's events as it reads them (`audit::History::load`): blank
+/// lines, comments and a cut last line are read as `load::history` reads them, and the pairing
+/// and its line numbers are those of `validate::pair` over the whole history.
+#[test]
+fn pairing_while_loading_matches_pairing_after_loading() {
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let path = temporary.path().join("history.jsonl");
+    let line = |op: Op| serde_json::to_string(&op).unwrap();
+    let mut ok = op(0, OpKind::Ok, 2);
+    ok.value = serde_json::json!(7);
+    let text = format!(
+        "# a comment\n{}\n\n{}\n{}\n{}\n{}",
+        line(op(0, OpKind::Invoke, 1)),
+        line(op(1, OpKind::Invoke, 1)),
+        line(ok),
+        line(op(1, OpKind::Info, 3)),
+        &line(op(0, OpKind::Invoke, 4))[..20],
+    );
+    std::fs::write(&path, text).unwrap();
+    let file = load::history(&path).expect("a cut last line is tolerated");
+    assert_eq!((file.lines.clone(), file.truncated_line), (vec![2, 4, 5, 6], Some(7)));
+    let expected = crate::validate::pair(&file.ops, &file.lines).expect("well formed");
+    let history = audit::History::load(&path).expect("loads");
+    let report = audit::check(audit::Inputs {
+        history: Some(Ok(history)),
+        linear: LinearOptions::untimed(),
+        ..Default::default()
+    });
+    let before = audit::check(audit::Inputs {
+        history: Some(Ok(file.into())),
+        linear: LinearOptions::untimed(),
+        ..Default::default()
+    });
+    assert_eq!(report.operations, expected.len());
+    assert_eq!(report.stats, perf::stats(&load::history(&path).unwrap().ops));
+    assert_eq!(report.checkers, before.checkers);
+    assert_eq!(report.checkers["history"].evidence["events"], 4);
+    assert_eq!(report.checkers["history"].evidence["errors"][0], "line 7 is cut off");
+}
+
+/// A history that breaks a pairing rule and also has a bad line later is a load error naming
+/// the bad line, as when the whole file was parsed before pairing; and a byte that is not
+/// UTF-8 anywhere is the error `std::fs::read_to_string` gives, even after a bad line.
+#[test]
+fn loading_while_pairing_reports_the_errors_loading_first_reported() {
+    let temporary = tempfile::tempdir().expect("a temporary directory");
+    let path = temporary.path().join("history.jsonl");
+    let line = |op: Op| serde_json::to_string(&op).unwrap();
+    let invoke = line(op(0, OpKind::Invoke, 1));
+    std::fs::write(&path, format!("{invoke}\n{invoke}\n{{\"oops\":1}}\n")).unwrap();
+    let error = audit::History::load(&path).unwrap_err().to_string();
+    assert!(
+        error.ends_with("history.jsonl:3: missing field `time` at line 1 column 10"),
+        "{error}"
+    );
+    std::fs::write(&path, format!("{invoke}\n{invoke}\n")).unwrap();
+    let history = audit::History::load(&path).expect("a pairing error is not a load error");
+    let report = audit::check(audit::Inputs { history: Some(Ok(history)), ..Default::default() });
+    let error = report.history_error.expect("double invoke").to_string();
+    assert_eq!(
+        error,
+        "line 2: double-invoke: process 0 still has the operation of line 1 in flight"
+    );
+    let mut bytes = format!("{invoke}\n{{\"oops\":1}}\n{invoke}\n").into_bytes();
+    bytes.extend([0xff, b'\n']);
+    std::fs::write(&path, &bytes).unwrap();
+    let reason = std::fs::read_to_string(&path).unwrap_err().to_string();
+    let expected = load::LoadError::Read { path: path.clone(), reason };
+    assert_eq!(load::history(&path).unwrap_err(), expected);
+    assert_eq!(audit::History::load(&path).unwrap_err(), expected);
 }

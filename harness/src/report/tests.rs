@@ -74,7 +74,7 @@ fn the_report_of_a_linearizability_violation_draws_the_failing_window() {
     ];
     std::fs::write(run_dir.join("history.jsonl"), history.join("\n") + "\n").expect("history");
     let file = checker::load::history(&run_dir.join("history.jsonl")).expect("a history");
-    let inputs = checker::audit::Inputs { history: Some(Ok(file)), ..Default::default() };
+    let inputs = checker::audit::Inputs { history: Some(Ok(file.into())), ..Default::default() };
     let report = checker::audit::check(inputs);
     let results = serde_json::json!({"verdict": report.verdict, "checkers": report.checkers});
     std::fs::write(run_dir.join("results.json"), results.to_string()).expect("results");

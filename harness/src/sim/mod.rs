@@ -417,11 +417,7 @@ impl Simulated {
 
     /// Judges the run in memory with every oracle of a real run.
     pub fn judge(&self) -> Report {
-        let history = checker::load::HistoryFile {
-            ops: self.world.history().to_vec(),
-            lines: (1..=self.world.history().len()).collect(),
-            truncated_line: None,
-        };
+        let history = checker::audit::History::from_ops(self.world.history());
         let inputs = results::inputs(
             &self.config,
             Ok(history),
