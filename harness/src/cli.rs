@@ -580,6 +580,11 @@ pub struct BenchOptions {
     /// The output directory (default: `store/bench/<time>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Every client on connections of its own, as `ordeal test` runs them, instead of one
+    /// gateway connection per client worker and replica carrying many clients' requests and
+    /// INFORMs (each still signed or MACed per client).
+    #[arg(long)]
+    pub direct_clients: bool,
 }
 
 impl BenchOptions {

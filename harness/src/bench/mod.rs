@@ -29,7 +29,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
-use replica::core::{Client, Protocol};
+use replica::core::{Client, ClientId, Protocol};
+use replica::net::client::{ClientTransport, Gateway};
 use replica::net::endpoint;
 use replica::net::tls::Identity;
 use serde::Serialize;
@@ -186,7 +187,7 @@ struct BenchCluster {
     dispatchers: Vec<Option<Dispatcher>>,
     /// Each worker's samples.
     samples: Vec<Arc<Samples>>,
-    clients: Clients,
+    connection: Connection,
     /// The client tasks (they end when the dispatchers are dropped).
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Kept for the keys in memory (a crashed replica is never restarted here).
@@ -224,23 +225,20 @@ impl BenchCluster {
             .context("issuing the controller certificate")?
             .tls(&setup.ca);
         cluster.wait_ready(&controller_endpoint, &controller, READY_TIMEOUT).await?;
-        let (_interrupt, mut interrupted) = watch::channel(false);
         // Clients connect to every replica before the crash (they wait for every link).
-        let mut clients = Clients::connect(&setup, workers, &mut interrupted).await?;
+        let (connection, pools) = if options.direct_clients {
+            Connection::direct(&setup, workers).await?
+        } else {
+            Connection::gateways(&setup, workers).await?
+        };
         if fault == BenchFault::Crash {
             // The last replica is a backup in view 0 (the primary is replica 0).
             cluster.kill(usize::from(n) - 1).await?;
         }
-        // Each worker's pool: the clients whose endpoint block lives on it.
-        let worker_count = workers.count();
-        let mut pools: Vec<Vec<usize>> = vec![Vec::new(); worker_count];
-        for index in 0..clients.transports.len() {
-            pools[(index / CLIENTS_PER_ENDPOINT) % worker_count].push(index);
-        }
         let start = Instant::now();
         let workload = Workload::from(test.workload);
         let op_timeout = Duration::from_secs_f64(options.op_timeout);
-        let mut transports: Vec<Option<_>> = clients.transports.drain(..).map(Some).collect();
+        let (connection, mut transports) = connection.take_transports();
         let mut dispatchers = Vec::new();
         let mut samples = Vec::new();
         let mut tasks = Vec::new();
@@ -273,7 +271,7 @@ impl BenchCluster {
             controller_endpoint,
             dispatchers,
             samples,
-            clients,
+            connection,
             tasks,
             _setup: setup,
         })
@@ -339,6 +337,7 @@ impl BenchCluster {
             harness_cpu_s: after.harness_cpu_s - before.harness_cpu_s,
             counters,
             replicas_up: after.replicas_up,
+            gateway_drops: after.gateway_drops - before.gateway_drops,
         };
         Ok(stats::step_record(self.key, step, half_knee, &samples, started, &window))
     }
@@ -357,7 +356,8 @@ impl BenchCluster {
                 }
             }
         }
-        Measure { replica_cpu_s, harness_cpu_s, counters, replicas_up }
+        let gateway_drops = self.connection.gateway_drops();
+        Measure { replica_cpu_s, harness_cpu_s, counters, replicas_up, gateway_drops }
     }
 
     /// Ends the clients and stops the replicas.
@@ -367,9 +367,127 @@ impl BenchCluster {
         for task in self.tasks.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
-        self.clients.close();
+        self.connection.close();
         let _ = self.cluster.stop(run::STOP_GRACE).await;
         self.controller_endpoint.close(0u32.into(), b"done");
+    }
+}
+
+/// How a cluster's clients reach the replicas: each on its own links (`--direct-clients`, as
+/// `ordeal test`), or through one gateway per worker (many clients per connection).
+enum Connection {
+    Direct(Clients),
+    Gateways {
+        gateways: Vec<Gateway>,
+        endpoints: Vec<quinn::Endpoint>,
+        transports: Vec<ClientTransport>,
+    },
+}
+
+impl Connection {
+    /// Every client on its own links; each worker's pool holds the clients whose endpoint
+    /// block lives on it.
+    async fn direct(
+        setup: &Setup,
+        workers: &Workers,
+    ) -> anyhow::Result<(Connection, Vec<Vec<usize>>)> {
+        let (_interrupt, mut interrupted) = watch::channel(false);
+        let clients = Clients::connect(setup, workers, &mut interrupted).await?;
+        let mut pools: Vec<Vec<usize>> = vec![Vec::new(); workers.count()];
+        for index in 0..clients.transports.len() {
+            pools[(index / CLIENTS_PER_ENDPOINT) % workers.count()].push(index);
+        }
+        Ok((Connection::Direct(clients), pools))
+    }
+
+    /// One gateway per worker for a contiguous share of the clients.
+    async fn gateways(
+        setup: &Setup,
+        workers: &Workers,
+    ) -> anyhow::Result<(Connection, Vec<Vec<usize>>)> {
+        let local: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+        let total = setup.keys.clients.len();
+        let share = total.div_ceil(workers.count());
+        let mut gateways = Vec::new();
+        let mut endpoints = Vec::new();
+        let mut transports = Vec::new();
+        let mut pools = Vec::new();
+        for worker in 0..workers.count() {
+            let first = worker * share;
+            let count = share.min(total.saturating_sub(first));
+            pools.push((first..first + count).collect());
+            if count == 0 {
+                continue;
+            }
+            let identity = Identity::Gateway { first: ClientId(first as u32), count: count as u32 };
+            let tls =
+                setup.ca.issue(identity).context("issuing a gateway certificate")?.tls(&setup.ca);
+            let endpoint = workers
+                .enter(worker, || endpoint::bind(local, None, None))
+                .context("binding a gateway endpoint")?;
+            let (gateway, members) = workers
+                .enter(worker, || {
+                    Gateway::connect(
+                        &endpoint,
+                        &tls,
+                        &setup.client_addresses,
+                        ClientId(first as u32),
+                        count as u32,
+                    )
+                })
+                .context("starting a gateway's links")?;
+            gateways.push(gateway);
+            endpoints.push(endpoint);
+            transports.extend(members);
+        }
+        let connecting = Instant::now();
+        while !gateways.iter().all(Gateway::is_connected) {
+            anyhow::ensure!(
+                connecting.elapsed() < READY_TIMEOUT,
+                "gateways could not connect within {READY_TIMEOUT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok((Connection::Gateways { gateways, endpoints, transports }, pools))
+    }
+
+    /// Takes the client transports, in client order.
+    fn take_transports(self) -> (Connection, Vec<Option<ClientTransport>>) {
+        match self {
+            Connection::Direct(mut clients) => {
+                let transports = clients.transports.drain(..).map(Some).collect();
+                (Connection::Direct(clients), transports)
+            }
+            Connection::Gateways { gateways, endpoints, transports } => {
+                let transports = transports.into_iter().map(Some).collect();
+                (Connection::Gateways { gateways, endpoints, transports: Vec::new() }, transports)
+            }
+        }
+    }
+
+    /// INFORMs the gateways dropped (a client's queue full, misaddressed, malformed).
+    fn gateway_drops(&self) -> u64 {
+        match self {
+            Connection::Direct(_) => 0,
+            Connection::Gateways { gateways, .. } => gateways
+                .iter()
+                .map(|gateway| {
+                    let counts = gateway.counts();
+                    counts.dropped + counts.misaddressed + counts.malformed
+                })
+                .sum(),
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Connection::Direct(clients) => clients.close(),
+            Connection::Gateways { endpoints, .. } => {
+                for endpoint in endpoints {
+                    endpoint.close(0u32.into(), b"done");
+                }
+            }
+        }
     }
 }
 
@@ -379,6 +497,7 @@ struct Measure {
     harness_cpu_s: f64,
     counters: BTreeMap<String, u64>,
     replicas_up: usize,
+    gateway_drops: u64,
 }
 
 /// The CPU seconds (user plus system, every thread) process `pid` has used, from

@@ -31,6 +31,8 @@ pub struct Window {
     /// How many replicas answered the status requests at the window's end (the crashed
     /// backup does not).
     pub replicas_up: usize,
+    /// INFORMs the client gateways dropped in it (a client's queue full; 0 without gateways).
+    pub gateway_drops: u64,
 }
 
 /// One step of a series: one record of `bench.json`.
@@ -44,6 +46,8 @@ pub struct StepRecord {
     pub faults: &'static str,
     /// Replicas running (answering status requests) at the window's end.
     pub replicas_up: usize,
+    /// INFORMs the client gateways dropped in the window.
+    pub gateway_drops: u64,
     /// The step's number in its series (0 first); the extra step at half the knee's rate comes
     /// last, marked by `half_knee`.
     pub step: u32,
@@ -147,6 +151,7 @@ pub fn step_record(
         replicas: key.replicas,
         faults: key.faults,
         replicas_up: window.replicas_up,
+        gateway_drops: window.gateway_drops,
         step,
         half_knee,
         offered_ops_s: offered,

@@ -39,6 +39,7 @@ fn window(arrivals: u64, unserved: u64) -> Window {
             ("crypto.ed25519_batch_verify".to_string(), 400),
         ]),
         replicas_up: 4,
+        gateway_drops: 0,
     }
 }
 

@@ -138,9 +138,19 @@ async fn write_once(
     secrets: replica::crypto::dealer::ClientSecrets,
     timeout: Duration,
 ) -> replica::core::client::Completion {
-    use replica::core::{Client, Time};
     use replica::net::client::ClientTransport;
     let mut transport = ClientTransport::connect(endpoint, tls, addresses).unwrap();
+    write_with(&mut transport, config, secrets, timeout).await
+}
+
+/// [`write_once`] over an existing transport (its own links, or a gateway's).
+async fn write_with(
+    transport: &mut replica::net::client::ClientTransport,
+    config: &replica::core::Config,
+    secrets: replica::crypto::dealer::ClientSecrets,
+    timeout: Duration,
+) -> replica::core::client::Completion {
+    use replica::core::{Client, Time};
     let mut client = Client::new(config.clone(), secrets);
     let write = history::Operation::Write { key: "k".into(), value: 1 };
     client.submit(Time::ZERO, write).unwrap();

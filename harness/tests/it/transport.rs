@@ -6,13 +6,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use harness::certs::RunCa;
 use harness::run::Setup;
-use replica::core::{ClientId, Config, Protocol, ReplicaId};
+use replica::core::{Client, ClientId, Config, Protocol, ReplicaId};
+use replica::net::client::{Gateway, GatewayCounts};
 use replica::net::control::ControlClient;
 use replica::net::endpoint;
 use replica::net::shell::close_code;
 use replica::net::tls::{Identity, TlsMaterial};
 
-use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, write_once};
+use super::{cluster_lock, ordeal, processes_mentioning, temp_dir, write_once, write_with};
 
 /// How a connection attempt with `tls` to `address` ended: `Ok` with the application close
 /// code the replica chose, or `Err` when the handshake itself failed.
@@ -107,6 +108,33 @@ fn replica_refuses_foreign_certificates_and_bad_frames() {
         let done = write_once(&endpoint, &client2, addresses, &config, secrets, timeout).await;
         assert_eq!(done.proof.replicas.len(), 3);
         assert!(counter(&control, "requests_executed").await >= 1);
+
+        // A gateway for clients 0 and 1: client 1's write completes through it (its INFORMs
+        // handed to it by the gateway); a request of client 3, outside its range, is refused
+        // as a mismatch; a gateway claiming clients the cluster lacks is refused outright.
+        let identity = Identity::Gateway { first: ClientId(0), count: 2 };
+        let gateway_tls = setup.ca.issue(identity).unwrap().tls(&setup.ca);
+        let (gateway, mut members) =
+            Gateway::connect(&endpoint, &gateway_tls, addresses, ClientId(0), 2).unwrap();
+        let secrets = setup.keys.clients[1].clone();
+        let done = write_with(&mut members[1], &config, secrets, timeout).await;
+        assert_eq!(done.proof.replicas.len(), 3);
+        assert_eq!(gateway.counts(), GatewayCounts::default());
+        let mismatches = counter(&control, "rejected.client_mismatch").await;
+        let mut stranger = Client::new(config.clone(), setup.keys.clients[3].clone());
+        let write = history::Operation::Write { key: "k".into(), value: 3 };
+        let request = stranger.sign_next(write);
+        assert!(members[0].send(ReplicaId(0), &request));
+        let refused = || async { counter(&control, "rejected.client_mismatch").await };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while refused().await == mismatches && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(refused().await, mismatches + 1);
+        let greedy = Identity::Gateway { first: ClientId(2), count: 4 };
+        let greedy = setup.ca.issue(greedy).unwrap().tls(&setup.ca);
+        let outcome = connection_outcome(&endpoint, &greedy, address, None).await;
+        assert_eq!(outcome, Ok(u64::from(close_code::REFUSED)));
         cluster.stop(Duration::from_secs(2)).await;
     });
     drop(cluster);

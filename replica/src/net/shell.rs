@@ -71,6 +71,9 @@ const INPUT_BATCH_MAX: usize = 512;
 /// The most INFORM frames waiting for one client.
 const CLIENT_QUEUE_MAX: usize = 256;
 
+/// The most INFORMs waiting for one gateway (shared by its clients).
+const GATEWAY_QUEUE_MAX: usize = 16_384;
+
 /// How long a stopping replica waits for its connections to close cleanly.
 const CLOSE_GRACE: Duration = Duration::from_millis(500);
 
@@ -147,6 +150,9 @@ enum Input {
     Request { from: ClientId, request: SignedRequest, _bytes: OwnedSemaphorePermit },
     /// A client opened its stream: INFORMs for it go to `writer`.
     ClientAttached { client: ClientId, writer: mpsc::Sender<Vec<u8>> },
+    /// A gateway opened its stream: INFORMs for its clients `first .. first + count` go to
+    /// `writer`.
+    GatewayAttached { first: ClientId, count: u32, writer: mpsc::Sender<Vec<u8>> },
     /// A control request, answered on `reply`.
     Control { request: ControlRequest, reply: oneshot::Sender<ControlResponse> },
 }
@@ -493,6 +499,11 @@ impl Shell {
             Input::ClientAttached { client, writer } => {
                 self.io.clients.insert(client, writer);
             }
+            Input::GatewayAttached { first, count, writer } => {
+                for client in first.0..first.0.saturating_add(count) {
+                    self.io.clients.insert(ClientId(client), writer.clone());
+                }
+            }
             Input::Control { request, reply } => {
                 let response = match request {
                     ControlRequest::Status => ControlResponse::Status(self.status()),
@@ -585,6 +596,9 @@ impl AcceptContext {
         match identity {
             Identity::Replica(peer) => peer.0 < self.replica_count && peer != self.id,
             Identity::Client(client) => client.0 < self.client_count,
+            Identity::Gateway { first, count } => {
+                u64::from(first.0) + u64::from(count) <= u64::from(self.client_count)
+            }
             Identity::Controller => true,
         }
     }
@@ -659,8 +673,8 @@ async fn serve_connection(incoming: quinn::Incoming, context: Arc<AcceptContext>
     context.unregister(identity, &connection);
 }
 
-/// Reads frames from a replica or client stream into the main loop; for a client, also
-/// starts the writer for its INFORMs.
+/// Reads frames from a replica, client or gateway stream into the main loop; for a client or
+/// gateway, also starts the writer for its INFORMs.
 async fn serve_stream(
     connection: quinn::Connection,
     identity: Identity,
@@ -670,12 +684,23 @@ async fn serve_stream(
     remote: SocketAddr,
 ) {
     let mut frames = FrameReader::new(recv, FRAME_SIZE_MAX);
-    if let Identity::Client(client) = identity {
-        let (writer, frames) = mpsc::channel(CLIENT_QUEUE_MAX);
-        tokio::spawn(write_frames(send, frames));
-        if context.inputs.send(Input::ClientAttached { client, writer }).await.is_err() {
-            return;
+    let attached = match identity {
+        Identity::Client(client) => {
+            let (writer, frames) = mpsc::channel(CLIENT_QUEUE_MAX);
+            tokio::spawn(write_frames(send, frames));
+            Some(Input::ClientAttached { client, writer })
         }
+        Identity::Gateway { first, count } => {
+            let (writer, frames) = mpsc::channel(GATEWAY_QUEUE_MAX);
+            tokio::spawn(write_frames(send, frames));
+            Some(Input::GatewayAttached { first, count, writer })
+        }
+        Identity::Replica(_) | Identity::Controller => None,
+    };
+    if let Some(attached) = attached
+        && context.inputs.send(attached).await.is_err()
+    {
+        return;
     }
     loop {
         let frame = match frames.next().await {
@@ -709,6 +734,13 @@ async fn serve_stream(
             Identity::Client(from) => {
                 decode(&frame).map(|request| Input::Request { from, request, _bytes: bytes })
             }
+            Identity::Gateway { first, .. } => decode(&frame).map(|request: SignedRequest| {
+                // A gateway speaks for the clients of its range: a request of another client
+                // is handed on as its first client's, which the core refuses as a mismatch.
+                let claimed = request.body.client;
+                let from = if identity.speaks_for(claimed) { claimed } else { first };
+                Input::Request { from, request, _bytes: bytes }
+            }),
             Identity::Controller => unreachable!("control streams are served apart"),
         };
         match input {

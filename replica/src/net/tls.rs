@@ -2,7 +2,7 @@
 //! identified by the certificate it presents.
 //!
 //! A certificate names its holder in a DNS subject alternative name: `r3.replica.ordeal`,
-//! `c17.client.ordeal` or `controller.ordeal` ([`Identity::dns_name`]). TLS (rustls with the
+//! `c17.client.ordeal`, `g16-32.gateway.ordeal` or `controller.ordeal` ([`Identity::dns_name`]). TLS (rustls with the
 //! ring provider, TLS 1.3 only, ALPN [`ALPN`]) checks the chain to the CA on both sides;
 //! [`peer_identity`] then reads the name. A certificate from another CA never completes the
 //! handshake; one from our CA without an Ordeal name is refused by the caller.
@@ -33,6 +33,9 @@ pub const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(2);
 
 const _: () = assert!(KEEP_ALIVE_INTERVAL.as_millis() * 3 <= IDLE_TIMEOUT.as_millis());
 
+/// The most clients one gateway speaks for.
+pub const GATEWAY_CLIENTS_MAX: u32 = 4096;
+
 /// Who is at the other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Identity {
@@ -40,6 +43,16 @@ pub enum Identity {
     Replica(ReplicaId),
     /// A client.
     Client(ClientId),
+    /// A client gateway: one connection carrying the requests and INFORMs of the clients
+    /// `first .. first + count` ([`super::client::Gateway`]), so that many clients share
+    /// packets. Each request is still signed by its client; the gateway may only speak for
+    /// its range.
+    Gateway {
+        /// The first client.
+        first: ClientId,
+        /// How many clients, at most [`GATEWAY_CLIENTS_MAX`].
+        count: u32,
+    },
     /// The harness's controller (the only identity allowed on the control endpoint).
     Controller,
 }
@@ -50,7 +63,19 @@ impl Identity {
         match self {
             Identity::Replica(id) => format!("r{id}.replica.ordeal"),
             Identity::Client(id) => format!("c{id}.client.ordeal"),
+            Identity::Gateway { first, count } => format!("g{}-{count}.gateway.ordeal", first.0),
             Identity::Controller => "controller.ordeal".to_string(),
+        }
+    }
+
+    /// Whether this identity may send requests of `client`.
+    pub fn speaks_for(&self, client: ClientId) -> bool {
+        match *self {
+            Identity::Client(id) => id == client,
+            Identity::Gateway { first, count } => {
+                client.0 >= first.0 && u64::from(client.0) < u64::from(first.0) + u64::from(count)
+            }
+            Identity::Replica(_) | Identity::Controller => false,
         }
     }
 
@@ -66,6 +91,13 @@ impl Identity {
                 u8::try_from(number('r')?).ok().map(|id| Identity::Replica(ReplicaId(id)))
             }
             "client.ordeal" => number('c').map(|id| Identity::Client(ClientId(id))),
+            "gateway.ordeal" => {
+                let (first, count) = label.strip_prefix('g')?.split_once('-')?;
+                let (first, count) = (first.parse::<u32>().ok()?, count.parse::<u32>().ok()?);
+                (1..=GATEWAY_CLIENTS_MAX)
+                    .contains(&count)
+                    .then_some(Identity::Gateway { first: ClientId(first), count })
+            }
             _ => None,
         }
     }
@@ -76,6 +108,14 @@ impl fmt::Display for Identity {
         match self {
             Identity::Replica(id) => write!(f, "replica {id}"),
             Identity::Client(id) => write!(f, "client {id}"),
+            Identity::Gateway { first, count } => {
+                write!(
+                    f,
+                    "gateway of clients {}..{}",
+                    first.0,
+                    u64::from(first.0) + u64::from(*count)
+                )
+            }
             Identity::Controller => f.write_str("controller"),
         }
     }

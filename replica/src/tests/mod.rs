@@ -7,6 +7,7 @@ mod cluster;
 mod config;
 mod crypto;
 mod fuzz;
+mod identity;
 mod node;
 mod pbft;
 #[cfg(feature = "planted-bugs")]
