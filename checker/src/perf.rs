@@ -35,6 +35,11 @@ pub struct Stats {
     pub ops_per_s: f64,
     /// Latency of `ok` operations, invocation to completion.
     pub latency_ms: Quantiles,
+    /// The same over the `ok` operations during which no fault was under way (none started
+    /// before their completion and ended after their invocation): the cluster's latency
+    /// outside fault windows.
+    #[serde(default)]
+    pub latency_quiet_ms: Quantiles,
 }
 
 /// Computes the statistics of the client operations of `history`.
@@ -47,10 +52,15 @@ pub fn stats(history: &[Op]) -> Stats {
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
     stats: Stats,
-    /// The invocation time of each process's operation in flight.
-    invoked: HashMap<Process, u64>,
+    /// The invocation time of each process's operation in flight, and whether a fault was
+    /// under way at some moment of it.
+    invoked: HashMap<Process, (u64, bool)>,
     /// Latencies of `ok` operations, nanoseconds.
     latencies: Vec<u64>,
+    /// Those of `ok` operations no fault overlapped.
+    quiet: Vec<u64>,
+    /// Faults under way (nemesis invocations not yet ended by their `info`).
+    faults_open: u64,
     /// The first and last client event times.
     first: Option<u64>,
     last: u64,
@@ -65,6 +75,16 @@ impl Tally {
             self.completions.push(op.time);
         }
         if op.process == Process::Nemesis {
+            match op.kind {
+                OpKind::Invoke => {
+                    self.faults_open += 1;
+                    for (_, faulted) in self.invoked.values_mut() {
+                        *faulted = true;
+                    }
+                }
+                OpKind::Info => self.faults_open = self.faults_open.saturating_sub(1),
+                OpKind::Ok | OpKind::Fail => {}
+            }
             return;
         }
         self.first = Some(self.first.map_or(op.time, |first| first.min(op.time)));
@@ -73,12 +93,16 @@ impl Tally {
         match op.kind {
             OpKind::Invoke => {
                 stats.invoke += 1;
-                self.invoked.insert(op.process, op.time);
+                self.invoked.insert(op.process, (op.time, self.faults_open > 0));
             }
             OpKind::Ok => {
                 stats.ok += 1;
-                if let Some(start) = self.invoked.remove(&op.process) {
-                    self.latencies.push(op.time.saturating_sub(start));
+                if let Some((start, faulted)) = self.invoked.remove(&op.process) {
+                    let latency = op.time.saturating_sub(start);
+                    self.latencies.push(latency);
+                    if !faulted && self.faults_open == 0 {
+                        self.quiet.push(latency);
+                    }
                 }
             }
             OpKind::Fail => {
@@ -94,7 +118,9 @@ impl Tally {
 
     /// The statistics and the throughput of the events counted.
     pub fn finish(self) -> (Stats, Throughput) {
-        let Tally { mut stats, invoked, mut latencies, first, last, completions } = self;
+        let Tally {
+            mut stats, invoked, mut latencies, mut quiet, first, last, completions, ..
+        } = self;
         // An invocation without completion is an `info`.
         stats.info += invoked.len() as u64;
         let first = first.unwrap_or(u64::MAX);
@@ -104,6 +130,8 @@ impl Tally {
         }
         latencies.sort_unstable();
         stats.latency_ms = quantiles(&latencies);
+        quiet.sort_unstable();
+        stats.latency_quiet_ms = quantiles(&quiet);
         (stats, throughput_of(&completions))
     }
 }

@@ -333,6 +333,12 @@ pub struct TestOptions {
     /// The most slots the primary has in flight.
     #[arg(long, default_value_t = 32)]
     pub window: u64,
+    /// The primary's batch timer cuts a partial batch only while fewer slots than this are in
+    /// flight (1: only when the pipeline is empty, so that load makes batches fuller, not more
+    /// numerous).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
+    pub partial_batches: u64,
     /// Slots between checkpoints (stable on nf matching CHECKPOINTs; a replica that fell
     /// further behind than the last stable one catches up by state transfer).
     #[arg(long, default_value_t = 128)]
@@ -480,6 +486,11 @@ pub struct OptionError {
     pub reason: String,
 }
 
+/// The default of a count that older `test.toml` files lack.
+fn one() -> u64 {
+    1
+}
+
 /// A `protocol` recorded as one name (older `test.toml` files) or as a list.
 fn one_or_many<'de, D>(deserializer: D) -> Result<Vec<ProtocolArg>, D::Error>
 where
@@ -547,6 +558,10 @@ pub struct BenchOptions {
     /// The most steps of a series before its knee.
     #[arg(long, default_value_t = 14)]
     pub max_steps: u32,
+    /// Steps that then bisect between the last sustained rate and the first that was not (each
+    /// halves the knee's uncertainty, a factor of `--factor` at first).
+    #[arg(long, default_value_t = 2)]
+    pub refine: u32,
     /// Seconds of load before a step's measuring window (not measured).
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
@@ -565,6 +580,9 @@ pub struct BenchOptions {
     /// The most slots the primary has in flight.
     #[arg(long, default_value_t = 32)]
     pub window: u64,
+    /// The batch timer cuts a partial batch only while fewer slots than this are in flight.
+    #[arg(long, default_value_t = 1)]
+    pub partial_batches: u64,
     /// Slots between checkpoints.
     #[arg(long, default_value_t = 128)]
     pub checkpoint_interval: u64,
@@ -634,6 +652,7 @@ impl BenchOptions {
             batch_size: self.batch_size,
             batch_timeout_ms: self.batch_timeout_ms,
             window: self.window,
+            partial_batches: self.partial_batches,
             checkpoint_interval: self.checkpoint_interval,
             fsync: self.fsync,
             seed: Some(self.seed),
@@ -654,6 +673,9 @@ impl BenchOptions {
         }
         if !(1..=64).contains(&self.max_steps) {
             return fail("max-steps", format!("{} is not in 1..=64", self.max_steps));
+        }
+        if self.refine > 8 {
+            return fail("refine", format!("{} is not in 0..=8", self.refine));
         }
         if !(self.warmup.is_finite() && (0.0..=60.0).contains(&self.warmup)) {
             return fail("warmup", format!("{} is not in [0, 60] seconds", self.warmup));
@@ -770,8 +792,11 @@ impl TestOptions {
         config.batch_size_max = self.batch_size;
         config.batch_timeout = Duration::from_secs_f64(self.batch_timeout_ms / 1000.0);
         config.window = self.window;
+        config.partial_batch_in_flight_max = self.partial_batches;
         config.checkpoint_interval = self.checkpoint_interval;
-        config.log_size = config.log_size.max(self.window.saturating_mul(2));
+        // The log reaches past the next checkpoint (`Config::validate`).
+        let reach = self.checkpoint_interval.saturating_add(self.window);
+        config.log_size = config.log_size.max(self.window.saturating_mul(2)).max(reach);
         config.request_queue_max = config.request_queue_max.max(self.concurrency * 2);
         config.genesis = workload.genesis(self.keys);
         config.planted_bug = self.planted_bug;

@@ -465,6 +465,13 @@ pub fn print_summary(run: &StoredRun, report: &Report) {
         "  latency   p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         latency.p50, latency.p95, latency.p99, latency.max
     );
+    let quiet = &stats.latency_quiet_ms;
+    if quiet.max > 0.0 && quiet != latency {
+        println!(
+            "            outside faults p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            quiet.p50, quiet.p99, quiet.max
+        );
+    }
     // The oracles by group (what clients saw, the ledgers, speculation, the processes): a
     // group that passed in one line, and every oracle that did not on its own line.
     for group in crate::report::GROUPS {

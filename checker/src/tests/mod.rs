@@ -117,6 +117,33 @@ fn stats_count_completions_and_latencies() {
     assert!((stats.ops_per_s - 200.0).abs() < 1e-6);
 }
 
+/// Setup: three `ok` operations: one before a fault, one that a fault started during, one
+/// after it healed, and one invoked while it was under way. Test: only the first and the
+/// third count as outside fault windows.
+#[test]
+fn quiet_latency_leaves_out_operations_a_fault_overlapped() {
+    let ms = 1_000_000;
+    let nemesis =
+        |kind, time| Op { process: Process::Nemesis, f: "kill".into(), ..op(0, kind, time) };
+    let history = vec![
+        op(0, OpKind::Invoke, 0),
+        op(0, OpKind::Ok, ms),
+        op(1, OpKind::Invoke, 2 * ms),
+        nemesis(OpKind::Invoke, 3 * ms),
+        op(2, OpKind::Invoke, 4 * ms),
+        op(1, OpKind::Ok, 50 * ms),
+        nemesis(OpKind::Info, 60 * ms),
+        op(2, OpKind::Ok, 70 * ms),
+        op(3, OpKind::Invoke, 80 * ms),
+        op(3, OpKind::Ok, 83 * ms),
+    ];
+    let stats = perf::stats(&history);
+    assert_eq!(stats.ok, 4);
+    assert_eq!(stats.latency_ms.max, 66.0);
+    assert_eq!(stats.latency_quiet_ms.p50, 1.0);
+    assert_eq!(stats.latency_quiet_ms.max, 3.0);
+}
+
 #[test]
 fn loading_names_the_bad_line_and_tolerates_a_cut_ledger_tail() {
     let temporary = tempfile::tempdir().expect("a temporary directory");

@@ -131,27 +131,44 @@ async fn bench(options: &BenchOptions, out: &Path) -> anyhow::Result<Bench> {
                 clusters.push(cluster);
             }
             let mut recorded: Vec<Vec<StepRecord>> = vec![Vec::new(); clusters.len()];
+            // Each cluster's highest sustained rate and lowest unsustained one, offered.
+            let mut bounds: Vec<(Option<f64>, Option<f64>)> = vec![(None, None); clusters.len()];
             let mut rate = options.first_rate(n);
-            let mut done = vec![false; clusters.len()];
-            for step in 0..options.max_steps {
+            let mut step = 0;
+            while step < options.max_steps && bounds.iter().any(|(_, high)| high.is_none()) {
                 for (index, cluster) in clusters.iter_mut().enumerate() {
-                    if done[index] {
+                    if bounds[index].1.is_some() {
                         continue;
                     }
                     let record = cluster.step(options, step, false, rate, &workers).await?;
                     print_step(&record);
-                    done[index] = !record.sustained;
+                    let bound =
+                        if record.sustained { &mut bounds[index].0 } else { &mut bounds[index].1 };
+                    *bound = Some(rate);
                     recorded[index].push(record);
                 }
-                if done.iter().all(|done| *done) {
-                    break;
-                }
                 rate *= options.factor;
+                step += 1;
+            }
+            // Bisect (geometrically) between the last sustained rate and the first that was not.
+            for _ in 0..options.refine {
+                for (index, cluster) in clusters.iter_mut().enumerate() {
+                    let (Some(low), Some(high)) = bounds[index] else { continue };
+                    let middle = (low * high).sqrt();
+                    let record = cluster.step(options, step, false, middle, &workers).await?;
+                    print_step(&record);
+                    if record.sustained {
+                        bounds[index].0 = Some(middle);
+                    } else {
+                        bounds[index].1 = Some(middle);
+                    }
+                    recorded[index].push(record);
+                }
+                step += 1;
             }
             for (index, cluster) in clusters.iter_mut().enumerate() {
                 if let Some(knee) = stats::knee(&recorded[index]) {
                     let half = knee.achieved_ops_s / 2.0;
-                    let step = options.max_steps;
                     let record = cluster.step(options, step, true, half, &workers).await?;
                     print_step(&record);
                     recorded[index].push(record);

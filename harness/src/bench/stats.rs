@@ -48,8 +48,8 @@ pub struct StepRecord {
     pub replicas_up: usize,
     /// INFORMs the client gateways dropped in the window.
     pub gateway_drops: u64,
-    /// The step's number in its series (0 first); the extra step at half the knee's rate comes
-    /// last, marked by `half_knee`.
+    /// The step's number in its series: the ladder from 0, then the `--refine` bisection
+    /// steps, then the step at half the knee's rate (marked by `half_knee`).
     pub step: u32,
     /// The step at half the knee's throughput, run after the ladder.
     pub half_knee: bool,

@@ -331,6 +331,16 @@ impl Config {
         let interval = self.checkpoint_interval;
         let interval_ok = (1..=CHECKPOINT_INTERVAL_MAX).contains(&interval);
         check("checkpoint_interval", interval, interval_ok, "1 ..= 4096")?;
+        // Backups accept slots up to the stable checkpoint plus the log size: a log shorter than
+        // a checkpoint interval plus the window stalls the primary before the next checkpoint
+        // can become stable (found by `ordeal bench --checkpoint-interval 512`).
+        let reach = interval.saturating_add(self.window);
+        check(
+            "log_size",
+            self.log_size,
+            self.log_size >= reach,
+            ">= checkpoint_interval + window",
+        )?;
         for (field, timeout) in [
             ("progress_timeout", self.progress_timeout),
             ("new_view_timeout", self.new_view_timeout),

@@ -40,12 +40,13 @@ fn config_limits_are_checked() {
     let valid = Config::new(Protocol::PoeMac, 4, 16);
     assert_eq!(valid.validate(), Ok(()));
     type Breaker = fn(&mut Config);
-    let cases: [(Breaker, &str); 7] = [
+    let cases: [(Breaker, &str); 8] = [
         (|c| c.replica_count = 0, "replica_count"),
         (|c| c.replica_count = 129, "replica_count"),
         (|c| c.batch_size_max = 0, "batch_size_max"),
         (|c| c.batch_size_max = 1001, "batch_size_max"),
         (|c| c.log_size = c.window - 1, "log_size"),
+        (|c| c.checkpoint_interval = c.log_size, "log_size"),
         (|c| c.request_queue_max = c.batch_size_max - 1, "request_queue_max"),
         (|c| c.client_retry_timeout = Duration::ZERO, "client_retry_timeout"),
     ];
