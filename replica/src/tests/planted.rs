@@ -435,7 +435,7 @@ fn inform_certificates(cluster: &Cluster, honest: &[ReplicaId]) -> checker::Chec
             ret: None,
             client: Some(client.0),
             request: Some(done.request.0),
-            proof: Some((&done.proof).into()),
+            proof: Some(Box::new((&done.proof).into())),
         })
         .collect();
     let ledgers = honest.iter().map(|id| (u32::from(id.0), cluster.events[id.index()].clone()));
