@@ -530,6 +530,16 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     (per_second > 0).then(|| ticks as f64 / per_second as f64)
 }
 
+/// Seconds as whole microseconds, or `-`.
+fn micros(seconds: Option<f64>) -> String {
+    seconds.map_or("-".into(), |seconds| format!("{:.0}µs", seconds * 1e6))
+}
+
+/// A share as a whole percentage, or `-`.
+fn percent(share: Option<f64>) -> String {
+    share.map_or("-".into(), |share| format!("{:.0}", share * 100.0))
+}
+
 fn print_step(step: &StepRecord) {
     let millis = |value: Option<f64>| match value {
         Some(value) => format!("{value:.1}"),
@@ -548,9 +558,9 @@ fn print_step(step: &StepRecord) {
         millis(step.p95_ms),
         millis(step.p99_ms),
         millis(step.max_ms),
-        step.cpu_s_per_op.map_or("-".into(), |cpu| format!("{:.0}µs", cpu * 1e6)),
+        micros(step.cpu_s_per_op),
         step.messages_per_op.map_or("-".into(), |messages| format!("{messages:.2}")),
-        step.harness_cpu_share.map_or("-".into(), |share| format!("{:.0}", share * 100.0)),
+        percent(step.harness_cpu_share),
         if step.sustained { "" } else { "  (not sustained)" },
     );
 }
@@ -591,10 +601,8 @@ fn summary_table(bench: &Bench) -> String {
             value(series.half_knee_p50_ms, 1),
             value(series.knee_messages_per_op, 2),
             value(series.knee_bytes_per_op, 0),
-            series.knee_cpu_s_per_op.map_or("-".into(), |cpu| format!("{:.0}µs", cpu * 1e6)),
-            series
-                .knee_harness_cpu_share
-                .map_or("-".into(), |share| format!("{:.0}", share * 100.0)),
+            micros(series.knee_cpu_s_per_op),
+            percent(series.knee_harness_cpu_share),
             if series.saturated { "" } else { "  (ladder ended before the knee)" },
         );
     }
@@ -609,8 +617,8 @@ fn summary_table(bench: &Bench) -> String {
             ratio.throughput_ratio,
             value(ratio.messages_per_op.0, 2),
             value(ratio.messages_per_op.1, 2),
-            ratio.cpu_s_per_op.0.map_or("-".into(), |cpu| format!("{:.0}µs", cpu * 1e6)),
-            ratio.cpu_s_per_op.1.map_or("-".into(), |cpu| format!("{:.0}µs", cpu * 1e6)),
+            micros(ratio.cpu_s_per_op.0),
+            micros(ratio.cpu_s_per_op.1),
         );
     }
     text

@@ -2,10 +2,11 @@
 //! identified by the certificate it presents.
 //!
 //! A certificate names its holder in a DNS subject alternative name: `r3.replica.ordeal`,
-//! `c17.client.ordeal`, `g16-32.gateway.ordeal` or `controller.ordeal` ([`Identity::dns_name`]). TLS (rustls with the
-//! ring provider, TLS 1.3 only, ALPN [`ALPN`]) checks the chain to the CA on both sides;
-//! [`peer_identity`] then reads the name. A certificate from another CA never completes the
-//! handshake; one from our CA without an Ordeal name is refused by the caller.
+//! `c17.client.ordeal`, `g16-32.gateway.ordeal` or `controller.ordeal`
+//! ([`Identity::dns_name`]). TLS (rustls with the ring provider, TLS 1.3 only, ALPN
+//! [`ALPN`]) checks the chain to the CA on both sides; [`peer_identity`] then reads the name.
+//! A certificate from another CA never completes the handshake; one from our CA without an
+//! Ordeal name is refused by the caller.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
