@@ -1032,7 +1032,9 @@ fn byzantine_new_primary_forges_when_every_subset_decides_the_same() {
 fn a_restart_records_a_recertification_its_ledger_lost() {
     // No checkpoint in the run: every slot is replayed from the store on restart.
     let mut config = Config::new(Protocol::PoeTs, 4, 16);
-    config.checkpoint_interval = 4096;
+    config.checkpoint_interval = 1024;
+    // The log reaches past the next checkpoint (`Config::validate`).
+    config.log_size = config.checkpoint_interval + config.window;
     let mut cluster = cluster_with(config, 461, 300, &[(0, &[Behaviour::WithholdCertificate])]);
     cluster.run(STEPS_MAX_DEFAULT).expect("every request completes");
     let recertified = |events: &[LedgerEvent]| -> BTreeMap<u64, u64> {
