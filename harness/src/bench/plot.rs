@@ -62,6 +62,7 @@ fn panel<DB: DrawingBackend>(
     };
     let right = steps.iter().map(|step| step.achieved_ops_s).fold(10.0, f64::max) * 1.1;
     let top = steps.iter().filter_map(|step| step.p99_ms.or(step.p50_ms)).fold(1.0, f64::max) * 2.0;
+    let bottom = steps.iter().filter_map(|step| step.p50_ms).fold(top, f64::min).max(0.02) / 2.0;
     let caption = match faults {
         "crash" => format!("n = {replicas}, one backup crashed"),
         _ => format!("n = {replicas}, fault-free"),
@@ -71,11 +72,13 @@ fn panel<DB: DrawingBackend>(
         .margin(8)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0f64..right, (0.1f64..top).log_scale())?;
+        .build_cartesian_2d(0f64..right, (bottom..top).log_scale())?;
     chart
         .configure_mesh()
         .x_desc("completed ops/s")
         .y_desc("latency ms (p50, p99)")
+        .x_label_formatter(&|ops| format!("{ops:.0}"))
+        .y_label_formatter(&|ms| format!("{ms}"))
         .light_line_style(WHITE)
         .draw()?;
     for (index, protocol) in protocols.iter().enumerate() {
