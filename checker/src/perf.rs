@@ -59,8 +59,9 @@ pub struct Tally {
     latencies: Vec<u64>,
     /// Those of `ok` operations no fault overlapped.
     quiet: Vec<u64>,
-    /// Faults under way (nemesis invocations not yet ended by their `info`).
-    faults_open: u64,
+    /// Faults under way by kind (`f`): nemesis invocations not yet ended by an `info` of the
+    /// same kind, matched first in, first out (as the report's timeline matches them).
+    faults_open: HashMap<String, u64>,
     /// The first and last client event times.
     first: Option<u64>,
     last: u64,
@@ -75,16 +76,7 @@ impl Tally {
             self.completions.push(op.time);
         }
         if op.process == Process::Nemesis {
-            match op.kind {
-                OpKind::Invoke => {
-                    self.faults_open += 1;
-                    for (_, faulted) in self.invoked.values_mut() {
-                        *faulted = true;
-                    }
-                }
-                OpKind::Info => self.faults_open = self.faults_open.saturating_sub(1),
-                OpKind::Ok | OpKind::Fail => {}
-            }
+            self.handle_nemesis(op);
             return;
         }
         self.first = Some(self.first.map_or(op.time, |first| first.min(op.time)));
@@ -93,14 +85,14 @@ impl Tally {
         match op.kind {
             OpKind::Invoke => {
                 stats.invoke += 1;
-                self.invoked.insert(op.process, (op.time, self.faults_open > 0));
+                self.invoked.insert(op.process, (op.time, !self.faults_open.is_empty()));
             }
             OpKind::Ok => {
                 stats.ok += 1;
                 if let Some((start, faulted)) = self.invoked.remove(&op.process) {
                     let latency = op.time.saturating_sub(start);
                     self.latencies.push(latency);
-                    if !faulted && self.faults_open == 0 {
+                    if !faulted && self.faults_open.is_empty() {
                         self.quiet.push(latency);
                     }
                 }
@@ -113,6 +105,26 @@ impl Tally {
                 stats.info += 1;
                 self.invoked.remove(&op.process);
             }
+        }
+    }
+
+    /// A nemesis event: an invocation opens a fault of its kind, and an `info` closes the
+    /// oldest open one of its kind. An `info` that closes nothing is an event of its own (a
+    /// forced view change's steps, an attack's moves): it touches the operations in flight.
+    fn handle_nemesis(&mut self, op: &Op) {
+        if op.kind == OpKind::Invoke {
+            *self.faults_open.entry(op.f.clone()).or_default() += 1;
+        } else if let Some(open) = self.faults_open.get_mut(&op.f) {
+            *open -= 1;
+            if *open == 0 {
+                self.faults_open.remove(&op.f);
+            }
+            return;
+        }
+        // A fault starts, or an event without a span happens: every operation in flight
+        // overlaps it.
+        for (_, faulted) in self.invoked.values_mut() {
+            *faulted = true;
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use nemesis::{FaultKind, ScheduleError, ScheduleOptions};
-use replica::core::config::{BATCH_SIZE_MAX, READ_ALL_KEYS_MAX, REPLICA_COUNT_MAX};
+use replica::core::config::{BATCH_SIZE_MAX, LOG_SIZE_MAX, READ_ALL_KEYS_MAX, REPLICA_COUNT_MAX};
 use replica::core::{Config, Protocol, ReplicaId};
 use replica::planted::PlantedBug;
 use serde::{Deserialize, Serialize};
@@ -756,6 +756,15 @@ impl TestOptions {
         if !(1..=BATCH_SIZE_MAX).contains(&self.batch_size) {
             return fail("batch-size", format!("{} is not in 1..=1000", self.batch_size));
         }
+        if self.checkpoint_interval.saturating_add(self.window) > LOG_SIZE_MAX {
+            return fail(
+                "checkpoint-interval",
+                format!(
+                    "{} plus the window ({}) is more than a replica's log holds ({LOG_SIZE_MAX})",
+                    self.checkpoint_interval, self.window
+                ),
+            );
+        }
         if !(self.batch_timeout_ms.is_finite()
             && self.batch_timeout_ms > 0.0
             && self.batch_timeout_ms <= 1000.0)
@@ -794,9 +803,13 @@ impl TestOptions {
         config.window = self.window;
         config.partial_batch_in_flight_max = self.partial_batches;
         config.checkpoint_interval = self.checkpoint_interval;
-        // The log reaches past the next checkpoint (`Config::validate`).
-        let reach = self.checkpoint_interval.saturating_add(self.window);
-        config.log_size = config.log_size.max(self.window.saturating_mul(2)).max(reach);
+        // The log reaches past the next checkpoint (`Config::validate`), and is twice the
+        // checkpoint interval as in Castro–Liskov (L = 2K, PROTOCOL §6), so that a backup whose
+        // checkpoint becomes stable a little after the primary's still accepts its proposals.
+        let interval = self.checkpoint_interval;
+        let reach = interval.saturating_mul(2).max(interval.saturating_add(self.window));
+        config.log_size =
+            config.log_size.max(self.window.saturating_mul(2)).max(reach.min(LOG_SIZE_MAX));
         config.request_queue_max = config.request_queue_max.max(self.concurrency * 2);
         config.genesis = workload.genesis(self.keys);
         config.planted_bug = self.planted_bug;

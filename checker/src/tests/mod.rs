@@ -142,6 +142,27 @@ fn quiet_latency_leaves_out_operations_a_fault_overlapped() {
     assert_eq!(stats.latency_ms.max, 66.0);
     assert_eq!(stats.latency_quiet_ms.p50, 1.0);
     assert_eq!(stats.latency_quiet_ms.max, 3.0);
+
+    // An `info` of another kind ends nothing: a partition still under way keeps the operation
+    // it overlaps out, and an `info` that closes nothing (an attack's step) marks the
+    // operations in flight.
+    let kind = |f: &str, kind, time| Op { f: f.into(), ..nemesis(kind, time) };
+    let history = vec![
+        kind("partition", OpKind::Invoke, 0),
+        kind("force-view-change", OpKind::Info, ms),
+        op(0, OpKind::Invoke, 2 * ms),
+        op(0, OpKind::Ok, 3 * ms),
+        kind("partition", OpKind::Info, 4 * ms),
+        op(1, OpKind::Invoke, 5 * ms),
+        kind("amnesia", OpKind::Info, 6 * ms),
+        op(1, OpKind::Ok, 7 * ms),
+        op(2, OpKind::Invoke, 8 * ms),
+        op(2, OpKind::Ok, 10 * ms),
+    ];
+    let stats = perf::stats(&history);
+    assert_eq!(stats.ok, 3);
+    assert_eq!(stats.latency_quiet_ms.max, 2.0, "only the last operation was quiet");
+    assert_eq!(stats.latency_quiet_ms.p50, 2.0);
 }
 
 #[test]

@@ -319,12 +319,13 @@ impl BenchCluster {
                 (dispatcher, report)
             }));
         }
+        // Rates and latencies are counted over the planned window, as the dispatchers count
+        // arrivals; CPU and counters are read around it (a status request takes a moment,
+        // longest at the knee, and must not stretch the window).
         tokio::time::sleep_until(measure_from).await;
         let before = self.measure().await;
-        let window_start = tokio::time::Instant::now();
         tokio::time::sleep_until(end).await;
         let after = self.measure().await;
-        let window_length = window_start.elapsed();
         let mut dispatch = DispatchReport::default();
         for (slot, handle) in self.dispatchers.iter_mut().zip(running) {
             let (dispatcher, report) = handle.await.context("a dispatcher failed")?;
@@ -347,8 +348,8 @@ impl BenchCluster {
             })
             .collect();
         let window = Window {
-            from: window_start.duration_since(started),
-            length: window_length,
+            from: warmup,
+            length,
             dispatch,
             replica_cpu_s: after.replica_cpu_s - before.replica_cpu_s,
             harness_cpu_s: after.harness_cpu_s - before.harness_cpu_s,

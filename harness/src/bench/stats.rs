@@ -70,7 +70,8 @@ pub struct StepRecord {
     pub max_ms: Option<f64>,
     /// Arrivals of the window without a completion: shed, never started, or timed out.
     pub unfinished: u64,
-    /// The step held its load: achieved ≥ 95% of offered, unfinished ≤ 1% of arrivals.
+    /// The step held its load: arrivals came, achieved ≥ 95% of offered, unfinished ≤ 1% of
+    /// arrivals.
     pub sustained: bool,
     /// Replica CPU seconds per completed operation.
     pub cpu_s_per_op: Option<f64>,
@@ -132,7 +133,8 @@ pub fn step_record(
     let total = latencies.len() + (unfinished as usize);
     let quantile = |q: f64| quantile(&latencies, total, q);
     let offered = dispatch.arrivals_measured as f64 / seconds;
-    let sustained = achieved >= SUSTAINED_SHARE * offered
+    let sustained = dispatch.arrivals_measured > 0
+        && achieved >= SUSTAINED_SHARE * offered
         && unfinished as f64 <= UNFINISHED_SHARE_MAX * dispatch.arrivals_measured.max(1) as f64;
     let ops = done_in_window.len() as f64;
     let per_op = |value: f64| (ops > 0.0).then(|| value / ops);

@@ -104,6 +104,9 @@ fn a_step_that_falls_behind_is_not_sustained() {
     let record = stats::step_record(KEY, 3, false, &timed_out, start, &window(100, 0));
     assert_eq!(record.unfinished, 5);
     assert!(!record.sustained);
+    // A step without arrivals proves nothing.
+    let record = stats::step_record(KEY, 3, false, &[], start, &window(0, 0));
+    assert!(!record.sustained);
 }
 
 /// Setup: a ladder of three sustained steps and one that is not, then the half-knee step.

@@ -1509,8 +1509,13 @@ impl Replica {
         }
     }
 
+    /// Whether the primary may propose its next slot: within its window of slots in flight,
+    /// and below its high watermark (the stable checkpoint plus the log size, PROTOCOL §6),
+    /// beyond which replicas refuse the slot.
     fn window_has_room(&self) -> bool {
-        self.primary.next_seq.0 <= self.last_executed().0 + self.config.window
+        let next = self.primary.next_seq.0;
+        next <= self.last_executed().0 + self.config.window
+            && next <= self.stable_seq().0 + self.config.log_size
     }
 
     /// Slots this primary proposed that are not executed yet.

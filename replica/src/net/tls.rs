@@ -47,7 +47,9 @@ pub enum Identity {
     /// A client gateway: one connection carrying the requests and INFORMs of the clients
     /// `first .. first + count` ([`super::client::Gateway`]), so that many clients share
     /// packets. Each request is still signed by its client; the gateway may only speak for
-    /// its range.
+    /// its range. It is trusted as far as its range goes: it receives its clients' INFORMs
+    /// and may fill their pending-request slots. Only the harness's CA issues gateway
+    /// certificates, for `ordeal bench`.
     Gateway {
         /// The first client.
         first: ClientId,
